@@ -1,0 +1,120 @@
+"""The Python API: what the CLI uses, and what notebooks and other apps can call directly."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from facetrail.db import session_scope
+from facetrail.errors import FacetrailError
+from facetrail.migrate import ensure_schema
+from facetrail.models import Job, JobStatus
+from facetrail.services.jobs import EnrollEntry, create_enroll_job, create_identify_job
+from facetrail.services.reports import job_report, list_jobs
+from facetrail.settings import Settings
+from facetrail.sources import enroll_entries, expand_images
+from facetrail.worker.dispatch import submit
+
+Progress = Callable[[int, int], None]  # (done, total)
+FINISHED = {JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED}
+
+
+class Facetrail:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        ensure_schema(self.settings)
+
+    # Jobs ------------------------------------------------------------------------------------
+    def enroll(
+        self,
+        collection: str,
+        entries: Sequence[EnrollEntry] | str | Path,
+        *,
+        wait: bool = True,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        if isinstance(entries, str | Path):
+            entries = enroll_entries(Path(entries))
+        with session_scope(self.settings) as session:
+            job = create_enroll_job(
+                session, collection=collection, backend=self.settings.backend, entries=entries
+            )
+            job_id = job.id
+        return self._run(job_id, wait=wait, progress=progress)
+
+    def identify(
+        self,
+        collection: str,
+        images: Sequence[str | Path],
+        *,
+        threshold: float | None = None,
+        wait: bool = True,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if threshold is not None:
+            params["threshold"] = threshold
+        with session_scope(self.settings) as session:
+            job = create_identify_job(
+                session, collection=collection, sources=expand_images(images), parameters=params
+            )
+            job_id = job.id
+        return self._run(job_id, wait=wait, progress=progress)
+
+    def _run(self, job_id: int, *, wait: bool, progress: Progress | None) -> dict[str, Any]:
+        # The job is committed above; only now do workers hear of it.
+        total = self._total(job_id)
+        done = 0
+
+        def tick() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+        submit(self.settings, job_id, on_item=tick)
+        if wait and self.settings.broker_url:
+            self.wait(job_id, progress=progress)
+        return self.job(job_id)
+
+    def _total(self, job_id: int) -> int:
+        with session_scope(self.settings) as session:
+            job = session.get(Job, job_id)
+            return job.total_items if job else 0
+
+    def wait(
+        self,
+        job_id: int,
+        *,
+        timeout: float | None = None,
+        poll: float = 0.5,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with session_scope(self.settings) as session:
+                job = session.get(Job, job_id)
+                if job is None:
+                    raise FacetrailError(f"job {job_id} does not exist")
+                done, total, status = (
+                    job.succeeded_items + job.failed_items,
+                    job.total_items,
+                    job.status,
+                )
+            if progress is not None:
+                progress(done, total)
+            if status in FINISHED:
+                return self.job(job_id)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {status.value} after {timeout}s")
+            time.sleep(poll)
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        with session_scope(self.settings) as session:
+            return job_report(session, job_id)
+
+    def jobs(self, limit: int = 20) -> list[dict[str, Any]]:
+        with session_scope(self.settings) as session:
+            return list_jobs(session, limit)

@@ -1,0 +1,40 @@
+"""Backends by name. Each is imported on first use so a missing extra only hurts its own users."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+
+from facetrail.backends.base import Recognizer
+from facetrail.errors import ConfigurationError, MissingExtraError
+from facetrail.settings import Settings
+
+# name -> (module, class, the extra that provides its dependencies)
+REGISTRY: dict[str, tuple[str, str, str]] = {
+    "local": ("facetrail.backends.local.backend", "LocalRecognizer", "local"),
+    "rekognition": ("facetrail.backends.rekognition", "RekognitionRecognizer", "rekognition"),
+}
+
+
+def backend_class(name: str) -> type[Recognizer]:
+    try:
+        module_name, class_name, extra = REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise ConfigurationError(f"unknown backend {name!r}; choose one of: {known}") from None
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("facetrail"):
+            raise ConfigurationError(f"backend {name!r} is not available in this version") from exc
+        raise MissingExtraError(
+            f"backend {name!r} needs {exc.name!r}: pip install 'facetrail[{extra}]'"
+        ) from exc
+    cls: type[Recognizer] = getattr(module, class_name)
+    return cls
+
+
+@functools.cache
+def get_recognizer(settings: Settings, name: str | None = None) -> Recognizer:
+    """One recognizer per (settings, backend) per process; models inside load on first use."""
+    return backend_class(name or settings.backend)(settings)

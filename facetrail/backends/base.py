@@ -1,0 +1,243 @@
+"""The Recognizer interface every backend implements, and the values it speaks in.
+
+Geometry follows Rekognition: boxes and landmarks are ratios of the image's width and height,
+confidences and similarities are on a 0-100 scale.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from facetrail.images import LoadedImage
+from facetrail.settings import Settings
+
+LANDMARK_TYPES = ("eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight")
+Embedding = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class BoundingBox:
+    left: float
+    top: float
+    width: float
+    height: float
+
+    @property
+    def area(self) -> float:
+        return self.width * self.height
+
+    def to_pixels(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """(left, top, right, bottom) in pixels, clipped to the image."""
+        x0 = max(0, round(self.left * width))
+        y0 = max(0, round(self.top * height))
+        x1 = min(width, round((self.left + self.width) * width))
+        y1 = min(height, round((self.top + self.height) * height))
+        return x0, y0, x1, y1
+
+    def iou(self, other: BoundingBox) -> float:
+        x0, y0 = max(self.left, other.left), max(self.top, other.top)
+        x1 = min(self.left + self.width, other.left + other.width)
+        y1 = min(self.top + self.height, other.top + other.height)
+        inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+        union = self.area + other.area - inter
+        return inter / union if union > 0 else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"left": self.left, "top": self.top, "width": self.width, "height": self.height}
+
+
+@dataclass(frozen=True)
+class Landmark:
+    type: str
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class Pose:
+    roll: float
+    yaw: float
+    pitch: float
+
+
+@dataclass(frozen=True)
+class Quality:
+    brightness: float
+    sharpness: float
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    box: BoundingBox
+    confidence: float
+    landmarks: tuple[Landmark, ...] = ()
+    pose: Pose | None = None
+    quality: Quality | None = None
+
+
+@dataclass(frozen=True)
+class IndexedFace:
+    """A face stored in a collection; ``embedding`` and ``crop_jpeg`` where the backend has them."""
+
+    face_id: str
+    external_id: str | None
+    face: DetectedFace
+    image_sha256: str
+    model: str
+    embedding: Embedding | None = None
+    crop_jpeg: bytes | None = None
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    indexed: list[IndexedFace]
+    unindexed: list[DetectedFace] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FaceMatch:
+    face_id: str
+    external_id: str | None
+    similarity: float
+
+
+@dataclass(frozen=True)
+class FaceSearch:
+    """One detected face of a searched image and the collection faces that resemble it."""
+
+    face: DetectedFace
+    matches: list[FaceMatch]
+    embedding: Embedding | None = None
+
+
+@dataclass(frozen=True)
+class CompareMatch:
+    face: DetectedFace
+    similarity: float
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    source: DetectedFace
+    matches: list[CompareMatch]
+    unmatched: list[DetectedFace]
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    collection_id: str
+    face_count: int
+    face_model_version: str
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    face_id: str
+    external_id: str | None
+    box: BoundingBox
+    confidence: float
+    image_sha256: str | None
+    model: str
+
+
+class Recognizer(abc.ABC):
+    """Detect, index, search and compare faces. One instance per process; models load lazily."""
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @property
+    @abc.abstractmethod
+    def model_version(self) -> str:
+        """Identifies the embedding space: results from different versions never mix."""
+
+    # Faces in one image
+    @abc.abstractmethod
+    def detect_faces(self, image: LoadedImage) -> list[DetectedFace]: ...
+
+    @abc.abstractmethod
+    def compare_faces(
+        self, source: LoadedImage, target: LoadedImage, *, threshold: float | None = None
+    ) -> CompareResult:
+        """Largest face of ``source`` against every face of ``target``."""
+
+    # Collections
+    @abc.abstractmethod
+    def create_collection(self, collection_id: str) -> CollectionInfo: ...
+
+    @abc.abstractmethod
+    def describe_collection(self, collection_id: str) -> CollectionInfo: ...
+
+    @abc.abstractmethod
+    def list_collections(self) -> list[str]: ...
+
+    @abc.abstractmethod
+    def delete_collection(self, collection_id: str) -> None: ...
+
+    def ensure_collection(self, collection_id: str) -> CollectionInfo:
+        from facetrail.errors import CollectionNotFoundError
+
+        try:
+            return self.describe_collection(collection_id)
+        except CollectionNotFoundError:
+            return self.create_collection(collection_id)
+
+    # Faces in collections
+    @abc.abstractmethod
+    def index_faces(
+        self,
+        collection_id: str,
+        image: LoadedImage,
+        *,
+        external_id: str | None = None,
+        max_faces: int | None = None,
+    ) -> IndexResult:
+        """Store the faces of ``image`` (largest first, up to ``max_faces``)."""
+
+    @abc.abstractmethod
+    def search_faces_by_image(
+        self,
+        collection_id: str,
+        image: LoadedImage,
+        *,
+        max_faces: int = 4096,
+        threshold: float = 0.0,
+    ) -> FaceSearch:
+        """Search the collection with the largest face of ``image``."""
+
+    @abc.abstractmethod
+    def search_faces(
+        self, collection_id: str, face_id: str, *, max_faces: int = 4096, threshold: float = 0.0
+    ) -> list[FaceMatch]:
+        """Search the collection with a face already in it (the face itself is excluded)."""
+
+    @abc.abstractmethod
+    def identify_faces(
+        self,
+        collection_id: str,
+        image: LoadedImage,
+        *,
+        max_matches: int = 4096,
+        threshold: float = 0.0,
+    ) -> list[FaceSearch]:
+        """Detect every face of ``image`` and search the collection with each one."""
+
+    @abc.abstractmethod
+    def list_faces(self, collection_id: str) -> list[FaceRecord]: ...
+
+    @abc.abstractmethod
+    def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:
+        """Delete faces; returns the ids that were deleted."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release clients and sessions."""

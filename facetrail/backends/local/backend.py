@@ -1,0 +1,316 @@
+"""The local backend: detection and embeddings on CPU, vectors in facetrail's own database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image as PILImage
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from facetrail.backends.base import (
+    BoundingBox,
+    CollectionInfo,
+    CompareMatch,
+    CompareResult,
+    DetectedFace,
+    Embedding,
+    FaceMatch,
+    FaceRecord,
+    FaceSearch,
+    IndexedFace,
+    IndexResult,
+    Recognizer,
+)
+from facetrail.backends.local.pipeline import FacePipeline
+from facetrail.backends.local.vectors import VectorCache, from_blob, to_blob
+from facetrail.db import session_factory
+from facetrail.errors import (
+    CollectionExistsError,
+    CollectionNotFoundError,
+    InvalidParameterError,
+    NoFaceError,
+    NotFoundError,
+)
+from facetrail.images import LoadedImage, to_jpeg
+from facetrail.models import LocalCollection, LocalFace
+from facetrail.settings import Settings
+
+
+class LocalRecognizer(Recognizer):
+    name = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.pipeline = FacePipeline(settings)
+        self._sessions = session_factory(settings)
+        self._vectors = VectorCache()
+
+    @property
+    def model_version(self) -> str:
+        return self.pipeline.model_version
+
+    # Faces in one image -------------------------------------------------------------------
+    def _analyse(
+        self, image: LoadedImage, *, embed: bool
+    ) -> tuple[list[DetectedFace], Embedding, list[np.ndarray]]:
+        rgb = np.asarray(image.pixels)
+        detections = self.pipeline.detect(rgb)
+        faces = [self.pipeline.describe(rgb, d) for d in detections]
+        if embed and detections:
+            embeddings, crops = self.pipeline.embed(rgb, detections)
+        else:
+            embeddings, crops = np.zeros((0, 0), dtype=np.float32), []
+        return faces, embeddings, crops
+
+    def detect_faces(self, image: LoadedImage) -> list[DetectedFace]:
+        return self._analyse(image, embed=False)[0]
+
+    def compare_faces(
+        self, source: LoadedImage, target: LoadedImage, *, threshold: float | None = None
+    ) -> CompareResult:
+        threshold = self.settings.compare_threshold if threshold is None else threshold
+        src_faces, src_emb, _ = self._analyse(source, embed=True)
+        if not src_faces:
+            raise NoFaceError(f"{source.source}: no face in the source image")
+        tgt_faces, tgt_emb, _ = self._analyse(target, embed=True)
+        if not tgt_faces:
+            return CompareResult(source=src_faces[0], matches=[], unmatched=[])
+        sims = np.atleast_1d(self.pipeline.similarity(tgt_emb @ src_emb[0]))
+        matches = [
+            CompareMatch(face, float(s))
+            for face, s in zip(tgt_faces, sims, strict=True)
+            if s >= threshold
+        ]
+        unmatched = [face for face, s in zip(tgt_faces, sims, strict=True) if s < threshold]
+        matches.sort(key=lambda m: -m.similarity)
+        return CompareResult(source=src_faces[0], matches=matches, unmatched=unmatched)
+
+    # Collections ---------------------------------------------------------------------------
+    def _collection(self, session: Session, collection_id: str) -> LocalCollection:
+        row = session.get(LocalCollection, collection_id)
+        if row is None:
+            raise CollectionNotFoundError(f"collection {collection_id!r} does not exist")
+        return row
+
+    def _info(self, session: Session, row: LocalCollection) -> CollectionInfo:
+        count = session.scalar(
+            select(func.count()).select_from(LocalFace).where(LocalFace.collection_name == row.name)
+        )
+        return CollectionInfo(row.name, int(count or 0), row.model_version, row.created_at)
+
+    def create_collection(self, collection_id: str) -> CollectionInfo:
+        with self._sessions.begin() as session:
+            if session.get(LocalCollection, collection_id) is not None:
+                raise CollectionExistsError(f"collection {collection_id!r} already exists")
+            row = LocalCollection(name=collection_id, model_version=self.model_version)
+            session.add(row)
+            session.flush()
+            return self._info(session, row)
+
+    def describe_collection(self, collection_id: str) -> CollectionInfo:
+        with self._sessions() as session:
+            return self._info(session, self._collection(session, collection_id))
+
+    def list_collections(self) -> list[str]:
+        with self._sessions() as session:
+            return list(
+                session.scalars(select(LocalCollection.name).order_by(LocalCollection.name))
+            )
+
+    def delete_collection(self, collection_id: str) -> None:
+        with self._sessions.begin() as session:
+            row = self._collection(session, collection_id)
+            session.execute(delete(LocalFace).where(LocalFace.collection_name == collection_id))
+            session.delete(row)
+
+    # Faces in collections ------------------------------------------------------------------
+    def index_faces(
+        self,
+        collection_id: str,
+        image: LoadedImage,
+        *,
+        external_id: str | None = None,
+        max_faces: int | None = None,
+    ) -> IndexResult:
+        faces, embeddings, crops = self._analyse(image, embed=True)
+        keep = len(faces) if max_faces is None else max(0, max_faces)
+        with self._sessions.begin() as session:
+            collection = self._collection(session, collection_id)
+            self._check_model(collection)
+            # Indexing the same photo of the same person again (a retried task) changes nothing.
+            existing = session.scalars(
+                select(LocalFace).where(
+                    LocalFace.collection_name == collection_id,
+                    LocalFace.image_sha256 == image.sha256,
+                    LocalFace.external_id == external_id,
+                    LocalFace.model_version == self.model_version,
+                )
+            ).all()
+            by_box = {(round(f.box_left, 4), round(f.box_top, 4)): f for f in existing}
+            indexed: list[IndexedFace] = []
+            for face, emb, crop in zip(faces[:keep], embeddings[:keep], crops[:keep], strict=True):
+                prior = by_box.get((round(face.box.left, 4), round(face.box.top, 4)))
+                face_id = prior.face_id if prior else str(uuid.uuid4())
+                if prior is None:
+                    session.add(
+                        LocalFace(
+                            face_id=face_id,
+                            collection_name=collection_id,
+                            external_id=external_id,
+                            model_version=self.model_version,
+                            embedding=to_blob(emb),
+                            box_left=face.box.left,
+                            box_top=face.box.top,
+                            box_width=face.box.width,
+                            box_height=face.box.height,
+                            confidence=face.confidence,
+                            image_sha256=image.sha256,
+                        )
+                    )
+                indexed.append(
+                    IndexedFace(
+                        face_id=face_id,
+                        external_id=external_id,
+                        face=face,
+                        image_sha256=image.sha256,
+                        model=self.model_version,
+                        embedding=emb,
+                        crop_jpeg=to_jpeg(_pil(crop)),
+                    )
+                )
+            if any(i.face_id not in {f.face_id for f in existing} for i in indexed):
+                collection.generation += 1
+        return IndexResult(indexed=indexed, unindexed=faces[keep:])
+
+    def _check_model(self, collection: LocalCollection) -> None:
+        if collection.model_version != self.model_version:
+            raise InvalidParameterError(
+                f"collection {collection.name!r} holds {collection.model_version} embeddings but "
+                f"this backend computes {self.model_version}; re-index the collection or "
+                "choose the matching embedder"
+            )
+
+    def _search(
+        self,
+        collection_id: str,
+        queries: Embedding,
+        *,
+        max_faces: int,
+        threshold: float,
+        exclude: str | None = None,
+    ) -> list[list[FaceMatch]]:
+        with self._sessions() as session:
+            collection = self._collection(session, collection_id)
+            self._check_model(collection)
+            vectors = self._vectors.get(session, collection, self.model_version)
+        if not vectors.face_ids or len(queries) == 0:
+            return [[] for _ in range(len(queries))]
+        sims = np.asarray(self.pipeline.similarity(queries @ vectors.matrix.T)).reshape(
+            len(queries), -1
+        )
+        results: list[list[FaceMatch]] = []
+        for row in sims:
+            order = np.argsort(-row, kind="stable")
+            matches = [
+                FaceMatch(vectors.face_ids[k], vectors.external_ids[k], float(row[k]))
+                for k in order
+                if row[k] >= threshold and vectors.face_ids[k] != exclude
+            ]
+            results.append(matches[:max_faces])
+        return results
+
+    def search_faces_by_image(
+        self,
+        collection_id: str,
+        image: LoadedImage,
+        *,
+        max_faces: int = 4096,
+        threshold: float = 0.0,
+    ) -> FaceSearch:
+        faces, embeddings, _ = self._analyse(image, embed=True)
+        if not faces:
+            raise NoFaceError(f"{image.source}: no face in the image")
+        matches = self._search(
+            collection_id, embeddings[:1], max_faces=max_faces, threshold=threshold
+        )[0]
+        return FaceSearch(face=faces[0], matches=matches, embedding=embeddings[0])
+
+    def search_faces(
+        self, collection_id: str, face_id: str, *, max_faces: int = 4096, threshold: float = 0.0
+    ) -> list[FaceMatch]:
+        with self._sessions() as session:
+            row = session.get(LocalFace, face_id)
+            if row is None or row.collection_name != collection_id:
+                raise NotFoundError(f"face {face_id!r} is not in collection {collection_id!r}")
+            query = from_blob(row.embedding)[None, :]
+        return self._search(
+            collection_id, query, max_faces=max_faces, threshold=threshold, exclude=face_id
+        )[0]
+
+    def identify_faces(
+        self,
+        collection_id: str,
+        image: LoadedImage,
+        *,
+        max_matches: int = 4096,
+        threshold: float = 0.0,
+    ) -> list[FaceSearch]:
+        faces, embeddings, _ = self._analyse(image, embed=True)
+        if not faces:
+            # Still fail loudly on a missing collection, as a search would.
+            self.describe_collection(collection_id)
+            return []
+        per_face = self._search(
+            collection_id, embeddings, max_faces=max_matches, threshold=threshold
+        )
+        return [
+            FaceSearch(face=f, matches=m, embedding=e)
+            for f, m, e in zip(faces, per_face, embeddings, strict=True)
+        ]
+
+    def list_faces(self, collection_id: str) -> list[FaceRecord]:
+        with self._sessions() as session:
+            self._collection(session, collection_id)
+            rows = session.scalars(
+                select(LocalFace)
+                .where(LocalFace.collection_name == collection_id)
+                .order_by(LocalFace.face_id)
+            ).all()
+            return [
+                FaceRecord(
+                    face_id=r.face_id,
+                    external_id=r.external_id,
+                    box=BoundingBox(r.box_left, r.box_top, r.box_width, r.box_height),
+                    confidence=r.confidence,
+                    image_sha256=r.image_sha256,
+                    model=r.model_version,
+                )
+                for r in rows
+            ]
+
+    def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:
+        with self._sessions.begin() as session:
+            self._collection(session, collection_id)
+            deleted = list(
+                session.scalars(
+                    select(LocalFace.face_id).where(
+                        LocalFace.collection_name == collection_id,
+                        LocalFace.face_id.in_(list(face_ids)),
+                    )
+                )
+            )
+            if deleted:
+                session.execute(delete(LocalFace).where(LocalFace.face_id.in_(deleted)))
+                session.execute(
+                    update(LocalCollection)
+                    .where(LocalCollection.name == collection_id)
+                    .values(generation=LocalCollection.generation + 1)
+                )
+        return deleted
+
+
+def _pil(crop: np.ndarray) -> PILImage.Image:
+    return PILImage.fromarray(np.ascontiguousarray(crop))

@@ -1,0 +1,260 @@
+"""One function per CLI command: parse-free, taking settings and the parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any
+
+from tqdm import tqdm
+
+from facetrail.backends import get_recognizer
+from facetrail.backends.base import DetectedFace
+from facetrail.cli.output import describe_job, print_json, table
+from facetrail.errors import FacetrailError, InvalidParameterError
+from facetrail.images import LoadedImage, load_image
+from facetrail.settings import Settings
+
+
+def _load(settings: Settings, source: str) -> LoadedImage:
+    return load_image(
+        source, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+    )
+
+
+def _progress(label: str, enabled: bool) -> tuple[Any, Any]:
+    bar: tqdm[Any] | None = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if not enabled or total < 2:
+            return
+        if bar is None:
+            bar = tqdm(total=total, desc=label, unit="img", file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+
+    def close() -> None:
+        if bar is not None:
+            bar.close()
+
+    return update, close
+
+
+def face_dict(face: DetectedFace) -> dict[str, Any]:
+    return {
+        "box": face.box.as_dict(),
+        "confidence": round(face.confidence, 3),
+        "landmarks": [dataclasses.asdict(lm) for lm in face.landmarks],
+        "pose": dataclasses.asdict(face.pose) if face.pose else None,
+        "quality": dataclasses.asdict(face.quality) if face.quality else None,
+    }
+
+
+def models(settings: Settings, args: argparse.Namespace) -> int:
+    from facetrail.weights import install_models, verify_models
+
+    if args.action == "install":
+        for path in install_models(settings, log=lambda m: print(m, file=sys.stderr)):
+            print(path)
+        return 0
+    rows = verify_models(settings)
+    table(rows, ["model", "ok", "detail"])
+    return 0 if all(ok for _, ok, _ in rows) else 1
+
+
+def db(settings: Settings, args: argparse.Namespace) -> int:
+    from facetrail.migrate import is_current, upgrade
+
+    if args.action == "upgrade":
+        upgrade(settings)
+        print(f"database at head: {settings.resolved_database_url}", file=sys.stderr)
+        return 0
+    current = is_current(settings)
+    print("at head" if current else "needs `facetrail db upgrade`")
+    return 0 if current else 1
+
+
+def enroll(settings: Settings, args: argparse.Namespace) -> int:
+    from facetrail.api import Facetrail
+
+    update, close = _progress("enroll", not args.json)
+    try:
+        report = Facetrail(settings).enroll(args.collection, args.path, progress=update)
+    finally:
+        close()
+    print_json(report) if args.json else describe_job(report)
+    return 0 if report["status"] != "failed" else 1
+
+
+def identify(settings: Settings, args: argparse.Namespace) -> int:
+    from facetrail.annotate import annotate, output_path
+    from facetrail.api import Facetrail
+
+    update, close = _progress("identify", not args.json)
+    try:
+        report = Facetrail(settings).identify(
+            args.collection,
+            args.images,
+            threshold=args.threshold,
+            wait=not args.no_wait,
+            progress=update,
+        )
+    finally:
+        close()
+    if args.annotate is not None:
+        many = len(report["images"]) > 1
+        for image in report["images"]:
+            if image["status"] != "succeeded":
+                continue
+            target = output_path(args.annotate, image["image"], many)
+            annotate(_load(settings, image["image"]), image["faces"]).save(target, quality=90)
+            if not args.json:
+                print(f"annotated: {target}", file=sys.stderr)
+    if args.json:
+        print_json(report)
+    else:
+        describe_job(report)
+    return 0 if report["status"] != "failed" else 1
+
+
+def compare(settings: Settings, args: argparse.Namespace) -> int:
+    recognizer = get_recognizer(settings)
+    result = recognizer.compare_faces(
+        _load(settings, args.source), _load(settings, args.target), threshold=args.threshold
+    )
+    if args.json:
+        print_json(
+            {
+                "source_face": face_dict(result.source),
+                "matches": [
+                    {"similarity": round(m.similarity, 2), "face": face_dict(m.face)}
+                    for m in result.matches
+                ],
+                "unmatched": [face_dict(f) for f in result.unmatched],
+            }
+        )
+    else:
+        for m in result.matches:
+            print(f"match  similarity {m.similarity:6.2f}  box {_box(m.face)}")
+        for f in result.unmatched:
+            print(f"no match                   box {_box(f)}")
+    return 0 if result.matches else 1
+
+
+def detect(settings: Settings, args: argparse.Namespace) -> int:
+    recognizer = get_recognizer(settings)
+    out: list[dict[str, Any]] = []
+    status = 0
+    for source in args.images:
+        try:
+            faces = recognizer.detect_faces(_load(settings, source))
+            out.append({"image": source, "faces": [face_dict(f) for f in faces]})
+        except FacetrailError as exc:
+            status = 1
+            out.append({"image": source, "error": exc.message, "faces": []})
+    if args.json:
+        print_json(out)
+        return status
+    for entry in out:
+        if "error" in entry:
+            print(f"{entry['image']}: error: {entry['error']}")
+            continue
+        print(f"{entry['image']}: {len(entry['faces'])} face(s)")
+        for f in entry["faces"]:
+            pose, quality = f["pose"] or {}, f["quality"] or {}
+            print(
+                f"  box {_fmt_box(f['box'])}  confidence {f['confidence']:.1f}  "
+                f"yaw {pose.get('yaw', 0):.0f} pitch {pose.get('pitch', 0):.0f} "
+                f"roll {pose.get('roll', 0):.0f}  brightness {quality.get('brightness', 0):.0f} "
+                f"sharpness {quality.get('sharpness', 0):.0f}"
+            )
+    return status
+
+
+def _box(face: DetectedFace) -> str:
+    return _fmt_box(face.box.as_dict())
+
+
+def _fmt_box(box: dict[str, float]) -> str:
+    return "left {left:.3f} top {top:.3f} width {width:.3f} height {height:.3f}".format(**box)
+
+
+def collections(settings: Settings, args: argparse.Namespace) -> int:
+    from facetrail.services import catalog
+
+    action = args.action
+    if action != "list" and not args.name:
+        raise InvalidParameterError(f"`collections {action}` needs a collection name")
+    if action == "list":
+        data: Any = catalog.list_collections(settings)
+        if not args.json:
+            table([list(c.values()) for c in data], list(data[0]) if data else ["name"])
+            return 0
+    elif action == "create":
+        data = catalog.create_collection(settings, args.name)
+    elif action == "describe":
+        data = catalog.describe_collection(settings, args.name)
+    elif action == "people":
+        data = catalog.list_people(settings, args.name)
+        if not args.json:
+            table([list(p.values()) for p in data], list(data[0]) if data else ["external_id"])
+            return 0
+    else:
+        catalog.delete_collection(settings, args.name)
+        data = {"deleted": args.name}
+    print_json(data)
+    return 0
+
+
+def jobs(settings: Settings, args: argparse.Namespace) -> int:
+    from facetrail.api import Facetrail
+
+    api = Facetrail(settings)
+    if args.job is not None:
+        report = api.job(args.job)
+        print_json(report) if args.json else describe_job(report)
+        return 0
+    listing = api.jobs(args.limit)
+    if args.json:
+        print_json(listing)
+        return 0
+    table(
+        [
+            [
+                j["job_id"],
+                j["kind"],
+                j["status"],
+                j["collection"],
+                j["collection_version"],
+                f"{j['succeeded']}/{j['total']}",
+                j["failed"],
+                j["created_at"],
+            ]
+            for j in listing
+        ],
+        ["job", "kind", "status", "collection", "version", "ok", "failed", "created"],
+    )
+    return 0
+
+
+def worker(settings: Settings, args: argparse.Namespace) -> int:
+    from facetrail.worker.app import app, configure
+
+    if not settings.broker_url:
+        raise InvalidParameterError(
+            "a worker needs a broker: set FACETRAIL_BROKER_URL or pass --broker-url"
+        )
+    configure(app, settings)
+    import facetrail.worker.tasks  # noqa: F401 - registers the tasks
+
+    app.worker_main(
+        [
+            "worker",
+            f"--loglevel={args.loglevel}",
+            f"--concurrency={args.concurrency}",
+            f"--pool={args.pool}",
+            f"--queues={app.conf.task_default_queue}",
+        ]
+    )
+    return 0

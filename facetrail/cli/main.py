@@ -1,0 +1,107 @@
+"""``facetrail``: the command line. Settings come from FACETRAIL_* and these global options."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from facetrail.cli import commands
+from facetrail.errors import FacetrailError
+from facetrail.settings import Settings
+
+Handler = Callable[[Settings, argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facetrail",
+        description="Enroll people and identify them in photos, as jobs with a full record.",
+    )
+    parser.add_argument("--home", type=Path, help="data folder (FACETRAIL_HOME)")
+    parser.add_argument("--database-url", help="SQLAlchemy URL (FACETRAIL_DATABASE_URL)")
+    parser.add_argument("--broker-url", help="Celery broker, e.g. redis://localhost:6379/0")
+    parser.add_argument("--backend", help="recognizer backend: local or rekognition")
+    parser.add_argument("--embedder", help="local backend embedder: mobilefacenet or dlib")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler)
+        return p
+
+    models = add("models", commands.models, "install or check model files")
+    models.add_argument("action", choices=["install", "list"])
+
+    db = add("db", commands.db, "create or upgrade the database schema")
+    db.add_argument("action", choices=["upgrade", "current"])
+
+    enroll = add("enroll", commands.enroll, "enroll people from a folder per person or Name_N.jpg")
+    enroll.add_argument("path", type=Path)
+    enroll.add_argument("--collection", "-c", required=True)
+    enroll.add_argument("--json", action="store_true")
+
+    identify = add("identify", commands.identify, "name the known people in photos")
+    identify.add_argument("images", nargs="+")
+    identify.add_argument("--collection", "-c", required=True)
+    identify.add_argument("--threshold", type=float, help="similarity needed to name (0-100)")
+    identify.add_argument("--annotate", type=Path, metavar="OUT", help="file or folder")
+    identify.add_argument("--json", action="store_true")
+    identify.add_argument("--no-wait", action="store_true", help="enqueue and print the job id")
+
+    compare = add("compare", commands.compare, "largest face of SOURCE against faces of TARGET")
+    compare.add_argument("source")
+    compare.add_argument("target")
+    compare.add_argument("--threshold", type=float)
+    compare.add_argument("--json", action="store_true")
+
+    detect = add("detect", commands.detect, "find faces: box, landmarks, pose, quality")
+    detect.add_argument("images", nargs="+")
+    detect.add_argument("--json", action="store_true")
+
+    coll = add("collections", commands.collections, "list, create, describe or delete collections")
+    coll.add_argument(
+        "action",
+        nargs="?",
+        default="list",
+        choices=["list", "create", "describe", "delete", "people"],
+    )
+    coll.add_argument("name", nargs="?")
+    coll.add_argument("--json", action="store_true")
+
+    jobs = add("jobs", commands.jobs, "list recent jobs, or show one")
+    jobs.add_argument("job", nargs="?", type=int)
+    jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--json", action="store_true")
+
+    worker = add("worker", commands.worker, "run a Celery worker on the configured broker")
+    worker.add_argument("--concurrency", type=int, default=1)
+    worker.add_argument("--loglevel", default="INFO")
+    worker.add_argument("--pool", default="prefork")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides: dict[str, Any] = {
+        "home": args.home,
+        "database_url": args.database_url,
+        "broker_url": args.broker_url,
+        "backend": args.backend,
+        "embedder": args.embedder,
+    }
+    try:
+        settings = Settings.from_env(**overrides)
+        handler: Handler = args.handler
+        return handler(settings, args)
+    except FacetrailError as exc:
+        print(f"facetrail: error: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

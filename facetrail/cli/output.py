@@ -1,0 +1,42 @@
+"""Printing results for people (tables) and programs (--json)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+
+def print_json(data: Any, out: TextIO = sys.stdout) -> None:
+    json.dump(data, out, indent=2, default=str)
+    out.write("\n")
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], out: TextIO = sys.stdout) -> None:
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+        if n == 0:
+            out.write("  ".join("-" * w for w in widths) + "\n")
+
+
+def describe_job(report: dict[str, Any], out: TextIO = sys.stdout) -> None:
+    out.write(
+        f"job {report['job_id']} ({report['kind']}, {report['backend']}) on "
+        f"{report['collection']!r} v{report['collection_version']}: {report['status']}, "
+        f"{report['succeeded']}/{report['total']} ok, {report['failed']} failed\n"
+    )
+    for image in report.get("images", []):
+        if image["status"] == "failed":
+            out.write(f"  {image['image']}: FAILED [{image['error_code']}] {image['error']}\n")
+            continue
+        if report["kind"] == "enroll":
+            out.write(f"  {image['image']}: {image['status']} as {image.get('person')}\n")
+            continue
+        names = [
+            f"{f['person']} ({f['similarity']:.1f})" if f["person"] else "unknown"
+            for f in image["faces"]
+        ]
+        out.write(f"  {image['image']}: {', '.join(names) or 'no faces'}\n")

@@ -1,0 +1,85 @@
+"""The exceptions facetrail raises. Vendor errors are translated into these at the edge."""
+
+from __future__ import annotations
+
+
+class FacetrailError(Exception):
+    """Base class. ``retryable`` tells workers whether trying again may succeed."""
+
+    retryable: bool = False
+    code: str = "error"
+
+    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.code
+
+
+class ConfigurationError(FacetrailError):
+    code = "configuration"
+
+
+class MissingExtraError(ConfigurationError):
+    """A backend or model needs an optional dependency that is not installed."""
+
+    code = "missing_extra"
+
+
+class ModelNotInstalledError(ConfigurationError):
+    code = "model_not_installed"
+
+
+class InvalidImageError(FacetrailError):
+    """The input is not an image we can read (corrupt, empty, wrong type, too large, bomb)."""
+
+    code = "invalid_image"
+
+
+class ImageTooLargeError(InvalidImageError):
+    code = "image_too_large"
+
+
+class ImageNotFoundError(InvalidImageError):
+    code = "image_not_found"
+
+
+class InvalidParameterError(FacetrailError):
+    code = "invalid_parameter"
+
+
+class NoFaceError(FacetrailError):
+    """An operation needed a face (compare source, enrollment) and found none."""
+
+    code = "no_face"
+
+
+class CollectionNotFoundError(FacetrailError):
+    code = "collection_not_found"
+
+
+class CollectionExistsError(FacetrailError):
+    code = "collection_exists"
+
+
+class NotFoundError(FacetrailError):
+    code = "not_found"
+
+
+class BackendError(FacetrailError):
+    """A backend call failed; ``retryable`` says whether a retry may help."""
+
+    code = "backend"
+
+
+class ThrottledError(BackendError):
+    code = "throttled"
+    retryable = True
+
+
+class BackendUnavailableError(BackendError):
+    code = "unavailable"
+    retryable = True

@@ -1,0 +1,24 @@
+"""Typed SQLAlchemy models. The Alembic migrations in ``migrations/`` are the schema of record."""
+
+from facetrail.models.base import NAMING_CONVENTION, Base
+from facetrail.models.collection import Collection, Face, Person
+from facetrail.models.image import Image
+from facetrail.models.job import FaceResult, ItemStatus, Job, JobItem, JobKind, JobStatus
+from facetrail.models.local_index import LocalCollection, LocalFace
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "Base",
+    "Collection",
+    "Face",
+    "FaceResult",
+    "Image",
+    "ItemStatus",
+    "Job",
+    "JobItem",
+    "JobKind",
+    "JobStatus",
+    "LocalCollection",
+    "LocalFace",
+    "Person",
+]

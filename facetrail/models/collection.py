@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from facetrail.models.base import Base, Timestamped, utcnow
+
+
+class Collection(Timestamped, Base):
+    """A named set of known people on one backend. ``version`` goes up on every change."""
+
+    __tablename__ = "collections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    backend: Mapped[str] = mapped_column(String(32))
+    model_version: Mapped[str] = mapped_column(String(128), default="")
+    version: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    people: Mapped[list[Person]] = relationship(
+        back_populates="collection", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def bump(self) -> None:
+        self.version += 1
+        self.updated_at = utcnow()
+
+
+class Person(Timestamped, Base):
+    __tablename__ = "people"
+    __table_args__ = (UniqueConstraint("collection_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), index=True
+    )
+    external_id: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str] = mapped_column(String(255))
+
+    collection: Mapped[Collection] = relationship(back_populates="people")
+    faces: Mapped[list[Face]] = relationship(
+        back_populates="person", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Face(Timestamped, Base):
+    """An enrolled face: our record of it, whichever backend holds the searchable copy."""
+
+    __tablename__ = "faces"
+    __table_args__ = (
+        UniqueConstraint("backend", "face_id"),
+        Index("ix_faces_collection_model", "collection_id", "model_version"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    face_id: Mapped[str] = mapped_column(String(64))
+    backend: Mapped[str] = mapped_column(String(32))
+    collection_id: Mapped[int] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), index=True
+    )
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    model_name: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(128))
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    box_left: Mapped[float]
+    box_top: Mapped[float]
+    box_width: Mapped[float]
+    box_height: Mapped[float]
+    confidence: Mapped[float]
+    brightness: Mapped[float | None]
+    sharpness: Mapped[float | None]
+    image_id: Mapped[int | None] = mapped_column(
+        ForeignKey("images.id", ondelete="SET NULL"), index=True
+    )
+    image_sha256: Mapped[str] = mapped_column(String(64))
+    crop_jpeg: Mapped[bytes | None] = mapped_column(LargeBinary)
+    job_item_id: Mapped[int | None] = mapped_column(
+        ForeignKey("job_items.id", ondelete="SET NULL"), index=True
+    )
+
+    person: Mapped[Person] = relationship(back_populates="faces")

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Enum, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from facetrail.models.base import Base, Timestamped
+
+
+class JobKind(enum.StrEnum):
+    ENROLL = "enroll"
+    IDENTIFY = "identify"
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"  # finished, some items failed
+    FAILED = "failed"  # finished, every item failed
+
+
+class ItemStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    # Stored as plain strings with a CHECK constraint: portable across SQLite and PostgreSQL.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+class Job(Timestamped, Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[JobKind] = mapped_column(_enum(JobKind, "job_kind"))
+    status: Mapped[JobStatus] = mapped_column(
+        _enum(JobStatus, "job_status"), default=JobStatus.PENDING, index=True
+    )
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    backend: Mapped[str] = mapped_column(String(32))
+    model_version: Mapped[str] = mapped_column(String(128), default="")
+    collection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("collections.id", ondelete="SET NULL"), index=True
+    )
+    collection_version: Mapped[int | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    total_items: Mapped[int] = mapped_column(default=0)
+    succeeded_items: Mapped[int] = mapped_column(default=0)
+    failed_items: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    items: Mapped[list[JobItem]] = relationship(
+        back_populates="job",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="JobItem.position",
+    )
+
+
+class JobItem(Base):
+    """One image of a job. (job_id, position) is the idempotency key tasks run under."""
+
+    __tablename__ = "job_items"
+    __table_args__ = (UniqueConstraint("job_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int]
+    source: Mapped[str] = mapped_column(Text)
+    # Enrollment items say whom the image shows.
+    person_external_id: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[ItemStatus] = mapped_column(
+        _enum(ItemStatus, "item_status"), default=ItemStatus.PENDING
+    )
+    image_id: Mapped[int | None] = mapped_column(
+        ForeignKey("images.id", ondelete="SET NULL"), index=True
+    )
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    job: Mapped[Job] = relationship(back_populates="items")
+    faces: Mapped[list[FaceResult]] = relationship(
+        back_populates="item",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="FaceResult.face_index",
+    )
+
+
+class FaceResult(Base):
+    """A face found by an identification item: where, who (or nobody), and the runners-up."""
+
+    __tablename__ = "face_results"
+    __table_args__ = (UniqueConstraint("job_item_id", "face_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_item_id: Mapped[int] = mapped_column(
+        ForeignKey("job_items.id", ondelete="CASCADE"), index=True
+    )
+    face_index: Mapped[int]
+    box_left: Mapped[float]
+    box_top: Mapped[float]
+    box_width: Mapped[float]
+    box_height: Mapped[float]
+    confidence: Mapped[float]
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("people.id", ondelete="SET NULL"), index=True
+    )
+    # Kept so results stay readable after a person is renamed or deleted.
+    person_external_id: Mapped[str | None] = mapped_column(String(255))
+    similarity: Mapped[float | None]
+    candidates: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+    item: Mapped[JobItem] = relationship(back_populates="faces")

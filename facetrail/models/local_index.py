@@ -1,0 +1,36 @@
+"""The local backend's own storage: collections and face vectors, as AWS keeps them for Rekognition."""
+
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, Index, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from facetrail.models.base import Base, Timestamped
+
+
+class LocalCollection(Timestamped, Base):
+    __tablename__ = "local_collections"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(128))
+    # Bumped on every write, so per-process vector caches know when to reload.
+    generation: Mapped[int] = mapped_column(default=0)
+
+
+class LocalFace(Timestamped, Base):
+    __tablename__ = "local_faces"
+    __table_args__ = (Index("ix_local_faces_collection_model", "collection_name", "model_version"),)
+
+    face_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    collection_name: Mapped[str] = mapped_column(
+        ForeignKey("local_collections.name", ondelete="CASCADE")
+    )
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    model_version: Mapped[str] = mapped_column(String(128))
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    box_left: Mapped[float]
+    box_top: Mapped[float]
+    box_width: Mapped[float]
+    box_height: Mapped[float]
+    confidence: Mapped[float]
+    image_sha256: Mapped[str | None] = mapped_column(String(64))

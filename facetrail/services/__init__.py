@@ -1,0 +1,1 @@
+"""What tasks call: create jobs, run one item, roll job status up from items, read reports."""

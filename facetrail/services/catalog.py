@@ -1,0 +1,89 @@
+"""Collections and people as facetrail records them, kept in step with the backend."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from sqlalchemy import func, select
+
+from facetrail.backends import get_recognizer
+from facetrail.db import session_scope
+from facetrail.errors import CollectionNotFoundError
+from facetrail.migrate import ensure_schema
+from facetrail.models import Collection, Face, Person
+from facetrail.services.records import get_collection, get_or_create_collection
+from facetrail.settings import Settings
+
+
+def _summary(c: Collection, people: int, faces: int) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "backend": c.backend,
+        "version": c.version,
+        "people": people,
+        "faces": faces,
+        "model_version": c.model_version,
+        "updated_at": c.updated_at.isoformat(),
+    }
+
+
+def list_collections(settings: Settings) -> list[dict[str, Any]]:
+    ensure_schema(settings)
+    with session_scope(settings) as session:
+        people = dict(
+            session.execute(
+                select(Person.collection_id, func.count()).group_by(Person.collection_id)
+            ).tuples()
+        )
+        faces = dict(
+            session.execute(
+                select(Face.collection_id, func.count()).group_by(Face.collection_id)
+            ).tuples()
+        )
+        rows = session.scalars(select(Collection).order_by(Collection.name)).all()
+        return [_summary(c, people.get(c.id, 0), faces.get(c.id, 0)) for c in rows]
+
+
+def describe_collection(settings: Settings, name: str) -> dict[str, Any]:
+    ensure_schema(settings)
+    with session_scope(settings) as session:
+        c = get_collection(session, name)
+        people = session.scalar(select(func.count()).where(Person.collection_id == c.id)) or 0
+        faces = session.scalar(select(func.count()).where(Face.collection_id == c.id)) or 0
+        return _summary(c, people, faces)
+
+
+def create_collection(settings: Settings, name: str) -> dict[str, Any]:
+    ensure_schema(settings)
+    get_recognizer(settings).ensure_collection(name)
+    with session_scope(settings) as session:
+        c = get_or_create_collection(session, name, settings.backend)
+        session.flush()
+        return _summary(c, 0, 0)
+
+
+def delete_collection(settings: Settings, name: str) -> None:
+    ensure_schema(settings)
+    with session_scope(settings) as session:
+        c = get_collection(session, name)
+        backend = c.backend
+    # Already gone on the backend side is fine: our record goes either way.
+    with contextlib.suppress(CollectionNotFoundError):
+        get_recognizer(settings, backend).delete_collection(name)
+    with session_scope(settings) as session:
+        session.delete(get_collection(session, name))
+
+
+def list_people(settings: Settings, name: str) -> list[dict[str, Any]]:
+    ensure_schema(settings)
+    with session_scope(settings) as session:
+        c = get_collection(session, name)
+        rows = session.execute(
+            select(Person.external_id, Person.display_name, func.count(Face.id))
+            .outerjoin(Face, Face.person_id == Person.id)
+            .where(Person.collection_id == c.id)
+            .group_by(Person.id)
+            .order_by(Person.external_id)
+        ).all()
+        return [{"external_id": e, "display_name": d, "faces": n} for e, d, n in rows]

@@ -1,0 +1,81 @@
+"""Get-or-create helpers that stay correct when two workers race on the same row."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from facetrail.errors import CollectionNotFoundError, InvalidParameterError
+from facetrail.images import LoadedImage
+from facetrail.models import Collection, Image, Person
+
+
+def get_collection(session: Session, name: str) -> Collection:
+    row = session.scalar(select(Collection).where(Collection.name == name))
+    if row is None:
+        raise CollectionNotFoundError(f"collection {name!r} does not exist")
+    return row
+
+
+def get_or_create_collection(session: Session, name: str, backend: str) -> Collection:
+    row = session.scalar(select(Collection).where(Collection.name == name))
+    if row is None:
+        try:
+            with session.begin_nested():
+                row = Collection(name=name, backend=backend)
+                session.add(row)
+        except IntegrityError:
+            row = session.scalar(select(Collection).where(Collection.name == name))
+            assert row is not None
+    if row.backend != backend:
+        raise InvalidParameterError(
+            f"collection {name!r} lives on the {row.backend!r} backend, not {backend!r}"
+        )
+    return row
+
+
+def get_or_create_person(
+    session: Session, collection: Collection, external_id: str, display_name: str | None = None
+) -> Person:
+    query = select(Person).where(
+        Person.collection_id == collection.id, Person.external_id == external_id
+    )
+    row = session.scalar(query)
+    if row is not None:
+        return row
+    try:
+        with session.begin_nested():
+            row = Person(
+                collection_id=collection.id,
+                external_id=external_id,
+                display_name=display_name or external_id,
+            )
+            session.add(row)
+    except IntegrityError:
+        # Another worker enrolled the same new person first: use theirs.
+        row = session.scalar(query)
+        assert row is not None
+    return row
+
+
+def get_or_create_image(session: Session, image: LoadedImage) -> Image:
+    query = select(Image).where(Image.sha256 == image.sha256)
+    row = session.scalar(query)
+    if row is not None:
+        return row
+    try:
+        with session.begin_nested():
+            row = Image(
+                sha256=image.sha256,
+                source_uri=image.source,
+                size_bytes=image.size_bytes,
+                width=image.width,
+                height=image.height,
+                format=image.format,
+            )
+            session.add(row)
+    except IntegrityError:
+        row = session.scalar(query)
+        assert row is not None
+    return row

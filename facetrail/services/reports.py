@@ -1,0 +1,81 @@
+"""Reading jobs back as plain dicts: the shape ``--json`` prints and the Python API returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from facetrail.errors import NotFoundError
+from facetrail.models import Collection, Job, JobItem
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def job_summary(session: Session, job: Job) -> dict[str, Any]:
+    collection = session.get(Collection, job.collection_id) if job.collection_id else None
+    return {
+        "job_id": job.id,
+        "kind": job.kind.value,
+        "status": job.status.value,
+        "backend": job.backend,
+        "model_version": job.model_version,
+        "collection": collection.name if collection else job.parameters.get("collection"),
+        "collection_version": job.collection_version,
+        "parameters": job.parameters,
+        "total": job.total_items,
+        "succeeded": job.succeeded_items,
+        "failed": job.failed_items,
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "error": job.error,
+    }
+
+
+def job_report(session: Session, job_id: int) -> dict[str, Any]:
+    job = session.scalar(
+        select(Job)
+        .where(Job.id == job_id)
+        .options(selectinload(Job.items).selectinload(JobItem.faces))
+    )
+    if job is None:
+        raise NotFoundError(f"job {job_id} does not exist")
+    report = job_summary(session, job)
+    report["images"] = [_item(item) for item in job.items]
+    return report
+
+
+def _item(item: JobItem) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "image": item.source,
+        "status": item.status.value,
+        "error": item.error,
+        "error_code": item.error_code,
+    }
+    if item.person_external_id is not None:
+        out["person"] = item.person_external_id
+    out["faces"] = [
+        {
+            "box": {
+                "left": round(f.box_left, 4),
+                "top": round(f.box_top, 4),
+                "width": round(f.box_width, 4),
+                "height": round(f.box_height, 4),
+            },
+            "confidence": round(f.confidence, 2),
+            "person": f.person_external_id,
+            "similarity": None if f.similarity is None else round(f.similarity, 2),
+            "candidates": f.candidates,
+        }
+        for f in item.faces
+    ]
+    return out
+
+
+def list_jobs(session: Session, limit: int = 20) -> list[dict[str, Any]]:
+    jobs = session.scalars(select(Job).order_by(Job.id.desc()).limit(limit)).all()
+    return [job_summary(session, j) for j in jobs]

@@ -1,0 +1,86 @@
+"""One settings object, read from ``FACETRAIL_*`` environment variables at the edges."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+PREFIX = "FACETRAIL_"
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "facetrail"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable. Built by :meth:`from_env` at the edges, then passed down."""
+
+    home: Path = field(default_factory=_default_home)
+    # SQLite in ``home`` when unset; PostgreSQL in production.
+    database_url: str = ""
+    # No broker: jobs run in-process with the same task code.
+    broker_url: str = ""
+    backend: str = "local"
+    # Local backend: which embedder and where model files live.
+    embedder: str = "mobilefacenet"
+    models_dir: Path | None = None
+    min_face_size: int = 20
+    detection_threshold: float = 0.9
+    threads: int = 2
+    # Decisions, on the 0-100 similarity scale.
+    match_threshold: float = 80.0
+    compare_threshold: float = 80.0
+    # Input guards.
+    max_image_bytes: int = 40 * 1024 * 1024
+    max_image_pixels: int = 50_000_000
+    # Rekognition backend.
+    aws_region: str = ""
+    aws_endpoint_url: str = ""
+    rekognition_concurrency: int = 4
+    # Worker behaviour.
+    task_max_retries: int = 5
+    # Seconds before Redis hands an unacknowledged task to another worker.
+    visibility_timeout: int = 3600
+    actor: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _coerce(f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'facetrail.db'}"
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        return self.models_dir or self.home / "models"
+
+
+def _coerce(type_name: object, raw: str) -> Any:
+    name = str(type_name)
+    if name.startswith("Path"):
+        return Path(raw).expanduser()
+    if name == "int":
+        return int(raw)
+    if name == "float":
+        return float(raw)
+    if name == "bool":
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    return raw

@@ -1,0 +1,48 @@
+"""The Celery app. Results live in facetrail's database, so no result backend is configured.
+
+``celery -A facetrail.worker.app worker`` reads settings from the environment at start-up;
+``facetrail worker`` does the same through the CLI.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from facetrail.settings import Settings
+
+QUEUE = "facetrail"
+
+
+def configure(app: Celery, settings: Settings) -> Celery:
+    """Point ``app`` at ``settings``. Without a broker, tasks run in-process (eager)."""
+    eager = not settings.broker_url
+    app.conf.update(
+        broker_url=settings.broker_url or "memory://",
+        task_always_eager=eager,
+        task_eager_propagates=True,
+        task_ignore_result=True,
+        task_acks_late=True,
+        # A worker killed mid-task leaves the message unacked, so another worker gets it.
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=QUEUE,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        worker_hijack_root_logger=False,
+    )
+    app.facetrail_settings = settings
+    return app
+
+
+def settings_of(app: Celery) -> Settings:
+    settings = getattr(app, "facetrail_settings", None)
+    if settings is None:
+        settings = Settings.from_env()
+        configure(app, settings)
+    return settings
+
+
+app = Celery("facetrail", include=["facetrail.worker.tasks"])
+configure(app, Settings.from_env())
