@@ -63,7 +63,7 @@ def decode_image(
         with warnings.catch_warnings():
             # Pillow warns at half the bomb limit; we enforce our own limit below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
             fmt = img.format or "unknown"
             if fmt not in ALLOWED_FORMATS:
                 raise InvalidImageError(f"{source}: unsupported image format {fmt}")

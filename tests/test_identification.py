@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from facetrail.backends.base import FaceMatch
+from facetrail.identification import assign, person_scores
+
+
+def m(person: str, similarity: float) -> FaceMatch:
+    return FaceMatch(face_id=f"{person}-{similarity}", external_id=person, similarity=similarity)
+
+
+def test_person_score_is_mean_over_enrolled_faces() -> None:
+    scores = person_scores([m("ann", 90), m("ann", 70), m("bob", 85)])
+    assert scores == {"ann": 80.0, "bob": 85.0}
+
+
+def test_a_person_is_named_at_most_once_per_photo() -> None:
+    # Both faces prefer ann; the one-to-one assignment gives ann to the better total.
+    faces = [[m("ann", 95), m("bob", 90)], [m("ann", 93), m("bob", 60)]]
+    result = assign(faces, threshold=80)
+    assert [a.external_id for a in result] == ["bob", "ann"]
+    assert result[0].similarity == 90
+
+
+def test_below_threshold_is_unknown_with_candidates() -> None:
+    result = assign([[m("ann", 70), m("bob", 40)]], threshold=80)
+    assert result[0].external_id is None
+    assert [c.external_id for c in result[0].candidates] == ["ann", "bob"]
+
+
+def test_runner_up_candidates_exclude_the_chosen_person() -> None:
+    result = assign([[m("ann", 95), m("bob", 85), m("cy", 50)]], threshold=80)
+    assert result[0].external_id == "ann"
+    assert [c.external_id for c in result[0].candidates] == ["bob", "cy"]
+
+
+def test_no_matches_means_nobody() -> None:
+    assert assign([[], []], threshold=80) == assign([[], []], threshold=0)
+    assert all(a.external_id is None for a in assign([[], []], threshold=80))
