@@ -1,0 +1,80 @@
+"""The command line, run in-process against the embedded default."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from facetrail.cli.main import main
+from facetrail.settings import Settings
+from tests.conftest import DATA, KNN
+
+IMAGES = DATA / "face_recognition" / "tests" / "test_images"
+
+
+@pytest.fixture
+def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("FACETRAIL_HOME", str(settings.home))
+    monkeypatch.setenv("FACETRAIL_MODELS_DIR", str(settings.resolved_models_dir))
+    monkeypatch.delenv("FACETRAIL_BROKER_URL", raising=False)
+    monkeypatch.delenv("FACETRAIL_DATABASE_URL", raising=False)
+    return settings
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
+    capsys.readouterr()
+    main(list(argv))
+    return json.loads(capsys.readouterr().out)
+
+
+def test_enroll_identify_annotate_and_jobs(
+    cli: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert main(["enroll", str(KNN / "train"), "--collection", "band"]) == 0
+    photo = KNN / "test" / "kit_with_rose.jpg"
+    out = tmp_path / "annotated.jpg"
+    report = run_json(
+        capsys, "identify", str(photo), "--collection", "band", "--json", "--annotate", str(out)
+    )
+    assert isinstance(report, dict)
+    assert set(report) >= {"job_id", "images"}
+    (image,) = report["images"]
+    assert image["image"] == str(photo)
+    assert {f["person"] for f in image["faces"]} == {"kit_harington", "rose_leslie"}
+    for face in image["faces"]:
+        assert set(face["box"]) == {"left", "top", "width", "height"}
+        assert 0 <= face["similarity"] <= 100
+    with Image.open(out) as drawn, Image.open(photo) as original:
+        assert drawn.size == original.size
+        assert drawn.format == "JPEG"
+
+    listing = run_json(capsys, "jobs", "--json")
+    assert isinstance(listing, list)
+    assert [j["kind"] for j in listing] == ["identify", "enroll"]
+    again = run_json(capsys, "jobs", str(report["job_id"]), "--json")
+    assert isinstance(again, dict) and again["images"] == report["images"]
+
+    people = run_json(capsys, "collections", "people", "band", "--json")
+    assert isinstance(people, list) and len(people) == 5
+
+
+def test_detect_and_compare(cli: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    detected = run_json(capsys, "detect", str(IMAGES / "obama.jpg"), "--json")
+    assert isinstance(detected, list)
+    (face,) = detected[0]["faces"]
+    assert len(face["landmarks"]) == 5
+    assert set(face["pose"]) == {"roll", "yaw", "pitch"}
+    same = run_json(
+        capsys, "compare", str(IMAGES / "obama.jpg"), str(IMAGES / "obama2.jpg"), "--json"
+    )
+    assert isinstance(same, dict) and same["matches"][0]["similarity"] >= 80
+    assert main(["compare", str(IMAGES / "obama.jpg"), str(IMAGES / "biden.jpg")]) == 1
+
+
+def test_errors_are_one_clear_line(cli: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["identify", str(IMAGES / "obama.jpg"), "--collection", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "facetrail: error: collection 'nope' does not exist"
