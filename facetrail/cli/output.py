@@ -8,12 +8,16 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 
-def print_json(data: Any, out: TextIO = sys.stdout) -> None:
+def print_json(data: Any, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     json.dump(data, out, indent=2, default=str)
     out.write("\n")
 
 
-def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], out: TextIO = sys.stdout) -> None:
+def table(
+    rows: Sequence[Sequence[Any]], headers: Sequence[str], out: TextIO | None = None
+) -> None:
+    out = out or sys.stdout
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for n, row in enumerate(cells):
@@ -22,7 +26,8 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], out: TextIO = s
             out.write("  ".join("-" * w for w in widths) + "\n")
 
 
-def describe_job(report: dict[str, Any], out: TextIO = sys.stdout) -> None:
+def describe_job(report: dict[str, Any], out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     out.write(
         f"job {report['job_id']} ({report['kind']}, {report['backend']}) on "
         f"{report['collection']!r} v{report['collection_version']}: {report['status']}, "

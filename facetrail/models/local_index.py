@@ -1,4 +1,4 @@
-"""The local backend's own storage: collections and face vectors, as AWS keeps them for Rekognition."""
+"""The local backend's storage: its collections and face vectors, as AWS keeps them."""
 
 from __future__ import annotations
 

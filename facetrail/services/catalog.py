@@ -34,12 +34,12 @@ def list_collections(settings: Settings) -> list[dict[str, Any]]:
         people = dict(
             session.execute(
                 select(Person.collection_id, func.count()).group_by(Person.collection_id)
-            ).tuples()
+            ).tuples().all()
         )
         faces = dict(
             session.execute(
                 select(Face.collection_id, func.count()).group_by(Face.collection_id)
-            ).tuples()
+            ).tuples().all()
         )
         rows = session.scalars(select(Collection).order_by(Collection.name)).all()
         return [_summary(c, people.get(c.id, 0), faces.get(c.id, 0)) for c in rows]

@@ -86,7 +86,7 @@ def rollup(session: Session, job_id: int) -> Job:
             select(JobItem.status, func.count())
             .where(JobItem.job_id == job_id)
             .group_by(JobItem.status)
-        ).tuples()
+        ).tuples().all()
     )
     job.succeeded_items = counts.get(ItemStatus.SUCCEEDED, 0)
     job.failed_items = counts.get(ItemStatus.FAILED, 0)

@@ -1,0 +1,1 @@
+"""Benchmarks and calibration tools (not part of the installed package)."""

