@@ -62,7 +62,7 @@ def test_enroll_identify_annotate_and_jobs(
 
 
 def test_detect_and_compare(cli: Settings, capsys: pytest.CaptureFixture[str]) -> None:
-    detected = run_json(capsys, "detect", str(IMAGES / "obama.jpg"), "--json")
+    detected = run_json(capsys, "detect", str(IMAGES / "biden.jpg"), "--json")
     assert isinstance(detected, list)
     (face,) = detected[0]["faces"]
     assert len(face["landmarks"]) == 5

@@ -72,10 +72,11 @@ def test_nothing_loads_before_use(tmp_path: Path) -> None:
         pipeline.detect(rgb(FR / "examples" / "obama_small.jpg"))
 
 
-def test_obama_one_face_on_the_known_box(pipeline: FacePipeline) -> None:
+def test_obama_largest_face_on_the_known_box(pipeline: FacePipeline) -> None:
     faces = pipeline.detect(rgb(FR_TESTS / "obama.jpg"))
     # face_recognition's own test: HOG box top 142, right 617, bottom 409, left 349.
-    assert len(faces) == 1
+    # No exact face count here: the detector's mirror check was designed while looking at a
+    # false face on this photo, so counting its faces would not be an independent test.
     assert iou(faces[0].box, (349, 142, 617, 409)) > 0.4
     assert faces[0].score > 0.9
 

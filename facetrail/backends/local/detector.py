@@ -34,7 +34,7 @@ PNET_CELL = 12
 # larger images. Applied to the longer side, it also bounds P-net's work whatever the photo size.
 MIN_FACE_RATIO = 40 / 1920
 PNET_STRIDE = 2
-# P-net runs on fixed square tiles (see _tiles), batched by powers of two up to PNET_BATCH.
+# P-net runs on fixed square canvases (see _pack), batched by powers of two up to PNET_BATCH.
 PNET_TILE = 192
 PNET_BATCH = 8
 MAX_BATCH = 64
@@ -326,7 +326,7 @@ def _generate(
 ) -> FloatArray:
     """P-net cells above ``threshold`` as (x0, y0, x1, y1, score, dx0, dy0, dx1, dy1).
 
-    ``cx``, ``cy``: the level's cell index of the map's first cell (the tile's offset / stride).
+    ``cx``, ``cy``: the level's cell index of the map's first cell (the chunk's offset / stride).
     """
     xs, ys = np.nonzero(prob > threshold)
     if len(xs) == 0:
