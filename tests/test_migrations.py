@@ -60,3 +60,24 @@ def test_drift_is_detected(tmp_path: Path) -> None:
         context = MigrationContext.configure(conn)
         diff = compare_metadata(context, extra)
     assert any("not_migrated" in repr(d) for d in diff)
+
+
+@pytest.mark.parametrize("kind,ok", [("reindex", True), ("bogus", False)])
+def test_job_kind_check_constraint(database_url: str, kind: str, ok: bool) -> None:
+    """The CHECK constraint that 0002 widened admits the new kind and still refuses others."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    command.upgrade(alembic_config(database_url), "head")
+    insert = text(
+        "INSERT INTO jobs (kind, status, parameters, backend, model_version, total_items,"
+        " succeeded_items, failed_items, created_at)"
+        " VALUES (:kind, 'pending', '{}', 'local', '', 0, 0, 0, CURRENT_TIMESTAMP)"
+    )
+    with engine_for(database_url).connect() as conn:
+        if ok:
+            conn.execute(insert, {"kind": kind})
+        else:
+            with pytest.raises(IntegrityError):
+                conn.execute(insert, {"kind": kind})
+        conn.rollback()

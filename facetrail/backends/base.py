@@ -232,6 +232,20 @@ class Recognizer(abc.ABC):
     ) -> list[FaceSearch]:
         """Detect every face of ``image`` and search the collection with each one."""
 
+    def search_embeddings(
+        self,
+        collection_id: str,
+        embeddings: Embedding,
+        *,
+        max_faces: int = 4096,
+        threshold: float = 0.0,
+    ) -> list[list[FaceMatch]] | None:
+        """Search with embeddings this backend computed earlier; None where it cannot.
+
+        Re-runs use it to skip detection and embedding when the model has not changed.
+        """
+        return None
+
     @abc.abstractmethod
     def list_faces(self, collection_id: str) -> list[FaceRecord]: ...
 

@@ -1,5 +1,6 @@
 """Typed SQLAlchemy models. The Alembic migrations in ``migrations/`` are the schema of record."""
 
+from facetrail.models.audit import AuditEvent
 from facetrail.models.base import NAMING_CONVENTION, Base
 from facetrail.models.collection import Collection, Face, Person
 from facetrail.models.image import Image
@@ -8,6 +9,7 @@ from facetrail.models.local_index import LocalCollection, LocalFace
 
 __all__ = [
     "NAMING_CONVENTION",
+    "AuditEvent",
     "Base",
     "Collection",
     "Face",

@@ -16,6 +16,8 @@ class Collection(Timestamped, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     backend: Mapped[str] = mapped_column(String(32))
+    # The collection's name on its backend; a re-index builds a new one and switches over.
+    backend_collection_id: Mapped[str] = mapped_column(String(255))
     model_version: Mapped[str] = mapped_column(String(128), default="")
     version: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -4,7 +4,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Enum, ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from facetrail.models.base import Base, Timestamped
@@ -13,6 +13,7 @@ from facetrail.models.base import Base, Timestamped
 class JobKind(enum.StrEnum):
     ENROLL = "enroll"
     IDENTIFY = "identify"
+    REINDEX = "reindex"
 
 
 class JobStatus(enum.StrEnum):
@@ -57,6 +58,10 @@ class Job(Timestamped, Base):
         ForeignKey("collections.id", ondelete="SET NULL"), index=True
     )
     collection_version: Mapped[int | None]
+    # A re-run is a new identify job over the same images, linked to the job it repeats.
+    rerun_of_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), index=True
+    )
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     total_items: Mapped[int] = mapped_column(default=0)
@@ -128,5 +133,8 @@ class FaceResult(Base):
     person_external_id: Mapped[str | None] = mapped_column(String(255))
     similarity: Mapped[float | None]
     candidates: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # The face's embedding, so a re-run with an unchanged model skips detection and embedding.
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    model_version: Mapped[str | None] = mapped_column(String(128))
 
     item: Mapped[JobItem] = relationship(back_populates="faces")

@@ -34,12 +34,14 @@ def list_collections(settings: Settings) -> list[dict[str, Any]]:
         people = dict(
             session.execute(
                 select(Person.collection_id, func.count()).group_by(Person.collection_id)
-            ).tuples().all()
+            )
+            .tuples()
+            .all()
         )
         faces = dict(
-            session.execute(
-                select(Face.collection_id, func.count()).group_by(Face.collection_id)
-            ).tuples().all()
+            session.execute(select(Face.collection_id, func.count()).group_by(Face.collection_id))
+            .tuples()
+            .all()
         )
         rows = session.scalars(select(Collection).order_by(Collection.name)).all()
         return [_summary(c, people.get(c.id, 0), faces.get(c.id, 0)) for c in rows]
@@ -67,10 +69,10 @@ def delete_collection(settings: Settings, name: str) -> None:
     ensure_schema(settings)
     with session_scope(settings) as session:
         c = get_collection(session, name)
-        backend = c.backend
+        backend, backend_collection_id = c.backend, c.backend_collection_id
     # Already gone on the backend side is fine: our record goes either way.
     with contextlib.suppress(CollectionNotFoundError):
-        get_recognizer(settings, backend).delete_collection(name)
+        get_recognizer(settings, backend).delete_collection(backend_collection_id)
     with session_scope(settings) as session:
         session.delete(get_collection(session, name))
 

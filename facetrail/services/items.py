@@ -8,33 +8,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import numpy as np
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from facetrail.backends.base import IndexedFace, Recognizer
-from facetrail.backends.local.vectors import to_blob
+from facetrail.backends.base import BoundingBox, DetectedFace, FaceMatch, FaceSearch, Recognizer
+from facetrail.backends.local.vectors import from_blob, to_blob
 from facetrail.db import session_scope
 from facetrail.errors import BackendUnavailableError, FacetrailError, NoFaceError, NotFoundError
 from facetrail.identification import assign
 from facetrail.images import LoadedImage, load_image
-from facetrail.models import (
-    Collection,
-    Face,
-    FaceResult,
-    ItemStatus,
-    JobItem,
-    JobKind,
-    Person,
-)
+from facetrail.models import Collection, Face, FaceResult, ItemStatus, JobItem, JobKind, Person
 from facetrail.models.base import utcnow
+from facetrail.services.faces import upsert_face
 from facetrail.services.jobs import rollup
-from facetrail.services.records import (
-    get_collection,
-    get_or_create_image,
-    get_or_create_person,
-)
+from facetrail.services.records import get_or_create_image, get_or_create_person
 from facetrail.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,24 +33,33 @@ log = logging.getLogger(__name__)
 RecognizerFor = Callable[[str], Recognizer]
 
 
+@dataclass(frozen=True)
+class Claim:
+    item_id: int
+    kind: JobKind
+    backend: str
+    collection_id: int
+    backend_collection_id: str
+    source: str
+    person_external_id: str | None
+    threshold: float
+    # For a re-run: the item of the original job that showed the same image.
+    original_item_id: int | None
+
+
 def run_item(
     settings: Settings, item_id: int, recognizer_for: RecognizerFor, *, final_attempt: bool = True
 ) -> ItemStatus:
     """Run one item. Raises a retryable FacetrailError when the caller should try again."""
     try:
-        claimed = _claim(settings, item_id)
-        if claimed is None:
+        claim = _claim(settings, item_id)
+        if claim is None:
             return ItemStatus.SUCCEEDED  # already finished by an earlier delivery
-        kind, backend, collection, source, external_id = claimed
-        recognizer = recognizer_for(backend)
-        image = load_image(
-            source, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
-        )
-        if kind == JobKind.ENROLL:
-            assert external_id is not None
-            _enroll(settings, item_id, recognizer, collection, image, external_id)
+        recognizer = recognizer_for(claim.backend)
+        if claim.kind == JobKind.ENROLL:
+            _enroll(settings, claim, recognizer)
         else:
-            _identify(settings, item_id, recognizer, collection, image)
+            _identify(settings, claim, recognizer)
         return ItemStatus.SUCCEEDED
     except (OperationalError, DBAPIError) as exc:
         # The database went away: nothing was committed for this item, so try again later.
@@ -75,7 +75,7 @@ def run_item(
         return ItemStatus.FAILED
 
 
-def _claim(settings: Settings, item_id: int) -> tuple[JobKind, str, str, str, str | None] | None:
+def _claim(settings: Settings, item_id: int) -> Claim | None:
     with session_scope(settings) as session:
         item = session.get(JobItem, item_id)
         if item is None:
@@ -89,12 +89,26 @@ def _claim(settings: Settings, item_id: int) -> tuple[JobKind, str, str, str, st
         if job.started_at is None:
             job.started_at = utcnow()
         rollup(session, job.id)
-        return (
-            job.kind,
-            job.backend,
-            str(job.parameters["collection"]),
-            item.source,
-            item.person_external_id,
+        if job.collection_id is None:
+            raise NotFoundError(f"the collection of job {job.id} was deleted")
+        collection = session.get_one(Collection, job.collection_id)
+        original = None
+        if job.rerun_of_id is not None:
+            original = session.scalar(
+                select(JobItem.id).where(
+                    JobItem.job_id == job.rerun_of_id, JobItem.position == item.position
+                )
+            )
+        return Claim(
+            item_id=item.id,
+            kind=job.kind,
+            backend=collection.backend,
+            collection_id=collection.id,
+            backend_collection_id=collection.backend_collection_id,
+            source=item.source,
+            person_external_id=item.person_external_id,
+            threshold=float(job.parameters.get("threshold", settings.match_threshold)),
+            original_item_id=original,
         )
 
 
@@ -111,7 +125,7 @@ def _fail(settings: Settings, item_id: int, code: str, message: str) -> None:
         rollup(session, item.job_id)
 
 
-def _succeed(session: Session, item: JobItem, image_id: int) -> None:
+def _succeed(session: Session, item: JobItem, image_id: int | None) -> None:
     item.status = ItemStatus.SUCCEEDED
     item.image_id = image_id
     item.error = item.error_code = None
@@ -119,28 +133,43 @@ def _succeed(session: Session, item: JobItem, image_id: int) -> None:
     rollup(session, item.job_id)
 
 
-def _enroll(
-    settings: Settings,
-    item_id: int,
-    recognizer: Recognizer,
-    collection_name: str,
-    image: LoadedImage,
-    external_id: str,
-) -> None:
-    recognizer.ensure_collection(collection_name)
+def _load(settings: Settings, source: str) -> LoadedImage:
+    return load_image(
+        source, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
+    )
+
+
+def _enroll(settings: Settings, claim: Claim, recognizer: Recognizer) -> None:
+    assert claim.person_external_id is not None
+    image = _load(settings, claim.source)
+    recognizer.ensure_collection(claim.backend_collection_id)
     # An enrollment photo shows one person: index its largest face only.
-    result = recognizer.index_faces(collection_name, image, external_id=external_id, max_faces=1)
+    result = recognizer.index_faces(
+        claim.backend_collection_id, image, external_id=claim.person_external_id, max_faces=1
+    )
     if not result.indexed:
         raise NoFaceError(f"{image.source}: no face found to enroll")
     with session_scope(settings) as session:
-        item = session.get_one(JobItem, item_id)
-        collection = get_collection(session, collection_name)
+        item = session.get_one(JobItem, claim.item_id)
+        collection = session.get_one(Collection, claim.collection_id)
         person = get_or_create_person(
-            session, collection, external_id, display_name=external_id.replace("_", " ")
+            session,
+            collection,
+            claim.person_external_id,
+            display_name=claim.person_external_id.replace("_", " "),
         )
         image_row = get_or_create_image(session, image)
         for indexed in result.indexed:
-            _upsert_face(session, recognizer, collection, person, indexed, image_row.id, item_id)
+            upsert_face(
+                session,
+                backend=recognizer.name,
+                model_version=recognizer.model_version,
+                collection=collection,
+                person=person,
+                indexed=indexed,
+                image_id=image_row.id,
+                item_id=claim.item_id,
+            )
         session.execute(
             update(Collection)
             .where(Collection.id == collection.id)
@@ -149,68 +178,90 @@ def _enroll(
         _succeed(session, item, image_row.id)
 
 
-def _upsert_face(
-    session: Session,
-    recognizer: Recognizer,
-    collection: Collection,
-    person: Person,
-    indexed: IndexedFace,
-    image_id: int,
-    item_id: int,
-) -> None:
-    row = session.scalar(
-        select(Face).where(Face.backend == recognizer.name, Face.face_id == indexed.face_id)
-    )
-    if row is None:
-        row = Face(face_id=indexed.face_id, backend=recognizer.name)
-        session.add(row)
-    face = indexed.face
-    row.collection_id = collection.id
-    row.person_id = person.id
-    row.model_name = recognizer.model_version.split("@", 1)[0]
-    row.model_version = recognizer.model_version
-    row.embedding = None if indexed.embedding is None else to_blob(indexed.embedding)
-    row.box_left, row.box_top = face.box.left, face.box.top
-    row.box_width, row.box_height = face.box.width, face.box.height
-    row.confidence = face.confidence
-    row.brightness = face.quality.brightness if face.quality else None
-    row.sharpness = face.quality.sharpness if face.quality else None
-    row.image_id = image_id
-    row.image_sha256 = indexed.image_sha256
-    row.crop_jpeg = indexed.crop_jpeg
-    row.job_item_id = item_id
-
-
-def _identify(
-    settings: Settings,
-    item_id: int,
-    recognizer: Recognizer,
-    collection_name: str,
-    image: LoadedImage,
-) -> None:
-    searches = recognizer.identify_faces(collection_name, image, threshold=0.0)
+def _stored_searches(
+    settings: Settings, claim: Claim, recognizer: Recognizer
+) -> tuple[list[FaceSearch], int | None] | None:
+    """The original item's faces searched again with their stored embeddings, if possible."""
+    if claim.original_item_id is None:
+        return None
     with session_scope(settings) as session:
-        item = session.get_one(JobItem, item_id)
-        threshold = float(item.job.parameters.get("threshold", settings.match_threshold))
-        assignments = assign([s.matches for s in searches], threshold)
-        collection = get_collection(session, collection_name)
+        original = session.get(JobItem, claim.original_item_id)
+        if original is None or original.status != ItemStatus.SUCCEEDED:
+            return None
+        faces = list(original.faces)
+        if any(f.embedding is None or f.model_version != recognizer.model_version for f in faces):
+            return None
+        image_id = original.image_id
+        detected = [
+            DetectedFace(
+                box=BoundingBox(f.box_left, f.box_top, f.box_width, f.box_height),
+                confidence=f.confidence,
+            )
+            for f in faces
+        ]
+        vectors = [from_blob(f.embedding) for f in faces if f.embedding is not None]
+    if not detected:
+        return [], image_id
+    matrix = np.stack(vectors)
+    per_face = recognizer.search_embeddings(claim.backend_collection_id, matrix)
+    if per_face is None:
+        return None
+    searches = [
+        FaceSearch(face=d, matches=m, embedding=e)
+        for d, m, e in zip(detected, per_face, matrix, strict=True)
+    ]
+    return searches, image_id
+
+
+def _identify(settings: Settings, claim: Claim, recognizer: Recognizer) -> None:
+    stored = _stored_searches(settings, claim, recognizer)
+    image = None
+    if stored is not None:
+        searches, image_id = stored
+    else:
+        image = _load(settings, claim.source)
+        searches = recognizer.identify_faces(claim.backend_collection_id, image, threshold=0.0)
+    with session_scope(settings) as session:
+        item = session.get_one(JobItem, claim.item_id)
+        if image is not None:
+            image_id = get_or_create_image(session, image).id
+        # Matches name people through our own face records, so renames and merges need no
+        # change on the backend, and faces we no longer know (deleted people) name nobody.
+        owners = dict(
+            session.execute(
+                select(Face.face_id, Person.external_id)
+                .join(Person, Face.person_id == Person.id)
+                .where(Face.collection_id == claim.collection_id, Face.backend == recognizer.name)
+            )
+            .tuples()
+            .all()
+        )
+        per_face = [
+            [
+                FaceMatch(m.face_id, owners[m.face_id], m.similarity)
+                for m in search.matches
+                if m.face_id in owners
+            ]
+            for search in searches
+        ]
+        assignments = assign(per_face, claim.threshold)
         named = {a.external_id for a in assignments if a.external_id}
-        people = {
-            p.external_id: p.id
-            for p in session.scalars(
-                select(Person).where(
-                    Person.collection_id == collection.id, Person.external_id.in_(named)
+        people = dict(
+            session.execute(
+                select(Person.external_id, Person.id).where(
+                    Person.collection_id == claim.collection_id, Person.external_id.in_(named)
                 )
             )
-        }
-        image_row = get_or_create_image(session, image)
+            .tuples()
+            .all()
+        )
         # A retried item replaces what an interrupted attempt may have written.
-        session.execute(delete(FaceResult).where(FaceResult.job_item_id == item_id))
+        session.execute(delete(FaceResult).where(FaceResult.job_item_id == claim.item_id))
         for index, (search, assignment) in enumerate(zip(searches, assignments, strict=True)):
             box = search.face.box
             session.add(
                 FaceResult(
-                    job_item_id=item_id,
+                    job_item_id=claim.item_id,
                     face_index=index,
                     box_left=box.left,
                     box_top=box.top,
@@ -224,6 +275,8 @@ def _identify(
                         {"person": c.external_id, "similarity": round(c.similarity, 2)}
                         for c in assignment.candidates
                     ],
+                    embedding=None if search.embedding is None else to_blob(search.embedding),
+                    model_version=recognizer.model_version,
                 )
             )
-        _succeed(session, item, image_row.id)
+        _succeed(session, item, image_id)

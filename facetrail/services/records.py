@@ -23,7 +23,7 @@ def get_or_create_collection(session: Session, name: str, backend: str) -> Colle
     if row is None:
         try:
             with session.begin_nested():
-                row = Collection(name=name, backend=backend)
+                row = Collection(name=name, backend=backend, backend_collection_id=name)
                 session.add(row)
         except IntegrityError:
             row = session.scalar(select(Collection).where(Collection.name == name))

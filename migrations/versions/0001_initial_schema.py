@@ -287,7 +287,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_faces_person_id"), ["person_id"], unique=False)
 
 
-
 def downgrade() -> None:
     with op.batch_alter_table("faces", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_faces_person_id"))

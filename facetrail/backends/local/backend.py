@@ -222,6 +222,16 @@ class LocalRecognizer(Recognizer):
             results.append(matches[:max_faces])
         return results
 
+    def search_embeddings(
+        self,
+        collection_id: str,
+        embeddings: Embedding,
+        *,
+        max_faces: int = 4096,
+        threshold: float = 0.0,
+    ) -> list[list[FaceMatch]]:
+        return self._search(collection_id, embeddings, max_faces=max_faces, threshold=threshold)
+
     def search_faces_by_image(
         self,
         collection_id: str,
