@@ -11,8 +11,11 @@ from facetrail.db import session_scope
 from facetrail.errors import FacetrailError
 from facetrail.migrate import ensure_schema
 from facetrail.models import Job, JobStatus
+from facetrail.services import audit, people
 from facetrail.services.jobs import EnrollEntry, create_enroll_job, create_identify_job
+from facetrail.services.records import get_collection
 from facetrail.services.reports import job_report, list_jobs
+from facetrail.services.rerun import create_rerun_job, rerun_changes
 from facetrail.settings import Settings
 from facetrail.sources import enroll_entries, expand_images
 from facetrail.worker.dispatch import submit
@@ -42,6 +45,15 @@ class Facetrail:
                 session, collection=collection, backend=self.settings.backend, entries=entries
             )
             job_id = job.id
+            audit.record(
+                session,
+                self.settings,
+                "enroll",
+                get_collection(session, collection),
+                job_id=job_id,
+                images=len(entries),
+                people=sorted({e.external_id for e in entries}),
+            )
         return self._run(job_id, wait=wait, progress=progress)
 
     def identify(
@@ -62,6 +74,56 @@ class Facetrail:
             )
             job_id = job.id
         return self._run(job_id, wait=wait, progress=progress)
+
+    def rerun(
+        self, job_id: int, *, wait: bool = True, progress: Progress | None = None
+    ) -> dict[str, Any]:
+        """Identify a job's images again against the collection as it is now; report changes."""
+        with session_scope(self.settings) as session:
+            new_id = create_rerun_job(session, self.settings, job_id).id
+        self._run(new_id, wait=wait, progress=progress)
+        return self.rerun_changes(new_id)
+
+    def rerun_changes(self, job_id: int) -> dict[str, Any]:
+        with session_scope(self.settings) as session:
+            return rerun_changes(session, job_id)
+
+    # People and history ------------------------------------------------------------------
+    def rename_person(
+        self,
+        collection: str,
+        external_id: str,
+        *,
+        new_external_id: str | None = None,
+        display_name: str | None = None,
+    ) -> dict[str, Any]:
+        return people.rename(
+            self.settings,
+            collection,
+            external_id,
+            new_external_id=new_external_id,
+            display_name=display_name,
+        )
+
+    def merge_people(self, collection: str, source: str, target: str) -> dict[str, Any]:
+        return people.merge(self.settings, collection, source, target)
+
+    def delete_person(self, collection: str, external_id: str) -> dict[str, Any]:
+        return people.delete(self.settings, collection, external_id)
+
+    def audit_log(self, collection: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        with session_scope(self.settings) as session:
+            return [
+                {
+                    "at": e.at.isoformat(),
+                    "actor": e.actor,
+                    "action": e.action,
+                    "collection": e.collection_name,
+                    "job_id": e.job_id,
+                    "details": e.details,
+                }
+                for e in audit.events(session, collection, limit)
+            ]
 
     def _run(self, job_id: int, *, wait: bool, progress: Progress | None) -> dict[str, Any]:
         # The job is committed above; only now do workers hear of it.

@@ -238,6 +238,71 @@ def jobs(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def rerun(settings: Settings, args: argparse.Namespace) -> int:
+    from facetrail.api import Facetrail
+
+    update, close = _progress("rerun", not args.json)
+    try:
+        report = Facetrail(settings).rerun(args.job, progress=update)
+    finally:
+        close()
+    if args.json:
+        print_json(report)
+        return 0
+    print(
+        f"job {report['job_id']} re-ran job {report['rerun_of']} (collection version "
+        f"{report['collection_version_before']} -> {report['collection_version_after']}): "
+        f"{len(report['changes'])} change(s)"
+    )
+    for c in report["changes"]:
+        sims = f"{c['similarity_before'] or '-'} -> {c['similarity_after'] or '-'}"
+        print(
+            f"  {c['image']}: {c['change']}: {c['before'] or 'unknown'} -> "
+            f"{c['after'] or 'unknown'} ({sims})"
+        )
+    return 0
+
+
+def people(settings: Settings, args: argparse.Namespace) -> int:
+    from facetrail.api import Facetrail
+
+    api = Facetrail(settings)
+    if args.action == "rename":
+        if not (args.other or args.display_name):
+            raise InvalidParameterError("rename needs a new external id or --display-name")
+        result = api.rename_person(
+            args.collection,
+            args.person,
+            new_external_id=args.other,
+            display_name=args.display_name,
+        )
+    elif args.action == "merge":
+        if not args.other:
+            raise InvalidParameterError("merge needs the person to merge into")
+        result = api.merge_people(args.collection, args.person, args.other)
+    else:
+        result = api.delete_person(args.collection, args.person)
+    print_json(result)
+    return 0
+
+
+def audit(settings: Settings, args: argparse.Namespace) -> int:
+    from facetrail.api import Facetrail
+
+    events = Facetrail(settings).audit_log(args.collection, args.limit)
+    if args.json:
+        print_json(events)
+        return 0
+    table(
+        [
+            [e["at"], e["actor"], e["action"], e["collection"], e["job_id"], e["details"]]
+            for e in events
+        ],
+        ["at", "actor", "action", "collection", "job", "details"],
+    )
+    return 0
+
+
 def worker(settings: Settings, args: argparse.Namespace) -> int:
     from facetrail.worker.app import app, configure
 

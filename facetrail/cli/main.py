@@ -76,6 +76,22 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--limit", type=int, default=20)
     jobs.add_argument("--json", action="store_true")
 
+    rerun = add("rerun", commands.rerun, "identify a job's images again and report what changed")
+    rerun.add_argument("job", type=int)
+    rerun.add_argument("--json", action="store_true")
+
+    people = add("people", commands.people, "rename, merge or delete a person")
+    people.add_argument("action", choices=["rename", "merge", "delete"])
+    people.add_argument("person", help="external id (for merge: the one merged away)")
+    people.add_argument("other", nargs="?", help="rename: new external id; merge: merge into")
+    people.add_argument("--collection", "-c", required=True)
+    people.add_argument("--display-name")
+
+    audit = add("audit", commands.audit, "who did what to which collection, and when")
+    audit.add_argument("--collection", "-c")
+    audit.add_argument("--limit", type=int, default=50)
+    audit.add_argument("--json", action="store_true")
+
     worker = add("worker", commands.worker, "run a Celery worker on the configured broker")
     worker.add_argument("--concurrency", type=int, default=1)
     worker.add_argument("--loglevel", default="INFO")

@@ -43,7 +43,7 @@ def create_enroll_job(
         for i, e in enumerate(entries)
     ]
     session.add(job)
-    _finish_if_empty(job)
+    finish_if_empty(job)
     session.flush()
     return job
 
@@ -67,12 +67,12 @@ def create_identify_job(
     )
     job.items = [JobItem(position=i, source=s) for i, s in enumerate(sources)]
     session.add(job)
-    _finish_if_empty(job)
+    finish_if_empty(job)
     session.flush()
     return job
 
 
-def _finish_if_empty(job: Job) -> None:
+def finish_if_empty(job: Job) -> None:
     if job.total_items == 0:
         job.status = JobStatus.SUCCEEDED
         job.started_at = job.finished_at = utcnow()

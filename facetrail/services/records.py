@@ -18,6 +18,13 @@ def get_collection(session: Session, name: str) -> Collection:
     return row
 
 
+def get_collection_by_id(session: Session, collection_id: int) -> Collection:
+    row = session.get(Collection, collection_id)
+    if row is None:
+        raise CollectionNotFoundError(f"collection {collection_id} does not exist")
+    return row
+
+
 def get_or_create_collection(session: Session, name: str, backend: str) -> Collection:
     row = session.scalar(select(Collection).where(Collection.name == name))
     if row is None:

@@ -1,0 +1,112 @@
+"""Re-runs after collection changes, and renaming, merging and erasing people."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from facetrail.api import Facetrail
+from facetrail.db import session_scope
+from facetrail.models import Face, FaceResult, LocalFace, Person
+from facetrail.services.jobs import EnrollEntry
+from facetrail.settings import Settings
+from facetrail.sources import enroll_entries
+from tests.conftest import KNN, KNN_EXPECTED
+
+
+def names(report: dict[str, object]) -> dict[str, set[str]]:
+    images = report["images"]
+    assert isinstance(images, list)
+    return {Path(i["image"]).name: {f["person"] for f in i["faces"] if f["person"]} for i in images}
+
+
+def copy_tests(tmp_path: Path) -> list[Path]:
+    folder = tmp_path / "photos"
+    shutil.copytree(KNN / "test", folder)
+    return sorted(folder.iterdir())
+
+
+def test_rerun_names_a_newly_enrolled_person_and_reports_exactly_that(
+    settings: Settings, tmp_path: Path
+) -> None:
+    ft = Facetrail(settings.with_(actor="tester"))
+    everyone = enroll_entries(KNN / "train")
+    ft.enroll("band", [e for e in everyone if e.external_id != "rose_leslie"])
+    photos = copy_tests(tmp_path)
+    first = ft.identify("band", photos)
+    assert names(first)["kit_with_rose.jpg"] == {"kit_harington"}
+
+    ft.enroll("band", [e for e in everyone if e.external_id == "rose_leslie"])
+    # The photos are gone: the re-run must work from the stored embeddings alone.
+    for photo in photos:
+        photo.unlink()
+    report = ft.rerun(first["job_id"])
+
+    assert report["rerun_of"] == first["job_id"]
+    assert report["status"] == "succeeded"
+    assert report["collection_version_after"] > report["collection_version_before"]
+    (change,) = report["changes"]
+    assert Path(change["image"]).name == "kit_with_rose.jpg"
+    assert (change["change"], change["before"], change["after"]) == (
+        "named",
+        None,
+        "rose_leslie",
+    )
+    assert change["similarity_before"] is None and change["similarity_after"] >= 80
+    assert names(ft.job(report["job_id"])) == KNN_EXPECTED
+    actions = [e["action"] for e in ft.audit_log("band")]
+    assert actions == ["rerun", "enroll", "enroll"]
+    assert {e["actor"] for e in ft.audit_log("band")} == {"tester"}
+
+
+def test_rerun_without_changes_reports_none(settings: Settings) -> None:
+    ft = Facetrail(settings)
+    ft.enroll("band", KNN / "train")
+    first = ft.identify("band", sorted((KNN / "test").iterdir()))
+    assert ft.rerun(first["job_id"])["changes"] == []
+
+
+def test_delete_person_erases_biometrics_and_keeps_a_tombstone(settings: Settings) -> None:
+    ft = Facetrail(settings)
+    ft.enroll("band", KNN / "train")
+    before = ft.identify("band", [KNN / "test" / "kit_with_rose.jpg"])
+    assert names(before)["kit_with_rose.jpg"] == {"kit_harington", "rose_leslie"}
+
+    result = ft.delete_person("band", "rose_leslie")
+    assert result == {"deleted": "rose_leslie", "faces_deleted": 2}
+    with session_scope(settings) as session:
+        assert session.scalar(select(Person).where(Person.external_id == "rose_leslie")) is None
+        assert session.scalar(select(func.count()).select_from(Face)) == 7
+        assert session.scalar(select(func.count()).select_from(LocalFace)) == 7
+        tomb = session.scalars(
+            select(FaceResult).where(FaceResult.person_external_id == "rose_leslie")
+        ).one()
+        assert tomb.person_id is None and tomb.embedding is None
+    # The old report still says who was named then.
+    assert names(ft.job(before["job_id"]))["kit_with_rose.jpg"] == {"kit_harington", "rose_leslie"}
+    after = ft.rerun(before["job_id"])
+    assert [(c["change"], c["before"], c["after"]) for c in after["changes"]] == [
+        ("unnamed", "rose_leslie", None)
+    ]
+    assert ft.audit_log("band")[1]["action"] == "delete_person"
+
+
+def test_rename_and_merge_need_no_backend_change(settings: Settings) -> None:
+    ft = Facetrail(settings)
+    kit = sorted((KNN / "train" / "kit_harington").iterdir())
+    ft.enroll(
+        "band",
+        [EnrollEntry(str(kit[0]), "kit_a"), EnrollEntry(str(kit[1]), "kit_b")]
+        + [e for e in enroll_entries(KNN / "train") if e.external_id == "obama"],
+    )
+    ft.rename_person("band", "obama", new_external_id="barack", display_name="Barack Obama")
+    merged = ft.merge_people("band", "kit_b", "kit_a")
+    assert merged["faces_moved"] == 1
+    report = ft.identify("band", [KNN / "test" / "obama1.jpg", KNN / "test" / "johnsnow_test1.jpg"])
+    assert names(report) == {"obama1.jpg": {"barack"}, "johnsnow_test1.jpg": {"kit_a"}}
+    with session_scope(settings) as session:
+        kit_a = session.scalars(select(Person).where(Person.external_id == "kit_a")).one()
+        assert len(kit_a.faces) == 2
+    assert [e["action"] for e in ft.audit_log("band")][:2] == ["merge", "rename"]
