@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from facetrail.backends import backend_options
 from facetrail.db import session_scope
 from facetrail.errors import FacetrailError
 from facetrail.migrate import ensure_schema
@@ -41,8 +42,13 @@ class Facetrail:
         if isinstance(entries, str | Path):
             entries = enroll_entries(Path(entries))
         with session_scope(self.settings) as session:
+            backend = self.settings.backend
             job = create_enroll_job(
-                session, collection=collection, backend=self.settings.backend, entries=entries
+                session,
+                collection=collection,
+                backend=backend,
+                entries=entries,
+                options=backend_options(self.settings, backend),
             )
             job_id = job.id
             audit.record(

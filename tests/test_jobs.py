@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
 from facetrail.api import Facetrail
-from facetrail.backends import get_recognizer
+from facetrail.backends import recognizer_for
+from facetrail.backends.base import Recognizer
 from facetrail.db import session_scope
 from facetrail.models import Face, FaceResult, ItemStatus, JobItem, LocalFace
 from facetrail.services.items import run_item
@@ -96,7 +98,10 @@ def test_items_are_idempotent(settings: Settings) -> None:
         item_id = item.id
         results_before = session.scalar(select(func.count()).select_from(FaceResult))
         # A second delivery of a finished item changes nothing.
-    rec = lambda name: get_recognizer(settings, name)  # noqa: E731
+
+    def rec(name: str, options: dict[str, Any]) -> Recognizer:
+        return recognizer_for(settings, name, options)
+
     assert run_item(settings, item_id, rec) == ItemStatus.SUCCEEDED
     # An attempt cut off mid-way (status left running) is redone without duplicating rows.
     with session_scope(settings) as session:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+from typing import Any
 
 from facetrail.backends.base import Recognizer
 from facetrail.errors import ConfigurationError, MissingExtraError
@@ -38,3 +39,17 @@ def backend_class(name: str) -> type[Recognizer]:
 def get_recognizer(settings: Settings, name: str | None = None) -> Recognizer:
     """One recognizer per (settings, backend) per process; models inside load on first use."""
     return backend_class(name or settings.backend)(settings)
+
+
+# Settings a collection pins at creation, so every worker searches it the way it was built.
+PINNED_OPTIONS: dict[str, tuple[str, ...]] = {"local": ("embedder",)}
+
+
+def backend_options(settings: Settings, name: str) -> dict[str, Any]:
+    return {key: getattr(settings, key) for key in PINNED_OPTIONS.get(name, ())}
+
+
+def recognizer_for(settings: Settings, name: str, options: dict[str, Any]) -> Recognizer:
+    """The recognizer for a collection: ``settings`` with the collection's pinned options."""
+    pinned = {k: v for k, v in options.items() if k in PINNED_OPTIONS.get(name, ())}
+    return get_recognizer(settings.with_(**pinned) if pinned else settings, name)

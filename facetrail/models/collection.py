@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from facetrail.models.base import Base, Timestamped, utcnow
@@ -18,6 +19,8 @@ class Collection(Timestamped, Base):
     backend: Mapped[str] = mapped_column(String(32))
     # The collection's name on its backend; a re-index builds a new one and switches over.
     backend_collection_id: Mapped[str] = mapped_column(String(255))
+    # Settings the backend needs to search this collection (e.g. the local embedder).
+    backend_options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     model_version: Mapped[str] = mapped_column(String(128), default="")
     version: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

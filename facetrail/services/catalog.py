@@ -7,11 +7,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from facetrail.backends import get_recognizer
+from facetrail.backends import backend_options, get_recognizer, recognizer_for
 from facetrail.db import session_scope
 from facetrail.errors import CollectionNotFoundError
 from facetrail.migrate import ensure_schema
 from facetrail.models import Collection, Face, Person
+from facetrail.services import audit
 from facetrail.services.records import get_collection, get_or_create_collection
 from facetrail.settings import Settings
 
@@ -58,11 +59,14 @@ def describe_collection(settings: Settings, name: str) -> dict[str, Any]:
 
 def create_collection(settings: Settings, name: str) -> dict[str, Any]:
     ensure_schema(settings)
-    get_recognizer(settings).ensure_collection(name)
     with session_scope(settings) as session:
-        c = get_or_create_collection(session, name, settings.backend)
+        c = get_or_create_collection(
+            session, name, settings.backend, backend_options(settings, settings.backend)
+        )
         session.flush()
-        return _summary(c, 0, 0)
+        audit.record(session, settings, "create_collection", c)
+    get_recognizer(settings).ensure_collection(name)
+    return describe_collection(settings, name)
 
 
 def delete_collection(settings: Settings, name: str) -> None:
@@ -70,11 +74,15 @@ def delete_collection(settings: Settings, name: str) -> None:
     with session_scope(settings) as session:
         c = get_collection(session, name)
         backend, backend_collection_id = c.backend, c.backend_collection_id
+        options = dict(c.backend_options)
     # Already gone on the backend side is fine: our record goes either way.
     with contextlib.suppress(CollectionNotFoundError):
-        get_recognizer(settings, backend).delete_collection(backend_collection_id)
+        recognizer_for(settings, backend, options).delete_collection(backend_collection_id)
+
     with session_scope(settings) as session:
-        session.delete(get_collection(session, name))
+        c = get_collection(session, name)
+        audit.record(session, settings, "delete_collection", c)
+        session.delete(c)
 
 
 def list_people(settings: Settings, name: str) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, select, update
@@ -30,7 +31,8 @@ from facetrail.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RecognizerFor = Callable[[str], Recognizer]
+# (backend name, the collection's pinned options) -> the recognizer to use
+RecognizerFor = Callable[[str, dict[str, Any]], Recognizer]
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Claim:
     item_id: int
     kind: JobKind
     backend: str
+    backend_options: dict[str, Any]
     collection_id: int
     backend_collection_id: str
     source: str
@@ -55,7 +58,7 @@ def run_item(
         claim = _claim(settings, item_id)
         if claim is None:
             return ItemStatus.SUCCEEDED  # already finished by an earlier delivery
-        recognizer = recognizer_for(claim.backend)
+        recognizer = recognizer_for(claim.backend, claim.backend_options)
         if claim.kind == JobKind.ENROLL:
             _enroll(settings, claim, recognizer)
         else:
@@ -103,6 +106,7 @@ def _claim(settings: Settings, item_id: int) -> Claim | None:
             item_id=item.id,
             kind=job.kind,
             backend=collection.backend,
+            backend_options=dict(collection.backend_options),
             collection_id=collection.id,
             backend_collection_id=collection.backend_collection_id,
             source=item.source,

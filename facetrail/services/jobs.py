@@ -26,9 +26,10 @@ def create_enroll_job(
     collection: str,
     backend: str,
     entries: Sequence[EnrollEntry],
+    options: dict[str, Any] | None = None,
     parameters: dict[str, Any] | None = None,
 ) -> Job:
-    coll = get_or_create_collection(session, collection, backend)
+    coll = get_or_create_collection(session, collection, backend, options)
     job = Job(
         kind=JobKind.ENROLL,
         backend=backend,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -9,6 +12,9 @@ from sqlalchemy.orm import Session
 from facetrail.errors import CollectionNotFoundError, InvalidParameterError
 from facetrail.images import LoadedImage
 from facetrail.models import Collection, Image, Person
+
+# Rekognition's CollectionId pattern, so a collection can move to any backend.
+COLLECTION_NAME = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
 
 
 def get_collection(session: Session, name: str) -> Collection:
@@ -25,12 +31,23 @@ def get_collection_by_id(session: Session, collection_id: int) -> Collection:
     return row
 
 
-def get_or_create_collection(session: Session, name: str, backend: str) -> Collection:
+def get_or_create_collection(
+    session: Session, name: str, backend: str, options: dict[str, Any] | None = None
+) -> Collection:
+    if not COLLECTION_NAME.fullmatch(name):
+        raise InvalidParameterError(
+            f"collection name {name!r} must be 1-255 characters of letters, digits, _ . -"
+        )
     row = session.scalar(select(Collection).where(Collection.name == name))
     if row is None:
         try:
             with session.begin_nested():
-                row = Collection(name=name, backend=backend, backend_collection_id=name)
+                row = Collection(
+                    name=name,
+                    backend=backend,
+                    backend_collection_id=name,
+                    backend_options=options or {},
+                )
                 session.add(row)
         except IntegrityError:
             row = session.scalar(select(Collection).where(Collection.name == name))

@@ -11,7 +11,7 @@ from typing import Any
 
 from celery import Task
 
-from facetrail.backends import get_recognizer
+from facetrail.backends import recognizer_for
 from facetrail.backends.base import Recognizer
 from facetrail.errors import FacetrailError
 from facetrail.services.items import run_item as run_item_service
@@ -25,12 +25,12 @@ def run_item(self: Task[Any, Any], item_id: int) -> str:
     """Run one job item (enroll or identify one image). Idempotent per item."""
     settings = settings_of(self.app)
 
-    def recognizer_for(backend: str) -> Recognizer:
-        return get_recognizer(settings, backend)
+    def recognizer(backend: str, options: dict[str, Any]) -> Recognizer:
+        return recognizer_for(settings, backend, options)
 
     final = self.request.retries >= settings.task_max_retries
     try:
-        return str(run_item_service(settings, item_id, recognizer_for, final_attempt=final))
+        return str(run_item_service(settings, item_id, recognizer, final_attempt=final))
     except FacetrailError as exc:
         if not exc.retryable or final:
             raise

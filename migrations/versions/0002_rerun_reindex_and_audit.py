@@ -51,14 +51,19 @@ def upgrade() -> None:
             batch_op.f("ix_audit_log_collection_id"), ["collection_id"], unique=False
         )
 
-    # Existing collections keep their name on the backend.
+    # Existing collections keep their name on the backend and the default embedder.
     with op.batch_alter_table("collections", schema=None) as batch_op:
         batch_op.add_column(sa.Column("backend_collection_id", sa.String(length=255)))
-    op.execute("UPDATE collections SET backend_collection_id = name")
+        batch_op.add_column(sa.Column("backend_options", sa.JSON()))
+    op.execute(
+        "UPDATE collections SET backend_collection_id = name,"
+        " backend_options = '{\"embedder\": \"mobilefacenet\"}'"
+    )
     with op.batch_alter_table("collections", schema=None) as batch_op:
         batch_op.alter_column(
             "backend_collection_id", existing_type=sa.String(length=255), nullable=False
         )
+        batch_op.alter_column("backend_options", existing_type=sa.JSON(), nullable=False)
 
     with op.batch_alter_table("face_results", schema=None) as batch_op:
         batch_op.add_column(sa.Column("embedding", sa.LargeBinary(), nullable=True))
@@ -92,6 +97,7 @@ def downgrade() -> None:
         batch_op.drop_column("embedding")
 
     with op.batch_alter_table("collections", schema=None) as batch_op:
+        batch_op.drop_column("backend_options")
         batch_op.drop_column("backend_collection_id")
 
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
