@@ -15,6 +15,7 @@ from facetrail.models import Job, JobStatus
 from facetrail.services import audit, people
 from facetrail.services.jobs import EnrollEntry, create_enroll_job, create_identify_job
 from facetrail.services.records import get_collection
+from facetrail.services.reindex import create_reindex_job
 from facetrail.services.reports import job_report, list_jobs
 from facetrail.services.rerun import create_rerun_job, rerun_changes
 from facetrail.settings import Settings
@@ -89,6 +90,22 @@ class Facetrail:
             new_id = create_rerun_job(session, self.settings, job_id).id
         self._run(new_id, wait=wait, progress=progress)
         return self.rerun_changes(new_id)
+
+    def reindex(
+        self,
+        collection: str,
+        *,
+        backend: str | None = None,
+        embedder: str | None = None,
+        wait: bool = True,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Re-embed every enrolled face into a new model or backend; switch when complete."""
+        with session_scope(self.settings) as session:
+            job_id = create_reindex_job(
+                session, self.settings, collection, backend=backend, embedder=embedder
+            ).id
+        return self._run(job_id, wait=wait, progress=progress)
 
     def rerun_changes(self, job_id: int) -> dict[str, Any]:
         with session_scope(self.settings) as session:

@@ -263,6 +263,27 @@ def rerun(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def reindex(settings: Settings, args: argparse.Namespace) -> int:
+    from facetrail.api import Facetrail
+
+    update, close = _progress("reindex", not args.json)
+    try:
+        report = Facetrail(settings).reindex(
+            args.collection, backend=args.target_backend, embedder=args.model, progress=update
+        )
+    finally:
+        close()
+    if args.json:
+        print_json(report)
+    else:
+        describe_job(report)
+        state = "switched to the new index" if report["switched"] else "NOT switched"
+        print(f"{state}: {report['model_version']} on {report['backend']}")
+        if report["error"]:
+            print(report["error"])
+    return 0 if report["switched"] else 1
+
+
 def people(settings: Settings, args: argparse.Namespace) -> int:
     from facetrail.api import Facetrail
 

@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("job", type=int)
     rerun.add_argument("--json", action="store_true")
 
+    reindex = add("reindex", commands.reindex, "re-embed a collection into a new model or backend")
+    reindex.add_argument("collection")
+    reindex.add_argument("--backend", dest="target_backend", help="move to this backend")
+    reindex.add_argument("--model", help="local embedder to re-embed with, e.g. dlib")
+    reindex.add_argument("--json", action="store_true")
+
     people = add("people", commands.people, "rename, merge or delete a person")
     people.add_argument("action", choices=["rename", "merge", "delete"])
     people.add_argument("person", help="external id (for merge: the one merged away)")

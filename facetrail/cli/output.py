@@ -35,7 +35,7 @@ def describe_job(report: dict[str, Any], out: TextIO | None = None) -> None:
         if image["status"] == "failed":
             out.write(f"  {image['image']}: FAILED [{image['error_code']}] {image['error']}\n")
             continue
-        if report["kind"] == "enroll":
+        if report["kind"] in ("enroll", "reindex"):
             out.write(f"  {image['image']}: {image['status']} as {image.get('person')}\n")
             continue
         names = [

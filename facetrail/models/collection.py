@@ -7,6 +7,7 @@ from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, UniqueConst
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from facetrail.models.base import Base, Timestamped, utcnow
+from facetrail.models.image import Image
 
 
 class Collection(Timestamped, Base):
@@ -87,3 +88,4 @@ class Face(Timestamped, Base):
     )
 
     person: Mapped[Person] = relationship(back_populates="faces")
+    image: Mapped[Image | None] = relationship()

@@ -6,6 +6,7 @@ whatever a previous attempt wrote, so a killed worker neither loses nor duplicat
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,14 +20,21 @@ from sqlalchemy.orm import Session
 from facetrail.backends.base import BoundingBox, DetectedFace, FaceMatch, FaceSearch, Recognizer
 from facetrail.backends.local.vectors import from_blob, to_blob
 from facetrail.db import session_scope
-from facetrail.errors import BackendUnavailableError, FacetrailError, NoFaceError, NotFoundError
+from facetrail.errors import (
+    BackendUnavailableError,
+    FacetrailError,
+    InvalidImageError,
+    NoFaceError,
+    NotFoundError,
+)
 from facetrail.identification import assign
-from facetrail.images import LoadedImage, load_image
-from facetrail.models import Collection, Face, FaceResult, ItemStatus, JobItem, JobKind, Person
+from facetrail.images import LoadedImage, decode_image, load_image
+from facetrail.models import Collection, Face, FaceResult, ItemStatus, Job, JobItem, JobKind, Person
 from facetrail.models.base import utcnow
 from facetrail.services.faces import upsert_face
 from facetrail.services.jobs import rollup
 from facetrail.services.records import get_or_create_image, get_or_create_person
+from facetrail.services.reindex import drop_old_index, switch_over
 from facetrail.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,8 @@ class Claim:
     source: str
     person_external_id: str | None
     threshold: float
+    position: int
+    parameters: dict[str, Any]
     # For a re-run: the item of the original job that showed the same image.
     original_item_id: int | None
 
@@ -58,6 +68,13 @@ def run_item(
         claim = _claim(settings, item_id)
         if claim is None:
             return ItemStatus.SUCCEEDED  # already finished by an earlier delivery
+        if claim.kind == JobKind.REINDEX:
+            params = claim.parameters
+            target = recognizer_for(params["target_backend"], params["target_options"])
+            old_index = _reindex(settings, claim, target)
+            if old_index is not None:
+                drop_old_index(settings, old_index)
+            return ItemStatus.SUCCEEDED
         recognizer = recognizer_for(claim.backend, claim.backend_options)
         if claim.kind == JobKind.ENROLL:
             _enroll(settings, claim, recognizer)
@@ -112,6 +129,8 @@ def _claim(settings: Settings, item_id: int) -> Claim | None:
             source=item.source,
             person_external_id=item.person_external_id,
             threshold=float(job.parameters.get("threshold", settings.match_threshold)),
+            position=item.position,
+            parameters=dict(job.parameters),
             original_item_id=original,
         )
 
@@ -129,12 +148,12 @@ def _fail(settings: Settings, item_id: int, code: str, message: str) -> None:
         rollup(session, item.job_id)
 
 
-def _succeed(session: Session, item: JobItem, image_id: int | None) -> None:
+def _succeed(session: Session, item: JobItem, image_id: int | None) -> Job:
     item.status = ItemStatus.SUCCEEDED
     item.image_id = image_id
     item.error = item.error_code = None
     item.finished_at = utcnow()
-    rollup(session, item.job_id)
+    return rollup(session, item.job_id)
 
 
 def _load(settings: Settings, source: str) -> LoadedImage:
@@ -180,6 +199,67 @@ def _enroll(settings: Settings, claim: Claim, recognizer: Recognizer) -> None:
             .values(version=Collection.version + 1, model_version=recognizer.model_version)
         )
         _succeed(session, item, image_row.id)
+
+
+def _reindex(settings: Settings, claim: Claim, target: Recognizer) -> dict[str, Any] | None:
+    """Index one enrolled face into the staging collection, from its photo or stored crop."""
+    staging = claim.parameters["staging_collection"]
+    face_pk = claim.parameters["source_faces"][claim.position]
+    assert claim.person_external_id is not None
+    target.ensure_collection(staging)
+    image: LoadedImage | None = None
+    result = None
+    if not claim.source.startswith("face:"):
+        with contextlib.suppress(InvalidImageError):
+            image = _load(settings, claim.source)
+            result = target.index_faces(
+                staging, image, external_id=claim.person_external_id, max_faces=1
+            )
+    if result is None or not result.indexed:
+        # The photo is gone or unreadable: fall back to the aligned crop we stored.
+        with session_scope(settings) as session:
+            face = session.get(Face, face_pk)
+            crop = face.crop_jpeg if face is not None else None
+        if crop is None:
+            raise NoFaceError(f"{claim.source}: neither the photo nor a stored crop is usable")
+        image = decode_image(
+            crop,
+            source=f"face:{face_pk}",
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+        )
+        result = target.index_faces(
+            staging, image, external_id=claim.person_external_id, max_faces=1
+        )
+        if not result.indexed:
+            raise NoFaceError(f"{claim.source}: no face found in the photo or its stored crop")
+    with session_scope(settings) as session:
+        item = session.get_one(JobItem, claim.item_id)
+        collection = session.get_one(Collection, claim.collection_id)
+        person = session.scalars(
+            select(Person).where(
+                Person.collection_id == collection.id,
+                Person.external_id == claim.person_external_id,
+            )
+        ).one_or_none()
+        if person is None:
+            raise NotFoundError(f"person {claim.person_external_id!r} was deleted meanwhile")
+        image_id = None
+        if image is not None and not image.source.startswith("face:"):
+            image_id = get_or_create_image(session, image).id
+        for indexed in result.indexed:
+            upsert_face(
+                session,
+                backend=target.name,
+                model_version=target.model_version,
+                collection=collection,
+                person=person,
+                indexed=indexed,
+                image_id=image_id,
+                item_id=claim.item_id,
+            )
+        job = _succeed(session, item, image_id)
+        return switch_over(session, job)
 
 
 def _stored_searches(

@@ -17,7 +17,7 @@ def _iso(value: Any) -> str | None:
 
 def job_summary(session: Session, job: Job) -> dict[str, Any]:
     collection = session.get(Collection, job.collection_id) if job.collection_id else None
-    return {
+    summary: dict[str, Any] = {
         "job_id": job.id,
         "kind": job.kind.value,
         "status": job.status.value,
@@ -33,7 +33,11 @@ def job_summary(session: Session, job: Job) -> dict[str, Any]:
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
         "error": job.error,
+        "rerun_of": job.rerun_of_id,
     }
+    if job.kind.value == "reindex":
+        summary["switched"] = bool(job.parameters.get("switched"))
+    return summary
 
 
 def job_report(session: Session, job_id: int) -> dict[str, Any]:

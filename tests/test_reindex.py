@@ -1,0 +1,102 @@
+"""Re-indexing into another model: searches switch over only once the new index is complete."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from facetrail.api import Facetrail
+from facetrail.backends import recognizer_for
+from facetrail.db import session_scope
+from facetrail.models import Collection, Face, LocalCollection, LocalFace
+from facetrail.services.items import run_item
+from facetrail.services.jobs import pending_item_ids
+from facetrail.services.reindex import create_reindex_job
+from facetrail.settings import Settings
+from tests.conftest import KNN, KNN_EXPECTED, knn_test_images
+
+
+def names(report: dict[str, object]) -> dict[str, set[str]]:
+    images = report["images"]
+    assert isinstance(images, list)
+    return {Path(i["image"]).name: {f["person"] for f in i["faces"] if f["person"]} for i in images}
+
+
+def models_in_use(settings: Settings) -> tuple[str, set[str], set[str]]:
+    with session_scope(settings) as session:
+        collection = session.scalars(select(Collection)).one()
+        faces = set(session.scalars(select(Face.model_version)))
+        local = set(session.scalars(select(LocalFace.model_version)))
+        return collection.model_version, faces, local
+
+
+def test_reindex_to_another_embedder(settings: Settings) -> None:
+    ft = Facetrail(settings)
+    ft.enroll("band", KNN / "train")
+    before, _, _ = models_in_use(settings)
+    assert "mobilefacenet" in before
+
+    report = ft.reindex("band", embedder="dlib")
+    assert report["status"] == "succeeded" and report["switched"], report
+    model, faces, local = models_in_use(settings)
+    assert "dlib" in model and faces == {model} and local == {model}
+    with session_scope(settings) as session:
+        assert session.scalar(select(func.count()).select_from(Face)) == 9
+        # The old index is gone from the backend.
+        assert [c.name for c in session.scalars(select(LocalCollection))] == [
+            f"band.reindex-{report['job_id']}"
+        ]
+    # The settings still say mobilefacenet: the collection's pinned embedder wins.
+    assert names(ft.identify("band", knn_test_images())) == KNN_EXPECTED
+    assert ft.audit_log("band")[0]["action"] == "reindex"
+
+
+def test_searches_use_the_old_index_until_the_new_one_is_complete(settings: Settings) -> None:
+    ft = Facetrail(settings)
+    ft.enroll("band", KNN / "train")
+    old_model, _, _ = models_in_use(settings)
+    with session_scope(settings) as session:
+        job_id = create_reindex_job(session, settings, "band", embedder="dlib").id
+    with session_scope(settings) as session:
+        items = pending_item_ids(session, job_id)
+
+    def rec(name: str, options: dict[str, object]):  # type: ignore[no-untyped-def]
+        return recognizer_for(settings, name, dict(options))
+
+    for item_id in items[:-1]:
+        run_item(settings, item_id, rec)
+    # Most faces are re-embedded, but searches still run on the complete old index only.
+    model, faces, _ = models_in_use(settings)
+    assert model == old_model and len(faces) == 2
+    assert names(ft.identify("band", knn_test_images())) == KNN_EXPECTED
+    run_item(settings, items[-1], rec)
+    assert models_in_use(settings)[0] != old_model
+    assert names(ft.identify("band", knn_test_images())) == KNN_EXPECTED
+
+
+def test_reindex_falls_back_to_stored_crops(settings: Settings, tmp_path: Path) -> None:
+    photos = tmp_path / "train"
+    shutil.copytree(KNN / "train", photos)
+    ft = Facetrail(settings)
+    ft.enroll("band", photos)
+    shutil.rmtree(photos)
+    report = ft.reindex("band", embedder="dlib")
+    failed = [i for i in report["images"] if i["status"] != "succeeded"]
+    assert report["switched"], failed
+    assert names(ft.identify("band", knn_test_images())) == KNN_EXPECTED
+
+
+def test_reindex_refuses_when_collection_changes_meanwhile(settings: Settings) -> None:
+    ft = Facetrail(settings)
+    ft.enroll("band", KNN / "train")
+    old_model, _, _ = models_in_use(settings)
+    with session_scope(settings) as session:
+        job_id = create_reindex_job(session, settings, "band", embedder="dlib").id
+    ft.rename_person("band", "obama", display_name="Barack Obama")
+    ft._run(job_id, wait=True, progress=None)
+    report = ft.job(job_id)
+    assert report["status"] == "succeeded" and not report["switched"]
+    assert "changed while it was being re-indexed" in report["error"]
+    assert models_in_use(settings)[0] == old_model
