@@ -107,6 +107,17 @@ class Facetrail:
             ).id
         return self._run(job_id, wait=wait, progress=progress)
 
+    def resume(
+        self, job_id: int, *, wait: bool = True, progress: Progress | None = None
+    ) -> dict[str, Any]:
+        """Send a job's unfinished items to the workers again (after an outage, say).
+
+        Safe at any time: items that finished are skipped, and a running item that gets a
+        second delivery ends with one result.
+        """
+        self.job(job_id)  # raises for an unknown job
+        return self._run(job_id, wait=wait, progress=progress)
+
     def rerun_changes(self, job_id: int) -> dict[str, Any]:
         with session_scope(self.settings) as session:
             return rerun_changes(session, job_id)

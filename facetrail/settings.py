@@ -45,7 +45,16 @@ class Settings:
     task_max_retries: int = 5
     # Seconds before Redis hands an unacknowledged task to another worker.
     visibility_timeout: int = 3600
+    # How long a finished job's report waits in Redis for the app that submitted it.
+    notify_ttl: int = 86400
     actor: str = ""
+    # `facetrail serve`: the X-Api-Key clients must send; the rekognition backend sends it too
+    # when it talks to an aws_endpoint_url.
+    serve_api_key: str = ""
+    # Rekognition backend: botocore's retry mode ("adaptive" also rate-limits on throttling,
+    # "standard", "legacy") and total attempts per call.
+    aws_retry_mode: str = "adaptive"
+    aws_max_attempts: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -47,9 +47,9 @@ def settings(tmp_path: Path, models_dir: Path) -> Settings:
     return Settings(home=tmp_path / "home", models_dir=models_dir)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test run, dropped afterwards."""
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 

@@ -212,7 +212,7 @@ def jobs(settings: Settings, args: argparse.Namespace) -> int:
 
     api = Facetrail(settings)
     if args.job is not None:
-        report = api.job(args.job)
+        report = api.resume(args.job) if args.resume else api.job(args.job)
         print_json(report) if args.json else describe_job(report)
         return 0
     listing = api.jobs(args.limit)

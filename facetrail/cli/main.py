@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from facetrail.cli import commands
+from facetrail.cli.serve import add_serve_parser
 from facetrail.errors import FacetrailError
 from facetrail.settings import Settings
 
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("job", nargs="?", type=int)
     jobs.add_argument("--limit", type=int, default=20)
     jobs.add_argument("--json", action="store_true")
+    jobs.add_argument(
+        "--resume", action="store_true", help="send the job's unfinished items to workers again"
+    )
 
     rerun = add("rerun", commands.rerun, "identify a job's images again and report what changed")
     rerun.add_argument("job", type=int)
@@ -102,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, default=1)
     worker.add_argument("--loglevel", default="INFO")
     worker.add_argument("--pool", default="prefork")
+    add_serve_parser(sub)
     return parser
 
 

@@ -58,6 +58,8 @@ class Job(Timestamped, Base):
         ForeignKey("collections.id", ondelete="SET NULL"), index=True
     )
     collection_version: Mapped[int | None]
+    # Set by apps that submit through the ``facetrail.submit`` task: resubmitting is a no-op.
+    request_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     # A re-run is a new identify job over the same images, linked to the job it repeats.
     rerun_of_id: Mapped[int | None] = mapped_column(
         ForeignKey("jobs.id", ondelete="SET NULL"), index=True

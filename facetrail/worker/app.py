@@ -16,6 +16,9 @@ QUEUE = "facetrail"
 def configure(app: Celery, settings: Settings) -> Celery:
     """Point ``app`` at ``settings``. Without a broker, tasks run in-process (eager)."""
     eager = not settings.broker_url
+    previous = getattr(app, "facetrail_settings", None)
+    if previous is not None and previous.broker_url != settings.broker_url:
+        _drop_connections(app)
     app.conf.update(
         broker_url=settings.broker_url or "memory://",
         task_always_eager=eager,
@@ -34,6 +37,16 @@ def configure(app: Celery, settings: Settings) -> Celery:
     )
     app.facetrail_settings = settings
     return app
+
+
+def _drop_connections(app: Celery) -> None:
+    """Forget pooled connections to the old broker (Celery keeps them across conf changes)."""
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
 
 
 def settings_of(app: Celery) -> Settings:

@@ -1,4 +1,4 @@
-"""Celery tasks: thin functions that take ids and call the services.
+"""Celery tasks: thin functions that take ids (or a JSON payload) and call the services.
 
 Task names and payloads are a public contract (see docs/tasks.md): other apps can enqueue with
 ``send_task`` without importing facetrail.
@@ -10,19 +10,35 @@ import logging
 from typing import Any
 
 from celery import Task
+from sqlalchemy.exc import DBAPIError
 
 from facetrail.backends import recognizer_for
 from facetrail.backends.base import Recognizer
+from facetrail.db import session_scope
 from facetrail.errors import FacetrailError
+from facetrail.models import JobItem
 from facetrail.services.items import run_item as run_item_service
+from facetrail.services.submit import submit_job
 from facetrail.worker.app import app, settings_of
+from facetrail.worker.notify import notify_if_finished, notify_rejected
 
 log = logging.getLogger(__name__)
 
 
+def _retry_or_raise(task: Task[Any, Any], exc: Exception, what: str) -> None:
+    """Retry with backoff when the failure may pass (backend or database away)."""
+    settings = settings_of(task.app)
+    retryable = isinstance(exc, DBAPIError) or (isinstance(exc, FacetrailError) and exc.retryable)
+    if not retryable or task.request.retries >= settings.task_max_retries:
+        raise exc
+    countdown = min(60, 2 ** (task.request.retries + 1))
+    log.warning("%s: %s; retry %s in %ss", what, exc, task.request.retries + 1, countdown)
+    raise task.retry(exc=exc, countdown=countdown) from exc
+
+
 @app.task(name="facetrail.run_item", bind=True, acks_late=True, max_retries=None)
 def run_item(self: Task[Any, Any], item_id: int) -> str:
-    """Run one job item (enroll or identify one image). Idempotent per item."""
+    """Run one job item (one image). Idempotent per item."""
     settings = settings_of(self.app)
 
     def recognizer(backend: str, options: dict[str, Any]) -> Recognizer:
@@ -30,20 +46,38 @@ def run_item(self: Task[Any, Any], item_id: int) -> str:
 
     final = self.request.retries >= settings.task_max_retries
     try:
-        return str(run_item_service(settings, item_id, recognizer, final_attempt=final))
-    except FacetrailError as exc:
-        if not exc.retryable or final:
-            raise
-        countdown = min(60, 2 ** (self.request.retries + 1))
-        log.warning(
-            "item %s: %s; retry %s in %ss", item_id, exc, self.request.retries + 1, countdown
-        )
-        raise self.retry(exc=exc, countdown=countdown) from exc
+        status = run_item_service(settings, item_id, recognizer, final_attempt=final)
+        with session_scope(settings) as session:
+            job_id = session.get_one(JobItem, item_id).job_id
+        notify_if_finished(settings, job_id)
+        return str(status)
+    except (FacetrailError, DBAPIError) as exc:
+        _retry_or_raise(self, exc, f"item {item_id}")
+        raise
+
+
+@app.task(name="facetrail.submit", bind=True, acks_late=True, max_retries=None)
+def submit(self: Task[Any, Any], payload: dict[str, Any]) -> int:
+    """Create a job from a JSON payload (see docs/tasks.md) and fan it out."""
+    from facetrail.worker.dispatch import fan_out
+
+    settings = settings_of(self.app)
+    try:
+        with session_scope(settings) as session:
+            job_id = submit_job(session, settings, payload).id
+        fan_out(settings, job_id)
+        notify_if_finished(settings, job_id)  # an empty job is finished at once
+        return job_id
+    except (FacetrailError, DBAPIError) as exc:
+        if isinstance(exc, FacetrailError) and not exc.retryable:
+            notify_rejected(settings, payload.get("request_id"), exc.message)
+        _retry_or_raise(self, exc, f"submit {payload.get('request_id')}")
+        raise
 
 
 @app.task(name="facetrail.run_job", acks_late=True)
 def run_job(job_id: int) -> int:
-    """Fan a job out into one ``facetrail.run_item`` task per unfinished item."""
+    """Fan a job out into one ``facetrail.run_item`` task per unfinished item (resume)."""
     from facetrail.worker.dispatch import fan_out
 
     return fan_out(settings_of(app), job_id)

@@ -1,4 +1,4 @@
-"""Re-runs, re-indexing and the audit log.
+"""Re-runs, re-indexing, submissions from other apps and the audit log.
 
 Revision ID: 0002
 Revises: 0001
@@ -57,7 +57,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("backend_options", sa.JSON()))
     op.execute(
         "UPDATE collections SET backend_collection_id = name,"
-        " backend_options = '{\"embedder\": \"mobilefacenet\"}'"
+        ' backend_options = \'{"embedder": "mobilefacenet"}\''
     )
     with op.batch_alter_table("collections", schema=None) as batch_op:
         batch_op.alter_column(
@@ -70,6 +70,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("model_version", sa.String(length=128), nullable=True))
 
     with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("request_id", sa.String(length=64), nullable=True))
+        batch_op.create_unique_constraint(batch_op.f("uq_jobs_request_id"), ["request_id"])
         batch_op.add_column(sa.Column("rerun_of_id", sa.Integer(), nullable=True))
         batch_op.create_index(batch_op.f("ix_jobs_rerun_of_id"), ["rerun_of_id"], unique=False)
         batch_op.create_foreign_key(
@@ -91,6 +93,8 @@ def downgrade() -> None:
         batch_op.drop_constraint(batch_op.f("fk_jobs_rerun_of_id_jobs"), type_="foreignkey")
         batch_op.drop_index(batch_op.f("ix_jobs_rerun_of_id"))
         batch_op.drop_column("rerun_of_id")
+        batch_op.drop_constraint(batch_op.f("uq_jobs_request_id"), type_="unique")
+        batch_op.drop_column("request_id")
 
     with op.batch_alter_table("face_results", schema=None) as batch_op:
         batch_op.drop_column("model_version")

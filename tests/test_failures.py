@@ -1,0 +1,185 @@
+"""Failure tests on real services: killed workers, a restarted broker, racing workers, and a
+database that goes away for a while. Each batch must end with exactly one result per image."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from facetrail.api import Facetrail
+from facetrail.db import session_scope
+from facetrail.migrate import upgrade
+from facetrail.models import Face, FaceResult, ItemStatus, Job, JobItem, Person
+from facetrail.services.jobs import EnrollEntry
+from facetrail.settings import Settings
+from tests.conftest import DATA, KNN
+from tests.procs import PrivateRedis, TcpProxy, Worker
+
+pytestmark = [pytest.mark.services, pytest.mark.e2e]
+
+FR = DATA / "face_recognition"
+PHOTOS = sorted(
+    [p for p in (FR / "examples").iterdir() if p.suffix in {".jpg", ".png"}]
+    + list((KNN / "test").iterdir())
+    + list((FR / "tests" / "test_images").iterdir())
+)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def base(tmp_path: Path, models_dir: Path, postgres_url: str) -> Settings:
+    """PostgreSQL, migrated, with the knn_examples people enrolled (in-process)."""
+    settings = Settings(home=tmp_path / "home", models_dir=models_dir, database_url=postgres_url)
+    upgrade(settings)
+    Facetrail(settings).enroll("band", KNN / "train")
+    return settings
+
+
+def batch(n: int) -> list[str]:
+    return [str(PHOTOS[i % len(PHOTOS)]) for i in range(n)]
+
+
+def done_items(settings: Settings, job_id: int) -> int:
+    with session_scope(settings) as session:
+        return (
+            session.scalar(
+                select(func.count()).where(
+                    JobItem.job_id == job_id, JobItem.status == ItemStatus.SUCCEEDED
+                )
+            )
+            or 0
+        )
+
+
+def wait_until(condition: object, timeout: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.3)
+    raise TimeoutError("condition not reached")
+
+
+def assert_one_result_per_image(settings: Settings, job_id: int, n: int) -> None:
+    with session_scope(settings) as session:
+        job = session.get_one(Job, job_id)
+        assert (job.status.value, job.succeeded_items, job.failed_items) == ("succeeded", n, 0)
+        items = session.scalars(select(JobItem).where(JobItem.job_id == job_id)).all()
+        assert sorted(i.position for i in items) == list(range(n))
+        faces_by_source: dict[str, int] = {}
+        for item in items:
+            assert item.status == ItemStatus.SUCCEEDED
+            indexes = [f.face_index for f in item.faces]
+            assert indexes == list(range(len(indexes))), "duplicated or missing face rows"
+            # The same photo always gives the same faces, however often its task ran.
+            assert faces_by_source.setdefault(item.source, len(indexes)) == len(indexes)
+        total = session.scalar(
+            select(func.count())
+            .select_from(FaceResult)
+            .join(JobItem)
+            .where(JobItem.job_id == job_id)
+        )
+        assert total == sum(faces_by_source[i.source] for i in items)
+
+
+def test_worker_killed_mid_batch(
+    base: Settings, redis_server: PrivateRedis, tmp_path: Path
+) -> None:
+    settings = base.with_(broker_url=redis_server.url, visibility_timeout=5)
+    ft = Facetrail(settings)
+    job_id = ft.identify("band", batch(200), wait=False)["job_id"]
+    first = Worker(settings, tmp_path / "w1.log")
+    wait_until(lambda: done_items(settings, job_id) >= 40)
+    first.kill()
+    killed_at = done_items(settings, job_id)
+    assert killed_at < 200
+    second = Worker(settings, tmp_path / "w2.log")
+    try:
+        ft.wait(job_id, timeout=400)
+    finally:
+        second.stop()
+    assert_one_result_per_image(settings, job_id, 200)
+
+
+def test_broker_restarted_mid_batch(
+    base: Settings, redis_server: PrivateRedis, tmp_path: Path
+) -> None:
+    settings = base.with_(broker_url=redis_server.url, visibility_timeout=5)
+    ft = Facetrail(settings)
+    job_id = ft.identify("band", batch(60), wait=False)["job_id"]
+    worker = Worker(settings, tmp_path / "w.log")
+    try:
+        wait_until(lambda: done_items(settings, job_id) >= 10)
+        redis_server.restart(down_for=3)
+        assert done_items(settings, job_id) < 60
+        ft.wait(job_id, timeout=400)
+    finally:
+        worker.stop()
+    assert_one_result_per_image(settings, job_id, 60)
+
+
+def test_two_workers_enrolling_the_same_new_person(
+    base: Settings, redis_server: PrivateRedis, tmp_path: Path
+) -> None:
+    settings = base.with_(broker_url=redis_server.url)
+    photos = [
+        FR / "examples" / "obama.jpg",
+        FR / "examples" / "obama2.jpg",
+        FR / "examples" / "obama-480p.jpg",
+        FR / "examples" / "obama-720p.jpg",
+        FR / "examples" / "obama_small.jpg",
+        FR / "tests" / "test_images" / "obama3.jpg",
+        KNN / "test" / "obama1.jpg",
+    ]
+    workers = [Worker(settings, tmp_path / f"w{i}.log") for i in range(2)]
+    try:
+        report = Facetrail(settings).enroll(
+            "band", [EnrollEntry(str(p), "barack") for p in photos], wait=False
+        )
+        report = Facetrail(settings).wait(report["job_id"], timeout=300)
+    finally:
+        for w in workers:
+            w.stop()
+    assert report["status"] == "succeeded", report
+    with session_scope(settings) as session:
+        people = session.scalars(select(Person).where(Person.external_id == "barack")).all()
+        assert len(people) == 1
+        faces = session.scalar(select(func.count()).where(Face.person_id == people[0].id))
+        assert faces == len(photos)
+
+
+def test_database_briefly_unreachable(
+    base: Settings, redis_server: PrivateRedis, tmp_path: Path
+) -> None:
+    settings = base.with_(broker_url=redis_server.url)
+    url = make_url(settings.database_url)
+    proxy = TcpProxy(url.port or 5432)
+    proxy.start()
+    through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    ft = Facetrail(settings)
+    job_id = ft.identify("band", batch(40), wait=False)["job_id"]
+    worker = Worker(settings.with_(database_url=through_proxy), tmp_path / "w.log")
+    try:
+        wait_until(lambda: done_items(settings, job_id) >= 8)
+        proxy.cut()
+        time.sleep(6)
+        assert done_items(settings, job_id) < 40
+        proxy.restore()
+        ft.wait(job_id, timeout=400)
+    finally:
+        worker.stop()
+        proxy.cut()
+    assert_one_result_per_image(settings, job_id, 40)
+    assert "retry" in (tmp_path / "w.log").read_text(errors="replace").lower()
