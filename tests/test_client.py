@@ -1,0 +1,53 @@
+"""Other apps enqueue with plain Celery (FacetrailClient) and wait for the report."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from facetrail.api import Facetrail
+from facetrail.client import FacetrailClient
+from facetrail.db import session_scope
+from facetrail.migrate import upgrade
+from facetrail.models import Job
+from facetrail.settings import Settings
+from tests.conftest import KNN, KNN_EXPECTED, knn_test_images
+from tests.procs import Worker
+
+pytestmark = [pytest.mark.services, pytest.mark.e2e]
+
+
+@pytest.fixture
+def served(
+    tmp_path: Path, models_dir: Path, postgres_url: str, redis_url: str
+) -> Iterator[Settings]:
+    settings = Settings(home=tmp_path / "home", models_dir=models_dir, database_url=postgres_url)
+    upgrade(settings)
+    Facetrail(settings).enroll("band", KNN / "train")
+    settings = settings.with_(broker_url=redis_url)
+    worker = Worker(settings, tmp_path / "worker.log")
+    yield settings
+    worker.stop()
+
+
+def test_enqueue_and_wait_without_facetrail_imports(served: Settings) -> None:
+    client = FacetrailClient(served.broker_url)
+    try:
+        request_id = client.identify("band", [str(p) for p in knn_test_images()])
+        report = client.wait(request_id, timeout=300)
+        # Sending the same request again (a retrying app) makes no second job.
+        client.identify("band", [str(p) for p in knn_test_images()], request_id=request_id)
+        rejected = client.wait(client.identify("no-such-collection", ["x.jpg"]), timeout=120)
+    finally:
+        client.close()
+    assert report["request_id"] == request_id and report["status"] == "succeeded"
+    for image in report["images"]:
+        named = {f["person"] for f in image["faces"] if f["person"]}
+        assert named == KNN_EXPECTED[Path(image["image"]).name]
+    assert rejected["status"] == "rejected"
+    assert "does not exist" in rejected["error"]
+    with session_scope(served) as session:
+        assert session.scalar(select(func.count()).where(Job.request_id == request_id)) == 1
