@@ -14,19 +14,13 @@ import argparse
 import statistics
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from facetrail.api import Facetrail
 from facetrail.migrate import upgrade
 from facetrail.settings import Settings
 from facetrail.sources import enroll_entries
-from tests.procs import PrivateRedis, Worker
+from tests.procs import PrivateRedis, Worker, scratch_database
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 KNN = DATA / "face_recognition" / "examples" / "knn_examples"
@@ -35,29 +29,11 @@ PHOTOS = sorted(
     + list((KNN / "test").iterdir())
     + list((DATA / "face_recognition" / "tests" / "test_images").iterdir())
 )
-ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 MODELS = Path.home() / ".local/share/facetrail/models"
 
 
 def batch(n: int) -> list[str]:
     return [str(PHOTOS[i % len(PHOTOS)]) for i in range(n)]
-
-
-@contextmanager
-def scratch_database() -> Iterator[str]:
-    name = f"facetrail_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        from facetrail.db import engine_for
-
-        engine_for(make_url(ADMIN_URL).set(database=name).render_as_string(False)).dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def timed_job(ft: Facetrail, images: list[str]) -> float:
@@ -85,7 +61,7 @@ def workers_round(settings: Settings, folder: Path, count: int, images: list[str
 
 
 def scale(n: int, rounds: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp, scratch_database() as url:
+    with tempfile.TemporaryDirectory() as tmp, scratch_database("facetrail_bench") as url:
         folder = Path(tmp)
         redis = PrivateRedis(folder)
         redis.start()

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from facetrail.settings import Settings
+from tests.procs import scratch_database
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 KNN = DATA / "face_recognition" / "examples" / "knn_examples"
-POSTGRES_ADMIN_URL = os.environ.get(
-    "FACETRAIL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 REDIS_URL = os.environ.get("FACETRAIL_TEST_REDIS", "redis://127.0.0.1:6379/13")
 
 # Expected names in face_recognition's knn_examples/test (labelled by their file names).
@@ -50,23 +47,8 @@ def settings(tmp_path: Path, models_dir: Path) -> Settings:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for one test, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"facetrail_test_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        from facetrail.db import engine_for
-
-        url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-        engine_for(url).dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database() as url:
+        yield url
 
 
 @pytest.fixture

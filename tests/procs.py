@@ -11,9 +11,38 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from facetrail.settings import Settings
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "FACETRAIL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@contextmanager
+def scratch_database(prefix: str = "facetrail_test") -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped on exit."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from facetrail.db import engine_for
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url
+    finally:
+        engine_for(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def free_port() -> int:
