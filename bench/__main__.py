@@ -6,7 +6,6 @@ Prints a markdown table on stdout (progress goes to stderr). See docs/benchmarks
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -16,6 +15,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from bench import datasets, evaluate, throughput
+from bench.baseline import Baseline
+from bench.notes import notes
+from bench.plan import Plan
 from bench.report import SECTIONS, Results, build_rows, render
 from bench.systems import System
 
@@ -39,9 +41,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="use at most N pairs / probes / detection images / throughput photos (smoke runs)",
     )
+    parser.add_argument(
+        "--enroll-per-identity",
+        type=int,
+        default=2,
+        help="identification: photos enrolled per identity (the rest are held out)",
+    )
     parser.add_argument("--data", type=Path, default=datasets.DEFAULT_ROOT, help="shared data root")
     parser.add_argument(
-        "--warmup", type=int, default=4, help="untimed photos before the throughput pass"
+        "--warmup", type=int, default=4, help="untimed photos before the throughput passes"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="timed throughput passes; the fastest is reported"
     )
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -50,31 +61,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     args.sections = [s for s in SECTIONS if s in sections]
     return args
-
-
-class Plan:
-    """The data each section runs on, cut to ``limit`` items, and how to describe it."""
-
-    def __init__(self, root: Path, limit: int | None) -> None:
-        pairs, self.pair_rows = datasets.load_pairs(root)
-        self.pairs = pairs[:limit]
-        split = datasets.identity_split(root)
-        self.split = datasets.IdentitySplit(split.enroll, split.probes[:limit], split.clusters)
-        self.boxed = datasets.load_detection_set(root)[:limit]
-        self.photos = datasets.throughput_images(root)[:limit]
-
-    def measured_on(self) -> dict[str, str]:
-        same = sum(p.same for p in self.pairs)
-        boxes = sum(len(i.boxes) for i in self.boxed)
-        return {
-            "verification": f"{len(self.pairs)} deepface pairs ({same} same, "
-            f"{len(self.pairs) - same} different)",
-            "identification": f"{len(self.split.probes)} held-out deepface photos; "
-            f"{len(self.split.enroll)} enrolled ({self.split.clusters} clusters x 2)",
-            "detection": f"dlib testing.xml: {len(self.boxed)} images, {boxes} boxes",
-            "throughput": f"{len(self.photos)} photos (deepface + face_recognition examples), "
-            f"{os.cpu_count()} cores",
-        }
 
 
 def attempt(results: Results, section: str, run: Callable[[], T]) -> T | None:
@@ -91,14 +77,16 @@ def attempt(results: Results, section: str, run: Callable[[], T]) -> T | None:
 
 
 def run_accuracy(system: System, results: Results, plan: Plan, sections: list[str]) -> None:
-    results.rule = system.rule
+    results.rule, results.version = system.rule, system.version
     if "verification" in sections:
         results.verification = attempt(
             results, "verification", lambda: evaluate.verification(system, plan.pairs)
         )
     if "identification" in sections:
         results.identification = attempt(
-            results, "identification", lambda: evaluate.identification(system, plan.split)
+            results,
+            "identification",
+            lambda: evaluate.identification(system, plan.split, plan.open_split),
         )
     if "detection" in sections:
         results.detection = attempt(
@@ -126,79 +114,26 @@ def run_facetrail(results: Results, plan: Plan, sections: list[str]) -> None:
         run_accuracy(side, results, plan, accuracy_sections)
 
 
-def run_throughput(results: Results, system: str, plan: Plan, warmup: int) -> None:
+def run_throughput(results: Results, system: str, plan: Plan, warmup: int, repeat: int) -> None:
     results.throughput = attempt(
         results,
         "throughput",
-        lambda: throughput.measure(system, plan.photos, plan.split.enroll, warmup=warmup),
+        lambda: throughput.measure(
+            system, plan.photos, plan.split.enroll, warmup=warmup, repeat=repeat
+        ),
     )
-
-
-def notes(plan: Plan, ours: Results, theirs: Results, sections: list[str]) -> list[str]:
-    out = [
-        f"Decision rules: {ours.label} `{ours.rule or 'n/a'}` (0-100 scale), "
-        f"{theirs.label} `{theirs.rule or 'n/a'}` (Euclidean distance).",
-    ]
-    if "verification" in sections:
-        out.append(
-            f"Verification: {plan.pair_rows} rows of master.csv + face-recognition-pivot.csv, "
-            f"{len(plan.pairs)} unique pairs used; largest face of the first photo against every "
-            "face of the second, best match counts. No face = wrong; for AUC it scores lowest."
-        )
-    if "identification" in sections:
-        out.append(
-            "Identification: enrolled the first 2 photos of each identities.csv cluster "
-            "(sorted file names); the largest face of each other photo must be named with its "
-            "cluster; unknown or no face = wrong."
-        )
-    if "detection" in sections:
-        out.append(
-            "Detection: one-to-one greedy matching at IoU >= 0.5. Some background faces in these "
-            "photos are not boxed, so a few 'false' detections may be real faces: precision is a "
-            "lower bound. The boxes follow dlib's (square) convention."
-        )
-    if "throughput" in sections:
-        out.append(
-            "Throughput: each system in its own subprocess, one after the other; gallery = the "
-            "identification enrollment photos; untimed warm-up on the first photos; "
-            f"{ours.label} through its identify job (in-process, SQLite), the baseline doing "
-            "locations + encodings + nearest match per face."
-        )
-    for results in (ours, theirs):
-        if results.verification:
-            v = results.verification
-            out.append(
-                f"{results.label} verification errors: {v.false_accepts} false accepts, "
-                f"{v.false_rejects} false rejects, {v.no_face} pairs without a face."
-            )
-        ident = results.identification
-        if ident and (ident.enroll_failures or ident.failed):
-            out.append(
-                f"{results.label} identification: {ident.enroll_failures} enrollment photos "
-                f"not enrolled, {ident.failed} held-out photos failed (counted wrong); "
-                f"first: {ident.first_error}"
-            )
-        if results.throughput and results.throughput.failed_images:
-            out.append(
-                f"{results.label}: {results.throughput.failed_images} throughput photos failed "
-                f"(not counted as identified; first: {results.throughput.first_error})."
-            )
-        out += [f"{results.label} {s} error: {e}" for s, e in results.errors.items()]
-    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    plan = Plan(args.data, args.limit)
+    plan = Plan(args.data, args.limit, args.enroll_per_identity)
     ours, theirs = Results("facetrail"), Results("face_recognition")
-
-    from bench.baseline import Baseline
 
     run_accuracy(Baseline(), theirs, plan, args.sections)
     run_facetrail(ours, plan, args.sections)
     if "throughput" in args.sections:
-        run_throughput(ours, "facetrail", plan, args.warmup)
-        run_throughput(theirs, "baseline", plan, args.warmup)
+        run_throughput(ours, "facetrail", plan, args.warmup, args.repeat)
+        run_throughput(theirs, "baseline", plan, args.warmup, args.repeat)
 
     print(render(build_rows(args.sections, plan.measured_on()), ours, theirs))
     print()

@@ -6,11 +6,13 @@ dlib's HOG detector (``face_locations`` defaults: one upsample), the 128-d ResNe
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dlib
 import face_recognition
 import numpy as np
 import numpy.typing as npt
@@ -64,12 +66,18 @@ class Gallery:
     def __len__(self) -> int:
         return len(self._labels)
 
-    def nearest(self, encoding: Encodings) -> str | None:
+    def closest(self, encoding: Encodings) -> tuple[str, float] | None:
+        """The nearest enrolled label and its distance, whatever the tolerance."""
         if not self._labels:
             return None
         distances = face_recognition.face_distance(np.asarray(self._encodings), encoding)
         best = int(np.argmin(distances))
-        return self._labels[best] if distances[best] <= self.tolerance else None
+        return self._labels[best], float(distances[best])
+
+    def nearest(self, encoding: Encodings) -> str | None:
+        """The nearest enrolled label if within the tolerance, else unknown."""
+        found = self.closest(encoding)
+        return found[0] if found is not None and found[1] <= self.tolerance else None
 
 
 class Baseline:
@@ -78,6 +86,13 @@ class Baseline:
     def __init__(self, tolerance: float = TOLERANCE) -> None:
         self.tolerance = tolerance
         self._cache: dict[Path, Faces] = {}
+
+    @property
+    def version(self) -> str:
+        return (
+            f"face_recognition {importlib.metadata.version('face_recognition')}, "
+            f"dlib {dlib.__version__}: HOG detector (1 upsample), 128-d ResNet"
+        )
 
     @property
     def rule(self) -> str:
@@ -114,15 +129,19 @@ class Baseline:
             else:
                 gallery.add(faces.encodings[index], item.label)
         predictions: list[str | None] = []
+        ranked_first: list[str | None] = []
         without_face = 0
         for path in probes:
             faces = self.faces(path)
             index = faces.largest()
-            if index is None:
-                without_face += 1
-                predictions.append(None)
-            else:
-                predictions.append(gallery.nearest(faces.encodings[index]))
+            found = None if index is None else gallery.closest(faces.encodings[index])
+            without_face += index is None
+            predictions.append(found[0] if found and found[1] <= self.tolerance else None)
+            ranked_first.append(found[0] if found else None)
         return IdentifyOutcome(
-            predictions, without_face, enroll_failures=failures, first_error=error
+            predictions,
+            without_face,
+            ranked_first=ranked_first,
+            enroll_failures=failures,
+            first_error=error,
         )

@@ -105,6 +105,22 @@ def load_identities(root: Path) -> dict[str, list[Path]]:
     return dict(clusters)
 
 
+def open_set_split(
+    root: Path, per_identity: int = 2, stranger_every: int = 3
+) -> tuple[IdentitySplit, frozenset[str]]:
+    """Like ``identity_split``, but every ``stranger_every``-th cluster (sorted) is not enrolled:
+    its photos are probes whose right answer is "unknown"."""
+    clusters = sorted(load_identities(root))
+    strangers = frozenset(c for i, c in enumerate(clusters) if i % stranger_every == 2)
+    split = identity_split(root, per_identity)
+    enroll = [e for e in split.enroll if e.label not in strangers]
+    all_photos = split.enroll + split.probes
+    probes = [p for p in split.probes if p.label not in strangers] + [
+        p for p in all_photos if p.label in strangers
+    ]
+    return IdentitySplit(enroll, probes, len(clusters) - len(strangers)), strangers
+
+
 def identity_split(root: Path, per_identity: int = 2) -> IdentitySplit:
     """Enroll the first ``per_identity`` photos of each cluster (plain sorted file names)."""
     enroll: list[Labelled] = []

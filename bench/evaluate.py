@@ -6,7 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench.datasets import BoxedImage, IdentitySplit, Pair
-from bench.metrics import DetectionCounts, accuracy, greedy_matches, roc_auc, top1
+from bench.metrics import (
+    DetectionCounts,
+    accuracy,
+    greedy_matches,
+    open_set_accuracy,
+    roc_auc,
+    top1,
+)
 from bench.systems import System
 
 IOU = 0.5
@@ -25,11 +32,15 @@ class Verification:
 @dataclass(frozen=True)
 class Identification:
     top1: float
+    rank1: float  # the best-ranked person is right, whatever the threshold
     probes: int
     no_face: int
     failed: int
     enroll_failures: int
     first_error: str
+    open_set: float = float("nan")  # strangers (clusters never enrolled) must stay unknown
+    strangers_named: int = 0
+    open_probes: int = 0
 
 
 def verification(system: System, pairs: Sequence[Pair]) -> Verification:
@@ -54,10 +65,24 @@ def verification(system: System, pairs: Sequence[Pair]) -> Verification:
     )
 
 
-def identification(system: System, split: IdentitySplit) -> Identification:
+def identification(
+    system: System, split: IdentitySplit, open_split: tuple[IdentitySplit, frozenset[str]]
+) -> Identification:
     outcome = system.identify(split.enroll, [probe.path for probe in split.probes])
+    truths = [probe.label for probe in split.probes]
+    opened, strangers = open_split
+    open_outcome = system.identify(opened.enroll, [probe.path for probe in opened.probes])
+    open_truths = [None if p.label in strangers else p.label for p in opened.probes]
     return Identification(
-        top1=top1(outcome.predictions, [probe.label for probe in split.probes]),
+        open_set=open_set_accuracy(open_outcome.predictions, open_truths),
+        strangers_named=sum(
+            1
+            for p, t in zip(open_outcome.predictions, open_truths, strict=True)
+            if t is None and p is not None
+        ),
+        open_probes=len(opened.probes),
+        top1=top1(outcome.predictions, truths),
+        rank1=top1(outcome.ranked_first, truths) if outcome.ranked_first else float("nan"),
         probes=len(split.probes),
         no_face=outcome.probes_without_face,
         failed=outcome.probes_failed,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from bench.systems import IdentifyOutcome, PairOutcome
 from facetrail.api import Facetrail
 from facetrail.backends import get_recognizer
 from facetrail.backends.base import Recognizer
-from facetrail.errors import NoFaceError
+from facetrail.errors import InvalidImageError, NoFaceError
 from facetrail.images import LoadedImage, load_image
 from facetrail.services.jobs import EnrollEntry
 from facetrail.settings import Settings
@@ -40,18 +41,30 @@ def enroll_entries(items: Sequence[Labelled]) -> list[EnrollEntry]:
     return [EnrollEntry(source=str(item.path), external_id=item.label) for item in items]
 
 
-def persons_by_image(report: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
-    """Job report -> {image source: (outcome, person of its largest face)}.
+@dataclass(frozen=True)
+class ImageOutcome:
+    """What an identify job said about one photo's largest face."""
 
-    The outcome is ``"face"``, ``"no face"`` or ``"failed"`` (the item did not succeed).
-    """
-    out: dict[str, tuple[str, str | None]] = {}
+    outcome: str  # "face", "no face" or "failed" (the item did not succeed)
+    person: str | None = None  # named at the job's threshold
+    ranked_first: str | None = None  # named, or else the top candidate
+
+
+def outcomes_by_image(report: dict[str, Any]) -> dict[str, ImageOutcome]:
+    """Job report -> {image source: outcome for its largest face}."""
+    out: dict[str, ImageOutcome] = {}
     for image in report["images"]:
+        source = str(image["image"])
         if image["status"] != "succeeded":
-            out[str(image["image"])] = ("failed", None)
+            out[source] = ImageOutcome("failed")
             continue
         face = largest_face(image["faces"])
-        out[str(image["image"])] = ("no face", None) if face is None else ("face", face["person"])
+        if face is None:
+            out[source] = ImageOutcome("no face")
+            continue
+        candidates = face.get("candidates") or []
+        top = candidates[0]["person"] if candidates else None
+        out[source] = ImageOutcome("face", face["person"], face["person"] or top)
     return out
 
 
@@ -75,6 +88,11 @@ class FacetrailSide:
         self.recognizer: Recognizer = get_recognizer(self.settings)
         self.api = Facetrail(self.settings)
         self._images: dict[Path, LoadedImage] = {}
+        self._runs = 0
+
+    @property
+    def version(self) -> str:
+        return f"local backend, {self.recognizer.model_version}"
 
     @property
     def rule(self) -> str:
@@ -95,7 +113,7 @@ class FacetrailSide:
             result = self.recognizer.compare_faces(
                 self.load(pair.a), self.load(pair.b), threshold=0
             )
-        except NoFaceError:
+        except (NoFaceError, InvalidImageError):  # scored like a photo without a face
             return PairOutcome(None, None)
         if not result.matches:  # the target had no face
             return PairOutcome(None, None)
@@ -115,15 +133,17 @@ class FacetrailSide:
         ]
 
     def identify(self, enroll: Sequence[Labelled], probes: Sequence[Path]) -> IdentifyOutcome:
-        collection = "bench-identification"
+        self._runs += 1
+        collection = f"bench-identification-{self._runs}"
         enrolled = self.api.enroll(collection, enroll_entries(enroll))
         report = self.api.identify(collection, [str(p) for p in probes])
-        found = persons_by_image(report)
-        outcomes = [found.get(str(p), ("failed", None)) for p in probes]
+        found = outcomes_by_image(report)
+        outcomes = [found.get(str(p), ImageOutcome("failed")) for p in probes]
         return IdentifyOutcome(
-            predictions=[person for _, person in outcomes],
-            probes_without_face=sum(1 for outcome, _ in outcomes if outcome == "no face"),
-            probes_failed=sum(1 for outcome, _ in outcomes if outcome == "failed"),
+            predictions=[o.person for o in outcomes],
+            probes_without_face=sum(1 for o in outcomes if o.outcome == "no face"),
+            ranked_first=[o.ranked_first for o in outcomes],
+            probes_failed=sum(1 for o in outcomes if o.outcome == "failed"),
             enroll_failures=failed_items(enrolled),
             first_error=first_error(enrolled) or first_error(report),
         )

@@ -50,6 +50,13 @@ def top1(predicted: Sequence[str | None], truths: Sequence[str]) -> float:
     return right / len(truths)
 
 
+def open_set_accuracy(predicted: Sequence[str | None], truths: Sequence[str | None]) -> float:
+    """Fraction of probes with the right outcome: the right name, or unknown for a stranger."""
+    if not truths:
+        return float("nan")
+    return sum(p == t for p, t in zip(predicted, truths, strict=True)) / len(truths)
+
+
 def iou(a: PixelBox, b: PixelBox) -> float:
     x0, y0 = max(a.left, b.left), max(a.top, b.top)
     x1 = min(a.left + a.width, b.left + b.width)

@@ -19,6 +19,7 @@ class Results:
 
     label: str
     rule: str = ""
+    version: str = ""
     verification: Verification | None = None
     identification: Identification | None = None
     detection: DetectionCounts | None = None
@@ -118,11 +119,33 @@ def build_rows(sections: list[str], measured_on: dict[str, str]) -> list[Row]:
     if "identification" in sections:
         on = measured_on["identification"]
         rows += [
-            Row("Identification top-1", on, _i(lambda i: i.top1), pct, "identification"),
+            Row("Identification top-1, own rule", on, _i(lambda i: i.top1), pct, "identification"),
+            Row(
+                "Identification rank-1, no threshold",
+                on,
+                _i(lambda i: i.rank1),
+                pct,
+                "identification",
+            ),
             Row(
                 "Held-out photos with no face (counted wrong)",
                 on,
                 _i(lambda i: i.no_face),
+                count,
+                "identification",
+                False,
+            ),
+            Row(
+                "Open-set identification accuracy (strangers must stay unknown)",
+                measured_on["open_set"],
+                _i(lambda i: i.open_set),
+                pct,
+                "identification",
+            ),
+            Row(
+                "Strangers named as someone (open set)",
+                "(same)",
+                _i(lambda i: i.strangers_named),
                 count,
                 "identification",
                 False,
@@ -152,6 +175,13 @@ def build_rows(sections: list[str], measured_on: dict[str, str]) -> list[Row]:
                 on,
                 _t(lambda t: t.faces_per_s),
                 num(2),
+                "throughput",
+            ),
+            Row(
+                "CPU time per image, ms (all threads)",
+                on,
+                _t(lambda t: t.cpu_ms_per_image),
+                num(0),
                 "throughput",
             ),
             Row(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +28,8 @@ class IdentifyOutcome:
 
     predictions: list[str | None]
     probes_without_face: int
+    # The best-ranked person for each probe whatever the threshold (``None``: no face, failed).
+    ranked_first: list[str | None] = field(default_factory=list)
     probes_failed: int = 0
     enroll_failures: int = 0
     first_error: str = ""
@@ -36,6 +38,11 @@ class IdentifyOutcome:
 class System(Protocol):
     @property
     def label(self) -> str: ...
+
+    @property
+    def version(self) -> str:
+        """Which models and versions were measured."""
+        ...
 
     @property
     def rule(self) -> str:

@@ -1,14 +1,16 @@
-"""From per-face search results to names: score people, then assign faces to people one-to-one.
+"""From per-face scores to names: assign the faces of one photo to people one-to-one.
 
-A person's enrolled photos reinforce each other: a face is scored against a person by the mean
-similarity over that person's enrolled faces, not by the single nearest one. A person appears at
-most once in a photo, so faces and people are matched with an optimal one-to-one assignment.
+A person's enrolled photos reinforce each other. Where the backend has embeddings (local), a
+face is scored against each person's template, the normalised mean of their enrolled
+embeddings; elsewhere (Rekognition) by the mean similarity over the person's enrolled faces.
+Either way no single enrolled photo decides alone. A person appears at most once in a photo, so
+faces and people are matched with an optimal one-to-one assignment.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,8 +43,12 @@ def person_scores(matches: Sequence[FaceMatch]) -> dict[str, float]:
 
 
 def assign(per_face_matches: Sequence[Sequence[FaceMatch]], threshold: float) -> list[Assignment]:
-    """Name each face (or not) so that no person is named twice in one photo."""
-    scores = [person_scores(matches) for matches in per_face_matches]
+    """Name each face (or not) from its face matches; no person is named twice in one photo."""
+    return assign_scores([person_scores(matches) for matches in per_face_matches], threshold)
+
+
+def assign_scores(scores: Sequence[Mapping[str, float]], threshold: float) -> list[Assignment]:
+    """Name each face (or not) from its per-person scores (0-100)."""
     people = sorted({person for face in scores for person in face})
     if not people:
         return [Assignment(None, None, []) for _ in scores]

@@ -55,6 +55,20 @@ class Settings:
     # "standard", "legacy") and total attempts per call.
     aws_retry_mode: str = "adaptive"
     aws_max_attempts: int = 5
+    # Image tagging (facetrail.tagging). Fetching image URLs: networks (comma-separated CIDRs)
+    # that may be fetched although they are not public (loopback, private, link-local...);
+    # empty: public addresses only. Cloud metadata addresses are refused whatever this says.
+    fetch_allow_networks: str = ""
+    fetch_connect_timeout: float = 5.0
+    # Longest wait for any single read, and for the whole response.
+    fetch_read_timeout: float = 15.0
+    fetch_total_timeout: float = 60.0
+    fetch_max_redirects: int = 5
+    # Labels and moderation labels below these confidences (0-100) are not reported; the
+    # defaults are the model packages' own (docs/tagging.md).
+    label_min_confidence: float = 20.0
+    moderation_min_confidence: float = 50.0
+    text_min_confidence: float = 50.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -23,10 +24,36 @@ def img(path: object) -> LoadedImage:
     return load_image(str(path), max_bytes=40 << 20, max_pixels=50_000_000)
 
 
-@pytest.fixture(params=["local"])
-def recognizer(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Recognizer]:
+@pytest.fixture(scope="module")
+def serve_endpoint(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[str]:
+    """A live `facetrail serve` (subprocess, own SQLite home) for the rekognition backend."""
+    from facetrail.server.testing import serve_process
+
+    with serve_process(tmp_path_factory.mktemp("serve"), models_dir=models_dir) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(params=["local", "rekognition"])
+def recognizer(
+    request: pytest.FixtureRequest, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Recognizer]:
     ensure_schema(settings)
+    if request.param == "rekognition":
+        # The rekognition backend, unchanged, pointed at facetrail serve instead of AWS.
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
+        endpoint = request.getfixturevalue("serve_endpoint")
+        settings = settings.with_(aws_endpoint_url=endpoint, aws_region="us-east-1")
     rec = backend_class(request.param)(settings)
+    # The server lives for the module: every test starts from no collections, as locally.
+    for name in rec.list_collections():
+        rec.delete_collection(name)
     yield rec
     rec.close()
 

@@ -118,16 +118,16 @@ def test_broker_restarted_mid_batch(
 ) -> None:
     settings = base.with_(broker_url=redis_server.url, visibility_timeout=5)
     ft = Facetrail(settings)
-    job_id = ft.identify("band", batch(60), wait=False)["job_id"]
+    job_id = ft.identify("band", batch(120), wait=False)["job_id"]
     worker = Worker(settings, tmp_path / "w.log")
     try:
         wait_until(lambda: done_items(settings, job_id) >= 10)
         redis_server.restart(down_for=3)
-        assert done_items(settings, job_id) < 60
+        assert done_items(settings, job_id) < 120
         ft.wait(job_id, timeout=400)
     finally:
         worker.stop()
-    assert_one_result_per_image(settings, job_id, 60)
+    assert_one_result_per_image(settings, job_id, 120)
 
 
 def test_two_workers_enrolling_the_same_new_person(
@@ -169,17 +169,17 @@ def test_database_briefly_unreachable(
     proxy.start()
     through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     ft = Facetrail(settings)
-    job_id = ft.identify("band", batch(40), wait=False)["job_id"]
+    job_id = ft.identify("band", batch(120), wait=False)["job_id"]
     worker = Worker(settings.with_(database_url=through_proxy), tmp_path / "w.log")
     try:
         wait_until(lambda: done_items(settings, job_id) >= 8)
         proxy.cut()
         time.sleep(6)
-        assert done_items(settings, job_id) < 40
+        assert done_items(settings, job_id) < 120
         proxy.restore()
         ft.wait(job_id, timeout=400)
     finally:
         worker.stop()
         proxy.cut()
-    assert_one_result_per_image(settings, job_id, 40)
+    assert_one_result_per_image(settings, job_id, 120)
     assert "retry" in (tmp_path / "w.log").read_text(errors="replace").lower()

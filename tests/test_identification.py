@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import pytest
+
 from facetrail.backends.base import FaceMatch
 from facetrail.identification import assign, person_scores
+from facetrail.settings import Settings
 
 
 def m(person: str, similarity: float) -> FaceMatch:
@@ -36,3 +39,23 @@ def test_runner_up_candidates_exclude_the_chosen_person() -> None:
 def test_no_matches_means_nobody() -> None:
     assert assign([[], []], threshold=80) == assign([[], []], threshold=0)
     assert all(a.external_id is None for a in assign([[], []], threshold=80))
+
+
+def test_local_templates_are_the_normalised_mean(settings: Settings) -> None:
+    import numpy as np
+
+    from facetrail.backends.local.backend import LocalRecognizer
+
+    rec = LocalRecognizer(settings)
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(3, 192)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    query, a, b = vectors
+    # Two enrolled photos each half-way to the query.
+    e1 = (query + a) / np.linalg.norm(query + a)
+    e2 = (query + b) / np.linalg.norm(query + b)
+    scores = rec.score_people(query[None, :], {"ann": np.stack([e1, e2]), "solo": e1[None, :]})
+    template = (e1 + e2) / np.linalg.norm(e1 + e2)
+    assert scores["ann"][0] == pytest.approx(rec.pipeline.similarity(float(query @ template)))
+    # The photos reinforce each other: together they score above either one alone.
+    assert scores["ann"][0] > scores["solo"][0]

@@ -42,7 +42,10 @@ def get_recognizer(settings: Settings, name: str | None = None) -> Recognizer:
 
 
 # Settings a collection pins at creation, so every worker searches it the way it was built.
-PINNED_OPTIONS: dict[str, tuple[str, ...]] = {"local": ("embedder",)}
+PINNED_OPTIONS: dict[str, tuple[str, ...]] = {
+    "local": ("embedder",),
+    "rekognition": ("aws_region",),  # a Rekognition collection lives in one region
+}
 
 
 def backend_options(settings: Settings, name: str) -> dict[str, Any]:

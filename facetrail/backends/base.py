@@ -7,7 +7,7 @@ confidences and similarities are on a 0-100 scale.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
@@ -243,6 +243,16 @@ class Recognizer(abc.ABC):
         """Search with embeddings this backend computed earlier; None where it cannot.
 
         Re-runs use it to skip detection and embedding when the model has not changed.
+        """
+        return None
+
+    def score_people(
+        self, queries: Embedding, people: Mapping[str, Embedding]
+    ) -> dict[str, npt.NDArray[np.float64]] | None:
+        """Similarity (0-100) of each query face to each person's template; None if unsupported.
+
+        ``people`` maps a person to their enrolled embeddings (k, dim) from this backend's
+        model. The template is the normalised mean, so a person's photos reinforce each other.
         """
         return None
 

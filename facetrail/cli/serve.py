@@ -35,7 +35,12 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     from facetrail.server import run
 
     # One line per request on stderr, as a development server shows them.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    server_log = logging.getLogger("facetrail.server")
+    if not server_log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        server_log.addHandler(handler)
+        server_log.setLevel(logging.INFO)
 
     api_key = args.api_key or settings.serve_api_key
     return run(settings, args.host, args.port, api_key=api_key)

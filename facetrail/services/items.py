@@ -17,7 +17,14 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from facetrail.backends.base import BoundingBox, DetectedFace, FaceMatch, FaceSearch, Recognizer
+from facetrail.backends.base import (
+    BoundingBox,
+    DetectedFace,
+    Embedding,
+    FaceMatch,
+    FaceSearch,
+    Recognizer,
+)
 from facetrail.backends.local.vectors import from_blob, to_blob
 from facetrail.db import session_scope
 from facetrail.errors import (
@@ -27,7 +34,7 @@ from facetrail.errors import (
     NoFaceError,
     NotFoundError,
 )
-from facetrail.identification import assign
+from facetrail.identification import assign_scores, person_scores
 from facetrail.images import LoadedImage, decode_image, load_image
 from facetrail.models import Collection, Face, FaceResult, ItemStatus, Job, JobItem, JobKind, Person
 from facetrail.models.base import utcnow
@@ -297,6 +304,53 @@ def _stored_searches(
     return searches, image_id
 
 
+# (collection id, collection version, model version) -> person -> enrolled embeddings (k, dim)
+_templates: dict[tuple[int, int, str], dict[str, Embedding]] = {}
+
+
+def _enrolled_embeddings(
+    session: Session, claim: Claim, recognizer: Recognizer
+) -> dict[str, Embedding]:
+    version = session.get_one(Collection, claim.collection_id).version
+    key = (claim.collection_id, version, recognizer.model_version)
+    cached = _templates.get(key)
+    if cached is None:
+        rows = session.execute(
+            select(Person.external_id, Face.embedding)
+            .join(Person, Face.person_id == Person.id)
+            .where(
+                Face.collection_id == claim.collection_id,
+                Face.backend == recognizer.name,
+                Face.model_version == recognizer.model_version,
+                Face.embedding.is_not(None),
+            )
+        ).tuples()
+        grouped: dict[str, list[Embedding]] = {}
+        for person, blob in rows:
+            if blob is not None:
+                grouped.setdefault(person, []).append(from_blob(blob))
+        cached = {person: np.stack(vectors) for person, vectors in grouped.items()}
+        _templates.clear()  # one collection version per process is what a batch needs
+        _templates[key] = cached
+    return cached
+
+
+def _template_scores(
+    session: Session, claim: Claim, recognizer: Recognizer, searches: list[FaceSearch]
+) -> list[dict[str, float]] | None:
+    """Per-face scores against each person's template, where the backend supports them."""
+    if not searches or any(s.embedding is None for s in searches):
+        return None
+    people = _enrolled_embeddings(session, claim, recognizer)
+    if not people:
+        return None
+    queries = np.stack([s.embedding for s in searches if s.embedding is not None])
+    scored = recognizer.score_people(queries, people)
+    if scored is None:
+        return None
+    return [{p: float(v[i]) for p, v in scored.items()} for i in range(len(searches))]
+
+
 def _identify(settings: Settings, claim: Claim, recognizer: Recognizer) -> None:
     stored = _stored_searches(settings, claim, recognizer)
     image = None
@@ -320,15 +374,19 @@ def _identify(settings: Settings, claim: Claim, recognizer: Recognizer) -> None:
             .tuples()
             .all()
         )
-        per_face = [
-            [
-                FaceMatch(m.face_id, owners[m.face_id], m.similarity)
-                for m in search.matches
-                if m.face_id in owners
+        scores = _template_scores(session, claim, recognizer, searches)
+        if scores is None:
+            scores = [
+                person_scores(
+                    [
+                        FaceMatch(m.face_id, owners[m.face_id], m.similarity)
+                        for m in search.matches
+                        if m.face_id in owners
+                    ]
+                )
+                for search in searches
             ]
-            for search in searches
-        ]
-        assignments = assign(per_face, claim.threshold)
+        assignments = assign_scores(scores, claim.threshold)
         named = {a.external_id for a in assignments if a.external_id}
         people = dict(
             session.execute(

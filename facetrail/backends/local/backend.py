@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image as PILImage
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -231,6 +232,16 @@ class LocalRecognizer(Recognizer):
         threshold: float = 0.0,
     ) -> list[list[FaceMatch]]:
         return self._search(collection_id, embeddings, max_faces=max_faces, threshold=threshold)
+
+    def score_people(
+        self, queries: Embedding, people: Mapping[str, Embedding]
+    ) -> dict[str, npt.NDArray[np.float64]]:
+        scores: dict[str, npt.NDArray[np.float64]] = {}
+        for person, enrolled in people.items():
+            template = np.asarray(enrolled, dtype=np.float32).mean(axis=0)
+            template /= max(float(np.linalg.norm(template)), 1e-12)
+            scores[person] = np.atleast_1d(self.pipeline.similarity(queries @ template))
+        return scores
 
     def search_faces_by_image(
         self,

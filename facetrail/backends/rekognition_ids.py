@@ -1,0 +1,78 @@
+"""Identifiers as Rekognition accepts them: collection ids checked, external ids mapped reversibly.
+
+Rekognition only stores ExternalImageId values matching ``[a-zA-Z0-9_.\\-:]+`` (at most 255
+characters). People are named by whatever their folder is called ("Rose Leslie", "김연아"), so ids
+outside that pattern are stored as ``ft64:`` + URL-safe base64 of their UTF-8 bytes, and mapped
+back when results come in. Ids that already start with the prefix are encoded too, so the mapping
+is one-to-one and decoding never guesses.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from facetrail.errors import InvalidParameterError
+
+COLLECTION_ID_PATTERN = re.compile(r"[a-zA-Z0-9_.\-]+")
+EXTERNAL_ID_PATTERN = re.compile(r"[a-zA-Z0-9_.\-:]+")
+FACE_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+MAX_ID_LENGTH = 255
+ENCODED_PREFIX = "ft64:"
+_BASE64URL = re.compile(r"[A-Za-z0-9_\-]*")
+
+
+def check_collection_id(collection_id: str) -> str:
+    """Refuse, before any network call, a collection id the service would refuse."""
+    if not (
+        0 < len(collection_id) <= MAX_ID_LENGTH and COLLECTION_ID_PATTERN.fullmatch(collection_id)
+    ):
+        raise InvalidParameterError(
+            f"collection id {collection_id!r} must be 1-{MAX_ID_LENGTH} characters of "
+            "a-z, A-Z, 0-9, '_', '.' and '-' (Rekognition's CollectionId rule)"
+        )
+    return collection_id
+
+
+def is_face_id(value: str) -> bool:
+    return FACE_ID_PATTERN.fullmatch(value) is not None
+
+
+def encode_external_id(external_id: str) -> str:
+    """The ExternalImageId to store for ``external_id``; see :func:`decode_external_id`."""
+    encoded = _encode(external_id)
+    if len(encoded) > MAX_ID_LENGTH:
+        limit = (MAX_ID_LENGTH - len(ENCODED_PREFIX)) * 3 // 4
+        raise InvalidParameterError(
+            f"external id {external_id[:40]!r}... is too long for Rekognition's "
+            f"ExternalImageId: at most {MAX_ID_LENGTH} characters of [a-zA-Z0-9_.-:], or "
+            f"{limit} UTF-8 bytes for ids that need encoding"
+        )
+    return encoded
+
+
+def decode_external_id(stored: str | None) -> str | None:
+    """The external id behind a stored ExternalImageId; values we did not encode pass through."""
+    if stored is None or not stored.startswith(ENCODED_PREFIX):
+        return stored
+    body = stored[len(ENCODED_PREFIX) :]
+    if not _BASE64URL.fullmatch(body):
+        return stored
+    try:
+        decoded = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return stored
+    # Only a value this module would have produced is decoded (e.g. not "ft64:abc" from elsewhere).
+    return decoded if _encode(decoded) == stored else stored
+
+
+def _encode(external_id: str) -> str:
+    if (
+        EXTERNAL_ID_PATTERN.fullmatch(external_id)
+        and len(external_id) <= MAX_ID_LENGTH
+        and not external_id.startswith(ENCODED_PREFIX)
+    ):
+        return external_id
+    body = base64.urlsafe_b64encode(external_id.encode("utf-8")).rstrip(b"=").decode("ascii")
+    return ENCODED_PREFIX + body

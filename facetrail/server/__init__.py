@@ -1,0 +1,67 @@
+"""``facetrail serve``: a Rekognition-compatible endpoint backed by the local backend.
+
+An unmodified boto3 client pointed at it with ``endpoint_url`` can create collections, index,
+search, detect and compare faces offline. See docs/rekognition.md for what is and is not covered.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from types import FrameType
+
+from facetrail.backends import get_recognizer
+from facetrail.backends.base import Recognizer
+from facetrail.errors import ConfigurationError
+from facetrail.server.http import RekognitionHTTPServer, is_loopback
+from facetrail.server.service import RekognitionService
+from facetrail.settings import Settings
+
+__all__ = ["RekognitionHTTPServer", "RekognitionService", "make_server", "run"]
+
+
+def make_server(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    api_key: str = "",
+    recognizer: Recognizer | None = None,
+) -> RekognitionHTTPServer:
+    """A bound server (port 0 picks a free one; see ``.url``), not yet serving."""
+    if not api_key and not is_loopback(host):
+        raise ConfigurationError(
+            f"serving on {host} (beyond localhost) needs an API key: pass --api-key or set "
+            "FACETRAIL_SERVE_API_KEY, and send it in the X-Api-Key header"
+        )
+    from facetrail.migrate import ensure_schema
+
+    ensure_schema(settings)
+    service = RekognitionService(recognizer or get_recognizer(settings, "local"), settings)
+    try:
+        return RekognitionHTTPServer((host, port), service, api_key=api_key)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+
+
+def run(settings: Settings, host: str, port: int, *, api_key: str = "") -> int:
+    """Serve until interrupted (Ctrl-C or SIGTERM)."""
+    server = make_server(settings, host, port, api_key=api_key)
+    if threading.current_thread() is threading.main_thread():
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)
+    auth = "X-Api-Key required" if api_key else "no API key"
+    # Tests and scripts read the address from this line (port 0 picks a free port).
+    print(f"facetrail serve: listening on {server.url} ({auth})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        print("facetrail serve: stopped", file=sys.stderr, flush=True)
+    return 0
