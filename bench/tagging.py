@@ -1,0 +1,375 @@
+"""``python -m bench.tagging``: speed and accuracy of image tagging (labels, text, moderation).
+
+Prints markdown tables on stdout (progress on stderr); docs/tagging.md records a run.
+
+* Speed: images per second per operation, one process with ``--threads`` inference threads,
+  decoding excluded, on the labelled non-face photos plus the first deepface photos by name.
+  Also the projected time for 10,000 images with every operation.
+* Labels: the subjects dlib's README names for its non-face photos (dog.jpg: dog, bicycle,
+  truck; eagle: bird; giraffe: giraffe, zebra; horses: horse; the two mmod car scenes: car), at
+  the default floor (20, the model packager's) and, for reference only, at 50.
+* Moderation: P(nsfw) over every photo in the shared data, all of them negatives.
+* Text: character and word accuracy (whitespace normalised) on tesseract's pages with exact
+  ground truth and their rotated copies, and exact-word accuracy on the scene-word crops (by the
+  full pipeline, and with ``single_line=True`` which skips detection).
+
+Nothing here chooses a threshold: every setting was fixed before these photos were scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from facetrail.images import LoadedImage, load_image
+from facetrail.settings import Settings
+from facetrail.tagging import Tagger
+from facetrail.tagging.text import TextDetection
+from facetrail.tagging.textmetrics import char_accuracy, normalise, word_accuracy
+
+DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+FFMPEG = Path("dlib/dlib/test/ffmpeg_data")
+EXAMPLES = Path("dlib/examples")
+DEEPFACE = Path("deepface/tests/unit/dataset")
+OCR = Path("ocr")
+
+EXPECTED_LABELS: dict[Path, frozenset[str]] = {
+    FFMPEG / "dog.jpg": frozenset({"Dog", "Bicycle", "Truck"}),
+    FFMPEG / "eagle.jpg": frozenset({"Bird"}),
+    FFMPEG / "giraffe.jpg": frozenset({"Giraffe", "Zebra"}),
+    FFMPEG / "horses.jpg": frozenset({"Horse"}),
+    EXAMPLES / "mmod_cars_test_image.jpg": frozenset({"Car"}),
+    EXAMPLES / "mmod_cars_test_image2.jpg": frozenset({"Car"}),
+}
+UNLABELLED = (FFMPEG / "scream.jpg",)  # a painting: what comes out is only listed
+PAGES = (
+    ("phototest.tif", "phototest.txt"),
+    ("eurotext.tif", "eurotext.txt"),
+    ("phototest-rotated-L.png", "phototest.txt"),
+    ("phototest-rotated-R.png", "phototest.txt"),
+    ("phototest-rotated-180.png", "phototest.txt"),
+)
+SEQUENTIAL_REKOGNITION_HOURS = 8.0  # issue 5: 10,000 images in a sequential Rekognition loop
+
+
+def log(message: str) -> None:
+    print(f"[bench.tagging] {message}", file=sys.stderr, flush=True)
+
+
+def load(path: Path) -> LoadedImage:
+    return load_image(path, max_bytes=200 * 1024 * 1024, max_pixels=200_000_000)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# -- speed --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Timing:
+    op: str
+    per_image_ms: list[float]
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.per_image_ms) / (sum(self.per_image_ms) / 1000.0)
+
+
+def speed(tagger: Tagger, images: Sequence[LoadedImage], warmup: int) -> list[Timing]:
+    ops: dict[str, Callable[[LoadedImage], object]] = {
+        "labels": tagger.labels,
+        "text": tagger.text,
+        "moderation": tagger.moderation,
+    }
+    for image in images[:warmup]:  # model loading and first-run allocations, untimed
+        for run in ops.values():
+            run(image)
+    timings: dict[str, list[float]] = {op: [] for op in ops}
+    for i, image in enumerate(images):
+        log(f"speed {i + 1}/{len(images)} {Path(image.source).name}")
+        for op, run in ops.items():
+            start = time.perf_counter()
+            run(image)
+            timings[op].append((time.perf_counter() - start) * 1000.0)
+    out = [Timing(op, ms) for op, ms in timings.items()]
+    out.append(Timing("all three", [sum(t) for t in zip(*timings.values(), strict=True)]))
+    return out
+
+
+def _speed_worker(
+    paths: Sequence[Path], threads: int, barrier: Any, warmup: int, ops: Sequence[str]
+) -> None:
+    tagger = Tagger(Settings.from_env(threads=threads))
+    images = [load(p) for p in paths]
+    for image in images[:warmup]:
+        for op in ops:
+            getattr(tagger, op)(image)
+    barrier.wait()  # loaded and warm
+    for op in ops:
+        for image in images:
+            getattr(tagger, op)(image)
+        barrier.wait()  # this operation done everywhere
+
+
+def parallel_speed(
+    paths: Sequence[Path], processes: int, threads: int, warmup: int
+) -> list[tuple[str, float]]:
+    """(operation, images/s) with ``processes`` worker processes, each operation timed as one
+    phase across all of them (wall clock between barriers)."""
+    ops = ("labels", "text", "moderation")
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(processes + 1)
+    shares = [list(paths[i::processes]) for i in range(processes)]
+    workers = [
+        ctx.Process(target=_speed_worker, args=(share, threads, barrier, warmup, ops))
+        for share in shares
+    ]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    out = []
+    start = time.perf_counter()
+    total = 0.0
+    for op in ops:
+        barrier.wait()
+        now = time.perf_counter()
+        out.append((op, len(paths) / (now - start)))
+        total += now - start
+        start = now
+        log(f"{op} done")
+    out.append(("all three", len(paths) / total))
+    for w in workers:
+        w.join()
+    return out
+
+
+def parallel_table(rates: Sequence[tuple[str, float]], processes: int, threads: int) -> str:
+    rows = [(op, f"{rate:.2f}", f"{10_000 / rate / 3600.0:.2f} h") for op, rate in rates]
+    return f"{processes} processes x {threads} thread(s):\n\n" + table(
+        ("operation", "images/s", "10,000 images"), rows
+    )
+
+
+def speed_table(timings: Sequence[Timing], count: int) -> str:
+    rows = []
+    for t in timings:
+        hours = 10_000 / t.images_per_second / 3600.0
+        rows.append(
+            (
+                t.op,
+                f"{statistics.median(t.per_image_ms):.0f}",
+                f"{statistics.mean(t.per_image_ms):.0f}",
+                f"{t.images_per_second:.2f}",
+                f"{hours:.2f} h",
+            )
+        )
+    header = ("operation", "median ms/image", "mean ms/image", "images/s", "10,000 images")
+    return f"Speed on {count} photos:\n\n" + table(header, rows)
+
+
+# -- labels -------------------------------------------------------------------------------------
+
+
+def labels_section(tagger: Tagger, root: Path) -> str:
+    rows = []
+    found_total = {20: 0, 50: 0}
+    expected_total = 0
+    top1 = 0
+    for rel, expected in EXPECTED_LABELS.items():
+        labels = tagger.labels(load(root / rel), min_confidence=0)
+        leaves = [lb for lb in labels if lb.instances]
+        names = {floor: {lb.name for lb in leaves if lb.confidence >= floor} for floor in (20, 50)}
+        expected_total += len(expected)
+        for floor in found_total:
+            found_total[floor] += len(expected & names[floor])
+        best = leaves[0].name if leaves else "-"
+        top1 += best in expected
+        others = sorted(names[20] - expected)
+        scores = ", ".join(f"{lb.name} {lb.confidence:.0f}" for lb in leaves if lb.name in expected)
+        rows.append(
+            (
+                rel.name,
+                ", ".join(sorted(expected)),
+                f"{len(expected & names[20])}/{len(expected)}",
+                f"{len(expected & names[50])}/{len(expected)}",
+                best,
+                scores or "-",
+                ", ".join(others) or "-",
+            )
+        )
+    for rel in UNLABELLED:
+        leaves = [lb for lb in tagger.labels(load(root / rel)) if lb.instances]
+        listed = ", ".join(f"{lb.name} {lb.confidence:.0f}" for lb in leaves) or "-"
+        rows.append((rel.name, "(painting, not scored)", "", "", "", "", listed))
+    header = (
+        "photo",
+        "expected",
+        "found at 20 (default)",
+        "found at 50",
+        "top label",
+        "confidence of expected",
+        "other labels at 20",
+    )
+    summary = (
+        f"Expected labels found: {found_total[20]}/{expected_total} at the default floor 20, "
+        f"{found_total[50]}/{expected_total} at 50; top label correct on "
+        f"{top1}/{len(EXPECTED_LABELS)} photos."
+    )
+    return table(header, rows) + "\n\n" + summary
+
+
+# -- text ---------------------------------------------------------------------------------------
+
+
+def lines_text(found: Sequence[TextDetection]) -> str:
+    return " ".join(d.text for d in found if d.type == "LINE")
+
+
+def word_recall(read: str, truth: str) -> float:
+    """Share of the truth's words read, ignoring order (rotated pages shuffle line order)."""
+    have, want = Counter(normalise(read).split()), Counter(normalise(truth).split())
+    return sum((have & want).values()) / max(1, sum(want.values()))
+
+
+def text_section(tagger: Tagger, root: Path) -> str:
+    rows = []
+    for image_name, truth_name in PAGES:
+        pages = root / OCR / "tesseract"
+        truth = (pages / truth_name).read_text(encoding="utf-8")
+        start = time.perf_counter()
+        read = lines_text(tagger.text(load(pages / image_name)))
+        seconds = time.perf_counter() - start
+        rows.append(
+            (
+                image_name,
+                f"{char_accuracy(read, truth):.3f}",
+                f"{word_accuracy(read, truth):.3f}",
+                f"{word_recall(read, truth):.3f}",
+                f"{seconds:.1f}",
+            )
+        )
+    pages_table = table(
+        ("page", "char accuracy", "word accuracy", "word recall (any order)", "seconds"), rows
+    )
+
+    words = root / OCR / "scene_words"
+    with (words / "labels.csv").open(encoding="utf-8") as fh:
+        truth_by_file = {r["file"]: r["text_visible_in_image"] for r in csv.DictReader(fh)}
+    scene_rows = []
+    exact = {"pipeline": 0, "single_line": 0}
+    chars = {"pipeline": 0.0, "single_line": 0.0}
+    for name, truth in truth_by_file.items():
+        image = load(words / name)
+        readings = {
+            "pipeline": lines_text(tagger.text(image)),
+            "single_line": lines_text(tagger.text(image, single_line=True)),
+        }
+        for mode, text in readings.items():
+            exact[mode] += normalise(text).lower() == truth.lower()
+            chars[mode] += char_accuracy(text.lower(), truth.lower())
+        scene_rows.append(
+            (name, truth, readings["pipeline"] or "-", readings["single_line"] or "-")
+        )
+    n = len(truth_by_file)
+    scene_table = table(("crop", "visible text", "pipeline", "single_line=True"), scene_rows)
+    summary = (
+        f"Scene-word crops (case-insensitive exact match): pipeline {exact['pipeline']}/{n} "
+        f"(mean char accuracy {chars['pipeline'] / n:.3f}), single_line "
+        f"{exact['single_line']}/{n} ({chars['single_line'] / n:.3f})."
+    )
+    return pages_table + "\n\n" + scene_table + "\n\n" + summary
+
+
+# -- moderation ---------------------------------------------------------------------------------
+
+
+def moderation_section(tagger: Tagger, root: Path) -> str:
+    """P(nsfw) over every photo in the shared data: all negatives (there are no positives)."""
+    paths = sorted(
+        p
+        for folder in ("deepface", "face_recognition", "dlib")
+        for p in (root / folder).rglob("*")
+        if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
+    )
+    scores = []
+    for path in paths:
+        try:
+            image = load(path)
+        except Exception as exc:  # a deliberately odd file in the sets: skip it, say so
+            log(f"moderation: skipped {path.name} ({exc})")
+            continue
+        scores.append(tagger.nsfw.probability(image.pixels))
+    scores.sort()
+    flagged = sum(s >= 0.5 for s in scores)
+    p99 = scores[min(len(scores) - 1, int(0.99 * len(scores)))]
+    return (
+        f"Moderation on {len(scores)} ordinary photos (faces, animals, cars; no positives "
+        f"exist in the data): max P(nsfw) {scores[-1]:.4f}, 99th percentile {p99:.4f}, "
+        f"median {statistics.median(scores):.4f}; flagged at the default 50: {flagged}."
+    )
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.tagging", description=__doc__)
+    parser.add_argument("--data", type=Path, default=DEFAULT_ROOT, help="shared data root")
+    parser.add_argument("--threads", type=int, default=2, help="inference threads")
+    parser.add_argument("--deepface", type=int, default=20, help="deepface photos in speed set")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed photos first")
+    parser.add_argument("--only", default="speed,labels,text,moderation", help="sections to run")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="also measure throughput with this many worker processes of --process-threads",
+    )
+    parser.add_argument("--process-threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    sections = {s.strip() for s in args.only.split(",")}
+    settings = Settings.from_env(threads=args.threads)
+    tagger = Tagger(settings)
+    root: Path = args.data
+    out = [
+        f"Machine: {os.cpu_count()} CPU cores, {args.threads} inference threads, one process.",
+    ]
+    if "speed" in sections:
+        photos = [root / p for p in (*EXPECTED_LABELS, *UNLABELLED)]
+        deepface = sorted(p for p in (root / DEEPFACE).glob("*.jpg"))[: args.deepface]
+        images = [load(p) for p in (*photos, *deepface)]
+        out.append(speed_table(speed(tagger, images, args.warmup), len(images)))
+        if args.processes:
+            rates = parallel_speed(
+                [*photos, *deepface], args.processes, args.process_threads, args.warmup
+            )
+            out.append(parallel_table(rates, args.processes, args.process_threads))
+    if "labels" in sections:
+        log("labels")
+        out.append(labels_section(tagger, root))
+    if "text" in sections:
+        log("text")
+        out.append(text_section(tagger, root))
+    if "moderation" in sections:
+        log("moderation")
+        out.append(moderation_section(tagger, root))
+    print("\n\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,250 @@
+"""Text in images, in the shape of Rekognition's DetectText (LINE and WORD entries).
+
+Runs RapidOCR (PyPI ``rapidocr==3.10.0``) on onnxruntime with the PP-OCRv6 small detection and
+recognition models and PaddleOCR's text-angle classifier, all shipped inside the wheel and
+checked by sha256 (``facetrail.weights``); their paths are passed explicitly, so RapidOCR never
+tries to download anything. The engine loads on first use, once per process.
+
+Geometry is Rekognition's: a BoundingBox and a 4-point Polygon (top-left, top-right,
+bottom-right, bottom-left), as ratios of the image's width and height. Ids number the LINEs
+first (reading order, as RapidOCR sorts them: top to bottom, then left to right), then the
+WORDs, whose ParentId is their line's Id. Confidence is the recogniser's mean character
+probability x 100; lines below ``min_confidence`` (default 50, RapidOCR's own ``text_score``
+0.5) are dropped with their words.
+
+``single_line=True`` skips detection and reads the whole image as one line: for images known to
+be a cropped word or line (detection needs some margin around text and misses tight crops). It
+is not a fallback for photos: on photos without text the recogniser still returns characters,
+sometimes with confidence above 90 (measured on the face photos in ../shared/data).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from facetrail.backends.base import BoundingBox
+from facetrail.errors import MissingExtraError
+from facetrail.weights import MODELS, TAGGING_EXTRA_COMMAND
+
+MODEL_NAMES = ("ocr_det", "ocr_rec", "ocr_cls")
+MODEL_VERSION = "rapidocr-3.10.0/PP-OCRv6-small@" + "-".join(
+    MODELS[n].sha256[:8] for n in MODEL_NAMES[:2]
+)
+DEFAULT_MIN_CONFIDENCE = 50.0  # RapidOCR's Global.text_score
+
+Quad = Sequence[Sequence[float]]
+
+
+@dataclass(frozen=True)
+class Point:
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class TextDetection:
+    """One DetectText entry: a LINE, or a WORD whose ``parent_id`` is its line's ``id``."""
+
+    id: int
+    type: str  # "LINE" or "WORD"
+    text: str
+    confidence: float
+    box: BoundingBox
+    polygon: tuple[Point, ...]
+    parent_id: int | None = None
+
+    def to_rekognition(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "DetectedText": self.text,
+            "Type": self.type,
+            "Id": self.id,
+            "Confidence": self.confidence,
+            "Geometry": {
+                "BoundingBox": {
+                    "Width": self.box.width,
+                    "Height": self.box.height,
+                    "Left": self.box.left,
+                    "Top": self.box.top,
+                },
+                "Polygon": [{"X": p.x, "Y": p.y} for p in self.polygon],
+            },
+        }
+        if self.parent_id is not None:
+            entry["ParentId"] = self.parent_id
+        return entry
+
+
+def detect_text_response(detections: Sequence[TextDetection]) -> dict[str, Any]:
+    """The body of a DetectText response."""
+    return {
+        "TextDetections": [d.to_rekognition() for d in detections],
+        "TextModelVersion": MODEL_VERSION,
+    }
+
+
+@dataclass(frozen=True)
+class _Line:
+    text: str
+    score: float
+    quad: Quad
+    words: tuple[tuple[str, float, Quad], ...]
+
+
+class TextReader:
+    """RapidOCR with facetrail's verified model files. Calls are serialised by a lock: the engine
+    keeps per-call options on itself, and one OCR call already uses the worker's threads."""
+
+    def __init__(self, det: Path, rec: Path, cls: Path, threads: int) -> None:
+        try:
+            from rapidocr import RapidOCR
+        except ImportError:
+            raise MissingExtraError(
+                f"text detection needs the 'tagging' extra: {TAGGING_EXTRA_COMMAND}"
+            ) from None
+        params = {
+            "Det.model_path": str(det),
+            "Rec.model_path": str(rec),
+            "Cls.model_path": str(cls),
+            "Global.log_level": "error",
+            "EngineConfig.onnxruntime.intra_op_num_threads": max(1, threads),
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+        }
+        self._engine = RapidOCR(params=params)
+        self._lock = threading.Lock()
+
+    def read(
+        self,
+        image: Image.Image,
+        *,
+        min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+        single_line: bool = False,
+    ) -> list[TextDetection]:
+        rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])  # RapidOCR takes arrays in OpenCV's order
+        height, width = rgb.shape[:2]
+        with self._lock:
+            if single_line:
+                result = self._engine(bgr, use_det=False, use_cls=False, use_rec=True)
+                lines = _whole_image_line(result, width, height)
+            else:
+                result = self._engine(
+                    bgr,
+                    use_det=True,
+                    use_cls=True,
+                    use_rec=True,
+                    return_word_box=True,
+                    text_score=0.0,  # filtered below, on our own scale
+                )
+                lines = _lines(result)
+        kept = [ln for ln in lines if ln.text.strip() and ln.score * 100.0 >= min_confidence]
+        return to_detections(kept, width, height)
+
+
+def _lines(result: Any) -> list[_Line]:
+    boxes = getattr(result, "boxes", None)
+    texts = getattr(result, "txts", None)
+    scores = getattr(result, "scores", None)
+    if boxes is None or texts is None or scores is None:
+        return []
+    words = list(getattr(result, "word_results", None) or ())
+    lines: list[_Line] = []
+    for i, (quad, text, score) in enumerate(zip(boxes, texts, scores, strict=True)):
+        line_words: tuple[tuple[str, float, Quad], ...] = ()
+        if i < len(words) and words[i]:
+            line_words = tuple(
+                (str(w[0]), float(w[1]), w[2])
+                for w in words[i]
+                if len(w) == 3 and w[2] is not None and str(w[0]).strip()
+            )
+        # RapidOCR leaves out lines it found no word boxes for, which shifts the lines after
+        # them: keep word boxes only when they spell this very line.
+        if "".join(w[0] for w in line_words) != "".join(str(text).split()):
+            line_words = ()
+        lines.append(_Line(str(text), float(score), np.asarray(quad).tolist(), line_words))
+    return lines
+
+
+def _whole_image_line(result: Any, width: int, height: int) -> list[_Line]:
+    texts = getattr(result, "txts", None)
+    scores = getattr(result, "scores", None)
+    if not texts or not scores:
+        return []
+    quad = [[0.0, 0.0], [float(width), 0.0], [float(width), float(height)], [0.0, float(height)]]
+    return [_Line(str(texts[0]), float(scores[0]), quad, ())]
+
+
+def to_detections(lines: Sequence[_Line], width: int, height: int) -> list[TextDetection]:
+    """LINE entries (ids 0..n-1), then WORD entries pointing at their line."""
+    out: list[TextDetection] = []
+    for line_id, line in enumerate(lines):
+        out.append(_entry(line_id, "LINE", line.text.strip(), line.score, line.quad, width, height))
+    next_id = len(lines)
+    for line_id, line in enumerate(lines):
+        words = line.words or _split_words(line)
+        for text, score, quad in words:
+            out.append(_entry(next_id, "WORD", text, score, quad, width, height, line_id))
+            next_id += 1
+    return out
+
+
+def _split_words(line: _Line) -> tuple[tuple[str, float, Quad], ...]:
+    """Words of a line the recogniser gave no word boxes for: the line's quad cut in proportion
+    to character positions, each word with the line's confidence."""
+    tokens = line.text.split()
+    if not tokens:
+        return ()
+    quad = np.asarray(line.quad, dtype=np.float64)
+    total = max(len(line.text), 1)
+    words: list[tuple[str, float, Quad]] = []
+    position = 0
+    for token in tokens:
+        start = line.text.index(token, position)
+        end = start + len(token)
+        position = end
+        a, b = start / total, end / total
+        top_left = quad[0] + (quad[1] - quad[0]) * a
+        top_right = quad[0] + (quad[1] - quad[0]) * b
+        bottom_right = quad[3] + (quad[2] - quad[3]) * b
+        bottom_left = quad[3] + (quad[2] - quad[3]) * a
+        corners = np.stack([top_left, top_right, bottom_right, bottom_left]).tolist()
+        words.append((token, line.score, corners))
+    return tuple(words)
+
+
+def _entry(
+    entry_id: int,
+    kind: str,
+    text: str,
+    score: float,
+    quad: Quad,
+    width: int,
+    height: int,
+    parent: int | None = None,
+) -> TextDetection:
+    points: npt.NDArray[np.float64] = np.asarray(quad, dtype=np.float64).reshape(-1, 2)
+    xs = np.clip(points[:, 0] / width, 0.0, 1.0)
+    ys = np.clip(points[:, 1] / height, 0.0, 1.0)
+    box = BoundingBox(
+        left=float(xs.min()),
+        top=float(ys.min()),
+        width=float(xs.max() - xs.min()),
+        height=float(ys.max() - ys.min()),
+    )
+    polygon = tuple(Point(float(x), float(y)) for x, y in zip(xs, ys, strict=True))
+    return TextDetection(
+        id=entry_id,
+        type=kind,
+        text=text,
+        confidence=round(score * 100.0, 3),
+        box=box,
+        polygon=polygon,
+        parent_id=parent,
+    )
