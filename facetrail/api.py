@@ -13,13 +13,19 @@ from facetrail.errors import FacetrailError
 from facetrail.migrate import ensure_schema
 from facetrail.models import Job, JobStatus
 from facetrail.services import audit, people
-from facetrail.services.jobs import EnrollEntry, create_enroll_job, create_identify_job
+from facetrail.services.jobs import (
+    TAG_OPS,
+    EnrollEntry,
+    create_enroll_job,
+    create_identify_job,
+    create_tag_job,
+)
 from facetrail.services.records import get_collection
 from facetrail.services.reindex import create_reindex_job
 from facetrail.services.reports import job_report, list_jobs
 from facetrail.services.rerun import create_rerun_job, rerun_changes
 from facetrail.settings import Settings
-from facetrail.sources import enroll_entries, expand_images
+from facetrail.sources import enroll_entries, expand_images, tag_sources
 from facetrail.worker.dispatch import submit
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -81,6 +87,62 @@ class Facetrail:
             )
             job_id = job.id
         return self._run(job_id, wait=wait, progress=progress)
+
+    def tag(
+        self,
+        sources: Sequence[str | Path],
+        *,
+        ops: Sequence[str] = TAG_OPS,
+        column: str | None = None,
+        wait: bool = True,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Labels, text, known people and moderation labels for a batch of images."""
+        s3 = None
+        if any(str(s).lower().startswith("s3://") for s in sources):
+            from facetrail.tagging.fetch import s3_client
+
+            s3 = s3_client(self.settings)
+        expanded = tag_sources(sources, column=column, s3=s3)
+        with session_scope(self.settings) as session:
+            job_id = create_tag_job(
+                session, sources=expanded, ops=list(ops), backend=self.settings.backend
+            ).id
+        return self._run(job_id, wait=wait, progress=progress)
+
+    def tag_results(self, job_id: int) -> list[dict[str, Any]]:
+        """One entry per image, in order: its results per operation, or its error."""
+        rows: list[dict[str, Any]] = []
+        for image in self.job(job_id)["images"]:
+            if image["status"] == "succeeded":
+                rows.append(
+                    {
+                        "image": image["image"],
+                        "status": "succeeded",
+                        "error": None,
+                        **image.get("results", {}),
+                    }
+                )
+            else:
+                message = image["error"] or f"not finished ({image['status']})"
+                rows.append(
+                    {
+                        "image": image["image"],
+                        "status": "failed",
+                        "error": {
+                            "code": image["error_code"] or image["status"],
+                            "message": message,
+                        },
+                    }
+                )
+        return rows
+
+    def tag_tables(self, job_id: int) -> tuple[Any, Any]:
+        """The (long, wide) pandas DataFrames of a tag job."""
+        from facetrail.tagging.tables import long_table, wide_table
+
+        rows = self.tag_results(job_id)
+        return long_table(rows), wide_table(rows)
 
     def rerun(
         self, job_id: int, *, wait: bool = True, progress: Progress | None = None

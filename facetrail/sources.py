@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -39,6 +40,50 @@ def enroll_entries(root: Path) -> list[EnrollEntry]:
 def person_from_filename(path: Path) -> str:
     match = _NUMBERED.match(path.stem)
     return match.group("name") if match else path.stem
+
+
+def tag_sources(
+    sources: Iterable[str | Path], *, column: str | None = None, s3: object | None = None
+) -> list[str]:
+    """What `facetrail tag` accepts, as one list of image sources (paths, URLs, s3:// keys).
+
+    A folder gives its images; a ``.txt`` file one source per line; a ``.csv`` file the values of
+    ``column``; an ``s3://bucket/prefix`` the images under it (``s3`` is a boto3 client); URLs
+    and other files are taken as given (a bad one fails as its own item).
+    """
+    out: list[str] = []
+    for raw in sources:
+        text = str(raw)
+        lowered = text.lower()
+        if lowered.startswith(("http://", "https://")):
+            out.append(text)
+        elif lowered.startswith("s3://"):
+            if Path(text).suffix.lower() in IMAGE_SUFFIXES:
+                out.append(text)
+            else:
+                from facetrail.tagging.fetch import list_s3_images
+
+                out.extend(list_s3_images(text, client=s3))
+        elif Path(text).suffix.lower() == ".txt" and Path(text).is_file():
+            lines = Path(text).read_text(encoding="utf-8").splitlines()
+            out.extend(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+        elif Path(text).suffix.lower() == ".csv" and Path(text).is_file():
+            out.extend(_csv_column(Path(text), column))
+        else:
+            out.extend(expand_images([text]))
+    return out
+
+
+def _csv_column(path: Path, column: str | None) -> list[str]:
+    if column is None:
+        raise InvalidParameterError(f"{path}: say which column holds the images (--column)")
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if column not in (reader.fieldnames or []):
+            raise InvalidParameterError(
+                f"{path}: no column {column!r} (columns: {', '.join(reader.fieldnames or [])})"
+            )
+        return [row[column].strip() for row in reader if (row[column] or "").strip()]
 
 
 def expand_images(paths: Iterable[str | Path]) -> list[str]:

@@ -62,7 +62,7 @@ def test_drift_is_detected(tmp_path: Path) -> None:
     assert any("not_migrated" in repr(d) for d in diff)
 
 
-@pytest.mark.parametrize("kind,ok", [("reindex", True), ("bogus", False)])
+@pytest.mark.parametrize("kind,ok", [("reindex", True), ("tag", True), ("bogus", False)])
 def test_job_kind_check_constraint(database_url: str, kind: str, ok: bool) -> None:
     """The CHECK constraint that 0002 widened admits the new kind and still refuses others."""
     from sqlalchemy import text

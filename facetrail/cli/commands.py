@@ -195,6 +195,8 @@ def collections(settings: Settings, args: argparse.Namespace) -> int:
         data = catalog.create_collection(settings, args.name)
     elif action == "describe":
         data = catalog.describe_collection(settings, args.name)
+    elif action == "public-figures":
+        data = catalog.set_public_figures(settings, args.name, not args.off)
     elif action == "people":
         data = catalog.list_people(settings, args.name)
         if not args.json:
@@ -286,25 +288,57 @@ def reindex(settings: Settings, args: argparse.Namespace) -> int:
 
 def people(settings: Settings, args: argparse.Namespace) -> int:
     from facetrail.api import Facetrail
+    from facetrail.services import people as people_service
 
     api = Facetrail(settings)
-    if args.action == "rename":
-        if not (args.other or args.display_name):
+    other = args.other[0] if args.other else None
+    if args.action == "urls":
+        result = people_service.set_urls(settings, args.collection, args.person, args.other)
+    elif args.action == "rename":
+        if not (other or args.display_name):
             raise InvalidParameterError("rename needs a new external id or --display-name")
         result = api.rename_person(
             args.collection,
             args.person,
-            new_external_id=args.other,
+            new_external_id=other,
             display_name=args.display_name,
         )
     elif args.action == "merge":
-        if not args.other:
+        if not other:
             raise InvalidParameterError("merge needs the person to merge into")
-        result = api.merge_people(args.collection, args.person, args.other)
+        result = api.merge_people(args.collection, args.person, other)
     else:
         result = api.delete_person(args.collection, args.person)
     print_json(result)
     return 0
+
+
+def tag(settings: Settings, args: argparse.Namespace) -> int:
+    from facetrail.api import Facetrail
+
+    api = Facetrail(settings)
+    ops = [op.strip() for op in args.ops.split(",") if op.strip()]
+    update, close = _progress("tag", not args.json)
+    try:
+        report = api.tag(args.sources, ops=ops, column=args.column, progress=update)
+    finally:
+        close()
+    if args.long or args.wide:
+        from facetrail.tagging.tables import write_tables
+
+        written = write_tables(
+            api.tag_results(report["job_id"]),
+            long=args.long,
+            wide=args.wide,
+            parquet=True if args.parquet else None,
+        )
+        for kind, path in written.items():
+            print(f"{kind} table: {path}", file=sys.stderr)
+    if args.json:
+        print_json(report)
+    else:
+        describe_job(report)
+    return 0 if report["status"] != "failed" else 1
 
 
 def audit(settings: Settings, args: argparse.Namespace) -> int:

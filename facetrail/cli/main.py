@@ -67,9 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
         "action",
         nargs="?",
         default="list",
-        choices=["list", "create", "describe", "delete", "people"],
+        choices=["list", "create", "describe", "delete", "people", "public-figures"],
     )
     coll.add_argument("name", nargs="?")
+    coll.add_argument("--off", action="store_true", help="public-figures: unmark the collection")
     coll.add_argument("--json", action="store_true")
 
     jobs = add("jobs", commands.jobs, "list recent jobs, or show one")
@@ -91,11 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
     reindex.add_argument("--json", action="store_true")
 
     people = add("people", commands.people, "rename, merge or delete a person")
-    people.add_argument("action", choices=["rename", "merge", "delete"])
+    people.add_argument("action", choices=["rename", "merge", "delete", "urls"])
     people.add_argument("person", help="external id (for merge: the one merged away)")
-    people.add_argument("other", nargs="?", help="rename: new external id; merge: merge into")
+    people.add_argument(
+        "other", nargs="*", help="rename: new external id; merge: merge into; urls: the links"
+    )
     people.add_argument("--collection", "-c", required=True)
     people.add_argument("--display-name")
+
+    tag = add("tag", commands.tag, "labels, text, known people and moderation for many images")
+    tag.add_argument("sources", nargs="+", help="folders, files, .txt of URLs, .csv, s3://")
+    tag.add_argument("--ops", default="labels,text,people,moderation")
+    tag.add_argument("--column", help="the CSV column that holds image paths or URLs")
+    tag.add_argument("--long", type=Path, help="write the long table (one row per finding)")
+    tag.add_argument("--wide", type=Path, help="write the wide table (one row per image)")
+    tag.add_argument("--parquet", action="store_true", help="write Parquet instead of CSV")
+    tag.add_argument("--json", action="store_true")
 
     audit = add("audit", commands.audit, "who did what to which collection, and when")
     audit.add_argument("--collection", "-c")

@@ -24,6 +24,19 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], out: TextIO | N
             out.write("  ".join("-" * w for w in widths) + "\n")
 
 
+def _tag_summary(results: dict[str, Any]) -> str:
+    labels = [lb["Name"] for lb in results.get("labels", [])[:5]]
+    lines = [t for t in results.get("text", []) if t.get("Type") == "LINE"]
+    people = [c["Name"] for c in results.get("people", {}).get("CelebrityFaces", [])]
+    flags = [m["Name"] for m in results.get("moderation", [])]
+    parts = [f"labels {', '.join(labels) or '-'}", f"{len(lines)} text lines"]
+    if people:
+        parts.append(f"people {', '.join(people)}")
+    if flags:
+        parts.append(f"moderation {', '.join(flags)}")
+    return "; ".join(parts)
+
+
 def describe_job(report: dict[str, Any], out: TextIO | None = None) -> None:
     out = out or sys.stdout
     out.write(
@@ -34,6 +47,9 @@ def describe_job(report: dict[str, Any], out: TextIO | None = None) -> None:
     for image in report.get("images", []):
         if image["status"] == "failed":
             out.write(f"  {image['image']}: FAILED [{image['error_code']}] {image['error']}\n")
+            continue
+        if report["kind"] == "tag":
+            out.write(f"  {image['image']}: {_tag_summary(image.get('results', {}))}\n")
             continue
         if report["kind"] in ("enroll", "reindex"):
             out.write(f"  {image['image']}: {image['status']} as {image.get('person')}\n")

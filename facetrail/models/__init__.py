@@ -4,7 +4,15 @@ from facetrail.models.audit import AuditEvent
 from facetrail.models.base import NAMING_CONVENTION, Base
 from facetrail.models.collection import Collection, Face, Person
 from facetrail.models.image import Image
-from facetrail.models.job import FaceResult, ItemStatus, Job, JobItem, JobKind, JobStatus
+from facetrail.models.job import (
+    FaceResult,
+    ItemStatus,
+    Job,
+    JobItem,
+    JobKind,
+    JobStatus,
+    TagResult,
+)
 from facetrail.models.local_index import LocalCollection, LocalFace
 
 __all__ = [
@@ -23,4 +31,5 @@ __all__ = [
     "LocalCollection",
     "LocalFace",
     "Person",
+    "TagResult",
 ]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from facetrail.models.base import Base, Timestamped, utcnow
@@ -24,6 +24,8 @@ class Collection(Timestamped, Base):
     backend_options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     model_version: Mapped[str] = mapped_column(String(128), default="")
     version: Mapped[int] = mapped_column(default=0)
+    # People in it are public figures: tag jobs name them (RecognizeCelebrities).
+    public_figures: Mapped[bool] = mapped_column(default=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     people: Mapped[list[Person]] = relationship(
@@ -45,6 +47,8 @@ class Person(Timestamped, Base):
     )
     external_id: Mapped[str] = mapped_column(String(255))
     display_name: Mapped[str] = mapped_column(String(255))
+    # Links about a public figure, reported with their matches (Rekognition's Urls).
+    urls: Mapped[list[str]] = mapped_column(JSON, default=list)
 
     collection: Mapped[Collection] = relationship(back_populates="people")
     faces: Mapped[list[Face]] = relationship(

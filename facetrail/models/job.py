@@ -14,6 +14,7 @@ class JobKind(enum.StrEnum):
     ENROLL = "enroll"
     IDENTIFY = "identify"
     REINDEX = "reindex"
+    TAG = "tag"
 
 
 class JobStatus(enum.StrEnum):
@@ -110,6 +111,12 @@ class JobItem(Base):
         passive_deletes=True,
         order_by="FaceResult.face_index",
     )
+    tags: Mapped[list[TagResult]] = relationship(
+        back_populates="item",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="TagResult.op",
+    )
 
 
 class FaceResult(Base):
@@ -140,3 +147,19 @@ class FaceResult(Base):
     model_version: Mapped[str | None] = mapped_column(String(128))
 
     item: Mapped[JobItem] = relationship(back_populates="faces")
+
+
+class TagResult(Base):
+    """One operation's answer for one image of a tag job, in Rekognition's response shape."""
+
+    __tablename__ = "tag_results"
+    __table_args__ = (UniqueConstraint("job_item_id", "op"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_item_id: Mapped[int] = mapped_column(
+        ForeignKey("job_items.id", ondelete="CASCADE"), index=True
+    )
+    op: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[Any] = mapped_column(JSON)
+
+    item: Mapped[JobItem] = relationship(back_populates="tags")

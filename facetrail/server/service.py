@@ -1,4 +1,5 @@
-"""Rekognition's face operations answered by a facetrail Recognizer (the local backend).
+"""Rekognition's operations: faces answered by a facetrail Recognizer (the local backend),
+image tagging by ``facetrail.server.tagging``.
 
 Each operation takes the parsed request (see ``protocol.parse_input``) and returns the response
 as botocore's service model shapes it. Fields the local backend cannot compute (age, emotions,
@@ -16,7 +17,7 @@ from typing import Any
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
-from facetrail.backends.base import BoundingBox, DetectedFace, FaceRecord, Recognizer
+from facetrail.backends.base import FaceRecord, Recognizer
 from facetrail.backends.rekognition_images import MAX_IMAGE_BYTES, MIN_IMAGE_SIDE
 from facetrail.errors import (
     CollectionExistsError,
@@ -31,7 +32,9 @@ from facetrail.errors import (
 )
 from facetrail.images import LoadedImage, decode_image
 from facetrail.server.protocol import ServiceError, invalid_parameter
+from facetrail.server.tagging import TaggingOperations
 from facetrail.settings import Settings
+from facetrail.shapes import box_json, face_detail_json
 
 Params = dict[str, Any]
 Response = dict[str, Any]
@@ -45,26 +48,6 @@ DEFAULT_PAGE_SIZE = 1000
 ACCOUNT_ID = "000000000000"
 IMAGE_FORMATS = frozenset({"JPEG", "PNG", "MPO"})  # MPO: a JPEG with extra frames (cameras)
 NO_FACE_MESSAGE = "There are no faces in the image. Should be at least 1."
-
-
-def box_json(box: BoundingBox) -> dict[str, float]:
-    return {"Width": box.width, "Height": box.height, "Left": box.left, "Top": box.top}
-
-
-def face_detail_json(face: DetectedFace) -> dict[str, Any]:
-    """FaceDetail / ComparedFace with what the local backend measures."""
-    detail: dict[str, Any] = {"BoundingBox": box_json(face.box)}
-    if face.landmarks:
-        detail["Landmarks"] = [{"Type": lm.type, "X": lm.x, "Y": lm.y} for lm in face.landmarks]
-    if face.pose is not None:
-        detail["Pose"] = {"Roll": face.pose.roll, "Yaw": face.pose.yaw, "Pitch": face.pose.pitch}
-    if face.quality is not None:
-        detail["Quality"] = {
-            "Brightness": face.quality.brightness,
-            "Sharpness": face.quality.sharpness,
-        }
-    detail["Confidence"] = face.confidence
-    return detail
 
 
 def image_id(sha256: str | None, fallback: str) -> str:
@@ -98,6 +81,8 @@ class RekognitionService:
     def __init__(self, recognizer: Recognizer, settings: Settings) -> None:
         self.recognizer = recognizer
         self.settings = settings
+        # Labels, text, moderation and known people; the tagging models load on first use.
+        self.tagging = TaggingOperations(settings)
         self.operations: dict[str, Callable[[Params, str], Response]] = {
             "CreateCollection": self.create_collection,
             "DescribeCollection": self.describe_collection,
@@ -110,7 +95,22 @@ class RekognitionService:
             "SearchFacesByImage": self.search_faces_by_image,
             "DetectFaces": self.detect_faces,
             "CompareFaces": self.compare_faces,
+            "DetectLabels": self._tagging_operation(self.tagging.detect_labels),
+            "DetectText": self._tagging_operation(self.tagging.detect_text),
+            "DetectModerationLabels": self._tagging_operation(
+                self.tagging.detect_moderation_labels
+            ),
+            "RecognizeCelebrities": self._tagging_operation(self.tagging.recognize_celebrities),
+            "GetCelebrityInfo": lambda params, region: self.tagging.get_celebrity_info(params),
         }
+
+    def _tagging_operation(
+        self, operation: Callable[[Params, LoadedImage], Response]
+    ) -> Callable[[Params, str], Response]:
+        def handler(params: Params, region: str) -> Response:
+            return operation(params, self._image(params, "Image"))
+
+        return handler
 
     def handle(self, operation: str, params: Params, region: str) -> Response:
         handler = self.operations.get(operation)

@@ -25,6 +25,7 @@ def _summary(c: Collection, people: int, faces: int) -> dict[str, Any]:
         "people": people,
         "faces": faces,
         "model_version": c.model_version,
+        "public_figures": c.public_figures,
         "updated_at": c.updated_at.isoformat(),
     }
 
@@ -83,6 +84,16 @@ def delete_collection(settings: Settings, name: str) -> None:
         c = get_collection(session, name)
         audit.record(session, settings, "delete_collection", c)
         session.delete(c)
+
+
+def set_public_figures(settings: Settings, name: str, public: bool) -> dict[str, Any]:
+    """Mark a collection's people as public figures, whom tag jobs name (or unmark them)."""
+    ensure_schema(settings)
+    with session_scope(settings) as session:
+        c = get_collection(session, name)
+        c.public_figures = public
+        audit.record(session, settings, "public_figures", c, public=public)
+    return {"name": name, "public_figures": public}
 
 
 def list_people(settings: Settings, name: str) -> list[dict[str, Any]]:

@@ -20,8 +20,6 @@ from sqlalchemy.orm import Session
 from facetrail.backends.base import (
     BoundingBox,
     DetectedFace,
-    Embedding,
-    FaceMatch,
     FaceSearch,
     Recognizer,
 )
@@ -34,12 +32,22 @@ from facetrail.errors import (
     NoFaceError,
     NotFoundError,
 )
-from facetrail.identification import assign_scores, person_scores
 from facetrail.images import LoadedImage, decode_image, load_image
-from facetrail.models import Collection, Face, FaceResult, ItemStatus, Job, JobItem, JobKind, Person
+from facetrail.models import (
+    Collection,
+    Face,
+    FaceResult,
+    ItemStatus,
+    Job,
+    JobItem,
+    JobKind,
+    Person,
+    TagResult,
+)
 from facetrail.models.base import utcnow
 from facetrail.services.faces import upsert_face
 from facetrail.services.jobs import rollup
+from facetrail.services.naming import name_faces
 from facetrail.services.records import get_or_create_image, get_or_create_person
 from facetrail.services.reindex import drop_old_index, switch_over
 from facetrail.settings import Settings
@@ -75,6 +83,9 @@ def run_item(
         claim = _claim(settings, item_id)
         if claim is None:
             return ItemStatus.SUCCEEDED  # already finished by an earlier delivery
+        if claim.kind == JobKind.TAG:
+            _tag(settings, claim)
+            return ItemStatus.SUCCEEDED
         if claim.kind == JobKind.REINDEX:
             params = claim.parameters
             target = recognizer_for(params["target_backend"], params["target_options"])
@@ -116,6 +127,23 @@ def _claim(settings: Settings, item_id: int) -> Claim | None:
         if job.started_at is None:
             job.started_at = utcnow()
         rollup(session, job.id)
+        if job.kind == JobKind.TAG:
+            # Tag jobs read no collection of their own (known people come from all
+            # public-figure collections), so the collection fields stay empty.
+            return Claim(
+                item_id=item.id,
+                kind=job.kind,
+                backend=job.backend,
+                backend_options={},
+                collection_id=0,
+                backend_collection_id="",
+                source=item.source,
+                person_external_id=None,
+                threshold=settings.match_threshold,
+                position=item.position,
+                parameters=dict(job.parameters),
+                original_item_id=None,
+            )
         if job.collection_id is None:
             raise NotFoundError(f"the collection of job {job.id} was deleted")
         collection = session.get_one(Collection, job.collection_id)
@@ -148,6 +176,7 @@ def _fail(settings: Settings, item_id: int, code: str, message: str) -> None:
         if item is None:
             return
         session.execute(delete(FaceResult).where(FaceResult.job_item_id == item_id))
+        session.execute(delete(TagResult).where(TagResult.job_item_id == item_id))
         item.status = ItemStatus.FAILED
         item.error_code = code
         item.error = message
@@ -206,6 +235,27 @@ def _enroll(settings: Settings, claim: Claim, recognizer: Recognizer) -> None:
             .values(version=Collection.version + 1, model_version=recognizer.model_version)
         )
         _succeed(session, item, image_row.id)
+
+
+def _tag(settings: Settings, claim: Claim) -> None:
+    """Labels, text, moderation and known people for one image (a path, URL or s3:// key)."""
+    from facetrail.services import known_people
+    from facetrail.tagging import tagger_for
+
+    ops: list[str] = list(claim.parameters["ops"])
+    tagger = tagger_for(settings)
+    image = tagger.load(claim.source)
+    results: dict[str, Any] = dict(tagger.tag(image, [op for op in ops if op != "people"]))
+    if "people" in ops:
+        results["people"] = known_people.recognize(settings, image)
+    with session_scope(settings) as session:
+        item = session.get_one(JobItem, claim.item_id)
+        image_id = get_or_create_image(session, image).id
+        # A retried item replaces what an interrupted attempt may have written.
+        session.execute(delete(TagResult).where(TagResult.job_item_id == claim.item_id))
+        for op in ops:
+            session.add(TagResult(job_item_id=claim.item_id, op=op, payload=results[op]))
+        _succeed(session, item, image_id)
 
 
 def _reindex(settings: Settings, claim: Claim, target: Recognizer) -> dict[str, Any] | None:
@@ -304,53 +354,6 @@ def _stored_searches(
     return searches, image_id
 
 
-# (collection id, collection version, model version) -> person -> enrolled embeddings (k, dim)
-_templates: dict[tuple[int, int, str], dict[str, Embedding]] = {}
-
-
-def _enrolled_embeddings(
-    session: Session, claim: Claim, recognizer: Recognizer
-) -> dict[str, Embedding]:
-    version = session.get_one(Collection, claim.collection_id).version
-    key = (claim.collection_id, version, recognizer.model_version)
-    cached = _templates.get(key)
-    if cached is None:
-        rows = session.execute(
-            select(Person.external_id, Face.embedding)
-            .join(Person, Face.person_id == Person.id)
-            .where(
-                Face.collection_id == claim.collection_id,
-                Face.backend == recognizer.name,
-                Face.model_version == recognizer.model_version,
-                Face.embedding.is_not(None),
-            )
-        ).tuples()
-        grouped: dict[str, list[Embedding]] = {}
-        for person, blob in rows:
-            if blob is not None:
-                grouped.setdefault(person, []).append(from_blob(blob))
-        cached = {person: np.stack(vectors) for person, vectors in grouped.items()}
-        _templates.clear()  # one collection version per process is what a batch needs
-        _templates[key] = cached
-    return cached
-
-
-def _template_scores(
-    session: Session, claim: Claim, recognizer: Recognizer, searches: list[FaceSearch]
-) -> list[dict[str, float]] | None:
-    """Per-face scores against each person's template, where the backend supports them."""
-    if not searches or any(s.embedding is None for s in searches):
-        return None
-    people = _enrolled_embeddings(session, claim, recognizer)
-    if not people:
-        return None
-    queries = np.stack([s.embedding for s in searches if s.embedding is not None])
-    scored = recognizer.score_people(queries, people)
-    if scored is None:
-        return None
-    return [{p: float(v[i]) for p, v in scored.items()} for i in range(len(searches))]
-
-
 def _identify(settings: Settings, claim: Claim, recognizer: Recognizer) -> None:
     stored = _stored_searches(settings, claim, recognizer)
     image = None
@@ -363,30 +366,9 @@ def _identify(settings: Settings, claim: Claim, recognizer: Recognizer) -> None:
         item = session.get_one(JobItem, claim.item_id)
         if image is not None:
             image_id = get_or_create_image(session, image).id
-        # Matches name people through our own face records, so renames and merges need no
-        # change on the backend, and faces we no longer know (deleted people) name nobody.
-        owners = dict(
-            session.execute(
-                select(Face.face_id, Person.external_id)
-                .join(Person, Face.person_id == Person.id)
-                .where(Face.collection_id == claim.collection_id, Face.backend == recognizer.name)
-            )
-            .tuples()
-            .all()
+        assignments = name_faces(
+            session, claim.collection_id, recognizer, searches, claim.threshold
         )
-        scores = _template_scores(session, claim, recognizer, searches)
-        if scores is None:
-            scores = [
-                person_scores(
-                    [
-                        FaceMatch(m.face_id, owners[m.face_id], m.similarity)
-                        for m in search.matches
-                        if m.face_id in owners
-                    ]
-                )
-                for search in searches
-            ]
-        assignments = assign_scores(scores, claim.threshold)
         named = {a.external_id for a in assignments if a.external_id}
         people = dict(
             session.execute(

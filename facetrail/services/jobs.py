@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from facetrail.errors import InvalidParameterError
 from facetrail.models import ItemStatus, Job, JobItem, JobKind, JobStatus
 from facetrail.models.base import utcnow
 from facetrail.services.records import get_collection, get_or_create_collection
@@ -64,6 +65,36 @@ def create_identify_job(
         collection_version=coll.version,
         model_version=coll.model_version,
         parameters={"collection": collection, **(parameters or {})},
+        total_items=len(sources),
+    )
+    job.items = [JobItem(position=i, source=s) for i, s in enumerate(sources)]
+    session.add(job)
+    finish_if_empty(job)
+    session.flush()
+    return job
+
+
+TAG_OPS = ("labels", "text", "people", "moderation")
+
+
+def create_tag_job(
+    session: Session,
+    *,
+    sources: Sequence[str],
+    ops: Sequence[str],
+    backend: str,
+    parameters: dict[str, Any] | None = None,
+) -> Job:
+    unknown = [op for op in ops if op not in TAG_OPS]
+    if unknown or not ops:
+        raise InvalidParameterError(
+            f"unknown tagging operation(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(TAG_OPS)}"
+        )
+    job = Job(
+        kind=JobKind.TAG,
+        backend=backend,
+        parameters={"ops": list(dict.fromkeys(ops)), **(parameters or {})},
         total_items=len(sources),
     )
     job.items = [JobItem(position=i, source=s) for i, s in enumerate(sources)]

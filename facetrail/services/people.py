@@ -72,6 +72,18 @@ def rename(
         return {"external_id": person.external_id, "display_name": person.display_name}
 
 
+def set_urls(
+    settings: Settings, collection_name: str, external_id: str, urls: list[str]
+) -> dict[str, Any]:
+    """Links reported with a public figure's matches (RecognizeCelebrities' Urls)."""
+    with session_scope(settings) as session:
+        collection = get_collection(session, collection_name)
+        person = _person(session, collection, external_id)
+        person.urls = list(urls)
+        audit.record(session, settings, "set_urls", collection, person=external_id, urls=urls)
+        return {"external_id": external_id, "urls": person.urls}
+
+
 def merge(
     settings: Settings, collection_name: str, source_id: str, target_id: str
 ) -> dict[str, Any]:

@@ -44,7 +44,10 @@ def job_report(session: Session, job_id: int) -> dict[str, Any]:
     job = session.scalar(
         select(Job)
         .where(Job.id == job_id)
-        .options(selectinload(Job.items).selectinload(JobItem.faces))
+        .options(
+            selectinload(Job.items).selectinload(JobItem.faces),
+            selectinload(Job.items).selectinload(JobItem.tags),
+        )
     )
     if job is None:
         raise NotFoundError(f"job {job_id} does not exist")
@@ -62,6 +65,9 @@ def _item(item: JobItem) -> dict[str, Any]:
     }
     if item.person_external_id is not None:
         out["person"] = item.person_external_id
+    if item.job.kind.value == "tag":
+        out["results"] = {t.op: t.payload for t in item.tags}
+        return out
     out["faces"] = [
         {
             "box": {

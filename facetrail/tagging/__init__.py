@@ -17,6 +17,7 @@ turns a path, an http(s) URL (SSRF-guarded) or an ``s3://`` URI into one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -176,6 +177,12 @@ class Tagger:
                 yield image_result(source, results=results)
 
 
+@functools.cache
+def tagger_for(settings: Settings) -> Tagger:
+    """One Tagger per settings per process, so a worker loads each model once."""
+    return Tagger(settings)
+
+
 def check_ops(ops: Iterable[str]) -> tuple[str, ...]:
     wanted = tuple(dict.fromkeys(ops))
     unknown = [op for op in wanted if op not in OPS]
@@ -191,4 +198,4 @@ def _check_confidence(value: float) -> None:
         raise InvalidParameterError(f"min_confidence must be within 0-100, got {value}")
 
 
-__all__: Sequence[str] = ("OPS", "Tagger", "check_ops")
+__all__: Sequence[str] = ("OPS", "Tagger", "check_ops", "tagger_for")

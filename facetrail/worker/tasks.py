@@ -6,7 +6,9 @@ Task names and payloads are a public contract (see docs/tasks.md): other apps ca
 
 from __future__ import annotations
 
+import itertools
 import logging
+import time
 from typing import Any
 
 from celery import Task
@@ -19,38 +21,62 @@ from facetrail.errors import FacetrailError
 from facetrail.models import JobItem
 from facetrail.services.items import run_item as run_item_service
 from facetrail.services.submit import submit_job
+from facetrail.settings import Settings
 from facetrail.worker.app import app, settings_of
 from facetrail.worker.notify import notify_if_finished, notify_rejected
 
 log = logging.getLogger(__name__)
 
 
+def _retryable(exc: Exception) -> bool:
+    return isinstance(exc, DBAPIError) or (isinstance(exc, FacetrailError) and exc.retryable)
+
+
 def _retry_or_raise(task: Task[Any, Any], exc: Exception, what: str) -> None:
     """Retry with backoff when the failure may pass (backend or database away)."""
     settings = settings_of(task.app)
-    retryable = isinstance(exc, DBAPIError) or (isinstance(exc, FacetrailError) and exc.retryable)
-    if not retryable or task.request.retries >= settings.task_max_retries:
+    if not _retryable(exc) or task.request.retries >= settings.task_max_retries:
         raise exc
     countdown = min(60, 2 ** (task.request.retries + 1))
     log.warning("%s: %s; retry %s in %ss", what, exc, task.request.retries + 1, countdown)
     raise task.retry(exc=exc, countdown=countdown) from exc
 
 
+def _run_once(settings: Settings, item_id: int, *, final: bool) -> str:
+    def recognizer(backend: str, options: dict[str, Any]) -> Recognizer:
+        return recognizer_for(settings, backend, options)
+
+    status = run_item_service(settings, item_id, recognizer, final_attempt=final)
+    with session_scope(settings) as session:
+        job_id = session.get_one(JobItem, item_id).job_id
+    notify_if_finished(settings, job_id)
+    return str(status)
+
+
+def _run_inline(settings: Settings, item_id: int) -> str:
+    """No broker: the same code in this process, retried here after short pauses."""
+    for attempt in itertools.count():
+        final = attempt >= settings.task_max_retries
+        try:
+            return _run_once(settings, item_id, final=final)
+        except (FacetrailError, DBAPIError) as exc:
+            if final or not _retryable(exc):
+                raise
+            delay = min(2.0, 0.25 * 2**attempt)
+            log.warning("item %s: %s; retry %s in %ss", item_id, exc, attempt + 1, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 @app.task(name="facetrail.run_item", bind=True, acks_late=True, max_retries=None)
 def run_item(self: Task[Any, Any], item_id: int) -> str:
     """Run one job item (one image). Idempotent per item."""
     settings = settings_of(self.app)
-
-    def recognizer(backend: str, options: dict[str, Any]) -> Recognizer:
-        return recognizer_for(settings, backend, options)
-
+    if self.request.is_eager:
+        return _run_inline(settings, item_id)
     final = self.request.retries >= settings.task_max_retries
     try:
-        status = run_item_service(settings, item_id, recognizer, final_attempt=final)
-        with session_scope(settings) as session:
-            job_id = session.get_one(JobItem, item_id).job_id
-        notify_if_finished(settings, job_id)
-        return str(status)
+        return _run_once(settings, item_id, final=final)
     except (FacetrailError, DBAPIError) as exc:
         _retry_or_raise(self, exc, f"item {item_id}")
         raise

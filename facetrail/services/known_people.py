@@ -1,0 +1,98 @@
+"""Known people in a photo (Rekognition's RecognizeCelebrities), from the collections users mark
+as public figures: no built-in celebrity list exists, so users curate their own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from facetrail.backends import recognizer_for
+from facetrail.backends.base import DetectedFace
+from facetrail.db import session_scope
+from facetrail.images import LoadedImage
+from facetrail.models import Collection, Person
+from facetrail.services.naming import name_faces
+from facetrail.settings import Settings
+from facetrail.shapes import face_detail_json
+
+SAME_FACE_IOU = 0.5
+
+
+def recognize(settings: Settings, image: LoadedImage) -> dict[str, Any]:
+    """``{"CelebrityFaces": [...], "UnrecognizedFaces": [...]}`` for ``image``."""
+    with session_scope(settings) as session:
+        collections = [
+            (c.id, c.backend, dict(c.backend_options), c.backend_collection_id)
+            for c in session.scalars(
+                select(Collection)
+                .where(Collection.public_figures.is_(True))
+                .order_by(Collection.id)
+            )
+        ]
+    faces: list[DetectedFace] = []
+    # per face: (similarity, person external id, collection id) of its best naming so far
+    best: list[tuple[float, str, int] | None] = []
+    for collection_id, backend, options, backend_collection in collections:
+        recognizer = recognizer_for(settings, backend, options)
+        searches = recognizer.identify_faces(backend_collection, image, threshold=0.0)
+        with session_scope(settings) as session:
+            assignments = name_faces(
+                session, collection_id, recognizer, searches, settings.match_threshold
+            )
+        for search, assignment in zip(searches, assignments, strict=True):
+            index = _same_face(faces, search.face)
+            if index is None:
+                faces.append(search.face)
+                best.append(None)
+                index = len(faces) - 1
+            if assignment.external_id is None or assignment.similarity is None:
+                continue
+            current = best[index]
+            if current is None or assignment.similarity > current[0]:
+                best[index] = (assignment.similarity, assignment.external_id, collection_id)
+    if not collections:
+        faces = recognizer_for(settings, "local", {}).detect_faces(image)
+        best = [None] * len(faces)
+    return _response(settings, faces, best)
+
+
+def _same_face(faces: list[DetectedFace], face: DetectedFace) -> int | None:
+    for i, known in enumerate(faces):
+        if known.box.iou(face.box) >= SAME_FACE_IOU:
+            return i
+    return None
+
+
+def _response(
+    settings: Settings, faces: list[DetectedFace], best: list[tuple[float, str, int] | None]
+) -> dict[str, Any]:
+    named = {(b[2], b[1]) for b in best if b is not None}
+    people: dict[tuple[int, str], Person] = {}
+    with session_scope(settings) as session:
+        for collection_id, external_id in named:
+            person = session.scalar(
+                select(Person).where(
+                    Person.collection_id == collection_id, Person.external_id == external_id
+                )
+            )
+            if person is not None:
+                session.expunge(person)
+                people[(collection_id, external_id)] = person
+    celebrities: list[dict[str, Any]] = []
+    unrecognized: list[dict[str, Any]] = []
+    for face, match in zip(faces, best, strict=True):
+        person = people.get((match[2], match[1])) if match else None
+        if match is None or person is None:
+            unrecognized.append(face_detail_json(face))
+            continue
+        celebrities.append(
+            {
+                "Urls": list(person.urls or []),
+                "Name": person.display_name,
+                "Id": person.external_id,
+                "Face": face_detail_json(face),
+                "MatchConfidence": round(match[0], 2),
+            }
+        )
+    return {"CelebrityFaces": celebrities, "UnrecognizedFaces": unrecognized}

@@ -1,0 +1,95 @@
+"""Naming the faces of one photo against one collection, from our own records.
+
+Matches name people through our face records (face id -> person), so renames and merges need no
+change on the backend, and faces we no longer know (deleted people) name nobody. Where the
+backend can score templates (local), each face is scored against each person's template.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from facetrail.backends.base import Embedding, FaceMatch, FaceSearch, Recognizer
+from facetrail.backends.local.vectors import from_blob
+from facetrail.identification import Assignment, assign_scores, person_scores
+from facetrail.models import Collection, Face, Person
+
+# (collection id, collection version, model version) -> person -> enrolled embeddings (k, dim)
+_templates: dict[tuple[int, int, str], dict[str, Embedding]] = {}
+
+
+def enrolled_embeddings(
+    session: Session, collection_id: int, recognizer: Recognizer
+) -> dict[str, Embedding]:
+    version = session.get_one(Collection, collection_id).version
+    key = (collection_id, version, recognizer.model_version)
+    cached = _templates.get(key)
+    if cached is None:
+        rows = session.execute(
+            select(Person.external_id, Face.embedding)
+            .join(Person, Face.person_id == Person.id)
+            .where(
+                Face.collection_id == collection_id,
+                Face.backend == recognizer.name,
+                Face.model_version == recognizer.model_version,
+                Face.embedding.is_not(None),
+            )
+        ).tuples()
+        grouped: dict[str, list[Embedding]] = {}
+        for person, blob in rows:
+            if blob is not None:
+                grouped.setdefault(person, []).append(from_blob(blob))
+        cached = {person: np.stack(vectors) for person, vectors in grouped.items()}
+        # Drop versions no longer current; keep other collections' entries.
+        for stale in [k for k in _templates if k[0] == collection_id]:
+            del _templates[stale]
+        _templates[key] = cached
+    return cached
+
+
+def _template_scores(
+    session: Session, collection_id: int, recognizer: Recognizer, searches: list[FaceSearch]
+) -> list[dict[str, float]] | None:
+    if not searches or any(s.embedding is None for s in searches):
+        return None
+    people = enrolled_embeddings(session, collection_id, recognizer)
+    if not people:
+        return None
+    queries = np.stack([s.embedding for s in searches if s.embedding is not None])
+    scored = recognizer.score_people(queries, people)
+    if scored is None:
+        return None
+    return [{p: float(v[i]) for p, v in scored.items()} for i in range(len(searches))]
+
+
+def name_faces(
+    session: Session,
+    collection_id: int,
+    recognizer: Recognizer,
+    searches: list[FaceSearch],
+    threshold: float,
+) -> list[Assignment]:
+    scores = _template_scores(session, collection_id, recognizer, searches)
+    if scores is None:
+        owners = dict(
+            session.execute(
+                select(Face.face_id, Person.external_id)
+                .join(Person, Face.person_id == Person.id)
+                .where(Face.collection_id == collection_id, Face.backend == recognizer.name)
+            )
+            .tuples()
+            .all()
+        )
+        scores = [
+            person_scores(
+                [
+                    FaceMatch(m.face_id, owners[m.face_id], m.similarity)
+                    for m in search.matches
+                    if m.face_id in owners
+                ]
+            )
+            for search in searches
+        ]
+    return assign_scores(scores, threshold)
