@@ -6,7 +6,7 @@ WORKDIR /app
 COPY pyproject.toml README.md alembic.ini ./
 COPY facetrail ./facetrail
 COPY migrations ./migrations
-RUN python -m venv /venv && /venv/bin/pip install --no-cache-dir -e ".[postgres]"
+RUN python -m venv /venv && /venv/bin/pip install --no-cache-dir -e ".[postgres,tagging]"
 ENV FACETRAIL_MODELS_DIR=/models
 RUN /venv/bin/facetrail models install
 

@@ -243,7 +243,7 @@ def _tag(settings: Settings, claim: Claim) -> None:
     from facetrail.tagging import tagger_for
 
     ops: list[str] = list(claim.parameters["ops"])
-    tagger = tagger_for(settings)
+    tagger = tagger_for(settings, claim.backend)
     image = tagger.load(claim.source)
     results: dict[str, Any] = dict(tagger.tag(image, [op for op in ops if op != "people"]))
     if "people" in ops:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from facetrail.errors import FacetrailError, InvalidParameterError
 from facetrail.settings import Settings
@@ -177,9 +177,21 @@ class Tagger:
                 yield image_result(source, results=results)
 
 
+class ImageTagger(Protocol):
+    """What a tag job needs: read a source, run operations on it (Rekognition-shaped results)."""
+
+    def load(self, source: str) -> LoadedImage: ...
+
+    def tag(self, image: LoadedImage, ops: Iterable[str]) -> dict[str, list[dict[str, Any]]]: ...
+
+
 @functools.cache
-def tagger_for(settings: Settings) -> Tagger:
-    """One Tagger per settings per process, so a worker loads each model once."""
+def tagger_for(settings: Settings, backend: str = "local") -> ImageTagger:
+    """One tagger per settings and backend per process, so a worker loads each model once."""
+    if backend == "rekognition":
+        from facetrail.tagging.rekognition import RekognitionTagger
+
+        return RekognitionTagger(settings)
     return Tagger(settings)
 
 
