@@ -396,7 +396,7 @@ def test_protocol_errors(server: str, client: Any) -> None:
     with pytest.raises(client.exceptions.InvalidPaginationTokenException):
         client.list_collections(NextToken="not-a-token")
     with pytest.raises(ClientError) as caught:
-        client.detect_labels(Image={"Bytes": read(IMAGES / "obama.jpg")})
+        client.detect_protective_equipment(Image={"Bytes": read(IMAGES / "obama.jpg")})
     assert caught.value.response["Error"]["Code"] == "UnknownOperationException"
     # Not base64: what a hand-written client might send.
     request = urllib.request.Request(

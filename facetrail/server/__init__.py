@@ -1,7 +1,8 @@
 """``facetrail serve``: a Rekognition-compatible endpoint backed by the local backend.
 
 An unmodified boto3 client pointed at it with ``endpoint_url`` can create collections, index,
-search, detect and compare faces offline. See docs/rekognition.md for what is and is not covered.
+search, detect and compare faces, and detect labels, text, moderation labels and known people
+(RecognizeCelebrities) offline. See docs/rekognition.md for what is and is not covered.
 """
 
 from __future__ import annotations
