@@ -140,10 +140,18 @@ def test_external_ids_from_elsewhere_pass_through() -> None:
         assert decode_external_id(foreign) == foreign
 
 
-def test_external_id_too_long_is_a_clear_error() -> None:
-    with pytest.raises(InvalidParameterError, match="too long"):
-        encode_external_id("김" * 100)
+def test_external_ids_too_long_to_encode_are_still_mapped() -> None:
     assert decode_external_id(encode_external_id("김" * 60)) == "김" * 60
+    long_a, long_b = "김" * 100, "김" * 99 + "이"
+    stored_a, stored_b = encode_external_id(long_a), encode_external_id(long_b)
+    for stored in (stored_a, stored_b):
+        assert EXTERNAL_ID_PATTERN.fullmatch(stored) and len(stored) <= 255
+        assert stored.startswith("ft64h:")
+    assert stored_a != stored_b  # distinct people stay distinct
+    assert encode_external_id(long_a) == stored_a  # and the mapping is stable
+    assert encode_external_id("ft64h:x") != "ft64h:x"  # never confused with a digest
+    with pytest.raises(InvalidParameterError):
+        encode_external_id("")
 
 
 def test_external_ids_mapped_on_the_service(

@@ -4,13 +4,16 @@ Rekognition only stores ExternalImageId values matching ``[a-zA-Z0-9_.\\-:]+`` (
 characters). People are named by whatever their folder is called ("Rose Leslie", "김연아"), so ids
 outside that pattern are stored as ``ft64:`` + URL-safe base64 of their UTF-8 bytes, and mapped
 back when results come in. Ids that already start with the prefix are encoded too, so the mapping
-is one-to-one and decoding never guesses.
+is one-to-one and decoding never guesses. An id too long even for that (over 187 UTF-8 bytes)
+is stored as ``ft64h:`` + the start of its encoding + its sha256: still accepted, no longer
+decodable, which facetrail does not need, since it names people through its own face records.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 
 from facetrail.errors import InvalidParameterError
@@ -20,6 +23,7 @@ EXTERNAL_ID_PATTERN = re.compile(r"[a-zA-Z0-9_.\-:]+")
 FACE_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MAX_ID_LENGTH = 255
 ENCODED_PREFIX = "ft64:"
+HASHED_PREFIX = "ft64h:"
 _BASE64URL = re.compile(r"[A-Za-z0-9_\-]*")
 
 
@@ -41,14 +45,13 @@ def is_face_id(value: str) -> bool:
 
 def encode_external_id(external_id: str) -> str:
     """The ExternalImageId to store for ``external_id``; see :func:`decode_external_id`."""
+    if not external_id:
+        raise InvalidParameterError("an external id cannot be empty")
     encoded = _encode(external_id)
     if len(encoded) > MAX_ID_LENGTH:
-        limit = (MAX_ID_LENGTH - len(ENCODED_PREFIX)) * 3 // 4
-        raise InvalidParameterError(
-            f"external id {external_id[:40]!r}... is too long for Rekognition's "
-            f"ExternalImageId: at most {MAX_ID_LENGTH} characters of [a-zA-Z0-9_.-:], or "
-            f"{limit} UTF-8 bytes for ids that need encoding"
-        )
+        digest = hashlib.sha256(external_id.encode("utf-8")).hexdigest()
+        keep = MAX_ID_LENGTH - len(HASHED_PREFIX) - len(digest) - 1
+        return f"{HASHED_PREFIX}{encoded[len(ENCODED_PREFIX) :][:keep]}.{digest}"
     return encoded
 
 
@@ -71,7 +74,7 @@ def _encode(external_id: str) -> str:
     if (
         EXTERNAL_ID_PATTERN.fullmatch(external_id)
         and len(external_id) <= MAX_ID_LENGTH
-        and not external_id.startswith(ENCODED_PREFIX)
+        and not external_id.startswith((ENCODED_PREFIX, HASHED_PREFIX))
     ):
         return external_id
     body = base64.urlsafe_b64encode(external_id.encode("utf-8")).rstrip(b"=").decode("ascii")
