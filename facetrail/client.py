@@ -26,14 +26,17 @@ QUEUE = "facetrail"
 
 
 class FacetrailClient:
-    def __init__(self, broker_url: str, *, queue: str = QUEUE) -> None:
+    def __init__(self, broker_url: str, *, queue: str = QUEUE, actor: str | None = None) -> None:
         self.queue = queue
+        self.actor = actor  # recorded in facetrail's audit log as who asked
         self._celery = Celery("facetrail-client", broker=broker_url)
         self._redis = redis.Redis.from_url(broker_url)
 
     def submit(self, payload: dict[str, Any]) -> str:
         """Send a raw payload (see docs/tasks.md); returns its request id."""
         payload = {**payload, "request_id": payload.get("request_id") or uuid.uuid4().hex}
+        if self.actor and "actor" not in payload:
+            payload["actor"] = self.actor
         self._celery.send_task(SUBMIT_TASK, args=[payload], queue=self.queue)
         return str(payload["request_id"])
 

@@ -34,8 +34,11 @@ def served(
 
 
 def test_enqueue_and_wait_without_facetrail_imports(served: Settings) -> None:
-    client = FacetrailClient(served.broker_url)
+    client = FacetrailClient(served.broker_url, actor="photo-app")
     try:
+        enrolled = client.wait(
+            client.enroll("band", [(str(KNN / "test" / "obama1.jpg"), "obama")]), timeout=300
+        )
         request_id = client.identify("band", [str(p) for p in knn_test_images()])
         report = client.wait(request_id, timeout=300)
         # Sending the same request again (a retrying app) makes no second job.
@@ -47,6 +50,8 @@ def test_enqueue_and_wait_without_facetrail_imports(served: Settings) -> None:
     for image in report["images"]:
         named = {f["person"] for f in image["faces"] if f["person"]}
         assert named == KNN_EXPECTED[Path(image["image"]).name]
+    assert enrolled["status"] == "succeeded"
+    assert Facetrail(served).audit_log("band")[0]["actor"] == "photo-app"
     assert rejected["status"] == "rejected"
     assert "does not exist" in rejected["error"]
     with session_scope(served) as session:

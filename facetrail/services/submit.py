@@ -23,6 +23,9 @@ def submit_job(session: Session, settings: Settings, payload: dict[str, Any]) ->
         existing = session.scalar(select(Job).where(Job.request_id == str(request_id)))
         if existing is not None:
             return existing
+    if payload.get("actor"):
+        # The app that submitted says on whose behalf; the audit log records that, not the worker.
+        settings = settings.with_(actor=str(payload["actor"]))
     kind = payload.get("kind")
     collection = payload.get("collection")
     if not isinstance(collection, str):
