@@ -16,15 +16,18 @@ from facetrail.backends.local.vectors import from_blob
 from facetrail.identification import Assignment, assign_scores, person_scores
 from facetrail.models import Collection, Face, Person
 
-# (collection id, collection version, model version) -> person -> enrolled embeddings (k, dim)
-_templates: dict[tuple[int, int, str], dict[str, Embedding]] = {}
+# (database, collection id, collection version, model version) -> person -> embeddings (k, dim)
+_templates: dict[tuple[str, int, int, str], dict[str, Embedding]] = {}
 
 
 def enrolled_embeddings(
     session: Session, collection_id: int, recognizer: Recognizer
 ) -> dict[str, Embedding]:
     version = session.get_one(Collection, collection_id).version
-    key = (collection_id, version, recognizer.model_version)
+    # Ids and versions repeat across databases (a process may serve several), so the database
+    # is part of the key.
+    database = session.get_bind().engine.url.render_as_string(hide_password=True)
+    key = (database, collection_id, version, recognizer.model_version)
     cached = _templates.get(key)
     if cached is None:
         rows = session.execute(
@@ -43,7 +46,7 @@ def enrolled_embeddings(
                 grouped.setdefault(person, []).append(from_blob(blob))
         cached = {person: np.stack(vectors) for person, vectors in grouped.items()}
         # Drop versions no longer current; keep other collections' entries.
-        for stale in [k for k in _templates if k[0] == collection_id]:
+        for stale in [k for k in _templates if k[:2] == key[:2]]:
             del _templates[stale]
         _templates[key] = cached
     return cached
