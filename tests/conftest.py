@@ -61,5 +61,15 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+@pytest.fixture
+def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The CLI's environment pointed at ``settings`` (embedded default, no broker)."""
+    monkeypatch.setenv("FACETRAIL_HOME", str(settings.home))
+    monkeypatch.setenv("FACETRAIL_MODELS_DIR", str(settings.resolved_models_dir))
+    monkeypatch.delenv("FACETRAIL_BROKER_URL", raising=False)
+    monkeypatch.delenv("FACETRAIL_DATABASE_URL", raising=False)
+    return settings
+
+
 def knn_test_images() -> list[Path]:
     return sorted((KNN / "test").iterdir())

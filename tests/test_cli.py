@@ -15,15 +15,6 @@ from tests.conftest import DATA, KNN
 IMAGES = DATA / "face_recognition" / "tests" / "test_images"
 
 
-@pytest.fixture
-def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("FACETRAIL_HOME", str(settings.home))
-    monkeypatch.setenv("FACETRAIL_MODELS_DIR", str(settings.resolved_models_dir))
-    monkeypatch.delenv("FACETRAIL_BROKER_URL", raising=False)
-    monkeypatch.delenv("FACETRAIL_DATABASE_URL", raising=False)
-    return settings
-
-
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
     capsys.readouterr()
     main(list(argv))

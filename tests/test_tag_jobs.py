@@ -37,20 +37,16 @@ def folder(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("FACETRAIL_HOME", str(settings.home))
-    monkeypatch.setenv("FACETRAIL_MODELS_DIR", str(settings.resolved_models_dir))
-    monkeypatch.delenv("FACETRAIL_BROKER_URL", raising=False)
-    monkeypatch.delenv("FACETRAIL_DATABASE_URL", raising=False)
-    ft = Facetrail(settings)
-    ft.enroll("band", KNN / "train")
+def band(cli: Settings) -> Settings:
+    """The CLI's environment, with "band" enrolled and marked as public figures."""
+    Facetrail(cli).enroll("band", KNN / "train")
     assert main(["collections", "public-figures", "band"]) == 0
     assert main(["people", "urls", "rose_leslie", "https://example.org/rose", "-c", "band"]) == 0
-    return settings
+    return cli
 
 
 def test_tag_a_folder_into_long_and_wide_tables(
-    cli: Settings, folder: Path, tmp_path: Path
+    band: Settings, folder: Path, tmp_path: Path
 ) -> None:
     long_csv, wide_csv = tmp_path / "long.csv", tmp_path / "wide.csv"
     code = main(["tag", str(folder), "--long", str(long_csv), "--wide", str(wide_csv)])

@@ -38,16 +38,12 @@ def create_enroll_job(
         collection_version=coll.version,
         model_version=coll.model_version,
         parameters={"collection": collection, **(parameters or {})},
-        total_items=len(entries),
     )
-    job.items = [
+    items = [
         JobItem(position=i, source=e.source, person_external_id=e.external_id)
         for i, e in enumerate(entries)
     ]
-    session.add(job)
-    finish_if_empty(job)
-    session.flush()
-    return job
+    return add_job(session, job, items)
 
 
 def create_identify_job(
@@ -65,13 +61,8 @@ def create_identify_job(
         collection_version=coll.version,
         model_version=coll.model_version,
         parameters={"collection": collection, **(parameters or {})},
-        total_items=len(sources),
     )
-    job.items = [JobItem(position=i, source=s) for i, s in enumerate(sources)]
-    session.add(job)
-    finish_if_empty(job)
-    session.flush()
-    return job
+    return add_job(session, job, [JobItem(position=i, source=s) for i, s in enumerate(sources)])
 
 
 TAG_OPS = ("labels", "text", "people", "moderation")
@@ -95,9 +86,14 @@ def create_tag_job(
         kind=JobKind.TAG,
         backend=backend,
         parameters={"ops": list(dict.fromkeys(ops)), **(parameters or {})},
-        total_items=len(sources),
     )
-    job.items = [JobItem(position=i, source=s) for i, s in enumerate(sources)]
+    return add_job(session, job, [JobItem(position=i, source=s) for i, s in enumerate(sources)])
+
+
+def add_job(session: Session, job: Job, items: list[JobItem]) -> Job:
+    """Attach ``items`` (``total_items`` follows them), add the job and give it an id."""
+    job.items = items
+    job.total_items = len(items)
     session.add(job)
     finish_if_empty(job)
     session.flush()

@@ -17,7 +17,7 @@ from facetrail.backends import backend_options, recognizer_for
 from facetrail.errors import CollectionNotFoundError, InvalidParameterError
 from facetrail.models import Collection, Face, Job, JobItem, JobKind, JobStatus, Person
 from facetrail.services import audit
-from facetrail.services.jobs import finish_if_empty
+from facetrail.services.jobs import add_job
 from facetrail.services.records import get_collection
 from facetrail.settings import Settings
 
@@ -56,9 +56,8 @@ def create_reindex_job(
         collection_id=collection.id,
         collection_version=collection.version,
         model_version=target.model_version,
-        total_items=len(faces),
     )
-    job.items = [
+    items = [
         JobItem(
             position=i,
             source=face.image.source_uri if face.image else f"face:{face.id}",
@@ -66,8 +65,7 @@ def create_reindex_job(
         )
         for i, (face, external_id) in enumerate(faces)
     ]
-    session.add(job)
-    session.flush()
+    add_job(session, job, items)  # the staging name needs the job's id
     job.parameters = {
         "collection": collection_name,
         "target_backend": target_backend,
@@ -77,7 +75,6 @@ def create_reindex_job(
         "from_backend": collection.backend,
         "from_model": collection.model_version,
     }
-    finish_if_empty(job)
     audit.record(
         session,
         settings,

@@ -11,7 +11,7 @@ from facetrail.backends.base import BoundingBox
 from facetrail.errors import InvalidParameterError, NotFoundError
 from facetrail.models import Job, JobItem, JobKind
 from facetrail.services import audit
-from facetrail.services.jobs import finish_if_empty
+from facetrail.services.jobs import add_job
 from facetrail.services.records import get_collection_by_id
 from facetrail.settings import Settings
 
@@ -39,12 +39,8 @@ def create_rerun_job(session: Session, settings: Settings, job_id: int) -> Job:
         model_version=collection.model_version,
         parameters=dict(original.parameters),
         rerun_of_id=original.id,
-        total_items=len(original.items),
     )
-    job.items = [JobItem(position=i.position, source=i.source) for i in original.items]
-    session.add(job)
-    finish_if_empty(job)
-    session.flush()
+    add_job(session, job, [JobItem(position=i.position, source=i.source) for i in original.items])
     audit.record(session, settings, "rerun", collection, job_id=job.id, rerun_of=original.id)
     return job
 
