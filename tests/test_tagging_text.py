@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 pytest.importorskip("rapidocr", reason="needs the tagging extra")
 
 from facetrail.images import load_image
 from facetrail.settings import Settings
 from facetrail.tagging import Tagger
-from facetrail.tagging.text import TextDetection, detect_text_response
+from facetrail.tagging.text import Point, TextDetection, _unturn, detect_text_response
 from facetrail.tagging.textmetrics import char_accuracy, normalise
 
 OCR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ocr"
@@ -91,3 +94,139 @@ def test_single_line_mode_reads_word_crops(settings: Settings) -> None:
         assert [d.type for d in found] == ["LINE", "WORD"]
         assert found[0].text.lower() == rows[name].lower()
         assert found[0].box.width == pytest.approx(1.0)
+
+
+# -- pages turned by 90, 180 and 270 degrees ------------------------------------------------------
+
+NOTICE = (
+    "Harbour notes for the spring crossing",
+    "The ferry leaves the north pier at seven",
+    "and returns before the evening tide turns.",
+    "Tickets cost twelve euros for adults and",
+    "five for children under ten years of age.",
+    "Please keep your luggage within sight.",
+)
+# How the page was turned before it was sent, and where an upright point (x, y), as ratios,
+# lands on the turned image.
+TURNED: dict[str, tuple[Image.Transpose, Callable[[float, float], tuple[float, float]]]] = {
+    "left": (Image.Transpose.ROTATE_90, lambda x, y: (y, 1 - x)),
+    "upside down": (Image.Transpose.ROTATE_180, lambda x, y: (1 - x, 1 - y)),
+    "right": (Image.Transpose.ROTATE_270, lambda x, y: (1 - y, x)),
+}
+
+
+def _rendered_page() -> Image.Image:
+    """A page of text in the font that ships inside Pillow (the one --annotate uses)."""
+    font = ImageFont.load_default(size=28)
+    image = Image.new("RGB", (720, 460), "white")
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(NOTICE):
+        draw.text((50, 50 + 60 * i), line, fill="black", font=font)
+    return image
+
+
+class _CountingEngine:
+    """RapidOCR with a count of full passes (detection on)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.passes = 0
+
+    def __call__(self, image: Any, **kwargs: Any) -> Any:
+        self.passes += bool(kwargs.get("use_det"))
+        return self.engine(image, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def notice(models_dir: Path) -> dict[str, tuple[Image.Image, list[TextDetection]]]:
+    """The rendered page as sent upright and turned each way, with what was read on it."""
+    tagger = Tagger(Settings(models_dir=models_dir))
+    upright = _rendered_page()
+    pages = {"upright": upright}
+    pages |= {name: upright.transpose(turn) for name, (turn, _) in TURNED.items()}
+    return {name: (image, tagger.text(image)) for name, image in pages.items()}
+
+
+def test_turned_pages_read_the_same_lines_in_the_same_order(
+    notice: dict[str, tuple[Image.Image, list[TextDetection]]],
+) -> None:
+    upright = _lines(notice["upright"][1])
+    assert char_accuracy(" ".join(upright), " ".join(NOTICE)) >= 0.98, upright
+    for name in TURNED:
+        assert _lines(notice[name][1]) == upright, name
+
+
+def test_turned_geometry_is_the_upright_geometry_turned(
+    notice: dict[str, tuple[Image.Image, list[TextDetection]]],
+) -> None:
+    upright = notice["upright"][1]
+    for name, (_, move) in TURNED.items():
+        found = notice[name][1]
+        assert [(d.id, d.type, d.text, d.parent_id, d.confidence) for d in found] == [
+            (d.id, d.type, d.text, d.parent_id, d.confidence) for d in upright
+        ]
+        for seen, straight in zip(found, upright, strict=True):
+            # Corners keep the text's own order: the first is the text's top-left.
+            expected = [move(p.x, p.y) for p in straight.polygon]
+            corners = [c for p in seen.polygon for c in (p.x, p.y)]
+            assert corners == pytest.approx([c for xy in expected for c in xy], abs=1e-9)
+            xs, ys = [x for x, _ in expected], [y for _, y in expected]
+            box = seen.box
+            assert (box.left, box.top) == pytest.approx((min(xs), min(ys)), abs=1e-9)
+            assert (box.width, box.height) == pytest.approx(
+                (max(xs) - min(xs), max(ys) - min(ys)), abs=1e-9
+            )
+
+
+def test_turned_boxes_cover_the_ink_of_the_image_as_sent(
+    notice: dict[str, tuple[Image.Image, list[TextDetection]]],
+) -> None:
+    for name in TURNED:
+        image, found = notice[name]
+        ink = np.asarray(image.convert("L")) < 128
+        covered = np.zeros_like(ink)
+        for entry in found:
+            left, top, right, bottom = _pixels(entry.polygon, image.width, image.height)
+            assert ink[top:bottom, left:right].any(), (name, entry.text)
+            if entry.type == "LINE":
+                covered[top:bottom, left:right] = True
+        assert not (ink & ~covered).any(), name
+
+
+def _pixels(polygon: tuple[Point, ...], width: int, height: int) -> tuple[int, int, int, int]:
+    """The polygon's box in pixels, 2 px wider each way (antialiased edges)."""
+    xs, ys = [p.x * width for p in polygon], [p.y * height for p in polygon]
+    return (
+        max(0, int(min(xs)) - 2),
+        max(0, int(min(ys)) - 2),
+        int(max(xs)) + 3,
+        int(max(ys)) + 3,
+    )
+
+
+def test_upright_page_is_read_in_one_pass_as_before(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = Tagger(settings).reader
+    counting = _CountingEngine(reader._engine)
+    monkeypatch.setattr(reader, "_engine", counting)
+    page = _rendered_page()
+    as_sent = reader.read(page, orientation=False)
+    assert counting.passes == 1
+    assert reader.read(page) == as_sent
+    assert counting.passes == 2  # one more for the read with orientation: not two
+    reader.read(page.transpose(Image.Transpose.ROTATE_180))
+    assert counting.passes == 4
+
+
+@pytest.mark.parametrize("turns", [1, 2, 3])
+def test_points_on_the_upright_page_map_back_to_the_same_pixels(turns: int) -> None:
+    sent = np.zeros((30, 50), dtype=bool)
+    sent[4:9, 20:41] = True  # a 21x5 "word"
+    upright = np.rot90(sent, turns)  # what the reader reads: the page turned counter-clockwise
+    rows, cols = np.nonzero(upright)
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    quad = [[left, top], [right, top], [right, bottom], [left, bottom]]
+    back = np.asarray(_unturn(quad, turns, width=50, height=30))
+    assert (back[:, 0].min(), back[:, 0].max()) == (20, 41)
+    assert (back[:, 1].min(), back[:, 1].max()) == (4, 9)

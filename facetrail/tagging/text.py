@@ -12,10 +12,23 @@ WORDs, whose ParentId is their line's Id. Confidence is the recogniser's mean ch
 probability x 100; lines below ``min_confidence`` (default 50, RapidOCR's own ``text_score``
 0.5) are dropped with their words.
 
+Pages turned by 90, 180 or 270 degrees (scans without EXIF orientation) are read upright. The
+first pass reads the image as sent; then every elongated text box (long side at least 1.5x the
+short one) read at confidence 50 or more and classified 0 or 180 degrees with certainty 0.9 or
+more (all RapidOCR's own defaults) votes, with the length of its long side, for the quarter
+turn that makes it upright: its shape says horizontal or vertical, the angle classifier's label
+on its crop which way up. If more than half of the voting length asks for a turn, the page is
+read again turned that way, and the geometry is mapped back onto the image as sent (as
+Rekognition reports it); lines then come in the upright page's reading order, and a polygon
+keeps the text's own corner order (its first point is the text's top-left, wherever that lies
+in the image). An upright page pays one pass plus the classifier on its elongated boxes; a
+turned page pays two passes.
+
 ``single_line=True`` skips detection and reads the whole image as one line: for images known to
 be a cropped word or line (detection needs some margin around text and misses tight crops). It
 is not a fallback for photos: on photos without text the recogniser still returns characters,
-sometimes with confidence above 90 (measured on the face photos in ../shared/data).
+sometimes with confidence above 90 (measured on the face photos in ../shared/data). It reads
+the image the way it is sent.
 """
 
 from __future__ import annotations
@@ -39,6 +52,13 @@ MODEL_VERSION = "rapidocr-3.10.0/PP-OCRv6-small@" + "-".join(
     MODELS[n].sha256[:8] for n in MODEL_NAMES[:2]
 )
 DEFAULT_MIN_CONFIDENCE = 50.0  # RapidOCR's Global.text_score
+# Which boxes vote on a page's turn, all by RapidOCR's own defaults: it turns a crop this much
+# taller than wide before recognition (below that, either way, a box's shape does not say which
+# way its text runs); its classifier acts on a label only at Cls.cls_thresh; and it reports a
+# line only at Global.text_score. Stray boxes on photos fail the last two.
+VERTICAL_ASPECT = 1.5
+CLS_THRESHOLD = 0.9
+TEXT_SCORE = DEFAULT_MIN_CONFIDENCE / 100.0
 
 Quad = Sequence[Sequence[float]]
 
@@ -105,6 +125,7 @@ class TextReader:
     def __init__(self, det: Path, rec: Path, cls: Path, threads: int) -> None:
         try:
             from rapidocr import RapidOCR
+            from rapidocr.utils.process_img import get_rotate_crop_image
         except ImportError:
             raise MissingExtraError(
                 f"text detection needs the 'tagging' extra: {TAGGING_EXTRA_COMMAND}"
@@ -118,6 +139,7 @@ class TextReader:
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
         }
         self._engine = RapidOCR(params=params)
+        self._crop = get_rotate_crop_image  # the pipeline's own crop, so the classifier agrees
         self._lock = threading.Lock()
 
     def read(
@@ -126,7 +148,10 @@ class TextReader:
         *,
         min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         single_line: bool = False,
+        orientation: bool = True,
     ) -> list[TextDetection]:
+        """DetectText entries for ``image``. ``orientation=False`` reads the image as sent in one
+        pass, for callers that know their images are upright."""
         rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
         bgr = np.ascontiguousarray(rgb[:, :, ::-1])  # RapidOCR takes arrays in OpenCV's order
         height, width = rgb.shape[:2]
@@ -135,17 +160,47 @@ class TextReader:
                 result = self._engine(bgr, use_det=False, use_cls=False, use_rec=True)
                 lines = _whole_image_line(result, width, height)
             else:
-                result = self._engine(
-                    bgr,
-                    use_det=True,
-                    use_cls=True,
-                    use_rec=True,
-                    return_word_box=True,
-                    text_score=0.0,  # filtered below, on our own scale
-                )
-                lines = _lines(result)
+                lines = self._page(bgr)
+                turns = self._upright_turns(bgr, lines) if orientation else 0
+                if turns:
+                    upright = np.ascontiguousarray(np.rot90(bgr, turns))
+                    lines = [_turn_back(ln, turns, width, height) for ln in self._page(upright)]
         kept = [ln for ln in lines if ln.text.strip() and ln.score * 100.0 >= min_confidence]
         return to_detections(kept, width, height)
+
+    def _page(self, bgr: npt.NDArray[np.uint8]) -> list[_Line]:
+        result = self._engine(
+            bgr,
+            use_det=True,
+            use_cls=True,
+            use_rec=True,
+            return_word_box=True,
+            text_score=0.0,  # filtered by the caller, on our own scale
+        )
+        return _lines(result)
+
+    def _upright_turns(self, bgr: npt.NDArray[np.uint8], lines: Sequence[_Line]) -> int:
+        """Counter-clockwise quarter turns (0-3) that make the page upright: the turn asked for
+        by more than half of the voting boxes' length, else 0 (also when nothing votes)."""
+        votes = [0.0, 0.0, 0.0, 0.0]
+        for line in lines:
+            quad = np.asarray(line.quad, dtype=np.float32).reshape(4, 2)
+            across, down = _sides(quad)
+            elongated = max(across, down) >= VERTICAL_ASPECT * max(min(across, down), 1.0)
+            if not elongated or line.score < TEXT_SCORE:
+                continue
+            crop = self._crop(bgr, quad.copy())
+            classified = self._engine(crop, use_det=False, use_cls=True, use_rec=False)
+            label, certainty = (getattr(classified, "cls_res", None) or [("0", 0.0)])[0]
+            if float(certainty) < CLS_THRESHOLD:
+                continue
+            flipped = str(label) == "180"
+            # RapidOCR turned a vertical crop counter-clockwise: upright after that means the
+            # text runs downwards, and the page needs a counter-clockwise quarter turn.
+            turns = (3 if flipped else 1) if down > across else (2 if flipped else 0)
+            votes[turns] += max(across, down)
+        best = int(np.argmax(votes))
+        return best if votes[best] > sum(votes) / 2 else 0
 
 
 def _lines(result: Any) -> list[_Line]:
@@ -170,6 +225,36 @@ def _lines(result: Any) -> list[_Line]:
             line_words = ()
         lines.append(_Line(str(text), float(score), np.asarray(quad).tolist(), line_words))
     return lines
+
+
+def _sides(quad: npt.NDArray[np.float32]) -> tuple[float, float]:
+    """Length across (top edge) and down (left edge) of a quad, the longer of each pair, as
+    RapidOCR measures its crops."""
+    across = max(np.linalg.norm(quad[1] - quad[0]), np.linalg.norm(quad[2] - quad[3]))
+    down = max(np.linalg.norm(quad[3] - quad[0]), np.linalg.norm(quad[2] - quad[1]))
+    return float(across), float(down)
+
+
+def _turn_back(line: _Line, turns: int, width: int, height: int) -> _Line:
+    """``line`` read on the image turned ``turns`` quarter turns counter-clockwise, with its
+    geometry on the image as sent (``width`` x ``height``)."""
+    words = tuple((t, s, _unturn(q, turns, width, height)) for t, s, q in line.words)
+    return _Line(line.text, line.score, _unturn(line.quad, turns, width, height), words)
+
+
+def _unturn(quad: Quad, turns: int, width: int, height: int) -> Quad:
+    points = np.asarray(quad, dtype=np.float64).reshape(-1, 2)
+    u, v = points[:, 0], points[:, 1]
+    if turns == 1:
+        x, y = width - v, u
+    elif turns == 2:
+        x, y = width - u, height - v
+    elif turns == 3:
+        x, y = v, height - u
+    else:
+        x, y = u, v
+    mapped: Quad = np.stack([x, y], axis=1).tolist()
+    return mapped
 
 
 def _whole_image_line(result: Any, width: int, height: int) -> list[_Line]:
