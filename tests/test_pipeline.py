@@ -1,7 +1,8 @@
 """The local model pipeline on real weights and real photos (no timing assertions).
 
-Detector settings were chosen on dlib's training.xml and the calibration on dlib's johns and the
-ORL faces; the photos below are none of those. Expected values come from the data sets' own labels and unit tests.
+Detector settings were chosen on dlib's training.xml and the calibration on dlib's johns and
+the ORL faces; the photos below are none of those. Expected values come from the data sets' own
+labels and unit tests.
 """
 
 from __future__ import annotations
