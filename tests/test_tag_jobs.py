@@ -31,6 +31,7 @@ def folder(tmp_path: Path) -> Path:
     for name in ANIMALS:
         (photos / name).symlink_to(NON_FACES / name)
     (photos / "phototest.tif").symlink_to(PAGES / "phototest.tif")
+    (photos / "phototest-rotated-R.png").symlink_to(PAGES / "phototest-rotated-R.png")
     (photos / "kit_with_rose.jpg").symlink_to(KNN / "test" / "kit_with_rose.jpg")
     badinputs.corrupt_jpeg(photos)
     return photos
@@ -62,9 +63,9 @@ def test_tag_a_folder_into_long_and_wide_tables(
         labels = set(by_image[name].query("type == 'label'")["value"])
         assert label in labels, (name, labels)
 
-    page = by_image["phototest.tif"]
-    lines = " ".join(page.query("type == 'text_line'")["value"])
-    assert "quick brown dog jumped" in lines
+    for scan in ("phototest.tif", "phototest-rotated-R.png"):  # upright, and turned sideways
+        lines = " ".join(by_image[scan].query("type == 'text_line'")["value"])
+        assert "quick brown dog jumped" in lines, (scan, lines)
 
     people = by_image["kit_with_rose.jpg"].query("type == 'person'")
     assert set(people["value"]) == {"kit harington", "rose leslie"}
