@@ -1,0 +1,88 @@
+"""``python -m bench.wallpapers``: labels on real nature photos that no other check uses.
+
+The shared labelled photos show no landscape, so scene labels were never tried on a real one.
+Debian's ``mate-backgrounds`` (1.26.0-1, GPL-2+, photos credited in its copyright file) ships a
+few nature photographs; this fetches the package with ``apt-get download``, checks its sha256,
+unpacks it with ``dpkg-deb -x`` and runs the labels operation on six of them. What each photo
+shows and which labels (or parents) would count as right were written down from looking at the
+photos, before the model ever ran on them. Nothing here sets a threshold: the labels operation
+runs with its default floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from facetrail.settings import Settings
+from facetrail.tagging import Tagger
+
+PACKAGE = "mate-backgrounds"
+VERSION = "1.26.0-1"
+DEB = f"{PACKAGE}_{VERSION}_all.deb"
+DEB_SHA256 = "7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04"
+FOLDER = "usr/share/backgrounds/mate/nature"
+
+# photo -> (what it shows, labels or parents that would be right); fixed before the first run.
+PHOTOS: dict[str, tuple[str, frozenset[str]]] = {
+    "Dune.jpg": (
+        "dune grass, the sea behind",
+        frozenset({"Nature", "Outdoors", "Water", "Beach", "Shoreline", "Sandbar", "Seashore"}),
+    ),
+    "Storm.jpg": ("storm clouds over flat land and a road", frozenset({"Nature", "Outdoors"})),
+    "LadyBird.jpg": (
+        "ladybird on a stem among small blue flowers",
+        frozenset({"Ladybug", "Insect"}),
+    ),
+    "YellowFlower.jpg": ("yellow daisy-like flower, close up", frozenset({"Flower", "Plant"})),
+    "Garden.jpg": ("red-orange marigold, close up", frozenset({"Flower", "Plant"})),
+    "FreshFlower.jpg": ("orange flower petals, close up", frozenset({"Flower", "Plant"})),
+}
+
+
+def photos_folder(cache: Path) -> Path:
+    """The package's nature photos, downloaded and unpacked once, the .deb checked by sha256."""
+    deb = cache / DEB
+    if not deb.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["apt-get", "download", f"{PACKAGE}={VERSION}"], cwd=cache, check=True)
+    digest = hashlib.sha256(deb.read_bytes()).hexdigest()
+    if digest != DEB_SHA256:
+        raise SystemExit(f"{deb}: sha256 {digest}, expected {DEB_SHA256}")
+    unpacked = cache / "unpacked"
+    if not (unpacked / FOLDER).is_dir():
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
+    return unpacked / FOLDER
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.wallpapers", description=__doc__)
+    parser.add_argument(
+        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "facetrail-wallpapers"
+    )
+    args = parser.parse_args(argv)
+    folder = photos_folder(args.cache)
+    tagger = Tagger(Settings.from_env())
+    print("| photo | shows | right if any of | labels (top 6) | right |")
+    print("|---|---|---|---|---|")
+    hits = 0
+    for name, (shows, right) in PHOTOS.items():
+        labels = tagger.labels(tagger.load(str(folder / name)))
+        found = {label.name for label in labels} | {p for label in labels for p in label.parents}
+        top = ", ".join(f"{label.name} {label.confidence:.0f}" for label in labels[:6]) or "-"
+        hit = bool(found & right)
+        hits += hit
+        print(
+            f"| {name} | {shows} | {', '.join(sorted(right))} | {top} | {'yes' if hit else 'no'} |"
+        )
+    print(f"\nRight on {hits} of {len(PHOTOS)} photos (default floor).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
