@@ -106,30 +106,43 @@ def load_identities(root: Path) -> dict[str, list[Path]]:
 
 
 def open_set_split(
-    root: Path, per_identity: int = 2, stranger_every: int = 3
+    root: Path, per_identity: int = 2, stranger_every: int = 3, rotation: int = 0
 ) -> tuple[IdentitySplit, frozenset[str]]:
     """Like ``identity_split``, but every ``stranger_every``-th cluster (sorted) is not enrolled:
-    its photos are probes whose right answer is "unknown"."""
-    clusters = sorted(load_identities(root))
-    strangers = frozenset(c for i, c in enumerate(clusters) if i % stranger_every == 2)
-    split = identity_split(root, per_identity)
+    its photos are probes whose right answer is "unknown". ``rotation`` shifts both which
+    clusters are strangers and which photos are enrolled (0: clusters 3, 6, 9, ... by position)."""
+    identities = load_identities(root)
+    clusters = sorted(identities)
+    strangers = frozenset(
+        c for i, c in enumerate(clusters) if i % stranger_every == (2 + rotation) % stranger_every
+    )
+    split = identity_split(root, per_identity, rotation)
     enroll = [e for e in split.enroll if e.label not in strangers]
-    all_photos = split.enroll + split.probes
     probes = [p for p in split.probes if p.label not in strangers] + [
-        p for p in all_photos if p.label in strangers
+        Labelled(p, c)
+        for c in sorted(strangers)
+        for p in sorted(identities[c], key=lambda p: p.name)
     ]
     return IdentitySplit(enroll, probes, len(clusters) - len(strangers)), strangers
 
 
-def identity_split(root: Path, per_identity: int = 2) -> IdentitySplit:
-    """Enroll the first ``per_identity`` photos of each cluster (plain sorted file names)."""
+def identity_split(root: Path, per_identity: int = 2, rotation: int = 0) -> IdentitySplit:
+    """Enroll ``per_identity`` consecutive photos of each cluster (plain sorted file names),
+    starting at position ``rotation`` and wrapping around; the others are probes.
+
+    Rotation 0 enrolls the first photos. A cluster with no more than ``per_identity`` photos is
+    enrolled whole and has no probe; so is a cluster with no more than ``rotation`` photos (its
+    windows have all been probed in earlier rotations), which then serves as a distractor only.
+    """
     enroll: list[Labelled] = []
     probes: list[Labelled] = []
     clusters = load_identities(root)
     for label in sorted(clusters):
         photos = sorted(clusters[label], key=lambda p: p.name)
-        enroll += [Labelled(p, label) for p in photos[:per_identity]]
-        probes += [Labelled(p, label) for p in photos[per_identity:]]
+        chosen = {(rotation + j) % len(photos) for j in range(min(per_identity, len(photos)))}
+        enroll += [Labelled(p, label) for i, p in enumerate(photos) if i in chosen]
+        if rotation < len(photos):
+            probes += [Labelled(p, label) for i, p in enumerate(photos) if i not in chosen]
     return IdentitySplit(enroll=enroll, probes=probes, clusters=len(clusters))
 
 

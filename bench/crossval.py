@@ -1,0 +1,137 @@
+"""Identification over rotating splits: ``python -m bench.crossval``.
+
+The main benchmark enrolls the first photos of each deepface cluster and identifies the rest: one
+split, where a single probe moves top-1 by 2-3 points. Here every photo takes its turn: in round
+``r`` each cluster enrolls ``k`` consecutive photos starting at position ``r`` (sorted file names,
+wrapping around) and the others are probes; the open-set variant also rotates which third of the
+clusters is never enrolled. Counts are summed over all rounds, for facetrail and the baseline on
+the same splits. Round 0 is the main benchmark's split.
+
+The protocol (rounds, ``k``, what is counted) was fixed before it was first run; see
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import datasets
+from bench.systems import System
+
+
+def log(message: str) -> None:
+    print(f"[crossval] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Tally:
+    """Decisions over every probe of every round: right, a wrong name, or unknown."""
+
+    probes: int = 0
+    right: int = 0
+    wrong_name: int = 0  # named someone else (a stranger named at all counts here)
+    unknown: int = 0  # left unknown (or no face) although enrolled
+    rounds: list[str] = field(default_factory=list)
+
+    def add(self, predictions: Sequence[str | None], truths: Sequence[str | None]) -> None:
+        right = wrong = unknown = 0
+        for predicted, truth in zip(predictions, truths, strict=True):
+            if predicted == truth:
+                right += 1
+            elif predicted is None:
+                unknown += 1
+            else:
+                wrong += 1
+        self.probes += len(truths)
+        self.right += right
+        self.wrong_name += wrong
+        self.unknown += unknown
+        self.rounds.append(f"{right}/{len(truths)}")
+
+    @property
+    def accuracy(self) -> float:
+        return self.right / self.probes if self.probes else float("nan")
+
+
+def run_rounds(system: System, root: Path, per_identity: int, rounds: int) -> tuple[Tally, Tally]:
+    """(closed set, open set) tallies for ``rounds`` rotations with ``per_identity`` enrolled."""
+    closed, opened = Tally(), Tally()
+    for rotation in range(rounds):
+        split = datasets.identity_split(root, per_identity, rotation)
+        outcome = system.identify(split.enroll, [p.path for p in split.probes])
+        closed.add(outcome.predictions, [p.label for p in split.probes])
+        open_split, strangers = datasets.open_set_split(root, per_identity, rotation=rotation)
+        outcome = system.identify(open_split.enroll, [p.path for p in open_split.probes])
+        opened.add(
+            outcome.predictions,
+            [None if p.label in strangers else p.label for p in open_split.probes],
+        )
+        log(
+            f"{system.label} k={per_identity} round {rotation}: {closed.rounds[-1]} closed, "
+            f"{opened.rounds[-1]} open"
+        )
+    return closed, opened
+
+
+def row(name: str, ours: Tally, theirs: Tally) -> str:
+    ratio = ours.accuracy / theirs.accuracy if theirs.accuracy else float("nan")
+    return (
+        f"| {name} | {ours.probes} | {ours.accuracy:.1%} ({ours.right}; {ours.wrong_name} wrong "
+        f"names, {ours.unknown} unknown) | {theirs.accuracy:.1%} ({theirs.right}; "
+        f"{theirs.wrong_name} wrong names, {theirs.unknown} unknown) | {ratio:.3f}x |"
+    )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.crossval", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=8, help="rotations (default 8)")
+    parser.add_argument(
+        "--enroll", default="1,2", help="photos enrolled per identity, comma-separated"
+    )
+    parser.add_argument("--data", type=Path, default=datasets.DEFAULT_ROOT)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    counts = [int(k) for k in args.enroll.split(",") if k.strip()]
+    # Imported here: the baseline needs face_recognition, which only ./dev bench installs.
+    from bench.baseline import Baseline
+    from bench.facetrail_side import FacetrailSide
+
+    baseline = Baseline()
+    lines = [
+        "| setting | probes | facetrail | face_recognition (baseline) | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    ours_all, theirs_all = Tally(), Tally()
+    with tempfile.TemporaryDirectory(prefix="facetrail-crossval-") as home:
+        facetrail = FacetrailSide(Path(home))
+        for k in counts:
+            theirs = run_rounds(baseline, args.data, k, args.rounds)
+            ours = run_rounds(facetrail, args.data, k, args.rounds)
+            for kind, mine, base in zip(("closed set", "open set"), ours, theirs, strict=True):
+                lines.append(row(f"{k} enrolled, {kind}", mine, base))
+                for total, part in ((ours_all, mine), (theirs_all, base)):
+                    total.probes += part.probes
+                    total.right += part.right
+                    total.wrong_name += part.wrong_name
+                    total.unknown += part.unknown
+        lines.append(row("all of the above", ours_all, theirs_all))
+        print(f"facetrail: {facetrail.version}, rule {facetrail.rule}")
+    print(f"baseline: {baseline.version}, rule {baseline.rule}")
+    print(
+        f"{args.rounds} rotations of deepface identities.csv, enrolled per identity: {args.enroll}"
+    )
+    print()
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""The benchmark's rotating identification splits (bench.datasets, bench.crossval)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from bench import datasets
+from bench.crossval import Tally
+from tests.conftest import DATA
+
+
+def test_rotation_zero_enrolls_the_first_photos() -> None:
+    split = datasets.identity_split(DATA, 2)
+    clusters = datasets.load_identities(DATA)
+    for label, photos in clusters.items():
+        first = sorted(photos, key=lambda p: p.name)[:2]
+        assert [e.path for e in split.enroll if e.label == label] == first
+
+
+def test_every_photo_is_a_probe_exactly_n_minus_k_times_over_the_rounds() -> None:
+    clusters = datasets.load_identities(DATA)
+    rounds = max(len(photos) for photos in clusters.values())
+    probed: Counter[str] = Counter()
+    for rotation in range(rounds):
+        split = datasets.identity_split(DATA, 1, rotation)
+        enrolled = {e.path for e in split.enroll}
+        assert not enrolled & {p.path for p in split.probes}
+        assert {e.label for e in split.enroll} == set(clusters)  # distractors stay enrolled
+        probed.update(str(p.path) for p in split.probes)
+    for photos in clusters.values():
+        for photo in photos:
+            assert probed[str(photo)] == len(photos) - 1
+
+
+def test_open_set_strangers_rotate_and_are_never_enrolled() -> None:
+    seen: set[str] = set()
+    for rotation in range(3):
+        split, strangers = datasets.open_set_split(DATA, 1, rotation=rotation)
+        assert strangers and not strangers & seen
+        seen |= strangers
+        assert not {e.label for e in split.enroll} & strangers
+        stranger_probes = [p for p in split.probes if p.label in strangers]
+        clusters = datasets.load_identities(DATA)
+        assert len(stranger_probes) == sum(len(clusters[c]) for c in strangers)
+    assert seen == set(datasets.load_identities(DATA))
+
+
+def test_tally_separates_wrong_names_from_unknowns() -> None:
+    tally = Tally()
+    tally.add(["a", None, "c", None], ["a", "b", "b", None])
+    assert (tally.probes, tally.right, tally.wrong_name, tally.unknown) == (4, 2, 1, 1)
+    assert tally.accuracy == 0.5
