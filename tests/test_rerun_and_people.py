@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from facetrail.api import Facetrail
@@ -110,3 +111,39 @@ def test_rename_and_merge_need_no_backend_change(settings: Settings) -> None:
         kit_a = session.scalars(select(Person).where(Person.external_id == "kit_a")).one()
         assert len(kit_a.faces) == 2
     assert [e["action"] for e in ft.audit_log("band")][:2] == ["merge", "rename"]
+
+
+def test_known_people_across_public_collections_analyse_the_photo_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facetrail.backends import backend_options, recognizer_for
+    from facetrail.backends.local.backend import LocalRecognizer
+    from facetrail.images import load_image
+    from facetrail.services import catalog, known_people
+
+    ft = Facetrail(settings)
+    everyone = enroll_entries(KNN / "train")
+    ft.enroll("presidents", [e for e in everyone if e.external_id in {"obama", "biden"}])
+    ft.enroll("actors", [e for e in everyone if e.external_id not in {"obama", "biden"}])
+    for name in ("presidents", "actors"):
+        catalog.set_public_figures(settings, name, True)
+    # The instance the collections' pinned options select, as known_people gets it.
+    recognizer = recognizer_for(settings, "local", backend_options(settings, "local"))
+    assert isinstance(recognizer, LocalRecognizer)
+    detect = recognizer.pipeline.detect
+    calls: list[int] = []
+
+    def counted(rgb: object) -> object:
+        calls.append(1)
+        return detect(rgb)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(recognizer.pipeline, "detect", counted)
+    photo = load_image(
+        KNN / "test" / "obama_and_biden.jpg",
+        max_bytes=settings.max_image_bytes,
+        max_pixels=settings.max_image_pixels,
+    )
+    found = known_people.recognize(settings, photo)
+
+    assert sorted(c["Id"] for c in found["CelebrityFaces"]) == ["biden", "obama"]
+    assert len(calls) == 1  # two collections searched, one detection

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -39,6 +41,11 @@ from facetrail.images import LoadedImage, to_jpeg
 from facetrail.models import LocalCollection, LocalFace
 from facetrail.settings import Settings
 
+Analysis = tuple[list[DetectedFace], Embedding, list[np.ndarray]]
+# Analyses kept per recognizer: one photo searched in several collections (known people across
+# every public-figure collection, a compare after a detect) is detected and embedded once.
+RECENT_ANALYSES = 8
+
 
 class LocalRecognizer(Recognizer):
     name = "local"
@@ -48,15 +55,33 @@ class LocalRecognizer(Recognizer):
         self.pipeline = FacePipeline(settings)
         self._sessions = session_factory(settings)
         self._vectors = VectorCache()
+        self._recent: OrderedDict[tuple[str, int, int], Analysis] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     @property
     def model_version(self) -> str:
         return self.pipeline.model_version
 
     # Faces in one image -------------------------------------------------------------------
-    def _analyse(
-        self, image: LoadedImage, *, embed: bool
-    ) -> tuple[list[DetectedFace], Embedding, list[np.ndarray]]:
+    def _analyse(self, image: LoadedImage, *, embed: bool) -> Analysis:
+        # The same bytes decode to the same pixels; the size guards against other load limits.
+        key = (image.sha256, image.width, image.height)
+        with self._recent_lock:
+            recent = self._recent.get(key)
+            if recent is not None:
+                self._recent.move_to_end(key)
+        if recent is not None and (not embed or not recent[0] or len(recent[1])):
+            return list(recent[0]), recent[1], list(recent[2])
+        analysis = self._analyse_pixels(image, embed=embed)
+        analysis[1].setflags(write=False)  # shared by every caller of a cached analysis
+        with self._recent_lock:
+            self._recent[key] = analysis
+            self._recent.move_to_end(key)
+            while len(self._recent) > RECENT_ANALYSES:
+                self._recent.popitem(last=False)
+        return list(analysis[0]), analysis[1], list(analysis[2])
+
+    def _analyse_pixels(self, image: LoadedImage, *, embed: bool) -> Analysis:
         rgb = np.asarray(image.pixels)
         detections = self.pipeline.detect(rgb)
         faces = [self.pipeline.describe(rgb, d) for d in detections]
