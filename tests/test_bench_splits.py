@@ -50,3 +50,11 @@ def test_tally_separates_wrong_names_from_unknowns() -> None:
     tally.add(["a", None, "c", None], ["a", "b", "b", None])
     assert (tally.probes, tally.right, tally.wrong_name, tally.unknown) == (4, 2, 1, 1)
     assert tally.accuracy == 0.5
+
+
+def test_tally_merge_adds_every_count() -> None:
+    total, part = Tally(), Tally()
+    total.add(["a"], ["a"])
+    part.add(["b", None], ["a", "c"])
+    total.merge(part)
+    assert (total.probes, total.right, total.wrong_name, total.unknown) == (3, 1, 1, 1)
