@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -42,9 +41,7 @@ from facetrail.models import LocalCollection, LocalFace
 from facetrail.settings import Settings
 
 Analysis = tuple[list[DetectedFace], Embedding, list[np.ndarray]]
-# Analyses kept per recognizer: one photo searched in several collections (known people across
-# every public-figure collection, a compare after a detect) is detected and embedded once.
-RECENT_ANALYSES = 8
+AnalysisKey = tuple[str, int, int]
 
 
 class LocalRecognizer(Recognizer):
@@ -55,8 +52,11 @@ class LocalRecognizer(Recognizer):
         self.pipeline = FacePipeline(settings)
         self._sessions = session_factory(settings)
         self._vectors = VectorCache()
-        self._recent: OrderedDict[tuple[str, int, int], Analysis] = OrderedDict()
-        self._recent_lock = threading.Lock()
+        # The last analysis only: one photo searched in several collections in a row (known
+        # people across every public-figure collection) is detected and embedded once, while a
+        # batch of different photos never reuses anything.
+        self._last: tuple[AnalysisKey, Analysis] | None = None
+        self._last_lock = threading.Lock()
 
     @property
     def model_version(self) -> str:
@@ -66,19 +66,16 @@ class LocalRecognizer(Recognizer):
     def _analyse(self, image: LoadedImage, *, embed: bool) -> Analysis:
         # The same bytes decode to the same pixels; the size guards against other load limits.
         key = (image.sha256, image.width, image.height)
-        with self._recent_lock:
-            recent = self._recent.get(key)
-            if recent is not None:
-                self._recent.move_to_end(key)
-        if recent is not None and (not embed or not recent[0] or len(recent[1])):
-            return list(recent[0]), recent[1], list(recent[2])
+        with self._last_lock:
+            last = self._last
+        if last is not None and last[0] == key:
+            faces, embeddings, crops = last[1]
+            if not embed or not faces or len(embeddings):
+                return list(faces), embeddings, list(crops)
         analysis = self._analyse_pixels(image, embed=embed)
-        analysis[1].setflags(write=False)  # shared by every caller of a cached analysis
-        with self._recent_lock:
-            self._recent[key] = analysis
-            self._recent.move_to_end(key)
-            while len(self._recent) > RECENT_ANALYSES:
-                self._recent.popitem(last=False)
+        analysis[1].setflags(write=False)  # shared with the next caller of the same photo
+        with self._last_lock:
+            self._last = (key, analysis)
         return list(analysis[0]), analysis[1], list(analysis[2])
 
     def _analyse_pixels(self, image: LoadedImage, *, embed: bool) -> Analysis:
