@@ -35,8 +35,9 @@ from scipy.optimize import minimize
 from facetrail.backends.local import calibration
 from facetrail.backends.local.pipeline import FacePipeline
 from facetrail.images import load_image
+from facetrail.modelfiles import sha256_file
+from facetrail.modelfiles.fetch import pip_download
 from facetrail.settings import Settings
-from facetrail.weights import pip_download, sha256_file
 
 JOHNS = (
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dlib" / "examples" / "johns"

@@ -19,9 +19,9 @@ from facetrail.backends import get_recognizer
 from facetrail.backends.base import Recognizer
 from facetrail.errors import InvalidImageError, NoFaceError
 from facetrail.images import LoadedImage, load_image
+from facetrail.modelfiles import install_models
 from facetrail.services.jobs import EnrollEntry
 from facetrail.settings import Settings
-from facetrail.weights import install_models
 
 
 def bench_settings(home: Path) -> Settings:

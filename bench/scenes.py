@@ -42,10 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facetrail.images import load_image
+from facetrail.modelfiles import sha256_file
 from facetrail.settings import Settings
 from facetrail.tagging import Tagger
 from facetrail.tagging.labels import TAXONOMY, Label
-from facetrail.weights import sha256_file
 
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "facetrail-bench-scenes"
 TOP = 5

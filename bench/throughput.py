@@ -169,7 +169,7 @@ def facetrail_runner(enroll: list[Labelled]) -> Iterator[Runner]:
     """facetrail: one identify job per pass through the public API (in-process, SQLite)."""
     from bench.facetrail_side import bench_settings, enroll_entries, failed_items, first_error
     from facetrail.api import Facetrail
-    from facetrail.weights import install_models
+    from facetrail.modelfiles import install_models
 
     with tempfile.TemporaryDirectory(prefix="facetrail-bench-home-") as home:
         settings = bench_settings(Path(home))

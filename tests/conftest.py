@@ -29,7 +29,7 @@ KNN_EXPECTED = {
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
     """Model files installed once per run by the project's own installer (checksums verified)."""
-    from facetrail.weights import install_models
+    from facetrail.modelfiles import install_models
 
     path = Path(
         os.environ.get("FACETRAIL_MODELS_DIR", Path.home() / ".local/share/facetrail/models")

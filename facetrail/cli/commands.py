@@ -52,13 +52,14 @@ def face_dict(face: DetectedFace) -> dict[str, Any]:
 
 
 def models(settings: Settings, args: argparse.Namespace) -> int:
-    from facetrail.weights import install_models, verify_models
+    from facetrail.modelfiles import install_models, verify_models
 
     if args.action == "install":
-        for path in install_models(settings, log=lambda m: print(m, file=sys.stderr)):
+        log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+        for path in install_models(settings, log=log, demo=args.demo):
             print(path)
         return 0
-    rows = verify_models(settings)
+    rows = verify_models(settings, demo=args.demo)
     table(rows, ["model", "ok", "detail"])
     return 0 if all(ok for _, ok, _ in rows) else 1
 

@@ -35,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = add("models", commands.models, "install or check model files")
     models.add_argument("action", choices=["install", "list"])
+    models.add_argument(
+        "--demo",
+        action="store_true",
+        help="also the demo photos (two people, from the face_recognition 1.3.0 sdist) into "
+        "FACETRAIL_HOME/demo",
+    )
 
     db = add("db", commands.db, "create or upgrade the database schema")
     db.add_argument("action", choices=["upgrade", "current"])

@@ -47,9 +47,9 @@ class Tagger:
 
     @property
     def detector(self) -> ObjectDetector:
+        from facetrail.modelfiles import model_path
         from facetrail.tagging._runtime import once
         from facetrail.tagging.labels import MODEL_NAME, ObjectDetector
-        from facetrail.weights import model_path
 
         path = model_path(self.settings, MODEL_NAME)
         threads = self.settings.threads
@@ -57,9 +57,9 @@ class Tagger:
 
     @property
     def reader(self) -> TextReader:
+        from facetrail.modelfiles import model_path
         from facetrail.tagging._runtime import once
         from facetrail.tagging.text import MODEL_NAMES, TextReader
-        from facetrail.weights import model_path
 
         det, rec, cls = (model_path(self.settings, name) for name in MODEL_NAMES)
         threads = self.settings.threads
@@ -67,9 +67,9 @@ class Tagger:
 
     @property
     def nsfw(self) -> NsfwClassifier:
+        from facetrail.modelfiles import model_path
         from facetrail.tagging._runtime import once
         from facetrail.tagging.moderation import MODEL_NAME, NsfwClassifier
-        from facetrail.weights import model_path
 
         path = model_path(self.settings, MODEL_NAME)
         threads = self.settings.threads

@@ -11,7 +11,7 @@ from PIL import Image
 
 from facetrail.errors import MissingExtraError
 from facetrail.images import LoadedImage
-from facetrail.weights import TAGGING_EXTRA_COMMAND
+from facetrail.modelfiles import TAGGING_EXTRA_COMMAND
 
 T = TypeVar("T")
 

@@ -38,7 +38,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from facetrail.backends.base import BoundingBox
-from facetrail.weights import MODELS
+from facetrail.modelfiles import MODELS
 
 MODEL_NAME = "centernet"
 CLASSIFIER_NAME = "efficientnet_lite0"
@@ -196,7 +196,7 @@ TAXONOMY: dict[str, tuple[tuple[str, ...], str]] = {
     "Publication": ((), _OBJECTS),
     "Pottery": ((), _HOME),
     "Tool": ((), _OBJECTS),
-    # parents of ImageNet classes (make_imagenet_labels.CURATED maps WordNet synsets to these)
+    # parents of ImageNet classes (tools/make_imagenet_labels.CURATED maps WordNet synsets to these)
     "Eagle": (("Bird",), _ANIMALS),
     "Owl": (("Bird",), _ANIMALS),
     "Parrot": (("Bird",), _ANIMALS),
@@ -332,7 +332,7 @@ class ObjectDetector:
             classifier_file = model_file.with_name(MODELS[CLASSIFIER_NAME].filename)
         if not classifier_file.is_file():
             from facetrail.errors import ModelNotInstalledError
-            from facetrail.weights import INSTALL_COMMAND
+            from facetrail.modelfiles import INSTALL_COMMAND
 
             raise ModelNotInstalledError(
                 f"model {CLASSIFIER_NAME!r} ({classifier_file.name}) is not installed in "

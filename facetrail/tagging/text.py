@@ -2,7 +2,7 @@
 
 Runs RapidOCR (PyPI ``rapidocr==3.10.0``) on onnxruntime with the PP-OCRv6 small detection and
 recognition models and PaddleOCR's text-angle classifier, all shipped inside the wheel and
-checked by sha256 (``facetrail.weights``); their paths are passed explicitly, so RapidOCR never
+checked by sha256 (``facetrail.modelfiles``); their paths are passed explicitly, so RapidOCR never
 tries to download anything. The engine loads on first use, once per process.
 
 Geometry is Rekognition's: a BoundingBox and a 4-point Polygon (top-left, top-right,
@@ -45,7 +45,7 @@ from PIL import Image
 
 from facetrail.backends.base import BoundingBox
 from facetrail.errors import MissingExtraError
-from facetrail.weights import MODELS, TAGGING_EXTRA_COMMAND
+from facetrail.modelfiles import MODELS, TAGGING_EXTRA_COMMAND
 
 MODEL_NAMES = ("ocr_det", "ocr_rec", "ocr_cls")
 MODEL_VERSION = "rapidocr-3.10.0/PP-OCRv6-small@" + "-".join(

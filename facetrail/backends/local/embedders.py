@@ -13,8 +13,8 @@ import numpy.typing as npt
 from facetrail.backends.local.align import align_face
 from facetrail.backends.local.detector import Detection, dlib_style_box
 from facetrail.errors import ConfigurationError, MissingExtraError
+from facetrail.modelfiles import DLIB_EXTRA_COMMAND, MODELS, model_path
 from facetrail.settings import Settings
-from facetrail.weights import DLIB_EXTRA_COMMAND, MODELS, model_path
 
 FloatArray = npt.NDArray[np.float32]
 UInt8Array = npt.NDArray[np.uint8]

@@ -20,8 +20,8 @@ from facetrail.backends.local.attributes import estimate_pose, estimate_quality
 from facetrail.backends.local.detector import Detection, DetectorConfig, MTCNNDetector
 from facetrail.backends.local.embedders import EMBEDDERS, Embedder, create_embedder
 from facetrail.errors import ConfigurationError
+from facetrail.modelfiles import MODELS, model_path
 from facetrail.settings import Settings
-from facetrail.weights import MODELS, model_path
 
 FloatArray = npt.NDArray[np.float32]
 UInt8Array = npt.NDArray[np.uint8]

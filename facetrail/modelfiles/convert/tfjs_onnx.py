@@ -34,8 +34,11 @@ from facetrail.errors import ConfigurationError
 # Fixed so that the bytes written never depend on the installed onnx package's defaults.
 OPSET = 18
 IR_VERSION = 8
+# The producer name is part of the ONNX bytes (and so of their recorded sha256): it keeps the
+# module's first home.
 PRODUCER = "facetrail.tagging.tfjs_onnx"
-# Bump when a change alters the ONNX bytes produced (and record the new sha256s in weights.py).
+# Bump when a change alters the ONNX bytes produced (and record the new sha256s in
+# modelfiles/catalogue.py).
 CONVERTER_VERSION = "1"
 
 INT64_MAX = np.iinfo(np.int64).max

@@ -19,7 +19,7 @@ reference's ``efficientnet-lite0`` block list; every weight's shape is checked a
 a state dict that does not match is refused.
 
 The output is deterministic (IR version, opset and producer fixed; weights in a fixed order),
-so the installed file's sha256 is recorded in ``facetrail.weights``.
+so the installed file's sha256 is recorded in ``facetrail.modelfiles.catalogue``.
 """
 
 from __future__ import annotations
@@ -38,8 +38,11 @@ from facetrail.errors import ConfigurationError
 
 OPSET = 18
 IR_VERSION = 8
+# The producer name is part of the ONNX bytes (and so of their recorded sha256): it keeps the
+# module's first home.
 PRODUCER = "facetrail.tagging.efficientnet_onnx"
-# Bump when a change alters the ONNX bytes produced (and record the new sha256 in weights.py).
+# Bump when a change alters the ONNX bytes produced (and record the new sha256 in
+# modelfiles/catalogue.py).
 CONVERTER_VERSION = "1"
 
 INPUT_NAME = "pixels"
@@ -270,7 +273,7 @@ def build(weights: Mapping[str, Array]) -> onnx.ModelProto:
 
 def convert_to_bytes(pth: bytes) -> bytes:
     """Read the ``.pth``, build the network, serialise: the deterministic bytes installed."""
-    from facetrail.tagging.torch_pth import load_state_dict
+    from facetrail.modelfiles.convert.torch_pth import load_state_dict
 
     data: bytes = build(load_state_dict(pth)).SerializeToString(deterministic=True)
     return data

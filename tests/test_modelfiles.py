@@ -1,4 +1,4 @@
-"""Model files: installation, idempotence, checksum checks, clear errors."""
+"""Model files and demo photos: installation, idempotence, checksum checks, clear errors."""
 
 from __future__ import annotations
 
@@ -9,17 +9,24 @@ from pathlib import Path
 
 import pytest
 
-from facetrail import weights
 from facetrail.errors import ConfigurationError, ModelNotInstalledError
-from facetrail.settings import Settings
-from facetrail.weights import (
+from facetrail.modelfiles import (
+    DEMO_PHOTOS,
     MODELS,
     ModelChecksumError,
+    demo_dir,
+    fetch,
     install_models,
     model_path,
     sha256_file,
     verify_models,
 )
+from facetrail.modelfiles.catalogue import PYPI_FACE_RECOGNITION
+from facetrail.settings import Settings
+from tests.conftest import DATA
+
+# The photos of face_recognition's test_images as its 1.3.0 sdist ships them.
+FACE_RECOGNITION_IMAGES = DATA / "face_recognition" / "tests" / "test_images"
 
 NPM_MODELS = [m.name for m in MODELS.values() if m.source == "npm"]
 
@@ -36,9 +43,10 @@ def _tarball(path: Path, files: dict[str, bytes]) -> Path:
 
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object) -> Path:
-        raise AssertionError("npm must not be called")
+        raise AssertionError("no registry may be contacted")
 
-    monkeypatch.setattr(weights, "_npm_pack", refuse)
+    monkeypatch.setattr(fetch, "npm_pack", refuse)
+    monkeypatch.setattr(fetch, "pip_download", refuse)
 
 
 def test_installed_files_have_the_recorded_checksums(models_dir: Path) -> None:
@@ -130,3 +138,63 @@ def test_dlib_files_are_checked_in_site_packages(tmp_path: Path) -> None:
     paths = install_models(Settings(models_dir=tmp_path), names, log=lambda _: None)
     assert [p.name for p in paths] == [MODELS[n].filename for n in names]
     assert "site-packages" in str(paths[0])
+
+
+def _demo_sdist(path: Path, *, tamper: str | None = None) -> Path:
+    """An sdist-like tarball of face_recognition holding the demo photos (``tamper``: one of them
+    with a flipped byte)."""
+    files = {}
+    for photo in DEMO_PHOTOS.values():
+        data = bytearray((FACE_RECOGNITION_IMAGES / photo.filename).read_bytes())
+        if photo.name == tamper:
+            data[len(data) // 2] ^= 0x01
+        files[photo.member] = bytes(data)
+    return _tarball(path, files)
+
+
+def test_demo_photos_install_from_the_sdist_and_verify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(home=tmp_path / "home", models_dir=tmp_path / "models")
+    sdist = {PYPI_FACE_RECOGNITION: _demo_sdist(tmp_path / "face_recognition-1.3.0.tar.gz")}
+    paths = install_models(settings, DEMO_PHOTOS, log=lambda _: None, tarballs=sdist)
+    assert paths == [demo_dir(settings) / p.filename for p in DEMO_PHOTOS.values()]
+    assert demo_dir(settings) == tmp_path / "home" / "demo"
+    assert {sha256_file(p) for p in paths} == {p.sha256 for p in DEMO_PHOTOS.values()}
+    assert model_path(settings, "demo_biden") == demo_dir(settings) / "biden.jpg"
+
+    rows = {name: ok for name, ok, _ in verify_models(settings, demo=True)}
+    assert all(rows[name] for name in DEMO_PHOTOS)
+    assert not set(DEMO_PHOTOS) & {name for name, _, _ in verify_models(settings)}
+
+    # Installed: a second run keeps them and contacts no registry.
+    _no_network(monkeypatch)
+    messages: list[str] = []
+    assert install_models(settings, DEMO_PHOTOS, log=messages.append) == paths
+    assert messages == [
+        f"{p.name}: present ({demo_dir(settings) / p.filename})" for p in DEMO_PHOTOS.values()
+    ]
+
+
+def test_a_tampered_demo_photo_is_refused_and_not_left_behind(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", models_dir=tmp_path / "models")
+    sdist = _demo_sdist(tmp_path / "face_recognition-1.3.0.tar.gz", tamper="demo_obama3")
+    with pytest.raises(ModelChecksumError, match=r"test_images/obama3\.jpg in face_recognition"):
+        install_models(
+            settings,
+            DEMO_PHOTOS,
+            log=lambda _: None,
+            tarballs={PYPI_FACE_RECOGNITION: sdist},
+        )
+    assert not (demo_dir(settings) / "obama3.jpg").exists()
+    assert not [p for p in demo_dir(settings).iterdir() if p.name.startswith(".")]
+    rows = {name: (ok, detail) for name, ok, detail in verify_models(settings, demo=True)}
+    assert rows["demo_obama3"][0] is False
+    assert "facetrail models install --demo" in rows["demo_obama3"][1]
+
+
+def test_demo_photos_are_not_installed_unless_asked(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", models_dir=tmp_path / "models")
+    assert not set(DEMO_PHOTOS) & set(MODELS)
+    with pytest.raises(ModelNotInstalledError, match="--demo"):
+        model_path(settings, "demo_obama")
