@@ -39,10 +39,16 @@ def _tag_summary(results: dict[str, Any]) -> str:
 
 def describe_job(report: dict[str, Any], out: TextIO | None = None) -> None:
     out = out or sys.stdout
+    # Tag jobs run against no collection.
+    on = (
+        f" on {report['collection']!r} v{report['collection_version']}"
+        if report.get("collection") is not None
+        else ""
+    )
     out.write(
-        f"job {report['job_id']} ({report['kind']}, {report['backend']}) on "
-        f"{report['collection']!r} v{report['collection_version']}: {report['status']}, "
-        f"{report['succeeded']}/{report['total']} ok, {report['failed']} failed\n"
+        f"job {report['job_id']} ({report['kind']}, {report['backend']}){on}: "
+        f"{report['status']}, {report['succeeded']}/{report['total']} ok, "
+        f"{report['failed']} failed\n"
     )
     for image in report.get("images", []):
         if image["status"] == "failed":
