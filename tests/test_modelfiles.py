@@ -198,3 +198,31 @@ def test_demo_photos_are_not_installed_unless_asked(tmp_path: Path) -> None:
     assert not set(DEMO_PHOTOS) & set(MODELS)
     with pytest.raises(ModelNotInstalledError, match="--demo"):
         model_path(settings, "demo_obama")
+
+
+def test_cli_installs_and_lists_the_demo_photos(
+    cli: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facetrail.cli.main import main
+
+    folder = demo_dir(cli)
+    folder.mkdir(parents=True)
+    for photo in DEMO_PHOTOS.values():
+        shutil.copy(FACE_RECOGNITION_IMAGES / photo.filename, folder)
+    (folder / "obama3.jpg").write_bytes(b"not the photo")
+    # Only the bad photo is fetched again (from a local sdist: no network in tests).
+    sdist = _demo_sdist(cli.home / "face_recognition-1.3.0.tar.gz")
+    monkeypatch.setattr(fetch, "pip_download", lambda *args, **kwargs: sdist)
+    monkeypatch.setattr(fetch, "npm_pack", lambda *args: pytest.fail("models are installed"))
+
+    capsys.readouterr()
+    assert main(["models", "install", "--demo"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [str(folder / p.filename) for p in DEMO_PHOTOS.values()] == printed[-len(DEMO_PHOTOS) :]
+    assert sha256_file(folder / "obama3.jpg") == DEMO_PHOTOS["demo_obama3"].sha256
+
+    main(["models", "list", "--demo"])
+    listed = capsys.readouterr().out
+    assert all(f"{folder / p.filename} sha256" in listed for p in DEMO_PHOTOS.values())
+    main(["models", "list"])
+    assert "demo_obama" not in capsys.readouterr().out
