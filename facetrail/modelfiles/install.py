@@ -21,6 +21,7 @@ from facetrail.errors import ConfigurationError, MissingExtraError, ModelNotInst
 from facetrail.modelfiles import fetch
 from facetrail.modelfiles.catalogue import (
     CONVERTED_SOURCES,
+    CONVERTERS,
     DEMO_DIR,
     DEMO_PHOTOS,
     EXTRAS,
@@ -33,12 +34,6 @@ from facetrail.modelfiles.catalogue import (
 from facetrail.modelfiles.fetch import Log
 from facetrail.settings import Settings
 
-# source -> the converter module that builds the ONNX file (imported only when converting)
-CONVERTERS = {
-    "npm-tfjs": "facetrail.modelfiles.convert.tfjs_onnx",
-    "pypi-pth": "facetrail.modelfiles.convert.efficientnet_onnx",
-}
-
 
 class ModelChecksumError(ConfigurationError):
     """A model file's bytes are not the ones this release was validated with."""
@@ -47,6 +42,7 @@ class ModelChecksumError(ConfigurationError):
 
 
 def sha256_file(path: Path) -> str:
+    """The file's sha256 as hex, read in blocks (model files are large)."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -126,6 +122,7 @@ def model_path(settings: Settings, name: str) -> Path:
 
 
 def check_file(path: Path, model: ModelFile) -> None:
+    """Raise ModelChecksumError unless the file at ``path`` has ``model``'s sha256."""
     _checked(
         sha256_file(path),
         model,
@@ -226,7 +223,7 @@ def _install_from(archive: Path, model: ModelFile, settings: Settings, log: Log)
     target = _target(settings, model)
     members = [s.member for s in model.sources] or [model.member]
     files = fetch.read_members(archive, members)
-    for source in model.sources or ():
+    for source in model.sources:
         actual = hashlib.sha256(files[source.member]).hexdigest()
         _checked(actual, model, source.sha256, f"{source.member} in {archive.name}")
     if model.source not in CONVERTED_SOURCES:
