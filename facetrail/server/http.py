@@ -264,11 +264,7 @@ class RekognitionApp:
         try:
             if not heavy:
                 return await self._answer(request, request_id, operation, limit)
-            slots = self._slots()
-            try:
-                await asyncio.wait_for(slots.acquire(), self.limits.queue_timeout)
-            except TimeoutError:
-                raise ServiceError("ThrottlingException", THROTTLED) from None
+            slots = await self._take_slot()
             try:
                 return await self._answer(request, request_id, operation, limit)
             finally:
@@ -294,10 +290,21 @@ class RekognitionApp:
         check_image_sizes(parsed, self.limits.max_image_pixels)
         return self.service.handle(operation, parsed, region)
 
-    def _slots(self) -> asyncio.Semaphore:
+    async def _take_slot(self) -> asyncio.Semaphore:
+        """An inference slot, waited for at most ``queue_timeout``; ThrottlingException if none."""
         if self._inference is None:
             self._inference = asyncio.Semaphore(self.limits.max_inference)
-        return self._inference
+        slots = self._inference
+        if not slots.locked():
+            await slots.acquire()  # free: returns at once
+            return slots
+        if self.limits.queue_timeout <= 0:
+            raise ServiceError("ThrottlingException", THROTTLED)
+        try:
+            await asyncio.wait_for(slots.acquire(), self.limits.queue_timeout)
+        except TimeoutError:
+            raise ServiceError("ThrottlingException", THROTTLED) from None
+        return slots
 
     @staticmethod
     def _too_large(size: int, limit: int, heavy: bool) -> ServiceError:
@@ -376,7 +383,17 @@ class RekognitionHTTPServer:
         host, port = address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # Bound and listening now, so that the port is known and taken before serving starts.
-        self.socket = socket.create_server((host, port), family=family, backlog=128)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and
+        # without it a response written in two parts waits for the client's delayed ACK.
+        self.socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.socket.bind((host, port))
+            self.socket.listen(128)
+        except OSError:
+            self.socket.close()
+            raise
         self.server_address: tuple[Any, ...] = self.socket.getsockname()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
