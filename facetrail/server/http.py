@@ -84,15 +84,15 @@ def is_loopback(host: str) -> bool:
 
 @dataclass(frozen=True)
 class ServeLimits:
-    """The limits of one server (see the ``serve_*`` settings)."""
+    """The limits of one server, from the ``serve_*`` settings (their defaults live there)."""
 
-    max_body_bytes: int = 16 * 1024 * 1024
-    max_image_pixels: int = 25_000_000
-    max_inference: int = 2
-    queue_timeout: float = 1.0
-    max_requests: int = 32
-    header_timeout: float = 10.0
-    body_timeout: float = 30.0
+    max_body_bytes: int
+    max_image_pixels: int
+    max_inference: int
+    queue_timeout: float
+    max_requests: int
+    header_timeout: float
+    body_timeout: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServeLimits:
@@ -378,7 +378,7 @@ class RekognitionHTTPServer:
         limits: ServeLimits | None = None,
     ) -> None:
         self.service = service
-        self.limits = limits or ServeLimits()
+        self.limits = limits or ServeLimits.from_settings(service.settings)
         self.app = RekognitionApp(service, api_key=api_key, limits=self.limits)
         host, port = address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
