@@ -320,7 +320,9 @@ scalars = (
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=40)
-    | st.sampled_from(["", "c", FACE_ID, "ALL", "DEFAULT", "AUTO", "1", "x" * 300])
+    | st.sampled_from(
+        ["", "c", FACE_ID, "ALL", "DEFAULT", "AUTO", "1", "x" * 300, "\u00b2", "\ud800"]
+    )
 )
 images = st.sampled_from(SMALL_IMAGES).map(lambda b: {"Bytes": base64.b64encode(b).decode()})
 values = st.recursive(
