@@ -51,6 +51,20 @@ class Settings:
     # `facetrail serve`: the X-Api-Key clients must send; the rekognition backend sends it too
     # when it talks to an aws_endpoint_url.
     serve_api_key: str = ""
+    # `facetrail serve` limits (docs/security.md). Largest request body; larger pictures than
+    # serve_max_image_pixels are refused before decoding (jobs keep max_image_pixels).
+    serve_max_body_bytes: int = 16 * 1024 * 1024
+    serve_max_image_pixels: int = 25_000_000
+    # Requests with an image decoded and analysed at once; one more waits for a slot at most
+    # serve_queue_timeout seconds, then gets ThrottlingException (clients retry it).
+    serve_max_inference: int = 2
+    serve_queue_timeout: float = 1.0
+    # Requests in progress at once, of any operation; beyond it: ThrottlingException.
+    serve_max_requests: int = 32
+    # Seconds a connection may take to send its request headers (also the keep-alive idle
+    # time), and its body.
+    serve_header_timeout: float = 10.0
+    serve_body_timeout: float = 30.0
     # Rekognition backend: botocore's retry mode ("adaptive" also rate-limits on throttling,
     # "standard", "legacy") and total attempts per call.
     aws_retry_mode: str = "adaptive"

@@ -143,3 +143,27 @@ def test_files_round_trip(tmp_path: Path, parquet: bool) -> None:
     assert len(long) == 8 and len(wide) == 2
     assert wide.label_1.tolist()[0] == "Dog"
     assert long[long.image == "broken.jpg"].error_code.tolist() == ["image_too_large"]
+
+
+def test_csv_cells_cannot_start_a_formula(tmp_path: Path) -> None:
+    # OWASP's CSV-injection advice: text a spreadsheet would run as a formula gets a leading "'".
+    hostile = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tTAB", "\rCR", "plain"]
+    text = [
+        {"DetectedText": value, "Type": "LINE", "Id": i, "Confidence": 90.0 - i}
+        for i, value in enumerate(hostile)
+    ]
+    result = image_result("=cmd|' /C calc'!A0", results={"text": text})
+    written = write_tables([result], long=tmp_path / "long.csv", wide=tmp_path / "wide.csv")
+    long = pd.read_csv(written["long"], keep_default_na=False)
+    lines = long[long.type == "text_line"]
+    assert lines.value.tolist() == ["'" + v for v in hostile[:-1]] + ["plain"]
+    assert set(long.image) == {"'=cmd|' /C calc'!A0"}
+    # Numbers stay numbers, negative ones included.
+    assert lines.confidence.tolist() == [90.0 - i for i in range(len(hostile))]
+    assert pd.api.types.is_float_dtype(lines.confidence)
+    wide = pd.read_csv(written["wide"], keep_default_na=False)
+    assert wide.text_1.tolist() == ["'" + hostile[0]]
+    # Parquet keeps the values as they are: it is not opened as a spreadsheet.
+    pytest.importorskip("pyarrow")
+    parquet = write_tables([result], long=tmp_path / "long.parquet")["long"]
+    assert pd.read_parquet(parquet).value.tolist() == hostile

@@ -7,19 +7,18 @@ search, detect and compare faces, and detect labels, text, moderation labels and
 
 from __future__ import annotations
 
-import signal
+import asyncio
 import sys
 import threading
-from types import FrameType
 
 from facetrail.backends import get_recognizer
 from facetrail.backends.base import Recognizer
 from facetrail.errors import ConfigurationError
-from facetrail.server.http import RekognitionHTTPServer, is_loopback
+from facetrail.server.http import RekognitionHTTPServer, ServeLimits, is_loopback
 from facetrail.server.service import RekognitionService
 from facetrail.settings import Settings
 
-__all__ = ["RekognitionHTTPServer", "RekognitionService", "make_server", "run"]
+__all__ = ["RekognitionHTTPServer", "RekognitionService", "ServeLimits", "make_server", "run"]
 
 
 def make_server(
@@ -39,9 +38,14 @@ def make_server(
     from facetrail.migrate import ensure_schema
 
     ensure_schema(settings)
-    service = RekognitionService(recognizer or get_recognizer(settings, "local"), settings)
+    limits = ServeLimits.from_settings(settings)
+    # The service decodes with serve's own pixel cap, which may be lower than the jobs' one.
+    pixels = min(settings.max_image_pixels, limits.max_image_pixels)
+    service = RekognitionService(
+        recognizer or get_recognizer(settings, "local"), settings.with_(max_image_pixels=pixels)
+    )
     try:
-        return RekognitionHTTPServer((host, port), service, api_key=api_key)
+        return RekognitionHTTPServer((host, port), service, api_key=api_key, limits=limits)
     except OSError as exc:
         raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
 
@@ -49,17 +53,14 @@ def make_server(
 def run(settings: Settings, host: str, port: int, *, api_key: str = "") -> int:
     """Serve until interrupted (Ctrl-C or SIGTERM)."""
     server = make_server(settings, host, port, api_key=api_key)
-    if threading.current_thread() is threading.main_thread():
-
-        def stop(signum: int, frame: FrameType | None) -> None:
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, stop)
     auth = "X-Api-Key required" if api_key else "no API key"
     # Tests and scripts read the address from this line (port 0 picks a free port).
     print(f"facetrail serve: listening on {server.url} ({auth})", flush=True)
     try:
-        server.serve_forever()
+        if threading.current_thread() is threading.main_thread():
+            asyncio.run(server.serve(stop_on_signals=True))
+        else:
+            server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:

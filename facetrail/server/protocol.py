@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -144,8 +145,15 @@ def _parse(shape: Shape, value: Any, path: str, errors: list[str]) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             fail("be a number")
             return None
-        _check_range(value, meta, fail)
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond any double
+            number = math.inf
+        if not math.isfinite(number):  # the strict JSON parser refuses these first
+            fail("be a finite number")
+            return None
+        _check_range(number, meta, fail)
+        return number
     if kind == "boolean":
         if not isinstance(value, bool):
             fail("be a boolean")

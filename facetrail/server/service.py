@@ -69,7 +69,7 @@ def _page(token: str | None, size: int | None, total: int) -> tuple[int, int]:
     """(start, end) of the page a NextToken and MaxResults ask for."""
     start = 0
     if token:
-        if not token.isdigit():
+        if not (token.isascii() and token.isdigit()):  # "²".isdigit() too, but not int("²")
             raise ServiceError("InvalidPaginationTokenException", "Invalid pagination token")
         start = int(token)
     return start, min(total, start + (size or DEFAULT_PAGE_SIZE))

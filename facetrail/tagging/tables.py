@@ -27,6 +27,7 @@ Wide table: one row per image: ``image, status, error``, then numbered columns p
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -51,6 +52,9 @@ LONG_COLUMNS = (
     "extra",
 )
 RESULT_KEYS = ("labels", "text", "people", "moderation")
+# OWASP's CSV-injection advice: a spreadsheet runs a cell starting with one of these as a formula,
+# so such text cells are written with a leading "'" (numbers are left as they are).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def image_result(
@@ -246,8 +250,16 @@ def write_table(frame: pd.DataFrame, path: str | Path, *, parquet: bool | None =
     if as_parquet:
         frame.to_parquet(target, index=False)
     else:
-        frame.to_csv(target, index=False)
+        # Text is always quoted: pandas leaves a lone "\r" unquoted, which splits the row.
+        frame.map(csv_safe).to_csv(target, index=False, quoting=csv.QUOTE_NONNUMERIC)
     return target
+
+
+def csv_safe(value: Any) -> Any:
+    """``value``, with a leading "'" when it is text a spreadsheet would read as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def write_tables(
