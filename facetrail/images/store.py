@@ -126,7 +126,10 @@ class S3Store(ImageStore):
             self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))
         except Exception as exc:
             error = s3_error(exc, f"{SCHEME}{key}")
-            if isinstance(error, ImageNotFoundError):
+            # Without s3:ListBucket, S3 answers 403 for a missing key: take it as missing, and
+            # let the PUT say whether writing is allowed.
+            status = getattr(exc, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if isinstance(error, ImageNotFoundError) or status == 403:
                 return False
             raise error from None
         return True
