@@ -18,9 +18,9 @@ from facetrail.api import Facetrail
 from facetrail.backends import get_recognizer
 from facetrail.backends.base import Recognizer
 from facetrail.errors import InvalidImageError, NoFaceError
-from facetrail.images import LoadedImage, load_image
+from facetrail.images import LoadedImage, open_image
+from facetrail.images.scan import EnrollEntry
 from facetrail.modelfiles import install_models
-from facetrail.services.jobs import EnrollEntry
 from facetrail.settings import Settings
 
 
@@ -101,11 +101,7 @@ class FacetrailSide:
     def load(self, path: Path) -> LoadedImage:
         """Decoded once and kept: verification reuses each photo in many pairs."""
         if path not in self._images:
-            self._images[path] = load_image(
-                path,
-                max_bytes=self.settings.max_image_bytes,
-                max_pixels=self.settings.max_image_pixels,
-            )
+            self._images[path] = open_image(self.settings, str(path))
         return self._images[path]
 
     def compare(self, pair: Pair) -> PairOutcome:

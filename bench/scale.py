@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from facetrail.api import Facetrail
+from facetrail.images.scan import enroll_entries
 from facetrail.migrate import upgrade
 from facetrail.settings import Settings
-from facetrail.sources import enroll_entries
 from tests.procs import PrivateRedis, Worker, scratch_database
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

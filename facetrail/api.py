@@ -10,12 +10,12 @@ from typing import Any
 from facetrail.backends import backend_options
 from facetrail.db import session_scope
 from facetrail.errors import FacetrailError
+from facetrail.images.scan import EnrollEntry, enroll_entries, expand_sources
 from facetrail.migrate import ensure_schema
 from facetrail.models import Job, JobStatus
 from facetrail.services import audit, people
 from facetrail.services.jobs import (
     TAG_OPS,
-    EnrollEntry,
     create_enroll_job,
     create_identify_job,
     create_tag_job,
@@ -25,7 +25,6 @@ from facetrail.services.reindex import create_reindex_job
 from facetrail.services.reports import job_report, list_jobs
 from facetrail.services.rerun import create_rerun_job, rerun_changes
 from facetrail.settings import Settings
-from facetrail.sources import enroll_entries, expand_images, tag_sources
 from facetrail.worker.dispatch import submit
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -81,9 +80,10 @@ class Facetrail:
         params: dict[str, Any] = {}
         if threshold is not None:
             params["threshold"] = threshold
+        sources = expand_sources(images, settings=self.settings)
         with session_scope(self.settings) as session:
             job = create_identify_job(
-                session, collection=collection, sources=expand_images(images), parameters=params
+                session, collection=collection, sources=sources, parameters=params
             )
             job_id = job.id
         return self._run(job_id, wait=wait, progress=progress)
@@ -98,12 +98,7 @@ class Facetrail:
         progress: Progress | None = None,
     ) -> dict[str, Any]:
         """Labels, text, known people and moderation labels for a batch of images."""
-        s3 = None
-        if any(str(s).lower().startswith("s3://") for s in sources):
-            from facetrail.tagging.fetch import s3_client
-
-            s3 = s3_client(self.settings)
-        expanded = tag_sources(sources, column=column, s3=s3)
+        expanded = expand_sources(sources, settings=self.settings, column=column)
         with session_scope(self.settings) as session:
             job_id = create_tag_job(
                 session, sources=expanded, ops=list(ops), backend=self.settings.backend

@@ -47,6 +47,34 @@ class ImageNotFoundError(InvalidImageError):
     code = "image_not_found"
 
 
+class FetchError(FacetrailError):
+    """An image could not be fetched; ``retryable`` says whether trying later may help."""
+
+    code = "fetch_failed"
+
+
+class URLRefusedError(FetchError):
+    """The source, or an address it resolves or redirects to, is not allowed."""
+
+    code = "url_refused"
+    retryable = False
+
+
+class FetchTimeoutError(FetchError):
+    code = "fetch_timeout"
+    retryable = True
+
+
+class HTTPStatusError(FetchError):
+    """The server answered with an error status (4xx final; 408, 429 and 5xx retryable)."""
+
+    code = "http_error"
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message, retryable=status >= 500 or status in (408, 429))
+        self.status = status
+
+
 class InvalidParameterError(FacetrailError):
     code = "invalid_parameter"
 

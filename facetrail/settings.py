@@ -37,6 +37,12 @@ class Settings:
     # Input guards.
     max_image_bytes: int = 40 * 1024 * 1024
     max_image_pixels: int = 50_000_000
+    # Where uploaded image bytes are kept, content-addressed (facetrail.images.store): a folder
+    # (``home/images`` when unset) or ``s3://bucket/prefix``; every worker must be able to read it.
+    image_store: str = ""
+    # An S3-compatible endpoint (MinIO, Ceph...) for ``s3://`` sources and an S3 image store;
+    # unset: AWS S3.
+    s3_endpoint_url: str = ""
     # Rekognition backend.
     aws_region: str = ""
     aws_endpoint_url: str = ""
@@ -108,6 +114,10 @@ class Settings:
     @property
     def resolved_models_dir(self) -> Path:
         return self.models_dir or self.home / "models"
+
+    @property
+    def resolved_image_store(self) -> str:
+        return self.image_store or str(self.home / "images")
 
 
 def _coerce(type_name: object, raw: str) -> Any:

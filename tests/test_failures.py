@@ -13,9 +13,9 @@ from sqlalchemy.engine import make_url
 
 from facetrail.api import Facetrail
 from facetrail.db import session_scope
+from facetrail.images.scan import EnrollEntry
 from facetrail.migrate import upgrade
 from facetrail.models import Face, FaceResult, ItemStatus, Job, JobItem, Person
-from facetrail.services.jobs import EnrollEntry
 from facetrail.settings import Settings
 from tests.conftest import DATA, KNN
 from tests.procs import PrivateRedis, TcpProxy, Worker

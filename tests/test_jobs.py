@@ -76,7 +76,7 @@ def test_bad_inputs_fail_alone_and_the_batch_goes_on(settings: Settings, tmp_pat
 
 
 def test_enrollment_without_a_face_fails_that_item(settings: Settings) -> None:
-    from facetrail.services.jobs import EnrollEntry
+    from facetrail.images.scan import EnrollEntry
 
     report = Facetrail(settings).enroll(
         "c",

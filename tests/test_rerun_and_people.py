@@ -10,10 +10,9 @@ from sqlalchemy import func, select
 
 from facetrail.api import Facetrail
 from facetrail.db import session_scope
+from facetrail.images.scan import EnrollEntry, enroll_entries
 from facetrail.models import Face, FaceResult, LocalFace, Person
-from facetrail.services.jobs import EnrollEntry
 from facetrail.settings import Settings
-from facetrail.sources import enroll_entries
 from tests.conftest import KNN, KNN_EXPECTED
 
 

@@ -108,7 +108,7 @@ def test_url_batches_refuse_internal_addresses(
                 "http://127.0.0.1:9/a.jpg",
                 "http://169.254.169.254/latest/meta-data/",
                 "http://10.1.2.3/b.jpg",
-                "file:///etc/passwd",
+                "ftp://127.0.0.1/b.jpg",
                 redirector,
             ]
         )

@@ -13,14 +13,12 @@ from facetrail.backends import get_recognizer
 from facetrail.backends.base import DetectedFace
 from facetrail.cli.output import describe_job, print_json, table
 from facetrail.errors import FacetrailError, InvalidParameterError
-from facetrail.images import LoadedImage, load_image
+from facetrail.images import LoadedImage, open_image
 from facetrail.settings import Settings
 
 
 def _load(settings: Settings, source: str) -> LoadedImage:
-    return load_image(
-        source, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels
-    )
+    return open_image(settings, source)
 
 
 def _progress(label: str, enabled: bool) -> tuple[Any, Any]:

@@ -30,7 +30,7 @@ from facetrail.errors import (
     NotFoundError,
     ThrottledError,
 )
-from facetrail.images import LoadedImage, decode_image
+from facetrail.images import LoadedImage, open_bytes
 from facetrail.server.protocol import ServiceError, invalid_parameter
 from facetrail.server.tagging import TaggingOperations
 from facetrail.settings import Settings
@@ -81,6 +81,8 @@ class RekognitionService:
     def __init__(self, recognizer: Recognizer, settings: Settings) -> None:
         self.recognizer = recognizer
         self.settings = settings
+        # Request images are held to Rekognition's own byte limit, whatever the settings allow.
+        self.image_settings = settings.with_(max_image_bytes=MAX_IMAGE_BYTES)
         # Labels, text, moderation and known people; the tagging models load on first use.
         self.tagging = TaggingOperations(settings)
         self.operations: dict[str, Callable[[Params, str], Response]] = {
@@ -166,12 +168,7 @@ class RekognitionService:
         if fmt not in IMAGE_FORMATS:
             raise ServiceError("InvalidImageFormatException", "Request has invalid image format")
         try:
-            loaded = decode_image(
-                data,
-                source=member,
-                max_bytes=MAX_IMAGE_BYTES,
-                max_pixels=self.settings.max_image_pixels,
-            )
+            loaded = open_bytes(self.image_settings, data, source=member)
         except ImageTooLargeError as exc:
             raise ServiceError("ImageTooLargeException", exc.message) from None
         except InvalidImageError:

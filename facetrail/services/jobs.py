@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from facetrail.errors import InvalidParameterError
+from facetrail.images.scan import EnrollEntry
 from facetrail.models import ItemStatus, Job, JobItem, JobKind, JobStatus
 from facetrail.models.base import utcnow
 from facetrail.services.records import get_collection, get_or_create_collection
-
-
-@dataclass(frozen=True)
-class EnrollEntry:
-    source: str
-    external_id: str
 
 
 def create_enroll_job(

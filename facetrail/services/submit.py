@@ -9,9 +9,10 @@ from sqlalchemy.orm import Session
 
 from facetrail.backends import backend_options
 from facetrail.errors import InvalidParameterError
+from facetrail.images.scan import EnrollEntry
 from facetrail.models import Job
 from facetrail.services import audit
-from facetrail.services.jobs import EnrollEntry, create_enroll_job, create_identify_job
+from facetrail.services.jobs import create_enroll_job, create_identify_job
 from facetrail.services.records import get_collection
 from facetrail.settings import Settings
 

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from facetrail.images import LoadedImage
-    from facetrail.tagging.fetch import Fetcher
     from facetrail.tagging.labels import Label, ObjectDetector
     from facetrail.tagging.moderation import ModerationLabel, NsfwClassifier
     from facetrail.tagging.text import TextDetection, TextReader
@@ -40,8 +39,6 @@ OPS = ("labels", "text", "moderation")
 class Tagger:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._fetcher: Fetcher | None = None
-        self._s3: Any = None
 
     # -- models, loaded lazily ------------------------------------------------------------------
 
@@ -89,14 +86,10 @@ class Tagger:
     # -- sources --------------------------------------------------------------------------------
 
     def load(self, source: str) -> LoadedImage:
-        """Decode a path, an http(s) URL (SSRF-guarded, see ``fetch``) or an ``s3://`` object."""
-        from facetrail.tagging.fetch import Fetcher, load_source, s3_client
+        """Decode any source ``facetrail.images.open_image`` reads."""
+        from facetrail.images import open_image
 
-        if self._fetcher is None:
-            self._fetcher = Fetcher(self.settings)
-        if self._s3 is None and source.lower().startswith("s3://"):
-            self._s3 = s3_client(self.settings)
-        return load_source(source, self.settings, fetcher=self._fetcher, s3=self._s3)
+        return open_image(self.settings, source)
 
     # -- operations -----------------------------------------------------------------------------
 

@@ -1,4 +1,9 @@
-"""Reading images safely: every way a file can be bad becomes one clear InvalidImageError."""
+"""Decoding images safely: every way a file can be bad becomes one clear InvalidImageError.
+
+Bytes from any source (see ``facetrail.images.opener``) end here: ``decode_image`` checks the
+byte and pixel limits before decoding, applies EXIF orientation and returns an RGB
+:class:`LoadedImage`. ``read_source`` / ``load_image`` read a local file under the same limits.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ class LoadedImage:
 
 
 def read_source(source: str | Path, *, max_bytes: int) -> bytes:
+    """The bytes of a local file, refused beyond ``max_bytes`` before reading."""
     path = Path(source)
     try:
         size = path.stat().st_size
@@ -44,11 +50,19 @@ def read_source(source: str | Path, *, max_bytes: int) -> bytes:
         raise ImageNotFoundError(f"{source}: file not found") from None
     except OSError as exc:
         raise InvalidImageError(f"{source}: cannot read ({exc.strerror})") from None
+    # Checked before opening: opening a FIFO would block, a directory cannot be read.
     if not path.is_file():
         raise InvalidImageError(f"{source}: not a regular file")
     if size > max_bytes:
         raise ImageTooLargeError(f"{source}: {size} bytes exceeds the {max_bytes}-byte limit")
-    return path.read_bytes()
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(max_bytes + 1)  # the file may have grown since stat()
+    except OSError as exc:
+        raise InvalidImageError(f"{source}: cannot read ({exc.strerror})") from None
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(f"{source}: more than {max_bytes} bytes")
+    return data
 
 
 def decode_image(
@@ -95,6 +109,7 @@ def decode_image(
 
 
 def load_image(source: str | Path, *, max_bytes: int, max_pixels: int) -> LoadedImage:
+    """A local file, decoded under explicit limits (jobs use ``open_image`` and the settings)."""
     data = read_source(source, max_bytes=max_bytes)
     return decode_image(data, source=str(source), max_bytes=max_bytes, max_pixels=max_pixels)
 
@@ -116,6 +131,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def to_jpeg(img: Image.Image, *, quality: int = 90) -> bytes:
+    """``img`` encoded as JPEG bytes."""
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()

@@ -1,8 +1,7 @@
-"""URL fetching guards, against real HTTP servers on 127.0.0.x; S3 against botocore's Stubber."""
+"""The http(s) source: URL fetching guards, against real HTTP servers on 127.0.0.x."""
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import threading
 import time
@@ -14,20 +13,17 @@ from typing import Any
 
 import pytest
 
-from facetrail.errors import ImageNotFoundError, ImageTooLargeError, InvalidImageError
-from facetrail.settings import Settings
-from facetrail.tagging.fetch import (
-    Fetcher,
+from facetrail.errors import (
     FetchError,
     FetchTimeoutError,
     HTTPStatusError,
+    ImageTooLargeError,
+    InvalidImageError,
     URLRefusedError,
-    get_s3_object,
-    list_s3_images,
-    load_source,
-    refusal_reason,
-    sniff_format,
 )
+from facetrail.images import open_image
+from facetrail.images.http import Fetcher, refusal_reason, sniff_format
+from facetrail.settings import Settings
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 EAGLE = DATA / "dlib" / "dlib" / "test" / "ffmpeg_data" / "eagle.jpg"
@@ -162,7 +158,7 @@ def test_an_allowed_servers_image_is_fetched_and_decoded(servers: tuple[Server, 
     fetched = Fetcher(settings()).fetch(allowed.url("/eagle.jpg"))
     assert fetched.data == EAGLE.read_bytes()
     assert fetched.format == "JPEG"
-    image = load_source(allowed.url("/eagle.jpg"), settings())
+    image = open_image(settings(), allowed.url("/eagle.jpg"))
     assert (image.width, image.height) == (773, 512)
     assert image.source == allowed.url("/eagle.jpg")
 
@@ -297,11 +293,11 @@ def test_other_schemes_and_malformed_urls_are_refused(url: str) -> None:
         Fetcher(settings()).fetch(url)
 
 
-def test_load_source_refuses_schemes_instead_of_reading_them_as_files() -> None:
-    for source in ("file:///etc/passwd", "ftp://example.com/a.jpg"):
+def test_the_opener_refuses_other_schemes_instead_of_reading_them_as_files() -> None:
+    for source in ("ftp://example.com/a.jpg", "gopher://127.0.0.2:70/_GET", "data://x"):
         with pytest.raises(URLRefusedError):
-            load_source(source, settings())
-    image = load_source(str(EAGLE), settings())  # a plain path is still a path
+            open_image(settings(), source)
+    image = open_image(settings(), str(EAGLE))  # a plain path is still a path
     assert image.width == 773
 
 
@@ -358,76 +354,3 @@ def test_fetch_many_keeps_order_and_reports_errors(servers: tuple[Server, Server
     assert not isinstance(results[0][1], Exception) and results[0][1].format == "JPEG"
     assert isinstance(results[1][1], URLRefusedError)
     assert isinstance(results[2][1], InvalidImageError)
-
-
-# -- S3 ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def s3() -> Iterator[tuple[Any, Any]]:
-    import boto3
-    from botocore.stub import Stubber
-
-    client = boto3.client(
-        "s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y"
-    )
-    with Stubber(client) as stub:
-        yield client, stub
-        stub.assert_no_pending_responses()
-
-
-def test_s3_prefixes_list_their_images(s3: tuple[Any, Any]) -> None:
-    client, stub = s3
-    stub.add_response(
-        "list_objects_v2",
-        {
-            "Contents": [{"Key": "shoot/b.JPG"}, {"Key": "shoot/notes.txt"}, {"Key": "shoot/"}],
-            "IsTruncated": True,
-            "NextContinuationToken": "t",
-        },
-        {"Bucket": "bucket", "Prefix": "shoot/"},
-    )
-    stub.add_response(
-        "list_objects_v2",
-        {"Contents": [{"Key": "shoot/a.png"}], "IsTruncated": False},
-        {"Bucket": "bucket", "Prefix": "shoot/", "ContinuationToken": "t"},
-    )
-    assert list_s3_images("s3://bucket/shoot/", client=client) == [
-        "s3://bucket/shoot/a.png",
-        "s3://bucket/shoot/b.JPG",
-    ]
-
-
-def test_s3_objects_are_read_under_the_cap(s3: tuple[Any, Any]) -> None:
-    from botocore.response import StreamingBody
-
-    client, stub = s3
-    photo = EAGLE.read_bytes()
-
-    def body(data: bytes) -> StreamingBody:
-        return StreamingBody(io.BytesIO(data), len(data))
-
-    stub.add_response(
-        "get_object",
-        {"Body": body(photo), "ContentLength": len(photo)},
-        {"Bucket": "bucket", "Key": "a.jpg"},
-    )
-    stub.add_response(
-        "get_object",
-        {"Body": body(b"x" * 10), "ContentLength": 10 * CAP},
-        {"Bucket": "bucket", "Key": "huge.jpg"},
-    )
-    stub.add_client_error(
-        "get_object", "NoSuchKey", "gone", 404, expected_params={"Bucket": "bucket", "Key": "b.jpg"}
-    )
-    stub.add_client_error(
-        "get_object", "SlowDown", "busy", 503, expected_params={"Bucket": "bucket", "Key": "c.jpg"}
-    )
-    assert get_s3_object("s3://bucket/a.jpg", client=client, max_bytes=CAP) == photo
-    with pytest.raises(ImageTooLargeError):
-        get_s3_object("s3://bucket/huge.jpg", client=client, max_bytes=CAP)
-    with pytest.raises(ImageNotFoundError):
-        get_s3_object("s3://bucket/b.jpg", client=client, max_bytes=CAP)
-    with pytest.raises(FetchError) as busy:
-        get_s3_object("s3://bucket/c.jpg", client=client, max_bytes=CAP)
-    assert busy.value.retryable is True

@@ -1,4 +1,4 @@
-"""Image sources for tagging batches: safe http(s) fetching, S3 listing and download, paths.
+"""The ``http://`` and ``https://`` image sources: fetching under guards.
 
 URL fetching guards against server-side request forgery (a URL that makes the server fetch
 from itself, its network or its cloud metadata service):
@@ -19,8 +19,8 @@ from itself, its network or its cloud metadata service):
 ``FACETRAIL_FETCH_ALLOW_NETWORKS`` (comma-separated CIDRs) lets internal deployments and tests
 fetch from networks that would otherwise be refused. Proxies from the environment are not used.
 
-Errors are facetrail exceptions with ``retryable`` set: refusals and 4xx are final, timeouts,
-connection failures, 408/429 and 5xx may be retried.
+Errors are facetrail exceptions (``facetrail.errors``) with ``retryable`` set: refusals and 4xx
+are final, timeouts, connection failures, 408/429 and 5xx may be retried.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import ipaddress
-import re
 import socket
 import ssl
 import threading
@@ -37,18 +36,17 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import PurePosixPath
-from typing import Any
 
 from facetrail.errors import (
     ConfigurationError,
     FacetrailError,
-    ImageNotFoundError,
+    FetchError,
+    FetchTimeoutError,
+    HTTPStatusError,
     ImageTooLargeError,
     InvalidImageError,
-    InvalidParameterError,
+    URLRefusedError,
 )
-from facetrail.images import LoadedImage, decode_image, load_image
 from facetrail.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -58,7 +56,6 @@ Resolver = Callable[[str, int], Sequence[str]]
 USER_AGENT = "facetrail-tagging/0.1"
 CHUNK = 64 * 1024
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
 # Instance metadata services. Most sit in ranges refused anyway (link-local, ULA, CGNAT); they
 # are listed so that no allow-list can open them, and for those in public-looking ranges.
@@ -97,34 +94,6 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
 )
-
-
-class FetchError(FacetrailError):
-    """An image could not be fetched; ``retryable`` says whether trying later may help."""
-
-    code = "fetch_failed"
-
-
-class URLRefusedError(FetchError):
-    """The URL, or an address it resolves or redirects to, is not allowed."""
-
-    code = "url_refused"
-    retryable = False
-
-
-class FetchTimeoutError(FetchError):
-    code = "fetch_timeout"
-    retryable = True
-
-
-class HTTPStatusError(FetchError):
-    """The server answered with an error status (4xx final; 408, 429 and 5xx retryable)."""
-
-    code = "http_error"
-
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message, retryable=status >= 500 or status in (408, 429))
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -437,109 +406,11 @@ def _sniff_or_refuse(head: bytes, url: str) -> str:
     return fmt
 
 
-# -- S3 ------------------------------------------------------------------------------------------
+class HttpReader:
+    """The opener's reader for ``http://`` and ``https://`` sources."""
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+    def __init__(self, settings: Settings) -> None:
+        self.fetcher = Fetcher(settings)
 
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/key/or/prefix`` -> (bucket, key)."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.scheme != "s3" or not parts.netloc:
-        raise InvalidParameterError(f"{uri}: not an s3://bucket/key URI")
-    return parts.netloc, parts.path.lstrip("/")
-
-
-def s3_client(settings: Settings) -> Any:
-    """A boto3 S3 client from the user's AWS configuration (profile, region, credentials)."""
-    import boto3
-
-    return boto3.client("s3", region_name=settings.aws_region or None)
-
-
-def list_s3_images(uri: str, *, client: Any) -> list[str]:
-    """The image objects under ``s3://bucket/prefix``, as s3:// URIs, sorted by key."""
-    bucket, prefix = parse_s3_uri(uri)
-    keys: list[str] = []
-    try:
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                key = str(item["Key"])
-                if PurePosixPath(key).suffix.lower() in IMAGE_SUFFIXES:
-                    keys.append(key)
-    except Exception as exc:
-        raise _s3_error(exc, uri) from None
-    return [f"s3://{bucket}/{key}" for key in sorted(keys)]
-
-
-def get_s3_object(uri: str, *, client: Any, max_bytes: int) -> bytes:
-    """An object's bytes, refused beyond ``max_bytes`` (checked on the size, then streamed)."""
-    bucket, key = parse_s3_uri(uri)
-    if not key:
-        raise InvalidParameterError(f"{uri}: no object key")
-    try:
-        response = client.get_object(Bucket=bucket, Key=key)
-        size = int(response.get("ContentLength") or 0)
-        if size > max_bytes:
-            response["Body"].close()
-            raise ImageTooLargeError(f"{uri}: {size} bytes exceeds the {max_bytes}-byte limit")
-        body = response["Body"]
-        data = bytearray()
-        while chunk := body.read(CHUNK):
-            data += chunk
-            if len(data) > max_bytes:
-                body.close()
-                raise ImageTooLargeError(f"{uri}: more than {max_bytes} bytes")
-    except FacetrailError:
-        raise
-    except Exception as exc:
-        raise _s3_error(exc, uri) from None
-    return bytes(data)
-
-
-def _s3_error(exc: Exception, uri: str) -> FacetrailError:
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-    if isinstance(exc, NoCredentialsError):
-        return ConfigurationError(f"{uri}: no AWS credentials found (configure the AWS CLI)")
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        message = f"{uri}: S3 {code or status}: {error.get('Message', '')}".rstrip(": ")
-        if code in ("NoSuchKey", "NoSuchBucket", "404", "NotFound"):
-            return ImageNotFoundError(message)
-        transient = status >= 500 or code in ("SlowDown", "Throttling", "RequestTimeout")
-        return FetchError(message, retryable=transient)
-    if isinstance(exc, BotoCoreError):
-        return FetchError(f"{uri}: {exc}", retryable=True)
-    return FetchError(f"{uri}: {type(exc).__name__}: {exc}", retryable=True)
-
-
-# -- any source ----------------------------------------------------------------------------------
-
-
-def load_source(
-    source: str,
-    settings: Settings,
-    *,
-    fetcher: Fetcher | None = None,
-    s3: Any | None = None,
-) -> LoadedImage:
-    """Decode the image at ``source``: an http(s) URL (guarded), an ``s3://`` URI, or a path.
-
-    Any other ``scheme://`` is refused rather than read as a file name.
-    """
-    limits = {"max_bytes": settings.max_image_bytes, "max_pixels": settings.max_image_pixels}
-    lowered = source.lower()
-    if lowered.startswith(("http://", "https://")):
-        fetched = (fetcher or Fetcher(settings)).fetch(source)
-        return decode_image(fetched.data, source=source, **limits)
-    if lowered.startswith("s3://"):
-        client = s3 if s3 is not None else s3_client(settings)
-        data = get_s3_object(source, client=client, max_bytes=settings.max_image_bytes)
-        return decode_image(data, source=source, **limits)
-    if _SCHEME.match(source):
-        scheme = source.split("://", 1)[0]
-        raise URLRefusedError(f"{source}: {scheme!r} URLs are not fetched (http, https, s3 only)")
-    return load_image(source, **limits)
+    def read(self, source: str) -> bytes:
+        return self.fetcher.fetch(source).data
