@@ -5,13 +5,19 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from facetrail.errors import InvalidParameterError
-from facetrail.services.jobs import EnrollEntry
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 _NUMBERED = re.compile(r"^(?P<name>.+?)[_\- ]?\d+$")
+
+
+@dataclass(frozen=True)
+class EnrollEntry:
+    source: str
+    external_id: str
 
 
 def is_image_name(path: Path) -> bool:

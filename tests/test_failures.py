@@ -15,7 +15,7 @@ from facetrail.api import Facetrail
 from facetrail.db import session_scope
 from facetrail.migrate import upgrade
 from facetrail.models import Face, FaceResult, ItemStatus, Job, JobItem, Person
-from facetrail.services.jobs import EnrollEntry
+from facetrail.sources import EnrollEntry
 from facetrail.settings import Settings
 from tests.conftest import DATA, KNN
 from tests.procs import PrivateRedis, TcpProxy, Worker
