@@ -19,8 +19,8 @@ from facetrail.backends import get_recognizer
 from facetrail.backends.base import Recognizer
 from facetrail.errors import InvalidImageError, NoFaceError
 from facetrail.images import LoadedImage, load_image
-from facetrail.sources import EnrollEntry
 from facetrail.settings import Settings
+from facetrail.sources import EnrollEntry
 from facetrail.weights import install_models
 
 

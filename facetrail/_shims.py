@@ -73,7 +73,7 @@ def open_image(settings: Settings, source: str) -> LoadedImage:  # SHIM(H4): fac
         if not path.is_file():
             raise ImageNotFoundError(f"{source}: not in the image store")
         return open_bytes(settings, path.read_bytes(), source=source)
-    if lowered.startswith(("http://", "https://", "s3://")):
+    if "://" in lowered:
         from facetrail.tagging import Tagger
 
         return Tagger(settings).load(source)

@@ -15,8 +15,8 @@ from facetrail.api import Facetrail
 from facetrail.db import session_scope
 from facetrail.migrate import upgrade
 from facetrail.models import Face, FaceResult, ItemStatus, Job, JobItem, Person
-from facetrail.sources import EnrollEntry
 from facetrail.settings import Settings
+from facetrail.sources import EnrollEntry
 from tests.conftest import DATA, KNN
 from tests.procs import PrivateRedis, TcpProxy, Worker
 

@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 
 from facetrail.api import Facetrail
 from facetrail.db import session_scope
-from facetrail.models import Face, FaceResult, ItemStatus, JobItem, LocalFace
 from facetrail.jobs.runner import run_item
+from facetrail.models import Face, FaceResult, ItemStatus, JobItem, LocalFace
 from facetrail.settings import Settings
 from tests import badinputs
 from tests.conftest import DATA, KNN, KNN_EXPECTED, knn_test_images

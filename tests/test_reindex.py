@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session
 
 from facetrail.api import Facetrail
 from facetrail.db import session_scope
-from facetrail.models import Collection, Face, LocalCollection, LocalFace
 from facetrail.jobs import job_type
 from facetrail.jobs.reindex import ReindexRequest
 from facetrail.jobs.runner import pending_item_ids, run_item
+from facetrail.models import Collection, Face, LocalCollection, LocalFace
 from facetrail.settings import Settings
 from tests.conftest import KNN, KNN_EXPECTED, knn_test_images
 

@@ -11,9 +11,8 @@ from sqlalchemy import func, select
 from facetrail.api import Facetrail
 from facetrail.db import session_scope
 from facetrail.models import Face, FaceResult, LocalFace, Person
-from facetrail.sources import EnrollEntry
 from facetrail.settings import Settings
-from facetrail.sources import enroll_entries
+from facetrail.sources import EnrollEntry, enroll_entries
 from tests.conftest import KNN, KNN_EXPECTED
 
 

@@ -19,8 +19,10 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     PlainValidator,
     StringConstraints,
+    Tag,
 )
 from sqlalchemy.orm import Session
 
@@ -73,7 +75,15 @@ class UploadedImage(BaseModel):
     name: Name | None = None
 
 
-ImageRef = Source | UploadedImage
+def _image_kind(value: Any) -> str:
+    return "upload" if isinstance(value, dict | UploadedImage) else "source"
+
+
+# A source string or uploaded bytes; errors name the branch ("images.0.upload.data: ...").
+ImageRef = Annotated[
+    Annotated[Source, Tag("source")] | Annotated[UploadedImage, Tag("upload")],
+    Discriminator(_image_kind),
+]
 
 
 class Request(BaseModel):

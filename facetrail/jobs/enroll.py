@@ -63,7 +63,7 @@ class EnrollJob(JobType):
         images = [e.image for e in request.entries]
         sources = store_images(settings, images)
         job = Job(
-            kind=JobKind.ENROLL,
+            kind=self.kind,
             backend=backend,
             collection_id=collection.id,
             collection_version=collection.version,

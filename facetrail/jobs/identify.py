@@ -37,7 +37,7 @@ class IdentifyRequest(Request):
     collection: CollectionName
     images: list[ImageRef]
     # On the 0-100 similarity scale; the settings' match_threshold when absent.
-    threshold: Annotated[float, Field(ge=0, le=100)] | None = None
+    threshold: Annotated[float, Field(ge=0, le=100, strict=True)] | None = None
 
 
 class IdentifyJob(JobType):
@@ -51,7 +51,7 @@ class IdentifyJob(JobType):
         if request.threshold is not None:
             parameters["threshold"] = request.threshold
         job = Job(
-            kind=JobKind.IDENTIFY,
+            kind=self.kind,
             backend=collection.backend,
             collection_id=collection.id,
             collection_version=collection.version,

@@ -78,7 +78,7 @@ class ReindexJob(JobType):
             .order_by(Face.id)
         ).all()
         job = Job(
-            kind=JobKind.REINDEX,
+            kind=self.kind,
             backend=target_backend,
             collection_id=collection.id,
             collection_version=collection.version,

@@ -29,7 +29,7 @@ SAME_FACE_IOU = 0.5
 
 class RerunRequest(Request):
     kind: Literal["rerun"] = "rerun"
-    job_id: Annotated[int, Field(ge=1)]
+    job_id: Annotated[int, Field(ge=1, strict=True)]
 
 
 class RerunJob(IdentifyJob):
@@ -50,7 +50,7 @@ class RerunJob(IdentifyJob):
             raise NotFoundError(f"the collection of job {request.job_id} was deleted")
         collection = get_collection_by_id(session, original.collection_id)
         job = Job(
-            kind=JobKind.IDENTIFY,
+            kind=self.kind,
             backend=collection.backend,
             collection_id=collection.id,
             collection_version=collection.version,

@@ -48,7 +48,7 @@ class TagJob(JobType):
     def create(self, session: Session, settings: Settings, request: TagRequest) -> Job:
         ops = check_ops(tuple(OPERATIONS) if request.ops is None else request.ops)
         job = Job(
-            kind=JobKind.TAG,
+            kind=self.kind,
             backend=settings.backend,
             parameters=with_names({"ops": list(ops)}, request.images),
         )
