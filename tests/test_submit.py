@@ -53,6 +53,7 @@ MALFORMED: list[tuple[dict[str, Any], str]] = [
     ({"kind": "tag", "images": ["a.jpg"], "ops": ["faces"]}, "unknown tagging operation"),
     ({"kind": "rerun", "job_id": "1"}, "job_id"),
     ({"kind": "reindex"}, "collection: Field required"),
+    ({"kind": "tag", "images": ["a.jpg"] * 4}, "at most 3 (FACETRAIL_MAX_JOB_IMAGES)"),
     ({"kind": "launch"}, "unknown job kind"),
     ({"images": ["a.jpg"]}, "unknown job kind"),
     # Well formed, but naming a collection that does not exist.
@@ -76,7 +77,7 @@ def test_payload_schemas_cover_every_kind() -> None:
 def brokered(settings: Settings, redis_url: str) -> Iterator[Settings]:
     """The submit task in this process, answering on the real Redis broker."""
     Facetrail(settings)  # the schema
-    brokered = settings.with_(broker_url=redis_url)
+    brokered = settings.with_(broker_url=redis_url, max_job_images=3)
     configure(app, brokered)
     yield brokered
     configure(app, settings)

@@ -99,7 +99,15 @@ class Request(BaseModel):
 
 
 def store_images(settings: Settings, images: Sequence[ImageRef]) -> list[str]:
-    """Item sources for ``images``: uploaded bytes go to the image store, sources stay as given."""
+    """Item sources for ``images``: uploaded bytes go to the image store, sources stay as given.
+
+    Refuses more than ``settings.max_job_images`` images, before storing any.
+    """
+    if len(images) > settings.max_job_images:
+        raise InvalidParameterError(
+            f"{len(images)} images in one job; at most {settings.max_job_images} "
+            "(FACETRAIL_MAX_JOB_IMAGES): split them into several jobs"
+        )
     limit = settings.max_image_bytes
     out: list[str] = []
     for image in images:
@@ -129,6 +137,8 @@ class Claim:
 
     item_id: int
     job_id: int
+    # The registry name of the job type that runs it.
+    kind: str
     position: int
     source: str
     person_external_id: str | None

@@ -51,6 +51,8 @@ class EnrollRequest(Request):
 
 
 class EnrollJob(JobType):
+    """Index the largest face of each photo under its person; each success bumps the version."""
+
     name = "enroll"
     kind = JobKind.ENROLL
     schema = EnrollRequest

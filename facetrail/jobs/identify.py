@@ -41,6 +41,8 @@ class IdentifyRequest(Request):
 
 
 class IdentifyJob(JobType):
+    """Detect and search every face of each photo; name those above the threshold."""
+
     name = "identify"
     kind = JobKind.IDENTIFY
     schema = IdentifyRequest

@@ -47,6 +47,8 @@ class ReindexRequest(Request):
 
 
 class ReindexJob(JobType):
+    """Index every enrolled face again into a staging collection; switch over when complete."""
+
     name = "reindex"
     kind = JobKind.REINDEX
     schema = ReindexRequest

@@ -64,11 +64,10 @@ def run_item(settings: Settings, item_id: int, *, final_attempt: bool = True) ->
     """Run one item. Raises a retryable FacetrailError when the caller should try again."""
     try:
         with session_scope(settings) as session:
-            claimed = claim(session, settings, item_id)
+            claimed = claim(session, item_id)
         if claimed is None:
             return ItemStatus.SUCCEEDED  # already finished by an earlier delivery
-        name, item = claimed
-        job_type(name).run(Context(settings), item)
+        job_type(claimed.kind).run(Context(settings), claimed)
         return ItemStatus.SUCCEEDED
     except (OperationalError, DBAPIError) as exc:
         # The database went away: nothing was committed for this item, so try again later.
@@ -84,8 +83,8 @@ def run_item(settings: Settings, item_id: int, *, final_attempt: bool = True) ->
         return ItemStatus.FAILED
 
 
-def claim(session: Session, settings: Settings, item_id: int) -> tuple[str, Claim] | None:
-    """Mark an unfinished item running; returns its kind's registry name and the claim."""
+def claim(session: Session, item_id: int) -> Claim | None:
+    """Mark an unfinished item running and return what its run needs (None: it finished)."""
     item = session.get(JobItem, item_id)
     if item is None:
         raise NotFoundError(f"job item {item_id} does not exist")
@@ -107,9 +106,10 @@ def claim(session: Session, settings: Settings, item_id: int) -> tuple[str, Clai
         collection = session.get_one(Collection, job.collection_id)
         backend, options = collection.backend, dict(collection.backend_options)
         collection_id, backend_collection_id = collection.id, collection.backend_collection_id
-    return kind.name, Claim(
+    return Claim(
         item_id=item.id,
         job_id=job.id,
+        kind=kind.name,
         position=item.position,
         source=item.source,
         person_external_id=item.person_external_id,

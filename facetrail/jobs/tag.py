@@ -39,6 +39,8 @@ class TagRequest(Request):
 
 
 class TagJob(JobType):
+    """Run the requested tagging operations on each image; one result row per operation."""
+
     name = "tag"
     kind = JobKind.TAG
     schema = TagRequest
