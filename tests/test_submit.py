@@ -47,7 +47,7 @@ MALFORMED: list[tuple[dict[str, Any], str]] = [
     ({"kind": "identify", "collection": "band", "images": [], "threshold": 101}, "threshold"),
     ({"kind": "identify", "collection": "band", "imgs": ["a.jpg"]}, "imgs: Extra inputs"),
     ({"kind": "identify", "images": ["a.jpg"]}, "collection: Field required"),
-    ({"kind": "identify", "collection": "no such", "images": []}, "collection: String"),
+    ({"kind": "identify", "collection": "no such", "images": []}, "collection: Value error"),
     ({"kind": "enroll", "collection": "band", "entries": [{"image": "a.jpg"}]}, "person"),
     ({"kind": "tag", "images": ["a.jpg"], "ops": "labels"}, "ops: Input should be a valid list"),
     ({"kind": "tag", "images": ["a.jpg"], "ops": ["faces"]}, "unknown tagging operation"),

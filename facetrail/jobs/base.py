@@ -30,6 +30,7 @@ from facetrail._shims import upload  # SHIM(H4): from facetrail.images import up
 from facetrail.errors import InvalidParameterError
 from facetrail.models import Job, JobItem, JobKind, JobStatus
 from facetrail.models.base import utcnow
+from facetrail.services.records import COLLECTION_NAME
 from facetrail.settings import Settings
 
 if TYPE_CHECKING:
@@ -47,8 +48,15 @@ def _no_nul(text: str) -> str:
 Source = Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_no_nul)]
 # A person, actor or operation name.
 Name = Annotated[str, StringConstraints(min_length=1, max_length=255), AfterValidator(_no_nul)]
-# Rekognition's CollectionId pattern, so a collection can move to any backend.
-CollectionName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9_.\-]{1,255}$")]
+
+
+def _collection_name(name: str) -> str:
+    if not COLLECTION_NAME.fullmatch(name):
+        raise ValueError("must be 1-255 characters of letters, digits, _ . -")
+    return name
+
+
+CollectionName = Annotated[str, AfterValidator(_collection_name)]
 RequestId = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_no_nul)]
 
 
