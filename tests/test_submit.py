@@ -161,12 +161,15 @@ def test_tag_job_through_submit(settings: Settings) -> None:
 
 
 def test_cli_upload_sends_local_files_as_bytes(
-    cli: Settings, capsys: pytest.CaptureFixture[str]
+    cli: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     assert main(["enroll", str(KNN / "train"), "-c", "band", "--upload"]) == 0
     capsys.readouterr()
     photo = KNN / "test" / "kit_with_rose.jpg"
-    assert main(["identify", str(photo), "-c", "band", "--upload", "--json"]) == 0
+    out = tmp_path / "annotated.jpg"
+    argv = ["identify", str(photo), "-c", "band", "--upload", "--json", "--annotate", str(out)]
+    assert main(argv) == 0
     (image,) = json.loads(capsys.readouterr().out)["images"]
+    assert out.stat().st_size > 0  # drawn on the uploaded copy
     assert image["image"].startswith("upload://")
     assert {f["person"] for f in image["faces"]} == {"kit_harington", "rose_leslie"}

@@ -90,6 +90,7 @@ def enroll(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def identify(settings: Settings, args: argparse.Namespace) -> int:
+    from facetrail._shims import open_image  # SHIM(H4): from facetrail.images import open_image
     from facetrail.annotate import annotate, output_path
     from facetrail.api import Facetrail
 
@@ -111,7 +112,9 @@ def identify(settings: Settings, args: argparse.Namespace) -> int:
             if image["status"] != "succeeded":
                 continue
             target = output_path(args.annotate, image["image"], many)
-            annotate(_load(settings, image["image"]), image["faces"]).save(target, quality=90)
+            # The job's own source: a path, a URL or an uploaded copy alike.
+            photo = open_image(settings, image["image"])
+            annotate(photo, image["faces"]).save(target, quality=90)
             if not args.json:
                 print(f"annotated: {target}", file=sys.stderr)
     if args.json:
