@@ -7,26 +7,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from facetrail.backends import backend_options
 from facetrail.db import session_scope
-from facetrail.errors import FacetrailError
+from facetrail.errors import FacetrailError, InvalidParameterError
+from facetrail.images import upload as store_upload
 from facetrail.images.scan import EnrollEntry, enroll_entries, expand_sources
+from facetrail.jobs import job_type
+from facetrail.jobs.rerun import rerun_changes
+from facetrail.jobs.submit import parse_payload
 from facetrail.migrate import ensure_schema
 from facetrail.models import Job, JobStatus
 from facetrail.services import audit, people
-from facetrail.services.jobs import (
-    TAG_OPS,
-    create_enroll_job,
-    create_identify_job,
-    create_tag_job,
-)
-from facetrail.services.records import get_collection
-from facetrail.services.reindex import create_reindex_job
 from facetrail.services.reports import job_report, list_jobs
-from facetrail.services.rerun import create_rerun_job, rerun_changes
 from facetrail.settings import Settings
 from facetrail.worker.dispatch import submit
 
+# An image: a path, URL, s3:// key or upload:// reference, or the image's bytes.
+ImageInput = str | Path | bytes
 Progress = Callable[[int, int], None]  # (done, total)
 FINISHED = {JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED}
 
@@ -40,69 +36,98 @@ class Facetrail:
     def enroll(
         self,
         collection: str,
-        entries: Sequence[EnrollEntry] | str | Path,
+        entries: Sequence[EnrollEntry | tuple[ImageInput, str]] | str | Path,
         *,
+        upload: bool = False,
         wait: bool = True,
         progress: Progress | None = None,
     ) -> dict[str, Any]:
+        """Enroll photos of people: a folder (one sub-folder or ``Name_N.jpg`` per person) or
+        (image, person) pairs. ``upload`` copies local files into the image store first, so
+        workers on other machines can read them."""
         if isinstance(entries, str | Path):
             entries = enroll_entries(Path(entries))
-        with session_scope(self.settings) as session:
-            backend = self.settings.backend
-            job = create_enroll_job(
-                session,
-                collection=collection,
-                backend=backend,
-                entries=entries,
-                options=backend_options(self.settings, backend),
-            )
-            job_id = job.id
-            audit.record(
-                session,
-                self.settings,
-                "enroll",
-                get_collection(session, collection),
-                job_id=job_id,
-                images=len(entries),
-                people=sorted({e.external_id for e in entries}),
-            )
-        return self._run(job_id, wait=wait, progress=progress)
+        pairs = [(e.source, e.external_id) if isinstance(e, EnrollEntry) else e for e in entries]
+        images = self._sources([image for image, _ in pairs], upload=upload, one_each=True)
+        request = {
+            "collection": collection,
+            "entries": [{"image": i, "person": p} for i, (_, p) in zip(images, pairs, strict=True)],
+        }
+        return self._create("enroll", request, wait=wait, progress=progress)
 
     def identify(
         self,
         collection: str,
-        images: Sequence[str | Path],
+        images: Sequence[ImageInput],
         *,
         threshold: float | None = None,
+        upload: bool = False,
         wait: bool = True,
         progress: Progress | None = None,
     ) -> dict[str, Any]:
-        params: dict[str, Any] = {}
-        if threshold is not None:
-            params["threshold"] = threshold
-        sources = expand_sources(images, settings=self.settings)
-        with session_scope(self.settings) as session:
-            job = create_identify_job(
-                session, collection=collection, sources=sources, parameters=params
-            )
-            job_id = job.id
-        return self._run(job_id, wait=wait, progress=progress)
+        """Name the known faces in ``images`` (folders, .txt lists, URLs, s3:// keys, bytes)."""
+        request = {
+            "collection": collection,
+            "images": self._sources(images, upload=upload),
+            "threshold": threshold,
+        }
+        return self._create("identify", request, wait=wait, progress=progress)
 
     def tag(
         self,
-        sources: Sequence[str | Path],
+        sources: Sequence[ImageInput],
         *,
-        ops: Sequence[str] = TAG_OPS,
+        ops: Sequence[str] | None = None,
         column: str | None = None,
+        upload: bool = False,
         wait: bool = True,
         progress: Progress | None = None,
     ) -> dict[str, Any]:
-        """Labels, text, known people and moderation labels for a batch of images."""
-        expanded = expand_sources(sources, settings=self.settings, column=column)
+        """Labels, text, known people and moderation labels for a batch of images (all
+        operations unless ``ops`` names some)."""
+        request = {
+            "images": self._sources(sources, column=column, upload=upload),
+            "ops": None if ops is None else list(ops),
+        }
+        return self._create("tag", request, wait=wait, progress=progress)
+
+    def _sources(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        column: str | None = None,
+        upload: bool = False,
+        one_each: bool = False,
+    ) -> list[str]:
+        """Item sources in order: bytes go to the image store, the rest are expanded (folders,
+        lists, s3 prefixes). ``one_each``: every input must stay exactly one source."""
+        out: list[str] = []
+        names: list[str | Path] = []
+
+        def flush() -> None:
+            found = expand_sources(names, settings=self.settings, column=column, upload=upload)
+            if one_each and len(found) != len(names):
+                raise InvalidParameterError("each enrollment entry must name one image")
+            out.extend(found)
+            names.clear()
+
+        for image in images:
+            if isinstance(image, bytes):
+                flush()
+                out.append(store_upload(self.settings, image))
+            else:
+                names.append(image)
+        flush()
+        return out
+
+    def _create(
+        self, kind: str, request: dict[str, Any], *, wait: bool, progress: Progress | None
+    ) -> dict[str, Any]:
+        """Validate ``request`` with its kind's schema (as ``facetrail.submit`` does), create the
+        job, then run it."""
+        parsed = parse_payload({"kind": kind, **request})
         with session_scope(self.settings) as session:
-            job_id = create_tag_job(
-                session, sources=expanded, ops=list(ops), backend=self.settings.backend
-            ).id
+            job_id = job_type(kind).create(session, self.settings, parsed).id
         return self._run(job_id, wait=wait, progress=progress)
 
     def tag_results(self, job_id: int) -> list[dict[str, Any]]:
@@ -143,9 +168,7 @@ class Facetrail:
         self, job_id: int, *, wait: bool = True, progress: Progress | None = None
     ) -> dict[str, Any]:
         """Identify a job's images again against the collection as it is now; report changes."""
-        with session_scope(self.settings) as session:
-            new_id = create_rerun_job(session, self.settings, job_id).id
-        self._run(new_id, wait=wait, progress=progress)
+        new_id = self._create("rerun", {"job_id": job_id}, wait=wait, progress=progress)["job_id"]
         return self.rerun_changes(new_id)
 
     def reindex(
@@ -158,11 +181,8 @@ class Facetrail:
         progress: Progress | None = None,
     ) -> dict[str, Any]:
         """Re-embed every enrolled face into a new model or backend; switch when complete."""
-        with session_scope(self.settings) as session:
-            job_id = create_reindex_job(
-                session, self.settings, collection, backend=backend, embedder=embedder
-            ).id
-        return self._run(job_id, wait=wait, progress=progress)
+        request = {"collection": collection, "backend": backend, "embedder": embedder}
+        return self._create("reindex", request, wait=wait, progress=progress)
 
     def resume(
         self, job_id: int, *, wait: bool = True, progress: Progress | None = None
@@ -188,19 +208,24 @@ class Facetrail:
         new_external_id: str | None = None,
         display_name: str | None = None,
     ) -> dict[str, Any]:
-        return people.rename(
-            self.settings,
-            collection,
-            external_id,
-            new_external_id=new_external_id,
-            display_name=display_name,
-        )
+        with session_scope(self.settings) as session:
+            return people.rename(
+                session,
+                self.settings,
+                collection,
+                external_id,
+                new_external_id=new_external_id,
+                display_name=display_name,
+            )
 
     def merge_people(self, collection: str, source: str, target: str) -> dict[str, Any]:
-        return people.merge(self.settings, collection, source, target)
+        with session_scope(self.settings) as session:
+            return people.merge(session, self.settings, collection, source, target)
 
     def delete_person(self, collection: str, external_id: str) -> dict[str, Any]:
-        return people.delete(self.settings, collection, external_id)
+        """Erase a person's faces, embeddings and backend copies; results keep the name."""
+        with session_scope(self.settings) as session:
+            return people.delete(session, self.settings, collection, external_id)
 
     def audit_log(self, collection: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         with session_scope(self.settings) as session:

@@ -6,12 +6,15 @@ It needs only ``celery`` and ``redis`` (no facetrail import), so it can be copie
     request_id = client.identify("band", ["/shared/photos/group.jpg"])
     report = client.wait(request_id, timeout=600)
 
-Image paths must be readable by the workers. The report has the shape of
-``facetrail jobs JOB --json``; the full record stays in facetrail's database.
+Images are paths the workers can read, http(s) URLs, ``s3://`` keys, or ``bytes``: those travel
+in the message (base64) and are kept in facetrail's image store, so the app needs no shared
+filesystem. The report has the shape of ``facetrail jobs JOB --json``; the full record stays in
+facetrail's database.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -43,7 +46,7 @@ class FacetrailClient:
     def identify(
         self,
         collection: str,
-        images: Iterable[str],
+        images: Iterable[str | bytes],
         *,
         threshold: float | None = None,
         request_id: str | None = None,
@@ -51,7 +54,7 @@ class FacetrailClient:
         payload: dict[str, Any] = {
             "kind": "identify",
             "collection": collection,
-            "images": [str(i) for i in images],
+            "images": [_image(i) for i in images],
             "request_id": request_id,
         }
         if threshold is not None:
@@ -61,19 +64,36 @@ class FacetrailClient:
     def enroll(
         self,
         collection: str,
-        entries: Sequence[tuple[str, str]],
+        entries: Sequence[tuple[str | bytes, str]],
         *,
         request_id: str | None = None,
     ) -> str:
-        """``entries`` are (image path, person id) pairs."""
+        """``entries`` are (image, person id) pairs."""
         return self.submit(
             {
                 "kind": "enroll",
                 "collection": collection,
-                "entries": [{"image": str(i), "person": p} for i, p in entries],
+                "entries": [{"image": _image(i), "person": p} for i, p in entries],
                 "request_id": request_id,
             }
         )
+
+    def tag(
+        self,
+        images: Iterable[str | bytes],
+        *,
+        ops: Sequence[str] | None = None,
+        request_id: str | None = None,
+    ) -> str:
+        """Labels, text, known people and moderation labels (``ops``: all when None)."""
+        payload: dict[str, Any] = {
+            "kind": "tag",
+            "images": [_image(i) for i in images],
+            "request_id": request_id,
+        }
+        if ops is not None:
+            payload["ops"] = list(ops)
+        return self.submit(payload)
 
     def wait(self, request_id: str, *, timeout: float | None = None, poll: float = 0.5) -> Any:
         """Block until the job finishes; returns its report (``status`` rejected on bad input)."""
@@ -90,3 +110,10 @@ class FacetrailClient:
     def close(self) -> None:
         self._redis.close()
         self._celery.close()
+
+
+def _image(image: str | bytes) -> Any:
+    """A payload image: a source string as is, bytes as ``{"data": "<base64>"}``."""
+    if isinstance(image, bytes):
+        return {"data": base64.b64encode(image).decode("ascii")}
+    return str(image)

@@ -49,6 +49,8 @@ class Settings:
     rekognition_concurrency: int = 4
     # Worker behaviour.
     task_max_retries: int = 5
+    # Most images one job may have; a larger request is refused (split it into several jobs).
+    max_job_images: int = 100_000
     # Seconds before Redis hands an unacknowledged task to another worker.
     visibility_timeout: int = 3600
     # How long a finished job's report waits in Redis for the app that submitted it.

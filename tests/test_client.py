@@ -44,6 +44,10 @@ def test_enqueue_and_wait_without_facetrail_imports(served: Settings) -> None:
         # Sending the same request again (a retrying app) makes no second job.
         client.identify("band", [str(p) for p in knn_test_images()], request_id=request_id)
         rejected = client.wait(client.identify("no-such-collection", ["x.jpg"]), timeout=120)
+        # Bytes travel in the message: the app needs no filesystem shared with the workers.
+        photo = KNN / "test" / "obama1.jpg"
+        uploaded = client.wait(client.identify("band", [photo.read_bytes()]), timeout=300)
+        malformed = client.wait(client.submit({"kind": "identify", "images": "x"}), timeout=120)
     finally:
         client.close()
     assert report["request_id"] == request_id and report["status"] == "succeeded"
@@ -54,5 +58,9 @@ def test_enqueue_and_wait_without_facetrail_imports(served: Settings) -> None:
     assert Facetrail(served).audit_log("band")[0]["actor"] == "photo-app"
     assert rejected["status"] == "rejected"
     assert "does not exist" in rejected["error"]
+    (image,) = uploaded["images"]
+    assert image["image"].startswith("upload://") and image["status"] == "succeeded"
+    assert {f["person"] for f in image["faces"]} == {"obama"}
+    assert malformed["status"] == "rejected" and "collection: Field required" in malformed["error"]
     with session_scope(served) as session:
         assert session.scalar(select(func.count()).where(Job.request_id == request_id)) == 1

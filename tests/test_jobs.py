@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import func, select
 
 from facetrail.api import Facetrail
-from facetrail.backends import recognizer_for
-from facetrail.backends.base import Recognizer
 from facetrail.db import session_scope
+from facetrail.jobs.runner import run_item
 from facetrail.models import Face, FaceResult, ItemStatus, JobItem, LocalFace
-from facetrail.services.items import run_item
 from facetrail.settings import Settings
 from tests import badinputs
 from tests.conftest import DATA, KNN, KNN_EXPECTED, knn_test_images
@@ -99,14 +96,11 @@ def test_items_are_idempotent(settings: Settings) -> None:
         results_before = session.scalar(select(func.count()).select_from(FaceResult))
         # A second delivery of a finished item changes nothing.
 
-    def rec(name: str, options: dict[str, Any]) -> Recognizer:
-        return recognizer_for(settings, name, options)
-
-    assert run_item(settings, item_id, rec) == ItemStatus.SUCCEEDED
+    assert run_item(settings, item_id) == ItemStatus.SUCCEEDED
     # An attempt cut off mid-way (status left running) is redone without duplicating rows.
     with session_scope(settings) as session:
         session.get_one(JobItem, item_id).status = ItemStatus.RUNNING
-    assert run_item(settings, item_id, rec) == ItemStatus.SUCCEEDED
+    assert run_item(settings, item_id) == ItemStatus.SUCCEEDED
     with session_scope(settings) as session:
         assert session.scalar(select(func.count()).select_from(FaceResult)) == results_before
         faces_before = session.scalar(select(func.count()).select_from(LocalFace))

@@ -6,16 +6,22 @@ import shutil
 from pathlib import Path
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from facetrail.api import Facetrail
-from facetrail.backends import recognizer_for
 from facetrail.db import session_scope
+from facetrail.jobs import job_type
+from facetrail.jobs.reindex import ReindexRequest
+from facetrail.jobs.runner import pending_item_ids, run_item
 from facetrail.models import Collection, Face, LocalCollection, LocalFace
-from facetrail.services.items import run_item
-from facetrail.services.jobs import pending_item_ids
-from facetrail.services.reindex import create_reindex_job
 from facetrail.settings import Settings
 from tests.conftest import KNN, KNN_EXPECTED, knn_test_images
+
+
+def reindex(session: Session, settings: Settings) -> int:
+    """Create (not run) a job re-indexing "band" with the dlib embedder."""
+    request = ReindexRequest(collection="band", embedder="dlib")
+    return job_type("reindex").create(session, settings, request).id
 
 
 def names(report: dict[str, object]) -> dict[str, set[str]]:
@@ -58,20 +64,17 @@ def test_searches_use_the_old_index_until_the_new_one_is_complete(settings: Sett
     ft.enroll("band", KNN / "train")
     old_model, _, _ = models_in_use(settings)
     with session_scope(settings) as session:
-        job_id = create_reindex_job(session, settings, "band", embedder="dlib").id
+        job_id = reindex(session, settings)
     with session_scope(settings) as session:
         items = pending_item_ids(session, job_id)
 
-    def rec(name: str, options: dict[str, object]):  # type: ignore[no-untyped-def]
-        return recognizer_for(settings, name, dict(options))
-
     for item_id in items[:-1]:
-        run_item(settings, item_id, rec)
+        run_item(settings, item_id)
     # Most faces are re-embedded, but searches still run on the complete old index only.
     model, faces, _ = models_in_use(settings)
     assert model == old_model and len(faces) == 2
     assert names(ft.identify("band", knn_test_images())) == KNN_EXPECTED
-    run_item(settings, items[-1], rec)
+    run_item(settings, items[-1])
     assert models_in_use(settings)[0] != old_model
     assert names(ft.identify("band", knn_test_images())) == KNN_EXPECTED
 
@@ -93,7 +96,7 @@ def test_reindex_refuses_when_collection_changes_meanwhile(settings: Settings) -
     ft.enroll("band", KNN / "train")
     old_model, _, _ = models_in_use(settings)
     with session_scope(settings) as session:
-        job_id = create_reindex_job(session, settings, "band", embedder="dlib").id
+        job_id = reindex(session, settings)
     ft.rename_person("band", "obama", display_name="Barack Obama")
     ft._run(job_id, wait=True, progress=None)
     report = ft.job(job_id)

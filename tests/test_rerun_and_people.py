@@ -124,8 +124,9 @@ def test_known_people_across_public_collections_analyse_the_photo_once(
     everyone = enroll_entries(KNN / "train")
     ft.enroll("presidents", [e for e in everyone if e.external_id in {"obama", "biden"}])
     ft.enroll("actors", [e for e in everyone if e.external_id not in {"obama", "biden"}])
-    for name in ("presidents", "actors"):
-        catalog.set_public_figures(settings, name, True)
+    with session_scope(settings) as session:
+        for name in ("presidents", "actors"):
+            catalog.set_public_figures(session, settings, name, True)
     # The instance the collections' pinned options select, as known_people gets it.
     recognizer = recognizer_for(settings, "local", backend_options(settings, "local"))
     assert isinstance(recognizer, LocalRecognizer)

@@ -79,7 +79,9 @@ def enroll(settings: Settings, args: argparse.Namespace) -> int:
 
     update, close = _progress("enroll", not args.json)
     try:
-        report = Facetrail(settings).enroll(args.collection, args.path, progress=update)
+        report = Facetrail(settings).enroll(
+            args.collection, args.path, upload=args.upload, progress=update
+        )
     finally:
         close()
     print_json(report) if args.json else describe_job(report)
@@ -89,6 +91,7 @@ def enroll(settings: Settings, args: argparse.Namespace) -> int:
 def identify(settings: Settings, args: argparse.Namespace) -> int:
     from facetrail.annotate import annotate, output_path
     from facetrail.api import Facetrail
+    from facetrail.images import open_image
 
     update, close = _progress("identify", not args.json)
     try:
@@ -96,6 +99,7 @@ def identify(settings: Settings, args: argparse.Namespace) -> int:
             args.collection,
             args.images,
             threshold=args.threshold,
+            upload=args.upload,
             wait=not args.no_wait,
             progress=update,
         )
@@ -107,7 +111,9 @@ def identify(settings: Settings, args: argparse.Namespace) -> int:
             if image["status"] != "succeeded":
                 continue
             target = output_path(args.annotate, image["image"], many)
-            annotate(_load(settings, image["image"]), image["faces"]).save(target, quality=90)
+            # The job's own source: a path, a URL or an uploaded copy alike.
+            photo = open_image(settings, image["image"])
+            annotate(photo, image["faces"]).save(target, quality=90)
             if not args.json:
                 print(f"annotated: {target}", file=sys.stderr)
     if args.json:
@@ -180,30 +186,34 @@ def _fmt_box(box: dict[str, float]) -> str:
 
 
 def collections(settings: Settings, args: argparse.Namespace) -> int:
+    from facetrail.db import session_scope
+    from facetrail.migrate import ensure_schema
     from facetrail.services import catalog
 
     action = args.action
     if action != "list" and not args.name:
         raise InvalidParameterError(f"`collections {action}` needs a collection name")
-    if action == "list":
-        data: Any = catalog.list_collections(settings)
-        if not args.json:
-            table([list(c.values()) for c in data], list(data[0]) if data else ["name"])
-            return 0
-    elif action == "create":
-        data = catalog.create_collection(settings, args.name)
-    elif action == "describe":
-        data = catalog.describe_collection(settings, args.name)
-    elif action == "public-figures":
-        data = catalog.set_public_figures(settings, args.name, not args.off)
-    elif action == "people":
-        data = catalog.list_people(settings, args.name)
-        if not args.json:
-            table([list(p.values()) for p in data], list(data[0]) if data else ["external_id"])
-            return 0
-    else:
-        catalog.delete_collection(settings, args.name)
-        data = {"deleted": args.name}
+    ensure_schema(settings)
+    with session_scope(settings) as session:
+        if action == "list":
+            data: Any = catalog.list_collections(session)
+            if not args.json:
+                table([list(c.values()) for c in data], list(data[0]) if data else ["name"])
+                return 0
+        elif action == "create":
+            data = catalog.create_collection(session, settings, args.name)
+        elif action == "describe":
+            data = catalog.describe_collection(session, args.name)
+        elif action == "public-figures":
+            data = catalog.set_public_figures(session, settings, args.name, not args.off)
+        elif action == "people":
+            data = catalog.list_people(session, args.name)
+            if not args.json:
+                table([list(p.values()) for p in data], list(data[0]) if data else ["external_id"])
+                return 0
+        else:
+            catalog.delete_collection(session, settings, args.name)
+            data = {"deleted": args.name}
     print_json(data)
     return 0
 
@@ -287,12 +297,16 @@ def reindex(settings: Settings, args: argparse.Namespace) -> int:
 
 def people(settings: Settings, args: argparse.Namespace) -> int:
     from facetrail.api import Facetrail
+    from facetrail.db import session_scope
     from facetrail.services import people as people_service
 
     api = Facetrail(settings)
     other = args.other[0] if args.other else None
     if args.action == "urls":
-        result = people_service.set_urls(settings, args.collection, args.person, args.other)
+        with session_scope(settings) as session:
+            result = people_service.set_urls(
+                session, settings, args.collection, args.person, args.other
+            )
     elif args.action == "rename":
         if not (other or args.display_name):
             raise InvalidParameterError("rename needs a new external id or --display-name")
@@ -316,10 +330,12 @@ def tag(settings: Settings, args: argparse.Namespace) -> int:
     from facetrail.api import Facetrail
 
     api = Facetrail(settings)
-    ops = [op.strip() for op in args.ops.split(",") if op.strip()]
+    ops = None if args.ops is None else [op.strip() for op in args.ops.split(",") if op.strip()]
     update, close = _progress("tag", not args.json)
     try:
-        report = api.tag(args.sources, ops=ops, column=args.column, progress=update)
+        report = api.tag(
+            args.sources, ops=ops, column=args.column, upload=args.upload, progress=update
+        )
     finally:
         close()
     if args.long or args.wide:

@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument("path", type=Path)
     enroll.add_argument("--collection", "-c", required=True)
     enroll.add_argument("--json", action="store_true")
+    enroll.add_argument(
+        "--upload",
+        action="store_true",
+        help="copy local files into the image store, so workers on other machines can read them",
+    )
 
     identify = add("identify", commands.identify, "name the known people in photos")
     identify.add_argument("images", nargs="+")
@@ -57,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     identify.add_argument("--annotate", type=Path, metavar="OUT", help="file or folder")
     identify.add_argument("--json", action="store_true")
     identify.add_argument("--no-wait", action="store_true", help="enqueue and print the job id")
+    identify.add_argument(
+        "--upload",
+        action="store_true",
+        help="copy local files into the image store, so workers on other machines can read them",
+    )
 
     compare = add("compare", commands.compare, "largest face of SOURCE against faces of TARGET")
     compare.add_argument("source")
@@ -108,12 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     tag = add("tag", commands.tag, "labels, text, known people and moderation for many images")
     tag.add_argument("sources", nargs="+", help="folders, files, .txt of URLs, .csv, s3://")
-    tag.add_argument("--ops", default="labels,text,people,moderation")
+    tag.add_argument("--ops", help="comma-separated tagging operations (default: all)")
     tag.add_argument("--column", help="the CSV column that holds image paths or URLs")
     tag.add_argument("--long", type=Path, help="write the long table (one row per finding)")
     tag.add_argument("--wide", type=Path, help="write the wide table (one row per image)")
     tag.add_argument("--parquet", action="store_true", help="write Parquet instead of CSV")
     tag.add_argument("--json", action="store_true")
+    tag.add_argument(
+        "--upload",
+        action="store_true",
+        help="copy local files into the image store, so workers on other machines can read them",
+    )
 
     audit = add("audit", commands.audit, "who did what to which collection, and when")
     audit.add_argument("--collection", "-c")

@@ -32,10 +32,6 @@ class Collection(Timestamped, Base):
         back_populates="collection", cascade="all, delete-orphan", passive_deletes=True
     )
 
-    def bump(self) -> None:
-        self.version += 1
-        self.updated_at = utcnow()
-
 
 class Person(Timestamped, Base):
     __tablename__ = "people"

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from facetrail.backends import recognizer_for
+from facetrail._shims import backend_for  # SHIM(H4): from facetrail.backends import backend_for
 from facetrail.backends.base import DetectedFace
 from facetrail.db import session_scope
 from facetrail.images import LoadedImage
@@ -20,26 +21,30 @@ SAME_FACE_IOU = 0.5
 
 
 def recognize(settings: Settings, image: LoadedImage) -> dict[str, Any]:
-    """``{"CelebrityFaces": [...], "UnrecognizedFaces": [...]}`` for ``image``."""
+    """``{"CelebrityFaces": [...], "UnrecognizedFaces": [...]}`` for ``image``.
+
+    Read-only, in one session of its own: it is called where no unit of work is open (a tagging
+    operation, a serve request).
+    """
     with session_scope(settings) as session:
-        collections = [
-            (c.id, c.backend, dict(c.backend_options), c.backend_collection_id)
-            for c in session.scalars(
-                select(Collection)
-                .where(Collection.public_figures.is_(True))
-                .order_by(Collection.id)
-            )
-        ]
+        return _recognize(session, settings, image)
+
+
+def _recognize(session: Session, settings: Settings, image: LoadedImage) -> dict[str, Any]:
+    collections = list(
+        session.scalars(
+            select(Collection).where(Collection.public_figures.is_(True)).order_by(Collection.id)
+        )
+    )
     faces: list[DetectedFace] = []
     # per face: (similarity, person external id, collection id) of its best naming so far
     best: list[tuple[float, str, int] | None] = []
-    for collection_id, backend, options, backend_collection in collections:
-        recognizer = recognizer_for(settings, backend, options)
-        searches = recognizer.identify_faces(backend_collection, image, threshold=0.0)
-        with session_scope(settings) as session:
-            assignments = name_faces(
-                session, collection_id, recognizer, searches, settings.match_threshold
-            )
+    for collection in collections:
+        backend = backend_for(settings, collection.backend, dict(collection.backend_options))
+        searches = backend.identify_faces(collection.backend_collection_id, image, threshold=0.0)
+        assignments = name_faces(
+            session, collection.id, backend, searches, settings.match_threshold
+        )
         for search, assignment in zip(searches, assignments, strict=True):
             index = _same_face(faces, search.face)
             if index is None:
@@ -50,11 +55,11 @@ def recognize(settings: Settings, image: LoadedImage) -> dict[str, Any]:
                 continue
             current = best[index]
             if current is None or assignment.similarity > current[0]:
-                best[index] = (assignment.similarity, assignment.external_id, collection_id)
+                best[index] = (assignment.similarity, assignment.external_id, collection.id)
     if not collections:
-        faces = recognizer_for(settings, "local", {}).detect_faces(image)
+        faces = backend_for(settings, "local", {}).detect_faces(image)
         best = [None] * len(faces)
-    return _response(settings, faces, best)
+    return _response(session, faces, best)
 
 
 def _same_face(faces: list[DetectedFace], face: DetectedFace) -> int | None:
@@ -65,20 +70,18 @@ def _same_face(faces: list[DetectedFace], face: DetectedFace) -> int | None:
 
 
 def _response(
-    settings: Settings, faces: list[DetectedFace], best: list[tuple[float, str, int] | None]
+    session: Session, faces: list[DetectedFace], best: list[tuple[float, str, int] | None]
 ) -> dict[str, Any]:
     named = {(b[2], b[1]) for b in best if b is not None}
     people: dict[tuple[int, str], Person] = {}
-    with session_scope(settings) as session:
-        for collection_id, external_id in named:
-            person = session.scalar(
-                select(Person).where(
-                    Person.collection_id == collection_id, Person.external_id == external_id
-                )
+    for collection_id, external_id in named:
+        person = session.scalar(
+            select(Person).where(
+                Person.collection_id == collection_id, Person.external_id == external_id
             )
-            if person is not None:
-                session.expunge(person)
-                people[(collection_id, external_id)] = person
+        )
+        if person is not None:
+            people[(collection_id, external_id)] = person
     celebrities: list[dict[str, Any]] = []
     unrecognized: list[dict[str, Any]] = []
     for face, match in zip(faces, best, strict=True):

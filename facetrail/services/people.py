@@ -1,4 +1,7 @@
-"""Renaming, merging and deleting people. Deleting erases the biometric data, not the history."""
+"""Renaming, merging and deleting people. Deleting erases the biometric data, not the history.
+
+Each function works in the caller's session (one unit of work) and bumps the collection's version.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,11 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from facetrail.backends import recognizer_for
-from facetrail.db import session_scope
+from facetrail._shims import backend_for  # SHIM(H4): from facetrail.backends import backend_for
 from facetrail.errors import InvalidParameterError, NotFoundError
 from facetrail.models import Collection, Face, FaceResult, Person
 from facetrail.services import audit
-from facetrail.services.records import get_collection
+from facetrail.services.records import bump_version, get_collection
 from facetrail.settings import Settings
 
 
@@ -27,15 +29,8 @@ def _person(session: Session, collection: Collection, external_id: str) -> Perso
     return person
 
 
-def _bump(session: Session, collection: Collection) -> None:
-    session.execute(
-        update(Collection)
-        .where(Collection.id == collection.id)
-        .values(version=Collection.version + 1)
-    )
-
-
 def rename(
+    session: Session,
     settings: Settings,
     collection_name: str,
     external_id: str,
@@ -43,103 +38,98 @@ def rename(
     new_external_id: str | None = None,
     display_name: str | None = None,
 ) -> dict[str, Any]:
-    with session_scope(settings) as session:
-        collection = get_collection(session, collection_name)
-        person = _person(session, collection, external_id)
-        if new_external_id and new_external_id != external_id:
-            taken = session.scalar(
-                select(Person.id).where(
-                    Person.collection_id == collection.id, Person.external_id == new_external_id
-                )
+    collection = get_collection(session, collection_name)
+    person = _person(session, collection, external_id)
+    if new_external_id and new_external_id != external_id:
+        taken = session.scalar(
+            select(Person.id).where(
+                Person.collection_id == collection.id, Person.external_id == new_external_id
             )
-            if taken is not None:
-                raise InvalidParameterError(
-                    f"{new_external_id!r} already exists in {collection_name!r}; merge instead"
-                )
-            person.external_id = new_external_id
-        if display_name:
-            person.display_name = display_name
-        _bump(session, collection)
-        audit.record(
-            session,
-            settings,
-            "rename",
-            collection,
-            person=external_id,
-            external_id=person.external_id,
-            display_name=person.display_name,
         )
-        return {"external_id": person.external_id, "display_name": person.display_name}
+        if taken is not None:
+            raise InvalidParameterError(
+                f"{new_external_id!r} already exists in {collection_name!r}; merge instead"
+            )
+        person.external_id = new_external_id
+    if display_name:
+        person.display_name = display_name
+    bump_version(session, collection)
+    audit.record(
+        session,
+        settings,
+        "rename",
+        collection,
+        person=external_id,
+        external_id=person.external_id,
+        display_name=person.display_name,
+    )
+    return {"external_id": person.external_id, "display_name": person.display_name}
 
 
 def set_urls(
-    settings: Settings, collection_name: str, external_id: str, urls: list[str]
+    session: Session, settings: Settings, collection_name: str, external_id: str, urls: list[str]
 ) -> dict[str, Any]:
     """Links reported with a public figure's matches (RecognizeCelebrities' Urls)."""
-    with session_scope(settings) as session:
-        collection = get_collection(session, collection_name)
-        person = _person(session, collection, external_id)
-        person.urls = list(urls)
-        audit.record(session, settings, "set_urls", collection, person=external_id, urls=urls)
-        return {"external_id": external_id, "urls": person.urls}
+    collection = get_collection(session, collection_name)
+    person = _person(session, collection, external_id)
+    person.urls = list(urls)
+    audit.record(session, settings, "set_urls", collection, person=external_id, urls=urls)
+    return {"external_id": external_id, "urls": person.urls}
 
 
 def merge(
-    settings: Settings, collection_name: str, source_id: str, target_id: str
+    session: Session, settings: Settings, collection_name: str, source_id: str, target_id: str
 ) -> dict[str, Any]:
     """Fold ``source_id`` into ``target_id``: one person with both sets of faces."""
     if source_id == target_id:
         raise InvalidParameterError("cannot merge a person into themselves")
-    with session_scope(settings) as session:
-        collection = get_collection(session, collection_name)
-        source = _person(session, collection, source_id)
-        target = _person(session, collection, target_id)
-        moved = session.scalar(select(func.count()).where(Face.person_id == source.id)) or 0
-        session.execute(update(Face).where(Face.person_id == source.id).values(person_id=target.id))
-        # Past results that named the source now point at the merged person; their recorded
-        # name stays what it was at the time.
-        session.execute(
-            update(FaceResult).where(FaceResult.person_id == source.id).values(person_id=target.id)
-        )
-        session.delete(source)
-        _bump(session, collection)
-        audit.record(
-            session, settings, "merge", collection, source=source_id, target=target_id, faces=moved
-        )
-        return {"merged": source_id, "into": target_id, "faces_moved": moved}
+    collection = get_collection(session, collection_name)
+    source = _person(session, collection, source_id)
+    target = _person(session, collection, target_id)
+    moved = session.scalar(select(func.count()).where(Face.person_id == source.id)) or 0
+    session.execute(update(Face).where(Face.person_id == source.id).values(person_id=target.id))
+    # Past results that named the source now point at the merged person; their recorded
+    # name stays what it was at the time.
+    session.execute(
+        update(FaceResult).where(FaceResult.person_id == source.id).values(person_id=target.id)
+    )
+    session.delete(source)
+    bump_version(session, collection)
+    audit.record(
+        session, settings, "merge", collection, source=source_id, target=target_id, faces=moved
+    )
+    return {"merged": source_id, "into": target_id, "faces_moved": moved}
 
 
-def delete(settings: Settings, collection_name: str, external_id: str) -> dict[str, Any]:
+def delete(
+    session: Session, settings: Settings, collection_name: str, external_id: str
+) -> dict[str, Any]:
     """Remove a person's embeddings, crops and backend faces; results keep only the name."""
-    with session_scope(settings) as session:
-        collection = get_collection(session, collection_name)
-        person = _person(session, collection, external_id)
-        face_ids = list(
-            session.scalars(
-                select(Face.face_id).where(
-                    Face.person_id == person.id, Face.backend == collection.backend
-                )
+    collection = get_collection(session, collection_name)
+    person = _person(session, collection, external_id)
+    face_ids = list(
+        session.scalars(
+            select(Face.face_id).where(
+                Face.person_id == person.id, Face.backend == collection.backend
             )
         )
-        backend, backend_collection = collection.backend, collection.backend_collection_id
-        options = dict(collection.backend_options)
+    )
+    backend, backend_collection = collection.backend, collection.backend_collection_id
+    options = dict(collection.backend_options)
     # The backend copy goes first: if this fails, nothing is lost and the delete can be retried.
     if face_ids:
-        recognizer_for(settings, backend, options).delete_faces(backend_collection, face_ids)
-    with session_scope(settings) as session:
-        collection = get_collection(session, collection_name)
-        person = _person(session, collection, external_id)
-        session.execute(
-            update(FaceResult)
-            .where(FaceResult.person_id == person.id)
-            .values(embedding=None, person_id=None)
-        )
-        faces = session.scalars(select(Face).where(Face.person_id == person.id)).all()
-        for face in faces:
-            session.delete(face)
-        session.delete(person)
-        _bump(session, collection)
-        audit.record(
-            session, settings, "delete_person", collection, person=external_id, faces=len(faces)
-        )
-        return {"deleted": external_id, "faces_deleted": len(faces)}
+        backend_for(settings, backend, options).delete_faces(backend_collection, face_ids)
+    session.execute(
+        update(FaceResult)
+        .where(FaceResult.person_id == person.id)
+        .values(embedding=None, person_id=None)
+    )
+    faces = session.scalars(select(Face).where(Face.person_id == person.id)).all()
+    for face in faces:
+        session.delete(face)
+    session.delete(person)
+    bump_version(session, collection)
+    audit.record(
+        session, settings, "delete_person", collection, person=external_id, faces=len(faces)
+    )
+    return {"deleted": external_id, "faces_deleted": len(faces)}

@@ -1,17 +1,19 @@
-"""Get-or-create helpers that stay correct when two workers race on the same row."""
+"""Records shared by every job kind: get-or-create helpers that stay correct when two workers
+race on the same row, and the one way a collection's version goes up."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from facetrail.errors import CollectionNotFoundError, InvalidParameterError
 from facetrail.images import LoadedImage
 from facetrail.models import Collection, Image, Person
+from facetrail.models.base import utcnow
 
 # Rekognition's CollectionId pattern, so a collection can move to any backend.
 COLLECTION_NAME = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
@@ -29,6 +31,21 @@ def get_collection_by_id(session: Session, collection_id: int) -> Collection:
     if row is None:
         raise CollectionNotFoundError(f"collection {collection_id} does not exist")
     return row
+
+
+def bump_version(
+    session: Session, collection: Collection, model_version: str | None = None
+) -> None:
+    """Record that a collection changed (and, when given, the model its faces are indexed with).
+
+    Every change to who a collection knows goes through here: identify jobs record the version
+    they searched, re-runs compare versions, and a re-index switches over only if it is unchanged.
+    The increment happens in SQL, so two workers bumping at once both count.
+    """
+    values: dict[str, Any] = {"version": Collection.version + 1, "updated_at": utcnow()}
+    if model_version is not None:
+        values["model_version"] = model_version
+    session.execute(update(Collection).where(Collection.id == collection.id).values(**values))
 
 
 def get_or_create_collection(

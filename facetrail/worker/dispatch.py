@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from facetrail.db import session_scope
-from facetrail.services.jobs import pending_item_ids
+from facetrail.jobs.runner import pending_item_ids
 from facetrail.settings import Settings
 from facetrail.worker.app import app, configure
 

@@ -1,4 +1,4 @@
-"""Celery tasks: thin functions that take ids (or a JSON payload) and call the services.
+"""Celery tasks: thin functions that take ids (or a JSON payload) and call the job runner.
 
 Task names and payloads are a public contract (see docs/tasks.md): other apps can enqueue with
 ``send_task`` without importing facetrail.
@@ -14,13 +14,11 @@ from typing import Any
 from celery import Task
 from sqlalchemy.exc import DBAPIError
 
-from facetrail.backends import recognizer_for
-from facetrail.backends.base import Recognizer
 from facetrail.db import session_scope
 from facetrail.errors import FacetrailError
+from facetrail.jobs import runner
+from facetrail.jobs.submit import request_id_of, submit_job
 from facetrail.models import JobItem
-from facetrail.services.items import run_item as run_item_service
-from facetrail.services.submit import submit_job
 from facetrail.settings import Settings
 from facetrail.worker.app import app, settings_of
 from facetrail.worker.notify import notify_if_finished, notify_rejected
@@ -43,10 +41,7 @@ def _retry_or_raise(task: Task[Any, Any], exc: Exception, what: str) -> None:
 
 
 def _run_once(settings: Settings, item_id: int, *, final: bool) -> str:
-    def recognizer(backend: str, options: dict[str, Any]) -> Recognizer:
-        return recognizer_for(settings, backend, options)
-
-    status = run_item_service(settings, item_id, recognizer, final_attempt=final)
+    status = runner.run_item(settings, item_id, final_attempt=final)
     with session_scope(settings) as session:
         job_id = session.get_one(JobItem, item_id).job_id
     notify_if_finished(settings, job_id)
@@ -83,7 +78,7 @@ def run_item(self: Task[Any, Any], item_id: int) -> str:
 
 
 @app.task(name="facetrail.submit", bind=True, acks_late=True, max_retries=None)
-def submit(self: Task[Any, Any], payload: dict[str, Any]) -> int:
+def submit(self: Task[Any, Any], payload: Any) -> int:
     """Create a job from a JSON payload (see docs/tasks.md) and fan it out."""
     from facetrail.worker.dispatch import fan_out
 
@@ -95,9 +90,13 @@ def submit(self: Task[Any, Any], payload: dict[str, Any]) -> int:
         notify_if_finished(settings, job_id)  # an empty job is finished at once
         return job_id
     except (FacetrailError, DBAPIError) as exc:
+        request_id = request_id_of(payload)
         if isinstance(exc, FacetrailError) and not exc.retryable:
-            notify_rejected(settings, payload.get("request_id"), exc.message)
-        _retry_or_raise(self, exc, f"submit {payload.get('request_id')}")
+            # A payload that cannot become a job is answered, never retried.
+            notify_rejected(settings, request_id, exc.message)
+            log.warning("submit %s rejected: %s", request_id, exc.message)
+            return 0
+        _retry_or_raise(self, exc, f"submit {request_id}")
         raise
 
 

@@ -1,48 +1,76 @@
-"""Re-running an identification against the collection as it is now, and what changed."""
+"""Re-running an identification against the collection as it is now, and what changed.
+
+A re-run is an identify job over the same images, linked to the job it repeats; its items run
+as identify items (faces whose stored embeddings are still valid are searched again without
+analysing the photo).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from facetrail.backends.base import BoundingBox
 from facetrail.errors import InvalidParameterError, NotFoundError
+from facetrail.jobs.base import Claim, JobType, Request, add_job
+from facetrail.jobs.identify import IdentifyJob
 from facetrail.models import Job, JobItem, JobKind
 from facetrail.services import audit
-from facetrail.services.jobs import add_job
 from facetrail.services.records import get_collection_by_id
 from facetrail.settings import Settings
+
+if TYPE_CHECKING:
+    from facetrail.jobs.runner import Context
 
 # Smaller moves are rounding, not news.
 SIMILARITY_EPSILON = 0.5
 SAME_FACE_IOU = 0.5
 
 
-def create_rerun_job(session: Session, settings: Settings, job_id: int) -> Job:
-    original = session.get(Job, job_id)
-    if original is None:
-        raise NotFoundError(f"job {job_id} does not exist")
-    if original.kind != JobKind.IDENTIFY:
-        raise InvalidParameterError(
-            f"job {job_id} is a {original.kind.value} job; re-run identify jobs"
+class RerunRequest(Request):
+    kind: Literal["rerun"] = "rerun"
+    job_id: Annotated[int, Field(ge=1, strict=True)]
+
+
+class RerunJob(JobType):
+    """Identify a finished identify job's images again; the new job's items are identify items."""
+
+    name = "rerun"
+    kind = JobKind.IDENTIFY
+    schema = RerunRequest
+
+    def create(self, session: Session, settings: Settings, request: RerunRequest) -> Job:
+        original = session.get(Job, request.job_id)
+        if original is None:
+            raise NotFoundError(f"job {request.job_id} does not exist")
+        if original.kind != JobKind.IDENTIFY:
+            raise InvalidParameterError(
+                f"job {request.job_id} is a {original.kind.value} job; re-run identify jobs"
+            )
+        if original.collection_id is None:
+            raise NotFoundError(f"the collection of job {request.job_id} was deleted")
+        collection = get_collection_by_id(session, original.collection_id)
+        job = Job(
+            kind=self.kind,
+            backend=collection.backend,
+            collection_id=collection.id,
+            collection_version=collection.version,
+            model_version=collection.model_version,
+            parameters=dict(original.parameters),
+            rerun_of_id=original.id,
         )
-    if original.collection_id is None:
-        raise NotFoundError(f"the collection of job {job_id} was deleted")
-    collection = get_collection_by_id(session, original.collection_id)
-    job = Job(
-        kind=JobKind.IDENTIFY,
-        backend=collection.backend,
-        collection_id=collection.id,
-        collection_version=collection.version,
-        model_version=collection.model_version,
-        parameters=dict(original.parameters),
-        rerun_of_id=original.id,
-    )
-    add_job(session, job, [JobItem(position=i.position, source=i.source) for i in original.items])
-    audit.record(session, settings, "rerun", collection, job_id=job.id, rerun_of=original.id)
-    return job
+        items = [JobItem(position=i.position, source=i.source) for i in original.items]
+        add_job(session, job, items)
+        audit.record(session, settings, "rerun", collection, job_id=job.id, rerun_of=original.id)
+        return job
+
+    def run(self, ctx: Context, claim: Claim) -> None:
+        # Its jobs are identify jobs, so the runner sends their items to IdentifyJob; this only
+        # keeps the two in step for a caller that asks this type directly.
+        IdentifyJob().run(ctx, claim)
 
 
 @dataclass(frozen=True)

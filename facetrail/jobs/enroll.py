@@ -1,0 +1,123 @@
+"""Enrollment: index one face per photo under the person it names, into a collection."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.orm import Session
+
+from facetrail.backends import backend_options
+from facetrail.errors import NoFaceError
+from facetrail.jobs.base import (
+    Claim,
+    CollectionName,
+    ImageRef,
+    JobType,
+    Name,
+    Request,
+    add_job,
+    store_images,
+    with_names,
+)
+from facetrail.models import Collection, Job, JobItem, JobKind
+from facetrail.services import audit
+from facetrail.services.faces import upsert_face
+from facetrail.services.records import (
+    bump_version,
+    get_or_create_collection,
+    get_or_create_image,
+    get_or_create_person,
+)
+from facetrail.settings import Settings
+
+if TYPE_CHECKING:
+    from facetrail.jobs.runner import Context
+
+
+class EnrollEntryRequest(BaseModel):
+    """One photo of one person: ``{"image": ..., "person": "ann"}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image: ImageRef
+    person: Name
+
+
+class EnrollRequest(Request):
+    kind: Literal["enroll"] = "enroll"
+    collection: CollectionName
+    entries: list[EnrollEntryRequest]
+
+
+class EnrollJob(JobType):
+    """Index the largest face of each photo under its person; each success bumps the version."""
+
+    name = "enroll"
+    kind = JobKind.ENROLL
+    schema = EnrollRequest
+
+    def create(self, session: Session, settings: Settings, request: EnrollRequest) -> Job:
+        backend = settings.backend
+        collection = get_or_create_collection(
+            session, request.collection, backend, backend_options(settings, backend)
+        )
+        images = [e.image for e in request.entries]
+        sources = store_images(settings, images)
+        job = Job(
+            kind=self.kind,
+            backend=backend,
+            collection_id=collection.id,
+            collection_version=collection.version,
+            model_version=collection.model_version,
+            parameters=with_names({"collection": request.collection}, images),
+        )
+        items = [
+            JobItem(position=i, source=source, person_external_id=entry.person)
+            for i, (source, entry) in enumerate(zip(sources, request.entries, strict=True))
+        ]
+        add_job(session, job, items)
+        audit.record(
+            session,
+            settings,
+            "enroll",
+            collection,
+            job_id=job.id,
+            images=len(items),
+            people=sorted({e.person for e in request.entries}),
+        )
+        return job
+
+    def run(self, ctx: Context, claim: Claim) -> None:
+        assert claim.person_external_id is not None and claim.backend_collection_id is not None
+        backend = ctx.backend(claim.backend, claim.backend_options)
+        image = ctx.open_image(claim.source)
+        backend.ensure_collection(claim.backend_collection_id)
+        # An enrollment photo shows one person: index its largest face only.
+        result = backend.index_faces(
+            claim.backend_collection_id, image, external_id=claim.person_external_id, max_faces=1
+        )
+        if not result.indexed:
+            raise NoFaceError(f"{image.source}: no face found to enroll")
+        with ctx.session() as session:
+            collection = session.get_one(Collection, claim.collection_id)
+            person = get_or_create_person(
+                session,
+                collection,
+                claim.person_external_id,
+                display_name=claim.person_external_id.replace("_", " "),
+            )
+            image_row = get_or_create_image(session, image)
+            for indexed in result.indexed:
+                upsert_face(
+                    session,
+                    backend=backend.name,
+                    model_version=backend.model_version,
+                    collection=collection,
+                    person=person,
+                    indexed=indexed,
+                    image_id=image_row.id,
+                    item_id=claim.item_id,
+                )
+            bump_version(session, collection, model_version=backend.model_version)
+            ctx.succeed(session, claim, image_row.id)

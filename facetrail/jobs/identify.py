@@ -1,0 +1,156 @@
+"""Identification: find the faces in a photo and name the ones a collection knows."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import numpy as np
+from pydantic import Field
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from facetrail._shims import Backend  # SHIM(H4): from facetrail.backends.base import Backend
+from facetrail.backends.base import BoundingBox, DetectedFace, FaceSearch
+from facetrail.backends.local.vectors import from_blob, to_blob
+from facetrail.jobs.base import (
+    Claim,
+    CollectionName,
+    ImageRef,
+    JobType,
+    Request,
+    add_job,
+    source_items,
+    store_images,
+    with_names,
+)
+from facetrail.models import FaceResult, ItemStatus, Job, JobItem, JobKind, Person
+from facetrail.services.naming import name_faces
+from facetrail.services.records import get_collection, get_or_create_image
+from facetrail.settings import Settings
+
+if TYPE_CHECKING:
+    from facetrail.jobs.runner import Context
+
+
+class IdentifyRequest(Request):
+    kind: Literal["identify"] = "identify"
+    collection: CollectionName
+    images: list[ImageRef]
+    # On the 0-100 similarity scale; the settings' match_threshold when absent.
+    threshold: Annotated[float, Field(ge=0, le=100, strict=True)] | None = None
+
+
+class IdentifyJob(JobType):
+    """Detect and search every face of each photo; name those above the threshold."""
+
+    name = "identify"
+    kind = JobKind.IDENTIFY
+    schema = IdentifyRequest
+
+    def create(self, session: Session, settings: Settings, request: IdentifyRequest) -> Job:
+        collection = get_collection(session, request.collection)
+        parameters: dict[str, object] = {"collection": request.collection}
+        if request.threshold is not None:
+            parameters["threshold"] = request.threshold
+        job = Job(
+            kind=self.kind,
+            backend=collection.backend,
+            collection_id=collection.id,
+            collection_version=collection.version,
+            model_version=collection.model_version,
+            parameters=with_names(parameters, request.images),
+        )
+        return add_job(session, job, source_items(store_images(settings, request.images)))
+
+    def run(self, ctx: Context, claim: Claim) -> None:
+        assert claim.backend_collection_id is not None and claim.collection_id is not None
+        backend = ctx.backend(claim.backend, claim.backend_options)
+        threshold = float(claim.parameters.get("threshold", ctx.settings.match_threshold))
+        stored = _stored_searches(ctx, claim, backend)
+        image = None
+        if stored is not None:
+            searches, image_id = stored
+        else:
+            image = ctx.open_image(claim.source)
+            searches = backend.identify_faces(claim.backend_collection_id, image, threshold=0.0)
+        with ctx.session() as session:
+            if image is not None:
+                image_id = get_or_create_image(session, image).id
+            assignments = name_faces(session, claim.collection_id, backend, searches, threshold)
+            named = {a.external_id for a in assignments if a.external_id}
+            people = dict(
+                session.execute(
+                    select(Person.external_id, Person.id).where(
+                        Person.collection_id == claim.collection_id,
+                        Person.external_id.in_(named),
+                    )
+                )
+                .tuples()
+                .all()
+            )
+            # A retried item replaces what an interrupted attempt may have written.
+            session.execute(delete(FaceResult).where(FaceResult.job_item_id == claim.item_id))
+            for index, (search, assignment) in enumerate(zip(searches, assignments, strict=True)):
+                box = search.face.box
+                session.add(
+                    FaceResult(
+                        job_item_id=claim.item_id,
+                        face_index=index,
+                        box_left=box.left,
+                        box_top=box.top,
+                        box_width=box.width,
+                        box_height=box.height,
+                        confidence=search.face.confidence,
+                        person_id=people.get(assignment.external_id or ""),
+                        person_external_id=assignment.external_id,
+                        similarity=assignment.similarity,
+                        candidates=[
+                            {"person": c.external_id, "similarity": round(c.similarity, 2)}
+                            for c in assignment.candidates
+                        ],
+                        embedding=None if search.embedding is None else to_blob(search.embedding),
+                        model_version=backend.model_version,
+                    )
+                )
+            ctx.succeed(session, claim, image_id)
+
+
+def _stored_searches(
+    ctx: Context, claim: Claim, backend: Backend
+) -> tuple[list[FaceSearch], int | None] | None:
+    """For a re-run: the original item's faces searched again with their stored embeddings,
+    when the model is unchanged; None when the photo must be analysed again."""
+    if claim.rerun_of_id is None:
+        return None
+    assert claim.backend_collection_id is not None
+    with ctx.session() as session:
+        original = session.scalar(
+            select(JobItem).where(
+                JobItem.job_id == claim.rerun_of_id, JobItem.position == claim.position
+            )
+        )
+        if original is None or original.status != ItemStatus.SUCCEEDED:
+            return None
+        faces = list(original.faces)
+        if any(f.embedding is None or f.model_version != backend.model_version for f in faces):
+            return None
+        image_id = original.image_id
+        detected = [
+            DetectedFace(
+                box=BoundingBox(f.box_left, f.box_top, f.box_width, f.box_height),
+                confidence=f.confidence,
+            )
+            for f in faces
+        ]
+        vectors = [from_blob(f.embedding) for f in faces if f.embedding is not None]
+    if not detected:
+        return [], image_id
+    matrix = np.stack(vectors)
+    per_face = backend.search_embeddings(claim.backend_collection_id, matrix)
+    if per_face is None:
+        return None
+    searches = [
+        FaceSearch(face=d, matches=m, embedding=e)
+        for d, m, e in zip(detected, per_face, matrix, strict=True)
+    ]
+    return searches, image_id

@@ -1,0 +1,176 @@
+"""The life of one job item, the same for every kind: claim, run, succeed or fail, roll up.
+
+An item is the idempotency unit: a finished item is never redone, and a retried one replaces
+whatever a previous attempt wrote, so a killed worker neither loses nor duplicates results.
+What an item does is its kind's :meth:`JobType.run`, found through the registry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from facetrail._shims import (  # SHIM(H4): facetrail.backends
+    Backend,
+    backend_for,
+)
+from facetrail.db import session_scope
+from facetrail.errors import BackendUnavailableError, FacetrailError, NotFoundError
+from facetrail.images import LoadedImage, open_image
+from facetrail.jobs import job_type
+from facetrail.jobs.base import Claim
+from facetrail.models import Collection, FaceResult, ItemStatus, Job, JobItem, JobStatus, TagResult
+from facetrail.models.base import utcnow
+from facetrail.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a kind's ``run`` gets besides its claim: settings, backends, images, sessions."""
+
+    settings: Settings
+
+    def backend(self, name: str, options: dict[str, object]) -> Backend:
+        return backend_for(self.settings, name, dict(options))
+
+    def open_image(self, source: str) -> LoadedImage:
+        return open_image(self.settings, source)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with session_scope(self.settings) as session:
+            yield session
+
+    def succeed(self, session: Session, claim: Claim, image_id: int | None) -> Job:
+        """Mark the claimed item done, in the transaction that wrote its results."""
+        item = session.get_one(JobItem, claim.item_id)
+        item.status = ItemStatus.SUCCEEDED
+        item.image_id = image_id
+        item.error = item.error_code = None
+        item.finished_at = utcnow()
+        return rollup(session, item.job_id)
+
+
+def run_item(settings: Settings, item_id: int, *, final_attempt: bool = True) -> ItemStatus:
+    """Run one item. Raises a retryable FacetrailError when the caller should try again."""
+    try:
+        with session_scope(settings) as session:
+            claimed = claim(session, item_id)
+        if claimed is None:
+            return ItemStatus.SUCCEEDED  # already finished by an earlier delivery
+        job_type(claimed.kind).run(Context(settings), claimed)
+        return ItemStatus.SUCCEEDED
+    except (OperationalError, DBAPIError) as exc:
+        # The database went away: nothing was committed for this item, so try again later.
+        raise BackendUnavailableError(f"database unavailable: {exc.orig}") from exc
+    except FacetrailError as exc:
+        if exc.retryable and not final_attempt:
+            raise
+        fail(settings, item_id, exc.code, exc.message)
+        return ItemStatus.FAILED
+    except Exception as exc:  # an unexpected bug must fail one item, not the batch
+        log.exception("item %s failed unexpectedly", item_id)
+        fail(settings, item_id, "internal", f"{type(exc).__name__}: {exc}")
+        return ItemStatus.FAILED
+
+
+def claim(session: Session, item_id: int) -> Claim | None:
+    """Mark an unfinished item running and return what its run needs (None: it finished)."""
+    item = session.get(JobItem, item_id)
+    if item is None:
+        raise NotFoundError(f"job item {item_id} does not exist")
+    if item.status in (ItemStatus.SUCCEEDED, ItemStatus.FAILED):
+        return None
+    item.status = ItemStatus.RUNNING
+    item.attempts += 1
+    item.started_at = utcnow()
+    job = item.job
+    if job.started_at is None:
+        job.started_at = utcnow()
+    rollup(session, job.id)
+    kind = job_type(job.kind.value)
+    backend, options = job.backend, {}
+    collection_id = backend_collection_id = None
+    if kind.uses_collection:
+        if job.collection_id is None:
+            raise NotFoundError(f"the collection of job {job.id} was deleted")
+        collection = session.get_one(Collection, job.collection_id)
+        backend, options = collection.backend, dict(collection.backend_options)
+        collection_id, backend_collection_id = collection.id, collection.backend_collection_id
+    return Claim(
+        item_id=item.id,
+        job_id=job.id,
+        kind=kind.name,
+        position=item.position,
+        source=item.source,
+        person_external_id=item.person_external_id,
+        backend=backend,
+        backend_options=options,
+        collection_id=collection_id,
+        backend_collection_id=backend_collection_id,
+        parameters=dict(job.parameters),
+        rerun_of_id=job.rerun_of_id,
+    )
+
+
+def fail(settings: Settings, item_id: int, code: str, message: str) -> None:
+    """Record why an item failed, dropping anything an interrupted attempt wrote."""
+    with session_scope(settings) as session:
+        item = session.get(JobItem, item_id)
+        if item is None:
+            return
+        session.execute(delete(FaceResult).where(FaceResult.job_item_id == item_id))
+        session.execute(delete(TagResult).where(TagResult.job_item_id == item_id))
+        item.status = ItemStatus.FAILED
+        item.error_code = code
+        item.error = message
+        item.finished_at = utcnow()
+        rollup(session, item.job_id)
+
+
+def rollup(session: Session, job_id: int) -> Job:
+    """Recount a job's items under a row lock, so concurrent workers never lose a count."""
+    job = session.execute(select(Job).where(Job.id == job_id).with_for_update()).scalar_one()
+    counts = dict(
+        session.execute(
+            select(JobItem.status, func.count())
+            .where(JobItem.job_id == job_id)
+            .group_by(JobItem.status)
+        )
+        .tuples()
+        .all()
+    )
+    job.succeeded_items = counts.get(ItemStatus.SUCCEEDED, 0)
+    job.failed_items = counts.get(ItemStatus.FAILED, 0)
+    done = job.succeeded_items + job.failed_items
+    if done >= job.total_items:
+        if job.failed_items == 0:
+            job.status = JobStatus.SUCCEEDED
+        elif job.succeeded_items == 0:
+            job.status = JobStatus.FAILED
+        else:
+            job.status = JobStatus.PARTIAL
+        job.finished_at = job.finished_at or utcnow()
+    elif job.status == JobStatus.PENDING:
+        job.status = JobStatus.RUNNING
+    return job
+
+
+def pending_item_ids(session: Session, job_id: int) -> list[int]:
+    """The items of a job that have not finished, in order (what a fan-out sends)."""
+    return list(
+        session.scalars(
+            select(JobItem.id)
+            .where(JobItem.job_id == job_id, JobItem.status != ItemStatus.SUCCEEDED)
+            .where(JobItem.status != ItemStatus.FAILED)
+            .order_by(JobItem.position)
+        )
+    )
