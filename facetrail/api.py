@@ -14,7 +14,6 @@ from facetrail.migrate import ensure_schema
 from facetrail.models import Job, JobStatus
 from facetrail.services import audit, people
 from facetrail.services.jobs import (
-    TAG_OPS,
     EnrollEntry,
     create_enroll_job,
     create_identify_job,
@@ -26,6 +25,7 @@ from facetrail.services.reports import job_report, list_jobs
 from facetrail.services.rerun import create_rerun_job, rerun_changes
 from facetrail.settings import Settings
 from facetrail.sources import enroll_entries, expand_images, tag_sources
+from facetrail.tagging.operations import OPERATIONS
 from facetrail.worker.dispatch import submit
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -92,7 +92,7 @@ class Facetrail:
         self,
         sources: Sequence[str | Path],
         *,
-        ops: Sequence[str] = TAG_OPS,
+        ops: Sequence[str] = tuple(OPERATIONS),
         column: str | None = None,
         wait: bool = True,
         progress: Progress | None = None,

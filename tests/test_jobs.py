@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from facetrail.api import Facetrail
-from facetrail.backends import recognizer_for
-from facetrail.backends.base import Recognizer
+from facetrail.backends import backend_for
+from facetrail.backends.base import Backend
 from facetrail.db import session_scope
 from facetrail.models import Face, FaceResult, ItemStatus, JobItem, LocalFace
 from facetrail.services.items import run_item
@@ -99,8 +99,8 @@ def test_items_are_idempotent(settings: Settings) -> None:
         results_before = session.scalar(select(func.count()).select_from(FaceResult))
         # A second delivery of a finished item changes nothing.
 
-    def rec(name: str, options: dict[str, Any]) -> Recognizer:
-        return recognizer_for(settings, name, options)
+    def rec(name: str, options: dict[str, Any]) -> Backend:
+        return backend_for(settings, name, options)
 
     assert run_item(settings, item_id, rec) == ItemStatus.SUCCEEDED
     # An attempt cut off mid-way (status left running) is redone without duplicating rows.

@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from facetrail.api import Facetrail
-from facetrail.backends import recognizer_for
+from facetrail.backends import backend_for
 from facetrail.db import session_scope
 from facetrail.models import Collection, Face, LocalCollection, LocalFace
 from facetrail.services.items import run_item
@@ -63,7 +63,7 @@ def test_searches_use_the_old_index_until_the_new_one_is_complete(settings: Sett
         items = pending_item_ids(session, job_id)
 
     def rec(name: str, options: dict[str, object]):  # type: ignore[no-untyped-def]
-        return recognizer_for(settings, name, dict(options))
+        return backend_for(settings, name, dict(options))
 
     for item_id in items[:-1]:
         run_item(settings, item_id, rec)

@@ -12,6 +12,7 @@ from facetrail.cli import commands
 from facetrail.cli.serve import add_serve_parser
 from facetrail.errors import FacetrailError
 from facetrail.settings import Settings
+from facetrail.tagging.operations import OPERATIONS
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tag = add("tag", commands.tag, "labels, text, known people and moderation for many images")
     tag.add_argument("sources", nargs="+", help="folders, files, .txt of URLs, .csv, s3://")
-    tag.add_argument("--ops", default="labels,text,people,moderation")
+    tag.add_argument("--ops", default=",".join(OPERATIONS))
     tag.add_argument("--column", help="the CSV column that holds image paths or URLs")
     tag.add_argument("--long", type=Path, help="write the long table (one row per finding)")
     tag.add_argument("--wide", type=Path, help="write the wide table (one row per image)")

@@ -12,8 +12,8 @@ import sys
 import threading
 from types import FrameType
 
-from facetrail.backends import get_recognizer
-from facetrail.backends.base import Recognizer
+from facetrail.backends import get_backend
+from facetrail.backends.base import Backend
 from facetrail.errors import ConfigurationError
 from facetrail.server.http import RekognitionHTTPServer, is_loopback
 from facetrail.server.service import RekognitionService
@@ -28,7 +28,7 @@ def make_server(
     port: int = 0,
     *,
     api_key: str = "",
-    recognizer: Recognizer | None = None,
+    backend: Backend | None = None,
 ) -> RekognitionHTTPServer:
     """A bound server (port 0 picks a free one; see ``.url``), not yet serving."""
     if not api_key and not is_loopback(host):
@@ -39,7 +39,7 @@ def make_server(
     from facetrail.migrate import ensure_schema
 
     ensure_schema(settings)
-    service = RekognitionService(recognizer or get_recognizer(settings, "local"), settings)
+    service = RekognitionService(backend or get_backend(settings, "local"), settings)
     try:
         return RekognitionHTTPServer((host, port), service, api_key=api_key)
     except OSError as exc:

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from facetrail.backends import backend_options, get_recognizer, recognizer_for
+from facetrail.backends import backend_for, backend_options, get_backend
 from facetrail.db import session_scope
 from facetrail.errors import CollectionNotFoundError
 from facetrail.migrate import ensure_schema
@@ -66,7 +66,7 @@ def create_collection(settings: Settings, name: str) -> dict[str, Any]:
         )
         session.flush()
         audit.record(session, settings, "create_collection", c)
-    get_recognizer(settings).ensure_collection(name)
+    get_backend(settings).ensure_collection(name)
     return describe_collection(settings, name)
 
 
@@ -78,7 +78,7 @@ def delete_collection(settings: Settings, name: str) -> None:
         options = dict(c.backend_options)
     # Already gone on the backend side is fine: our record goes either way.
     with contextlib.suppress(CollectionNotFoundError):
-        recognizer_for(settings, backend, options).delete_collection(backend_collection_id)
+        backend_for(settings, backend, options).delete_collection(backend_collection_id)
 
     with session_scope(settings) as session:
         c = get_collection(session, name)

@@ -18,10 +18,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from facetrail.backends.base import (
+    Backend,
     BoundingBox,
     DetectedFace,
     FaceSearch,
-    Recognizer,
 )
 from facetrail.backends.local.vectors import from_blob, to_blob
 from facetrail.db import session_scope
@@ -55,7 +55,7 @@ from facetrail.settings import Settings
 log = logging.getLogger(__name__)
 
 # (backend name, the collection's pinned options) -> the recognizer to use
-RecognizerFor = Callable[[str, dict[str, Any]], Recognizer]
+RecognizerFor = Callable[[str, dict[str, Any]], Backend]
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ def _load(settings: Settings, source: str) -> LoadedImage:
     )
 
 
-def _enroll(settings: Settings, claim: Claim, recognizer: Recognizer) -> None:
+def _enroll(settings: Settings, claim: Claim, recognizer: Backend) -> None:
     assert claim.person_external_id is not None
     image = _load(settings, claim.source)
     recognizer.ensure_collection(claim.backend_collection_id)
@@ -239,15 +239,14 @@ def _enroll(settings: Settings, claim: Claim, recognizer: Recognizer) -> None:
 
 def _tag(settings: Settings, claim: Claim) -> None:
     """Labels, text, moderation and known people for one image (a path, URL or s3:// key)."""
-    from facetrail.services import known_people
-    from facetrail.tagging import tagger_for
+    from facetrail.backends import get_backend
+    from facetrail.tagging.fetch import load_source
+    from facetrail.tagging.operations import run_ops
 
     ops: list[str] = list(claim.parameters["ops"])
-    tagger = tagger_for(settings, claim.backend)
-    image = tagger.load(claim.source)
-    results: dict[str, Any] = dict(tagger.tag(image, [op for op in ops if op != "people"]))
-    if "people" in ops:
-        results["people"] = known_people.recognize(settings, image)
+    backend = get_backend(settings, claim.backend)
+    image = load_source(claim.source, settings)  # SHIM(H2): facetrail.images.open_image
+    results = run_ops(settings, backend, image, ops)
     with session_scope(settings) as session:
         item = session.get_one(JobItem, claim.item_id)
         image_id = get_or_create_image(session, image).id
@@ -258,7 +257,7 @@ def _tag(settings: Settings, claim: Claim) -> None:
         _succeed(session, item, image_id)
 
 
-def _reindex(settings: Settings, claim: Claim, target: Recognizer) -> dict[str, Any] | None:
+def _reindex(settings: Settings, claim: Claim, target: Backend) -> dict[str, Any] | None:
     """Index one enrolled face into the staging collection, from its photo or stored crop."""
     staging = claim.parameters["staging_collection"]
     face_pk = claim.parameters["source_faces"][claim.position]
@@ -320,7 +319,7 @@ def _reindex(settings: Settings, claim: Claim, target: Recognizer) -> dict[str, 
 
 
 def _stored_searches(
-    settings: Settings, claim: Claim, recognizer: Recognizer
+    settings: Settings, claim: Claim, recognizer: Backend
 ) -> tuple[list[FaceSearch], int | None] | None:
     """The original item's faces searched again with their stored embeddings, if possible."""
     if claim.original_item_id is None:
@@ -354,7 +353,7 @@ def _stored_searches(
     return searches, image_id
 
 
-def _identify(settings: Settings, claim: Claim, recognizer: Recognizer) -> None:
+def _identify(settings: Settings, claim: Claim, recognizer: Backend) -> None:
     stored = _stored_searches(settings, claim, recognizer)
     image = None
     if stored is not None:

@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from facetrail.errors import InvalidParameterError
 from facetrail.models import ItemStatus, Job, JobItem, JobKind, JobStatus
 from facetrail.models.base import utcnow
 from facetrail.services.records import get_collection, get_or_create_collection
+from facetrail.tagging.operations import check_ops
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,6 @@ def create_identify_job(
     return add_job(session, job, [JobItem(position=i, source=s) for i, s in enumerate(sources)])
 
 
-TAG_OPS = ("labels", "text", "people", "moderation")
-
-
 def create_tag_job(
     session: Session,
     *,
@@ -76,16 +73,11 @@ def create_tag_job(
     backend: str,
     parameters: dict[str, Any] | None = None,
 ) -> Job:
-    unknown = [op for op in ops if op not in TAG_OPS]
-    if unknown or not ops:
-        raise InvalidParameterError(
-            f"unknown tagging operation(s) {', '.join(unknown) or '(none given)'}; "
-            f"choose from {', '.join(TAG_OPS)}"
-        )
+    wanted = check_ops(ops)
     job = Job(
         kind=JobKind.TAG,
         backend=backend,
-        parameters={"ops": list(dict.fromkeys(ops)), **(parameters or {})},
+        parameters={"ops": list(wanted), **(parameters or {})},
     )
     return add_job(session, job, [JobItem(position=i, source=s) for i, s in enumerate(sources)])
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from facetrail.backends import recognizer_for
+from facetrail.backends import backend_for
 from facetrail.backends.base import DetectedFace
 from facetrail.db import session_scope
 from facetrail.images import LoadedImage
@@ -34,11 +34,11 @@ def recognize(settings: Settings, image: LoadedImage) -> dict[str, Any]:
     # per face: (similarity, person external id, collection id) of its best naming so far
     best: list[tuple[float, str, int] | None] = []
     for collection_id, backend, options, backend_collection in collections:
-        recognizer = recognizer_for(settings, backend, options)
-        searches = recognizer.identify_faces(backend_collection, image, threshold=0.0)
+        found_by = backend_for(settings, backend, options)
+        searches = found_by.identify_faces(backend_collection, image, threshold=0.0)
         with session_scope(settings) as session:
             assignments = name_faces(
-                session, collection_id, recognizer, searches, settings.match_threshold
+                session, collection_id, found_by, searches, settings.match_threshold
             )
         for search, assignment in zip(searches, assignments, strict=True):
             index = _same_face(faces, search.face)
@@ -52,7 +52,7 @@ def recognize(settings: Settings, image: LoadedImage) -> dict[str, Any]:
             if current is None or assignment.similarity > current[0]:
                 best[index] = (assignment.similarity, assignment.external_id, collection_id)
     if not collections:
-        faces = recognizer_for(settings, "local", {}).detect_faces(image)
+        faces = backend_for(settings, "local", {}).detect_faces(image)
         best = [None] * len(faces)
     return _response(settings, faces, best)
 

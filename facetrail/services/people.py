@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from facetrail.backends import recognizer_for
+from facetrail.backends import backend_for
 from facetrail.db import session_scope
 from facetrail.errors import InvalidParameterError, NotFoundError
 from facetrail.models import Collection, Face, FaceResult, Person
@@ -125,7 +125,7 @@ def delete(settings: Settings, collection_name: str, external_id: str) -> dict[s
         options = dict(collection.backend_options)
     # The backend copy goes first: if this fails, nothing is lost and the delete can be retried.
     if face_ids:
-        recognizer_for(settings, backend, options).delete_faces(backend_collection, face_ids)
+        backend_for(settings, backend, options).delete_faces(backend_collection, face_ids)
     with session_scope(settings) as session:
         collection = get_collection(session, collection_name)
         person = _person(session, collection, external_id)

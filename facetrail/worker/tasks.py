@@ -14,8 +14,8 @@ from typing import Any
 from celery import Task
 from sqlalchemy.exc import DBAPIError
 
-from facetrail.backends import recognizer_for
-from facetrail.backends.base import Recognizer
+from facetrail.backends import backend_for
+from facetrail.backends.base import Backend
 from facetrail.db import session_scope
 from facetrail.errors import FacetrailError
 from facetrail.models import JobItem
@@ -43,8 +43,8 @@ def _retry_or_raise(task: Task[Any, Any], exc: Exception, what: str) -> None:
 
 
 def _run_once(settings: Settings, item_id: int, *, final: bool) -> str:
-    def recognizer(backend: str, options: dict[str, Any]) -> Recognizer:
-        return recognizer_for(settings, backend, options)
+    def recognizer(backend: str, options: dict[str, Any]) -> Backend:
+        return backend_for(settings, backend, options)
 
     status = run_item_service(settings, item_id, recognizer, final_attempt=final)
     with session_scope(settings) as session:

@@ -1,7 +1,7 @@
-"""The rekognition backend: the Recognizer interface on Amazon Rekognition, through boto3.
+"""The rekognition backend: the Backend interface on Amazon Rekognition, through boto3.
 
 Everything the service does not do for us happens here: images are prepared as it takes them
-(``rekognition_images``), external ids are mapped into its pattern (``rekognition_ids``), every
+(``images``), external ids are mapped into its pattern (``ids``), every
 face of a photo is searched on its own crop, and every botocore error becomes one of our own
 exceptions, with ``retryable`` telling workers whether to try again. The same code talks to
 ``facetrail serve`` when ``aws_endpoint_url`` points at one.
@@ -40,6 +40,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from facetrail.backends.base import (
     LANDMARK_TYPES,
+    Backend,
     BoundingBox,
     CollectionInfo,
     CompareMatch,
@@ -53,15 +54,15 @@ from facetrail.backends.base import (
     Landmark,
     Pose,
     Quality,
-    Recognizer,
+    check_confidence,
 )
-from facetrail.backends.rekognition_ids import (
+from facetrail.backends.rekognition.ids import (
     check_collection_id,
     decode_external_id,
     encode_external_id,
     is_face_id,
 )
-from facetrail.backends.rekognition_images import (
+from facetrail.backends.rekognition.images import (
     box_in_crop,
     crop_box,
     crop_face,
@@ -89,6 +90,10 @@ if TYPE_CHECKING:
     from botocore.awsrequest import AWSRequest
     from mypy_boto3_rekognition import RekognitionClient
     from mypy_boto3_rekognition.type_defs import FaceMatchTypeDef, FaceTypeDef
+
+    from facetrail.tagging.labels import Label
+    from facetrail.tagging.moderation import ModerationLabel
+    from facetrail.tagging.text import TextDetection
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +331,7 @@ def _percent(value: float) -> float:
 
 
 # The backend -------------------------------------------------------------------------------------
-class RekognitionRecognizer(Recognizer):
+class RekognitionBackend(Backend):
     name = "rekognition"
 
     def __init__(self, settings: Settings) -> None:
@@ -639,3 +644,52 @@ class RekognitionRecognizer(Recognizer):
                 )
                 deleted.update(response.get("DeletedFaces", []))
         return [f for f in wanted if f in deleted]
+
+    # Tagging -------------------------------------------------------------------------------
+    # The service's responses already have facetrail's shapes: they are read into its values.
+    def detect_labels(
+        self,
+        image: LoadedImage,
+        *,
+        min_confidence: float | None = None,
+        max_labels: int | None = None,
+    ) -> list[Label]:
+        from facetrail.tagging.labels import Label
+
+        floor, max_labels = self._label_arguments(min_confidence, max_labels)
+        options: dict[str, Any] = {"MinConfidence": floor}
+        if max_labels is not None:
+            options["MaxLabels"] = max_labels
+        with service_errors():
+            response = self.client.detect_labels(Image={"Bytes": prepare_image(image)}, **options)
+        return [Label.from_rekognition(entry) for entry in response.get("Labels", [])]
+
+    def detect_text(
+        self, image: LoadedImage, *, min_confidence: float | None = None
+    ) -> list[TextDetection]:
+        from facetrail.tagging.text import TextDetection
+
+        floor = self.settings.text_min_confidence if min_confidence is None else min_confidence
+        check_confidence(floor)
+        with service_errors():
+            response = self.client.detect_text(Image={"Bytes": prepare_image(image)})
+        # DetectText has no MinConfidence of its own: the floor is applied here.
+        return [
+            TextDetection.from_rekognition(entry)
+            for entry in response.get("TextDetections", [])
+            if entry.get("Confidence", 0.0) >= floor
+        ]
+
+    def detect_moderation_labels(
+        self, image: LoadedImage, *, min_confidence: float | None = None
+    ) -> list[ModerationLabel]:
+        from facetrail.tagging.moderation import ModerationLabel
+
+        settings = self.settings
+        floor = settings.moderation_min_confidence if min_confidence is None else min_confidence
+        check_confidence(floor)
+        with service_errors():
+            response = self.client.detect_moderation_labels(
+                Image={"Bytes": prepare_image(image)}, MinConfidence=floor
+            )
+        return [ModerationLabel.from_rekognition(m) for m in response.get("ModerationLabels", [])]
