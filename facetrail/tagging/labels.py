@@ -30,6 +30,7 @@ from typing import Any
 
 from facetrail.backends.base import BoundingBox
 from facetrail.inference.labels import COCO_CLASSES, Detection, LabelOutputs, nms
+from facetrail.shapes import box_from_json, box_json
 from facetrail.weights import MODELS
 
 MODEL_NAME = "centernet"
@@ -242,11 +243,11 @@ class Instance:
     confidence: float
 
     def to_rekognition(self) -> dict[str, Any]:
-        return {"BoundingBox": box_dict(self.box), "Confidence": self.confidence}
+        return {"BoundingBox": box_json(self.box), "Confidence": self.confidence}
 
     @classmethod
     def from_rekognition(cls, entry: Mapping[str, Any]) -> Instance:
-        return cls(box_from_dict(entry.get("BoundingBox")), float(entry.get("Confidence", 0.0)))
+        return cls(box_from_json(entry.get("BoundingBox")), float(entry.get("Confidence", 0.0)))
 
 
 @dataclass(frozen=True)
@@ -286,21 +287,6 @@ class Label:
             categories=names("Categories"),
             aliases=names("Aliases"),
         )
-
-
-def box_dict(box: BoundingBox) -> dict[str, float]:
-    """Rekognition's BoundingBox keys."""
-    return {"Width": box.width, "Height": box.height, "Left": box.left, "Top": box.top}
-
-
-def box_from_dict(raw: Mapping[str, Any] | None) -> BoundingBox:
-    raw = raw or {}
-    return BoundingBox(
-        left=float(raw.get("Left", 0.0)),
-        top=float(raw.get("Top", 0.0)),
-        width=float(raw.get("Width", 0.0)),
-        height=float(raw.get("Height", 0.0)),
-    )
 
 
 def detect_labels_response(labels: Sequence[Label]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from facetrail.backends.base import BoundingBox
+from facetrail.shapes import box_from_json, box_json
 from facetrail.weights import MODELS
 
 MODEL_NAMES = ("ocr_det", "ocr_rec", "ocr_cls")
@@ -46,12 +47,7 @@ class TextDetection:
             "Id": self.id,
             "Confidence": self.confidence,
             "Geometry": {
-                "BoundingBox": {
-                    "Width": self.box.width,
-                    "Height": self.box.height,
-                    "Left": self.box.left,
-                    "Top": self.box.top,
-                },
+                "BoundingBox": box_json(self.box),
                 "Polygon": [{"X": p.x, "Y": p.y} for p in self.polygon],
             },
         }
@@ -62,8 +58,6 @@ class TextDetection:
     @classmethod
     def from_rekognition(cls, entry: Mapping[str, Any]) -> TextDetection:
         """A detection from a DetectText response entry."""
-        from facetrail.tagging.labels import box_from_dict
-
         geometry = entry.get("Geometry") or {}
         parent = entry.get("ParentId")
         return cls(
@@ -71,7 +65,7 @@ class TextDetection:
             type=str(entry.get("Type", "")),
             text=str(entry.get("DetectedText", "")),
             confidence=float(entry.get("Confidence", 0.0)),
-            box=box_from_dict(geometry.get("BoundingBox")),
+            box=box_from_json(geometry.get("BoundingBox")),
             polygon=tuple(
                 Point(float(p.get("X", 0.0)), float(p.get("Y", 0.0)))
                 for p in geometry.get("Polygon") or []

@@ -41,7 +41,6 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from facetrail.backends.base import (
     LANDMARK_TYPES,
     Backend,
-    BoundingBox,
     CollectionInfo,
     CompareMatch,
     CompareResult,
@@ -85,6 +84,7 @@ from facetrail.errors import (
 )
 from facetrail.images import LoadedImage, to_jpeg
 from facetrail.settings import Settings
+from facetrail.shapes import box_from_json
 
 if TYPE_CHECKING:
     from botocore.awsrequest import AWSRequest
@@ -258,20 +258,6 @@ def _build_client(settings: Settings) -> RekognitionClient:
 
 
 # Conversions -------------------------------------------------------------------------------------
-def _clip01(value: float) -> float:
-    return min(1.0, max(0.0, value))
-
-
-def to_box(raw: Mapping[str, Any] | None) -> BoundingBox:
-    """A service box clipped to the image: Rekognition's may reach past the edges."""
-    raw = raw or {}
-    left, top = float(raw.get("Left", 0.0)), float(raw.get("Top", 0.0))
-    right = left + float(raw.get("Width", 0.0))
-    bottom = top + float(raw.get("Height", 0.0))
-    x0, y0, x1, y1 = _clip01(left), _clip01(top), _clip01(right), _clip01(bottom)
-    return BoundingBox(left=x0, top=y0, width=max(0.0, x1 - x0), height=max(0.0, y1 - y0))
-
-
 def to_face(raw: Mapping[str, Any], box: Mapping[str, Any] | None = None) -> DetectedFace:
     """A FaceDetail or ComparedFace (or just a box and a confidence) as a DetectedFace."""
     points = {lm.get("Type"): lm for lm in raw.get("Landmarks", [])}
@@ -285,7 +271,7 @@ def to_face(raw: Mapping[str, Any], box: Mapping[str, Any] | None = None) -> Det
     pose = raw.get("Pose")
     quality = raw.get("Quality")
     return DetectedFace(
-        box=to_box(box if box is not None else raw.get("BoundingBox")),
+        box=box_from_json(box if box is not None else raw.get("BoundingBox")),
         confidence=float(raw.get("Confidence", 0.0)),
         landmarks=landmarks,
         pose=Pose(
@@ -518,7 +504,7 @@ class RekognitionBackend(Backend):
             raise
         self._remember(response.get("FaceModelVersion"))
         face = DetectedFace(
-            box=to_box(response.get("SearchedFaceBoundingBox")),
+            box=box_from_json(response.get("SearchedFaceBoundingBox")),
             confidence=float(response.get("SearchedFaceConfidence", 0.0)),
         )
         return FaceSearch(face=face, matches=to_matches(response.get("FaceMatches", [])))
@@ -597,7 +583,7 @@ class RekognitionBackend(Backend):
             # The detector found this face in the whole photo but not in its crop: no matches.
             log.info("%s: face at %s not found again in its crop", image.source, face.box)
             return FaceSearch(face=face, matches=[])
-        searched = to_box(response.get("SearchedFaceBoundingBox"))
+        searched = box_from_json(response.get("SearchedFaceBoundingBox"))
         if searched.iou(box_in_crop(face.box, rect, image.width, image.height)) < MIN_CROP_IOU:
             log.info(
                 "%s: the crop of the face at %s was searched with another face",
@@ -619,7 +605,7 @@ class RekognitionBackend(Backend):
                         FaceRecord(
                             face_id=face["FaceId"],
                             external_id=decode_external_id(face.get("ExternalImageId")),
-                            box=to_box(face.get("BoundingBox")),
+                            box=box_from_json(face.get("BoundingBox")),
                             confidence=float(face.get("Confidence", 0.0)),
                             # The service keeps an ImageId of its own, not the image's hash.
                             image_sha256=None,
