@@ -81,3 +81,27 @@ def test_a_batch_with_bad_sources_gives_one_row_each(settings: Settings, tmp_pat
     assert "The quick brown dog jumped over the" in wide.text_all.iloc[1]
     long = long_table(results)
     assert (long.groupby("image").size()[[str(broken), sources[4]]] == 1).all()
+
+
+def test_rekognition_entries_read_back_into_the_same_values() -> None:
+    from facetrail.backends.base import BoundingBox
+    from facetrail.tagging.labels import Instance, Label
+    from facetrail.tagging.moderation import ModerationLabel
+    from facetrail.tagging.text import Point, TextDetection
+
+    box = BoundingBox(0.25, 0.5, 0.5, 0.25)
+    label = Label("Dog", 69.8, (Instance(box, 41.7),), ("Mammal",), ("Animals and Pets",), ("Pup",))
+    line = TextDetection(0, "LINE", "hi there", 98.5, box, (Point(0.25, 0.5),) * 4)
+    word = TextDetection(1, "WORD", "hi", 97.0, box, (Point(0.25, 0.5),) * 4, parent_id=0)
+    flag = ModerationLabel("Explicit", 87.1)
+    assert Label.from_rekognition(label.to_rekognition()) == label
+    assert TextDetection.from_rekognition(line.to_rekognition()) == line
+    assert TextDetection.from_rekognition(word.to_rekognition()) == word
+    assert ModerationLabel.from_rekognition(flag.to_rekognition()) == flag
+    # The service's boxes may reach past the image's edges: they are clipped to it.
+    wide = {"Name": "Car", "Confidence": 90.0, "Instances": [
+        {"BoundingBox": {"Left": -0.1, "Top": 0.5, "Width": 0.5, "Height": 0.7}, "Confidence": 90.0}
+    ]}  # fmt: skip
+    clipped = Label.from_rekognition(wide).instances[0].box
+    assert (clipped.left, clipped.width) == (0.0, pytest.approx(0.4))
+    assert clipped.top + clipped.height == pytest.approx(1.0)

