@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from facetrail.backends.local.detector import Detection
-from facetrail.backends.local.embedders import Embedder, MobileFaceNetEmbedder
 from facetrail.backends.local.pipeline import FacePipeline
 from facetrail.images import load_image
+from facetrail.inference.detector import Detection
+from facetrail.inference.embedders import Embedder, MobileFaceNetEmbedder
+from facetrail.modelfiles import model_path
 from facetrail.settings import Settings
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -115,7 +116,7 @@ class Embeddings:
             found = self.largest(name)
             if found is not None:
                 rgb, face = found
-                vectors, _ = embedder.embed(rgb, [face])
+                vectors, _ = embedder.predict(rgb, [face])
                 out[name] = vectors[0]
         return out
 
@@ -166,13 +167,13 @@ def identification(
 def timing(pipeline: FacePipeline, embedder: Embedder, repeats: int) -> dict[str, float]:
     rgb = read_rgb(TIMING_PHOTO)
     faces = pipeline.detect(rgb)
-    embedder.embed(rgb, faces)  # warm-up (loads the model)
+    embedder.predict(rgb, faces)  # warm-up (loads the model)
     detect, embed = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
         faces = pipeline.detect(rgb)
         t1 = time.perf_counter()
-        embedder.embed(rgb, faces)
+        embedder.predict(rgb, faces)
         t2 = time.perf_counter()
         detect.append(t1 - t0)
         embed.append(t2 - t1)
@@ -218,7 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         systems.append((name, calibrated, calibrated.embedder))
     if args.variants:
         calibrated = FacePipeline(settings.with_(embedder="mobilefacenet"))
-        flipped = MobileFaceNetEmbedder(settings, flip=True)
+        files = [model_path(settings, name) for name in MobileFaceNetEmbedder.weights]
+        flipped = MobileFaceNetEmbedder.shared(files, threads=settings.threads, flip=True)
         systems.append(("mobilefacenet + flip", calibrated, flipped))
 
     print(

@@ -15,8 +15,8 @@ from typing import Any
 from bench.datasets import Labelled, Pair, PixelBox
 from bench.systems import IdentifyOutcome, PairOutcome
 from facetrail.api import Facetrail
-from facetrail.backends import get_recognizer
-from facetrail.backends.base import Recognizer
+from facetrail.backends import get_backend
+from facetrail.backends.base import Backend
 from facetrail.errors import InvalidImageError, NoFaceError
 from facetrail.images import LoadedImage, open_image
 from facetrail.images.scan import EnrollEntry
@@ -85,7 +85,7 @@ class FacetrailSide:
     def __init__(self, home: Path) -> None:
         self.settings = bench_settings(home)
         install_models(self.settings, log=lambda line: print(line, file=sys.stderr))
-        self.recognizer: Recognizer = get_recognizer(self.settings)
+        self.recognizer: Backend = get_backend(self.settings)
         self.api = Facetrail(self.settings)
         self._images: dict[Path, LoadedImage] = {}
         self._runs = 0

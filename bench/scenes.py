@@ -41,10 +41,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from facetrail.backends.local.backend import LocalBackend
 from facetrail.images import load_image
 from facetrail.modelfiles import sha256_file
 from facetrail.settings import Settings
-from facetrail.tagging import Tagger
 from facetrail.tagging.labels import TAXONOMY, Label
 
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "facetrail-bench-scenes"
@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     roots = {p.name: fetch(p, args.cache) for p in PACKAGES}
     settings = Settings.from_env(threads=args.threads)
     floor = settings.label_min_confidence
-    tagger = Tagger(settings)
+    tagger = LocalBackend(settings)
 
     rows = []
     hits = 0
@@ -291,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_bytes=64 * 1024 * 1024,
             max_pixels=50_000_000,
         )
-        labels = tagger.labels(image, min_confidence=0)
+        labels = tagger.detect_labels(image, min_confidence=0)
         hit = judge(photo, labels, floor, scenes)
         hits += hit
         top = ", ".join(f"{lb.name} {lb.confidence:.0f}" for lb in labels[:TOP]) or "-"

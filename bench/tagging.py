@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from facetrail.backends.local.backend import LocalBackend
 from facetrail.images import LoadedImage, load_image
 from facetrail.settings import Settings
-from facetrail.tagging import Tagger
 from facetrail.tagging.text import TextDetection
 from facetrail.tagging.textmetrics import char_accuracy, normalise, word_accuracy
 
@@ -102,12 +102,16 @@ class Timing:
         return len(self.per_image_ms) / (sum(self.per_image_ms) / 1000.0)
 
 
-def speed(tagger: Tagger, images: Sequence[LoadedImage], warmup: int) -> list[Timing]:
-    ops: dict[str, Callable[[LoadedImage], object]] = {
-        "labels": tagger.labels,
-        "text": tagger.text,
-        "moderation": tagger.moderation,
+def operations(tagger: LocalBackend) -> dict[str, Callable[[LoadedImage], object]]:
+    return {
+        "labels": tagger.detect_labels,
+        "text": tagger.detect_text,
+        "moderation": tagger.detect_moderation_labels,
     }
+
+
+def speed(tagger: LocalBackend, images: Sequence[LoadedImage], warmup: int) -> list[Timing]:
+    ops = operations(tagger)
     for image in images[:warmup]:  # model loading and first-run allocations, untimed
         for run in ops.values():
             run(image)
@@ -126,15 +130,15 @@ def speed(tagger: Tagger, images: Sequence[LoadedImage], warmup: int) -> list[Ti
 def _speed_worker(
     paths: Sequence[Path], threads: int, barrier: Any, warmup: int, ops: Sequence[str]
 ) -> None:
-    tagger = Tagger(Settings.from_env(threads=threads))
+    run = operations(LocalBackend(Settings.from_env(threads=threads)))
     images = [load(p) for p in paths]
     for image in images[:warmup]:
         for op in ops:
-            getattr(tagger, op)(image)
+            run[op](image)
     barrier.wait()  # loaded and warm
     for op in ops:
         for image in images:
-            getattr(tagger, op)(image)
+            run[op](image)
         barrier.wait()  # this operation done everywhere
 
 
@@ -197,13 +201,13 @@ def speed_table(timings: Sequence[Timing], count: int) -> str:
 # -- labels -------------------------------------------------------------------------------------
 
 
-def labels_section(tagger: Tagger, root: Path) -> str:
+def labels_section(tagger: LocalBackend, root: Path) -> str:
     rows = []
     found_total = {20: 0, 50: 0}
     expected_total = 0
     top1 = 0
     for rel, expected in EXPECTED_LABELS.items():
-        labels = tagger.labels(load(root / rel), min_confidence=0)
+        labels = tagger.detect_labels(load(root / rel), min_confidence=0)
         leaves = [lb for lb in labels if lb.instances]
         names = {floor: {lb.name for lb in leaves if lb.confidence >= floor} for floor in (20, 50)}
         expected_total += len(expected)
@@ -225,7 +229,7 @@ def labels_section(tagger: Tagger, root: Path) -> str:
             )
         )
     for rel in UNLABELLED:
-        leaves = [lb for lb in tagger.labels(load(root / rel)) if lb.instances]
+        leaves = [lb for lb in tagger.detect_labels(load(root / rel)) if lb.instances]
         listed = ", ".join(f"{lb.name} {lb.confidence:.0f}" for lb in leaves) or "-"
         rows.append((rel.name, "(painting, not scored)", "", "", "", "", listed))
     header = (
@@ -245,13 +249,13 @@ def labels_section(tagger: Tagger, root: Path) -> str:
     return table(header, rows) + "\n\n" + summary + "\n\n" + classifier_section(tagger, root)
 
 
-def classifier_section(tagger: Tagger, root: Path) -> str:
+def classifier_section(tagger: LocalBackend, root: Path) -> str:
     """The ImageNet classifier alone: the a-priori image label, what it adds, and the time of
     each label model per photo."""
     from facetrail.tagging.scenes import classifier_labels, imagenet_classes
 
     class_names = {c.name for c in imagenet_classes()}
-    models = tagger.detector
+    models = tagger.object_detector
     rows = []
     found = {20: 0, 50: 0}
     detector_ms: list[float] = []
@@ -262,7 +266,7 @@ def classifier_section(tagger: Tagger, root: Path) -> str:
         models.boxes(image)
         detector_ms.append((time.perf_counter() - start) * 1000.0)
         start = time.perf_counter()
-        probabilities = models.classifier.probabilities(image)
+        probabilities = models.classifier.predict(image)
         classifier_ms.append((time.perf_counter() - start) * 1000.0)
         labels = classifier_labels(probabilities, min_confidence=0)
         named = {lb.name: lb.confidence for lb in labels}
@@ -305,13 +309,13 @@ def word_recall(read: str, truth: str) -> float:
     return sum((have & want).values()) / max(1, sum(want.values()))
 
 
-def text_section(tagger: Tagger, root: Path) -> str:
+def text_section(tagger: LocalBackend, root: Path) -> str:
     rows = []
     for image_name, truth_name in PAGES:
         pages = root / OCR / "tesseract"
         truth = (pages / truth_name).read_text(encoding="utf-8")
         start = time.perf_counter()
-        read = lines_text(tagger.text(load(pages / image_name)))
+        read = lines_text(tagger.detect_text(load(pages / image_name)))
         seconds = time.perf_counter() - start
         rows.append(
             (
@@ -335,8 +339,8 @@ def text_section(tagger: Tagger, root: Path) -> str:
     for name, truth in truth_by_file.items():
         image = load(words / name)
         readings = {
-            "pipeline": lines_text(tagger.text(image)),
-            "single_line": lines_text(tagger.text(image, single_line=True)),
+            "pipeline": lines_text(tagger.detect_text(image)),
+            "single_line": lines_text(tagger.text_reader.predict(image.pixels, single_line=True)),
         }
         for mode, text in readings.items():
             exact[mode] += normalise(text).lower() == truth.lower()
@@ -357,7 +361,7 @@ def text_section(tagger: Tagger, root: Path) -> str:
 # -- moderation ---------------------------------------------------------------------------------
 
 
-def moderation_section(tagger: Tagger, root: Path) -> str:
+def moderation_section(tagger: LocalBackend, root: Path) -> str:
     """P(nsfw) over every photo in the shared data: all negatives (there are no positives)."""
     paths = sorted(
         p
@@ -372,7 +376,7 @@ def moderation_section(tagger: Tagger, root: Path) -> str:
         except Exception as exc:  # a deliberately odd file in the sets: skip it, say so
             log(f"moderation: skipped {path.name} ({exc})")
             continue
-        scores.append(tagger.nsfw.probability(image.pixels))
+        scores.append(tagger.nsfw_classifier.predict(image.pixels))
     scores.sort()
     flagged = sum(s >= 0.5 for s in scores)
     p99 = scores[min(len(scores) - 1, int(0.99 * len(scores)))]
@@ -403,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sections = {s.strip() for s in args.only.split(",")}
     settings = Settings.from_env(threads=args.threads)
-    tagger = Tagger(settings)
+    tagger = LocalBackend(settings)
     root: Path = args.data
     out = [
         f"Machine: {os.cpu_count()} CPU cores, {args.threads} inference threads, one process.",

@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.scenes import Package, fetch
+from facetrail.backends.local.backend import LocalBackend
+from facetrail.images import open_image
 from facetrail.settings import Settings
-from facetrail.tagging import Tagger
 
 MATE = Package(
     "mate-backgrounds",
@@ -53,12 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     folder = fetch(MATE, args.cache) / FOLDER
-    tagger = Tagger(Settings.from_env())
+    settings = Settings.from_env()
+    tagger = LocalBackend(settings)
     print("| photo | shows | right if any of | labels (top 6) | right |")
     print("|---|---|---|---|---|")
     hits = 0
     for name, (shows, right) in PHOTOS.items():
-        labels = tagger.labels(tagger.load(str(folder / name)))
+        labels = tagger.detect_labels(open_image(settings, str(folder / name)))
         found = {label.name for label in labels} | {p for label in labels for p in label.parents}
         top = ", ".join(f"{label.name} {label.confidence:.0f}" for label in labels[:6]) or "-"
         hit = bool(found & right)

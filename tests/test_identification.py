@@ -44,9 +44,9 @@ def test_no_matches_means_nobody() -> None:
 def test_local_templates_are_the_normalised_mean(settings: Settings) -> None:
     import numpy as np
 
-    from facetrail.backends.local.backend import LocalRecognizer
+    from facetrail.backends.local.backend import LocalBackend
 
-    rec = LocalRecognizer(settings)
+    rec = LocalBackend(settings)
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(3, 192)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)

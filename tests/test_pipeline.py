@@ -19,13 +19,13 @@ import pytest
 from PIL import Image
 
 from facetrail.backends.base import LANDMARK_TYPES, BoundingBox
-from facetrail.backends.local import detector as det
-from facetrail.backends.local.align import ARCFACE_TEMPLATE, align_face, similarity_transform
 from facetrail.backends.local.attributes import estimate_pose
 from facetrail.backends.local.calibration import similarity
-from facetrail.backends.local.embedders import DlibEmbedder
 from facetrail.backends.local.pipeline import FacePipeline
 from facetrail.errors import MissingExtraError, ModelNotInstalledError
+from facetrail.inference import detector as det
+from facetrail.inference.align import ARCFACE_TEMPLATE, align_face, similarity_transform
+from facetrail.inference.embedders import DlibEmbedder
 from facetrail.settings import Settings
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -243,7 +243,7 @@ def test_dlib_embedder_names_the_extra_when_missing(
     models_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "dlib", None)  # makes `import dlib` raise ImportError
-    embedder = DlibEmbedder(Settings(models_dir=models_dir))
+    embedder = DlibEmbedder([models_dir / "shape.dat", models_dir / "resnet.dat"])
     image = rgb(FR / "examples" / "obama_small.jpg")
     face = det.Detection(
         box=np.array([100, 35, 215, 190], np.float32),
@@ -251,4 +251,4 @@ def test_dlib_embedder_names_the_extra_when_missing(
         landmarks=np.array([[140, 95], [180, 95], [160, 120], [145, 150], [178, 150]], np.float32),
     )
     with pytest.raises(MissingExtraError, match=r"pip install 'facetrail\[dlib\]'"):
-        embedder.embed(image, [face])
+        embedder.predict(image, [face])

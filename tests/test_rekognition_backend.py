@@ -22,16 +22,16 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 
-from facetrail.backends.rekognition import (
-    RekognitionRecognizer,
+from facetrail.backends.rekognition.backend import (
+    RekognitionBackend,
     translate_client_error,
 )
-from facetrail.backends.rekognition_ids import (
+from facetrail.backends.rekognition.ids import (
     EXTERNAL_ID_PATTERN,
     decode_external_id,
     encode_external_id,
 )
-from facetrail.backends.rekognition_images import MAX_IMAGE_BYTES, prepare_image
+from facetrail.backends.rekognition.images import MAX_IMAGE_BYTES, prepare_image
 from facetrail.errors import (
     BackendError,
     BackendUnavailableError,
@@ -99,10 +99,8 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iter
 
 
 @pytest.fixture
-def rekognition(
-    settings: Settings, endpoint: str, aws_env: None
-) -> Iterator[RekognitionRecognizer]:
-    rec = RekognitionRecognizer(
+def rekognition(settings: Settings, endpoint: str, aws_env: None) -> Iterator[RekognitionBackend]:
+    rec = RekognitionBackend(
         settings.with_(aws_endpoint_url=endpoint, aws_region="us-east-1", aws_max_attempts=2)
     )
     for name in rec.list_collections():
@@ -154,9 +152,7 @@ def test_external_ids_too_long_to_encode_are_still_mapped() -> None:
         encode_external_id("")
 
 
-def test_external_ids_mapped_on_the_service(
-    rekognition: RekognitionRecognizer, endpoint: str
-) -> None:
+def test_external_ids_mapped_on_the_service(rekognition: RekognitionBackend, endpoint: str) -> None:
     rekognition.create_collection("people")
     names = {"Barack Obama": "obama.jpg", "조 바이든": "biden.jpg"}
     for name, photo in names.items():
@@ -211,7 +207,7 @@ def large_photo(tmp_path_factory: pytest.TempPathFactory) -> LoadedImage:
 
 
 def test_large_images_are_downscaled_to_fit(
-    large_photo: LoadedImage, rekognition: RekognitionRecognizer
+    large_photo: LoadedImage, rekognition: RekognitionBackend
 ) -> None:
     data = prepare_image(large_photo)
     assert len(data) <= MAX_IMAGE_BYTES
@@ -226,7 +222,7 @@ def test_large_images_are_downscaled_to_fit(
 
 def test_too_small_images_are_refused_before_any_call(settings: Settings, aws_env: None) -> None:
     # The endpoint is closed: reaching it would fail differently.
-    rec = RekognitionRecognizer(
+    rec = RekognitionBackend(
         settings.with_(aws_endpoint_url=f"http://127.0.0.1:{_closed_port()}", aws_region="x")
     )
     tiny = from_bytes(encoded(Image.new("RGB", (60, 200), "gray")))
@@ -319,7 +315,7 @@ def test_transient_errors_retried_by_botocore_then_retryable(
     aws_env: None,
 ) -> None:
     url, srv = one_answer
-    rec = RekognitionRecognizer(
+    rec = RekognitionBackend(
         settings.with_(
             aws_endpoint_url=url,
             aws_region="us-east-1",
@@ -340,7 +336,7 @@ def _closed_port() -> int:
 
 
 def test_unreachable_endpoint_is_retryable(settings: Settings, aws_env: None) -> None:
-    rec = RekognitionRecognizer(
+    rec = RekognitionBackend(
         settings.with_(
             aws_endpoint_url=f"http://127.0.0.1:{_closed_port()}",
             aws_region="us-east-1",
@@ -357,7 +353,7 @@ def test_missing_credentials_for_aws_is_a_configuration_error(
 ) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    rec = RekognitionRecognizer(settings.with_(aws_region="eu-west-1"))
+    rec = RekognitionBackend(settings.with_(aws_region="eu-west-1"))
     with pytest.raises(ConfigurationError, match="credentials"):
         rec.list_collections()  # refused before anything is sent
     assert not ConfigurationError("x").retryable
@@ -368,7 +364,7 @@ def test_no_credentials_needed_for_facetrail_serve(
 ) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    rec = RekognitionRecognizer(settings.with_(aws_endpoint_url=endpoint))
+    rec = RekognitionBackend(settings.with_(aws_endpoint_url=endpoint))
     assert isinstance(rec.list_collections(), list)
 
 
@@ -377,15 +373,15 @@ def test_api_key_from_settings(
 ) -> None:
     server_settings = Settings(home=tmp_path / "keyed", models_dir=models_dir)
     for url in _serve(make_server(server_settings, "127.0.0.1", 0, api_key="k3y")):
-        keyed = RekognitionRecognizer(settings.with_(aws_endpoint_url=url, serve_api_key="k3y"))
+        keyed = RekognitionBackend(settings.with_(aws_endpoint_url=url, serve_api_key="k3y"))
         assert keyed.list_collections() == []
-        plain = RekognitionRecognizer(settings.with_(aws_endpoint_url=url))
+        plain = RekognitionBackend(settings.with_(aws_endpoint_url=url))
         with pytest.raises(ConfigurationError, match="AccessDenied"):
             plain.list_collections()
 
 
 # Searches ---------------------------------------------------------------------------------------
-def test_identify_searches_each_face_on_its_own_crop(rekognition: RekognitionRecognizer) -> None:
+def test_identify_searches_each_face_on_its_own_crop(rekognition: RekognitionBackend) -> None:
     rekognition.create_collection("c")
     rekognition.index_faces("c", img(IMAGES / "obama.jpg"), external_id="obama")
     rekognition.index_faces("c", img(IMAGES / "biden.jpg"), external_id="biden")
@@ -406,7 +402,7 @@ def test_identify_searches_each_face_on_its_own_crop(rekognition: RekognitionRec
     assert all(len(r.matches) <= 1 for r in strict)
 
 
-def test_unknown_face_ids(rekognition: RekognitionRecognizer) -> None:
+def test_unknown_face_ids(rekognition: RekognitionBackend) -> None:
     rekognition.create_collection("c")
     face = rekognition.index_faces("c", img(IMAGES / "obama.jpg")).indexed[0]
     assert rekognition.search_faces("c", face.face_id) == []
@@ -421,7 +417,7 @@ def test_unknown_face_ids(rekognition: RekognitionRecognizer) -> None:
         rekognition.create_collection("no spaces allowed")
 
 
-def test_model_version_follows_the_collection(rekognition: RekognitionRecognizer) -> None:
+def test_model_version_follows_the_collection(rekognition: RekognitionBackend) -> None:
     assert rekognition.model_version == "rekognition"  # nothing seen yet
     info = rekognition.create_collection("c")
     indexed = rekognition.index_faces("c", img(IMAGES / "obama.jpg"), external_id="o")
@@ -451,5 +447,5 @@ def test_enroll_and_identify_jobs_on_rekognition(
     assert named == {"Barack Obama", "조 바이든"}
     # Deleting a person deletes their faces on the service too.
     ft.delete_person("band", "조 바이든")
-    rec = RekognitionRecognizer(settings.with_(aws_endpoint_url=endpoint))
+    rec = RekognitionBackend(settings.with_(aws_endpoint_url=endpoint))
     assert [f.external_id for f in rec.list_faces("band")] == ["Barack Obama"]

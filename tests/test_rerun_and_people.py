@@ -115,8 +115,8 @@ def test_rename_and_merge_need_no_backend_change(settings: Settings) -> None:
 def test_known_people_across_public_collections_analyse_the_photo_once(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from facetrail.backends import backend_options, recognizer_for
-    from facetrail.backends.local.backend import LocalRecognizer
+    from facetrail.backends import backend_for, backend_options
+    from facetrail.backends.local.backend import LocalBackend
     from facetrail.images import load_image
     from facetrail.services import catalog, known_people
 
@@ -128,8 +128,8 @@ def test_known_people_across_public_collections_analyse_the_photo_once(
         for name in ("presidents", "actors"):
             catalog.set_public_figures(session, settings, name, True)
     # The instance the collections' pinned options select, as known_people gets it.
-    recognizer = recognizer_for(settings, "local", backend_options(settings, "local"))
-    assert isinstance(recognizer, LocalRecognizer)
+    recognizer = backend_for(settings, "local", backend_options(settings, "local"))
+    assert isinstance(recognizer, LocalBackend)
     detect = recognizer.pipeline.detect
     calls: list[int] = []
 

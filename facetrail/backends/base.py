@@ -1,7 +1,13 @@
-"""The Recognizer interface every backend implements, and the values it speaks in.
+"""The Backend interface every backend implements, and the values it speaks in.
+
+A backend owns every operation: the face operations (detect, compare, collections, index,
+search) and the tagging operations (labels, text, moderation). Callers hand it decoded images
+(:class:`facetrail.images.LoadedImage`); loading them is not a backend's job.
 
 Geometry follows Rekognition: boxes and landmarks are ratios of the image's width and height,
-confidences and similarities are on a 0-100 scale.
+confidences and similarities are on a 0-100 scale. Tagging results are facetrail's
+Rekognition-shaped values (``Label``, ``TextDetection``, ``ModerationLabel``), each with
+``to_rekognition()`` for its JSON entry.
 """
 
 from __future__ import annotations
@@ -10,13 +16,19 @@ import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
+from facetrail.errors import InvalidParameterError
 from facetrail.images import LoadedImage
 from facetrail.settings import Settings
+
+if TYPE_CHECKING:
+    from facetrail.tagging.labels import Label
+    from facetrail.tagging.moderation import ModerationLabel
+    from facetrail.tagging.text import TextDetection
 
 LANDMARK_TYPES = ("eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight")
 Embedding = npt.NDArray[np.float32]
@@ -148,8 +160,19 @@ class FaceRecord:
     model: str
 
 
-class Recognizer(abc.ABC):
-    """Detect, index, search and compare faces. One instance per process; models load lazily."""
+def check_confidence(value: float) -> float:
+    """A MinConfidence argument: 0-100, else InvalidParameterError."""
+    if not 0.0 <= value <= 100.0:
+        raise InvalidParameterError(f"min_confidence must be within 0-100, got {value}")
+    return value
+
+
+class Backend(abc.ABC):
+    """Faces (detect, index, search, compare) and tagging (labels, text, moderation).
+
+    One instance per process and settings (``facetrail.backends.get_backend``); models and
+    clients load lazily, on first use.
+    """
 
     name: ClassVar[str]
 
@@ -262,6 +285,44 @@ class Recognizer(abc.ABC):
     @abc.abstractmethod
     def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:
         """Delete faces; returns the ids that were deleted."""
+
+    # Tagging: what one image shows ------------------------------------------------------------
+    @abc.abstractmethod
+    def detect_labels(
+        self,
+        image: LoadedImage,
+        *,
+        min_confidence: float | None = None,
+        max_labels: int | None = None,
+    ) -> list[Label]:
+        """DetectLabels: objects and scenes, best first, parents included.
+
+        ``min_confidence`` defaults to ``Settings.label_min_confidence``; InvalidParameterError
+        outside 0-100, or for ``max_labels`` below 1.
+        """
+
+    @abc.abstractmethod
+    def detect_text(
+        self, image: LoadedImage, *, min_confidence: float | None = None
+    ) -> list[TextDetection]:
+        """DetectText: LINEs (ids 0..n-1), then their WORDs; lines below ``min_confidence``
+        (default ``Settings.text_min_confidence``) are left out."""
+
+    @abc.abstractmethod
+    def detect_moderation_labels(
+        self, image: LoadedImage, *, min_confidence: float | None = None
+    ) -> list[ModerationLabel]:
+        """DetectModerationLabels at or above ``min_confidence`` (default
+        ``Settings.moderation_min_confidence``)."""
+
+    def _label_arguments(
+        self, min_confidence: float | None, max_labels: int | None
+    ) -> tuple[float, int | None]:
+        """DetectLabels' arguments checked, the floor defaulted from the settings."""
+        floor = self.settings.label_min_confidence if min_confidence is None else min_confidence
+        if max_labels is not None and max_labels < 1:
+            raise InvalidParameterError(f"max_labels must be at least 1, got {max_labels}")
+        return check_confidence(floor), max_labels
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and sessions."""

@@ -9,7 +9,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from facetrail.backends import get_recognizer
+from facetrail.backends import get_backend
 from facetrail.backends.base import DetectedFace
 from facetrail.cli.output import describe_job, print_json, table
 from facetrail.errors import FacetrailError, InvalidParameterError
@@ -124,7 +124,7 @@ def identify(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def compare(settings: Settings, args: argparse.Namespace) -> int:
-    recognizer = get_recognizer(settings)
+    recognizer = get_backend(settings)
     result = recognizer.compare_faces(
         _load(settings, args.source), _load(settings, args.target), threshold=args.threshold
     )
@@ -148,7 +148,7 @@ def compare(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def detect(settings: Settings, args: argparse.Namespace) -> int:
-    recognizer = get_recognizer(settings)
+    recognizer = get_backend(settings)
     out: list[dict[str, Any]] = []
     status = 0
     for source in args.images:

@@ -9,8 +9,7 @@ from pydantic import Field
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from facetrail._shims import Backend  # SHIM(H4): from facetrail.backends.base import Backend
-from facetrail.backends.base import BoundingBox, DetectedFace, FaceSearch
+from facetrail.backends.base import Backend, BoundingBox, DetectedFace, FaceSearch
 from facetrail.backends.local.vectors import from_blob, to_blob
 from facetrail.jobs.base import (
     Claim,

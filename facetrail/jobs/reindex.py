@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from facetrail._shims import backend_for  # SHIM(H4): facetrail.backends
-from facetrail.backends import backend_options
+from facetrail.backends import backend_for, backend_options
 from facetrail.errors import (
     CollectionNotFoundError,
     FacetrailError,

@@ -16,10 +16,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from facetrail._shims import (  # SHIM(H4): facetrail.backends
-    Backend,
-    backend_for,
-)
+from facetrail.backends import backend_for
+from facetrail.backends.base import Backend
 from facetrail.db import session_scope
 from facetrail.errors import BackendUnavailableError, FacetrailError, NotFoundError
 from facetrail.images import LoadedImage, open_image

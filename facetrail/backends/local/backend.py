@@ -1,10 +1,16 @@
-"""The local backend: detection and embeddings on CPU, vectors in facetrail's own database."""
+"""The local backend: every operation on CPU with facetrail's own models (``facetrail.inference``).
+
+Faces are detected and embedded by the face pipeline, their vectors kept in facetrail's own
+database; labels, text and moderation come from the tagging models, shaped into Rekognition's
+results by ``facetrail.tagging.labels``, ``.text`` and ``.moderation``.
+"""
 
 from __future__ import annotations
 
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -13,6 +19,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from facetrail.backends.base import (
+    Backend,
     BoundingBox,
     CollectionInfo,
     CompareMatch,
@@ -24,7 +31,7 @@ from facetrail.backends.base import (
     FaceSearch,
     IndexedFace,
     IndexResult,
-    Recognizer,
+    check_confidence,
 )
 from facetrail.backends.local.pipeline import FacePipeline
 from facetrail.backends.local.vectors import VectorCache, from_blob, to_blob
@@ -37,14 +44,23 @@ from facetrail.errors import (
     NotFoundError,
 )
 from facetrail.images import LoadedImage, to_jpeg
+from facetrail.modelfiles import model_path
 from facetrail.models import LocalCollection, LocalFace
 from facetrail.settings import Settings
+
+if TYPE_CHECKING:
+    from facetrail.inference.labels import ObjectDetector
+    from facetrail.inference.moderation import NsfwClassifier
+    from facetrail.inference.text import TextReader
+    from facetrail.tagging.labels import Label
+    from facetrail.tagging.moderation import ModerationLabel
+    from facetrail.tagging.text import TextDetection
 
 Analysis = tuple[list[DetectedFace], Embedding, list[np.ndarray]]
 AnalysisKey = tuple[str, int, int]
 
 
-class LocalRecognizer(Recognizer):
+class LocalBackend(Backend):
     name = "local"
 
     def __init__(self, settings: Settings) -> None:
@@ -353,6 +369,67 @@ class LocalRecognizer(Recognizer):
                     .values(generation=LocalCollection.generation + 1)
                 )
         return deleted
+
+    # Tagging -------------------------------------------------------------------------------
+    # The models are imported on first use: the tagging extra is optional for face work.
+    @property
+    def object_detector(self) -> ObjectDetector:
+        from facetrail.inference.labels import ObjectDetector
+        from facetrail.tagging.labels import CLASSIFIER_NAME, MODEL_NAME
+
+        files = [model_path(self.settings, name) for name in (MODEL_NAME, CLASSIFIER_NAME)]
+        return ObjectDetector.shared(files, threads=self.settings.threads)
+
+    @property
+    def text_reader(self) -> TextReader:
+        from facetrail.inference.text import TextReader
+        from facetrail.tagging.text import MODEL_NAMES
+
+        files = [model_path(self.settings, name) for name in MODEL_NAMES]
+        return TextReader.shared(files, threads=self.settings.threads)
+
+    @property
+    def nsfw_classifier(self) -> NsfwClassifier:
+        from facetrail.inference.moderation import NsfwClassifier
+        from facetrail.tagging.moderation import MODEL_NAME
+
+        files = [model_path(self.settings, MODEL_NAME)]
+        return NsfwClassifier.shared(files, threads=self.settings.threads)
+
+    def detect_labels(
+        self,
+        image: LoadedImage,
+        *,
+        min_confidence: float | None = None,
+        max_labels: int | None = None,
+    ) -> list[Label]:
+        from facetrail.tagging.labels import to_labels
+
+        floor, max_labels = self._label_arguments(min_confidence, max_labels)
+        outputs = self.object_detector.predict(_rgb(image))
+        return to_labels(outputs, min_confidence=floor, max_labels=max_labels)
+
+    def detect_text(
+        self, image: LoadedImage, *, min_confidence: float | None = None
+    ) -> list[TextDetection]:
+        floor = self.settings.text_min_confidence if min_confidence is None else min_confidence
+        return self.text_reader.predict(_rgb(image), min_confidence=check_confidence(floor))
+
+    def detect_moderation_labels(
+        self, image: LoadedImage, *, min_confidence: float | None = None
+    ) -> list[ModerationLabel]:
+        from facetrail.tagging.moderation import to_labels
+
+        settings = self.settings
+        floor = settings.moderation_min_confidence if min_confidence is None else min_confidence
+        check_confidence(floor)
+        return to_labels(self.nsfw_classifier.predict(_rgb(image)), min_confidence=floor)
+
+
+def _rgb(image: LoadedImage) -> PILImage.Image:
+    """The RGB pixels of a decoded image (facetrail.images already applied EXIF orientation)."""
+    pixels = image.pixels
+    return pixels if pixels.mode == "RGB" else pixels.convert("RGB")
 
 
 def _pil(crop: np.ndarray) -> PILImage.Image:

@@ -15,15 +15,18 @@ its responses put ``eyeLeft`` at a smaller X than ``eyeRight``, so "left" means 
 from __future__ import annotations
 
 import math
-import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
-from ai_edge_litert.interpreter import Interpreter
+
+from facetrail.inference.base import Model
+from facetrail.inference.runtime import tflite_interpreter
 
 FloatArray = npt.NDArray[np.float32]
 UInt8Array = npt.NDArray[np.uint8]
@@ -77,7 +80,6 @@ class DetectorConfig:
     max_side: int = 1280
     # Average O-net's score with its score on the mirrored crop (see _stage_o).
     flip_check: bool = True
-    threads: int = 2
 
 
 class _Net:
@@ -87,7 +89,7 @@ class _Net:
         self._content = content
         self._threads = threads
         self._cache_size = cache_size
-        self._cache: OrderedDict[tuple[int, ...], Interpreter] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, ...], Any] = OrderedDict()
 
     def run(self, batch: FloatArray, names: tuple[str, ...]) -> list[FloatArray]:
         """Outputs in the order of ``names`` (tensor names, e.g. ``pnet/prob1``)."""
@@ -97,12 +99,12 @@ class _Net:
         index = {str(d["name"]): d["index"] for d in interp.get_output_details()}
         return [np.asarray(interp.get_tensor(index[name])) for name in names]
 
-    def _interpreter(self, shape: tuple[int, ...]) -> Interpreter:
+    def _interpreter(self, shape: tuple[int, ...]) -> Any:
         interp = self._cache.get(shape)
         if interp is not None:
             self._cache.move_to_end(shape)
             return interp
-        interp = Interpreter(model_content=self._content, num_threads=self._threads)
+        interp = tflite_interpreter(self._threads, content=self._content)
         index = interp.get_input_details()[0]["index"]
         if tuple(interp.get_input_details()[0]["shape"]) != shape:
             interp.resize_tensor_input(index, list(shape), strict=False)
@@ -113,19 +115,23 @@ class _Net:
         return interp
 
 
-class MTCNNDetector:
-    """Thread-safe: TFLite interpreters are not, so one lock serialises ``detect``."""
+class MTCNNDetector(Model[list[Detection]]):
+    """``files``: the P-, R- and O-net. ``predict(rgb)``: the faces of an RGB uint8 (H, W, 3)
+    image, in its pixel coordinates, largest first. TFLite interpreters are not thread-safe, so
+    the stages run one image at a time under the run lock; resizing happens outside it."""
 
-    def __init__(self, pnet: Path, rnet: Path, onet: Path, config: DetectorConfig) -> None:
-        self.config = config
-        threads = config.threads
-        self._pnet = _Net(pnet.read_bytes(), threads, CACHE_SIZE)
-        self._rnet = _Net(rnet.read_bytes(), threads, CACHE_SIZE)
-        self._onet = _Net(onet.read_bytes(), threads, CACHE_SIZE)
-        self._lock = threading.Lock()
+    def __init__(
+        self, files: Sequence[Path], *, threads: int = 2, config: DetectorConfig | None = None
+    ) -> None:
+        super().__init__(files, threads=threads)
+        self.config = config or DetectorConfig()
+        self._nets: tuple[_Net, _Net, _Net] | None = None
 
-    def detect(self, rgb: UInt8Array) -> list[Detection]:
-        """Faces of an RGB uint8 (H, W, 3) image, in its pixel coordinates, largest first."""
+    def _load(self) -> None:
+        pnet, rnet, onet = (_Net(f.read_bytes(), self.threads, CACHE_SIZE) for f in self.files)
+        self._nets = (pnet, rnet, onet)
+
+    def _predict(self, rgb: UInt8Array) -> list[Detection]:
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an RGB (H, W, 3) image, got shape {rgb.shape}")
         height, width = rgb.shape[:2]
@@ -135,7 +141,7 @@ class MTCNNDetector:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             work = _resize(rgb, size)
         min_face = max(self.config.min_face_size, MIN_FACE_RATIO * max(height, width)) * scale
-        with self._lock:
+        with self._run_lock:
             boxes, points = self._stages(work, max(min_face, PNET_CELL))
         # Back to the caller's pixels (separately per axis: rounding changed the aspect a bit).
         sx, sy = width / work.shape[1], height / work.shape[0]
@@ -149,6 +155,10 @@ class MTCNNDetector:
         ]
         faces.sort(key=lambda f: f.area, reverse=True)
         return faces
+
+    def _net(self, stage: int) -> _Net:
+        assert self._nets is not None, "predict() loads the nets first"
+        return self._nets[stage]
 
     def _stages(self, img: UInt8Array, min_face: float) -> tuple[FloatArray, FloatArray]:
         empty = np.zeros((0, 5), np.float32), np.zeros((0, 10), np.float32)
@@ -184,7 +194,7 @@ class MTCNNDetector:
         canvases, places = _pack(levels)
         if not places:
             return np.zeros((0, 5), np.float32)
-        prob, reg = _batched(self._pnet, canvases, PNET_OUT, PNET_BATCH)
+        prob, reg = _batched(self._net(0), canvases, PNET_OUT, PNET_BATCH)
         per_level: dict[int, list[FloatArray]] = {}
         for p in places:
             # Maps come out as (W', H'): index them as [x, y].
@@ -212,7 +222,7 @@ class MTCNNDetector:
 
     def _stage_r(self, img: UInt8Array, boxes: FloatArray) -> FloatArray:
         crops = _crops(img, boxes, 24)
-        prob, reg = _batched(self._rnet, crops, RNET_OUT, MAX_BATCH)
+        prob, reg = _batched(self._net(1), crops, RNET_OUT, MAX_BATCH)
         keep = prob[:, 1] > self.config.thresholds[1]
         boxes = boxes[keep].copy()
         boxes[:, 4] = prob[keep, 1]
@@ -222,7 +232,7 @@ class MTCNNDetector:
 
     def _stage_o(self, img: UInt8Array, boxes: FloatArray) -> tuple[FloatArray, FloatArray]:
         crops = _crops(img, boxes, 48)
-        prob, reg, points = _batched(self._onet, crops, ONET_OUT, MAX_BATCH)
+        prob, reg, points = _batched(self._net(2), crops, ONET_OUT, MAX_BATCH)
         score = prob[:, 1].copy()
         if self.config.flip_check:
             # A face stays a face when mirrored; background that O-net half-likes mostly does not
@@ -232,7 +242,7 @@ class MTCNNDetector:
             hopeful = np.flatnonzero(score > 2 * self.config.thresholds[2] - 1)
             if len(hopeful):
                 mirrored = crops[hopeful, ::-1]
-                (flipped,) = _batched(self._onet, mirrored, ONET_OUT[:1], MAX_BATCH)
+                (flipped,) = _batched(self._net(2), mirrored, ONET_OUT[:1], MAX_BATCH)
                 score[hopeful] = (score[hopeful] + flipped[:, 1]) / 2
         keep = score > self.config.thresholds[2]
         boxes = boxes[keep].copy()

