@@ -9,11 +9,9 @@ import pytest
 pytest.importorskip("onnxruntime", reason="needs the tagging extra")
 pytest.importorskip("pandas", reason="needs the tagging extra")
 
-from facetrail.tagging.fetch import load_source
-
 from facetrail.backends import get_backend
 from facetrail.errors import FacetrailError, InvalidParameterError
-from facetrail.images import load_image
+from facetrail.images import load_image, open_image
 from facetrail.settings import Settings
 from facetrail.tagging.operations import OPERATIONS, check_ops, run_ops
 from facetrail.tagging.tables import image_result, long_table, wide_table
@@ -68,7 +66,7 @@ def test_a_batch_with_bad_sources_gives_one_row_each(settings: Settings, tmp_pat
     results = []
     for source in sources:
         try:
-            found = run_ops(settings, backend, load_source(source, settings), ["labels", "text"])
+            found = run_ops(settings, backend, open_image(settings, source), ["labels", "text"])
         except FacetrailError as exc:
             results.append(image_result(source, error=exc))
         else:
