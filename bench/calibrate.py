@@ -13,7 +13,7 @@ score all same-person and different-person pairs within each set by cosine simil
 ``p = 1 / (1 + exp(-(a * cos + b)))`` by maximum likelihood on the pairs of all chosen sets.
 The two classes get equal total weight, so 80 means "4:1 odds of same person" whatever the mix of
 pairs, and Platt's soft targets keep the fit finite when the pairs separate perfectly.
-Paste the printed constants into facetrail/backends/local/calibration.py.
+Paste the printed constants into the embedder's ``calibration`` (facetrail/inference/embedders.py).
 """
 
 from __future__ import annotations

@@ -79,6 +79,12 @@ class InvalidParameterError(FacetrailError):
     code = "invalid_parameter"
 
 
+class UnsupportedOperationError(FacetrailError):
+    """The backend does not implement an operation (a tagging operation it has no model for)."""
+
+    code = "unsupported_operation"
+
+
 class NoFaceError(FacetrailError):
     """An operation needed a face (compare source, enrollment) and found none."""
 

@@ -38,6 +38,9 @@ class Embedder(Model[Embeddings]):
     dim: ClassVar[int]
     # The weights that define the embedding space (the last one's sha256 is in model versions).
     weights: ClassVar[tuple[str, ...]]
+    # (a, b) of the cosine -> 0-100 similarity curve (facetrail/backends/local/calibration.py),
+    # as `python -m bench.calibrate` prints them (Platt scaling, classes weighted equally).
+    calibration: ClassVar[tuple[float, float]]
     serialise = True  # interpreters are not thread-safe
 
     def _predict(self, rgb: UInt8Array, detections: Sequence[Detection]) -> Embeddings:
@@ -64,6 +67,7 @@ class MobileFaceNetEmbedder(Embedder):
     name = "mobilefacenet"
     dim = 192
     weights = ("mobilefacenet",)
+    calibration = (31.4007, -15.6564)  # similarity 80 at cosine 0.543
 
     def __init__(self, files: Sequence[Path], *, threads: int = 1, flip: bool = False) -> None:
         super().__init__(files, threads=threads)
@@ -109,6 +113,7 @@ class DlibEmbedder(Embedder):
     name = "dlib"
     dim = 128
     weights = ("dlib_shape_predictor_5", "dlib_resnet")
+    calibration = (247.5927, -229.3659)  # similarity 80 at cosine 0.932
 
     def __init__(self, files: Sequence[Path], *, threads: int = 1) -> None:
         super().__init__(files, threads=threads)

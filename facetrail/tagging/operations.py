@@ -6,11 +6,12 @@ Every operation is defined once, here, in the order results and table columns fo
 - ``run``: how it runs on a backend for one decoded image, giving JSON-ready Rekognition entries
   ("people" runs the known-people recognition of ``facetrail.services.known_people``, which
   searches each public-figure collection with that collection's own backend);
-- ``response_key``: the member of the Rekognition response its entries are;
 - what the long and wide tables need: its long-table findings, and its numbered wide columns
   (plus any summary columns, written when the operation ran).
 
-Adding an operation is one ``Operation`` here and the backend method it runs.
+Adding an operation is one ``Operation`` here and the backend method it runs, in the backends
+that can run it: ``implementation(backend, "detect_x")`` finds that method, and a backend without
+one answers UnsupportedOperationError, so the Backend interface need not change first.
 
     results = run_ops(settings, get_backend(settings), image, ["labels", "text"])
 """
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from facetrail.errors import InvalidParameterError
+from facetrail.errors import InvalidParameterError, UnsupportedOperationError
 
 if TYPE_CHECKING:
     from facetrail.backends.base import Backend
@@ -37,7 +38,6 @@ Finding = tuple[str, Any, Any, Any, dict[str, Any]]
 class Operation:
     name: str
     run: Callable[[Settings, Backend, LoadedImage], Any]
-    response_key: str
     # Long table: the findings of one image's result for this operation (None: not run).
     findings: Callable[[Any], Iterable[Finding]]
     # Wide table: numbered columns "<prefix>_1", "<prefix>_1_confidence", ... from (value,
@@ -45,6 +45,14 @@ class Operation:
     wide_prefix: str
     wide_items: Callable[[Any], list[tuple[Any, Any]]]
     wide_summary: Callable[[Any, bool], dict[str, Any]] | None = field(default=None)
+
+
+def implementation(backend: Backend, method: str) -> Callable[..., Any]:
+    """``backend``'s method ``method``, or UnsupportedOperationError naming the backend."""
+    found: Callable[..., Any] | None = getattr(backend, method, None)
+    if not callable(found):
+        raise UnsupportedOperationError(f"the {backend.name} backend does not implement {method}")
+    return found
 
 
 # labels -------------------------------------------------------------------------------------------
@@ -146,7 +154,6 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             name="labels",
             run=_run_labels,
-            response_key="Labels",
             findings=_label_findings,
             wide_prefix="label",
             wide_items=_label_items,
@@ -154,7 +161,6 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             name="text",
             run=_run_text,
-            response_key="TextDetections",
             findings=_text_findings,
             wide_prefix="text",
             wide_items=_text_items,
@@ -163,7 +169,6 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             name="people",
             run=_run_people,
-            response_key="CelebrityFaces",
             findings=_people_findings,
             wide_prefix="person",
             wide_items=_people_items,
@@ -172,7 +177,6 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             name="moderation",
             run=_run_moderation,
-            response_key="ModerationLabels",
             findings=_moderation_findings,
             wide_prefix="moderation",
             wide_items=_moderation_items,

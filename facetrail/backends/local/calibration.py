@@ -15,17 +15,15 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-# (a, b) per embedder name, printed by bench/calibrate.py (Platt scaling, classes weighted
-# equally). Similarity 80 is reached at cosine 0.543 (mobilefacenet) and 0.932 (dlib).
-CURVES: dict[str, tuple[float, float]] = {
-    "mobilefacenet": (31.4007, -15.6564),
-    "dlib": (247.5927, -229.3659),
-}
+from facetrail.inference.embedders import embedder_class
 
 
 def similarity(embedder: str, cosine: float | npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
-    """Calibrated similarity (0-100) for cosine similarities of ``embedder``'s vectors."""
-    a, b = CURVES[embedder]
+    """Calibrated similarity (0-100) for cosine similarities of ``embedder``'s vectors.
+
+    Each embedder class carries its own curve (``Embedder.calibration``).
+    """
+    a, b = embedder_class(embedder).calibration
     z = a * np.asarray(cosine, np.float64) + b
     # exp of a large negative z overflows harmlessly to inf -> 0; clip keeps it quiet.
     return np.asarray(100.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0))), np.float64)
