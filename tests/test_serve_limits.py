@@ -465,3 +465,29 @@ def test_botocore_retries_throttled_requests(tmp_path: Path, models_dir: Path) -
             thread.join(120)
         assert answers == [1, 1, 1, 1]
         assert sum(retried) >= 1  # some were throttled, then served
+
+
+def test_access_log_records_hold_no_headers_or_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A record that fails to format is printed whole: it must not carry the key or secrets."""
+    from hypercorn.config import Config
+
+    from facetrail.server.http import _AccessLogger
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cret-value")
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/",
+        "query_string": b"",
+        "client": ("127.0.0.1", 5000),
+        "headers": [(b"x-api-key", b"k3y-value")],
+    }
+    response = {"status": 200, "headers": [(b"content-length", b"2")]}
+    atoms = _AccessLogger(Config()).atoms(scope, response, 0.01)  # type: ignore[arg-type]
+    text = repr(atoms)
+    assert "k3y-value" not in text and "s3cret-value" not in text
+    assert atoms["s"] == "200" and atoms["r"] == "POST / 1.1"

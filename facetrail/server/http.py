@@ -39,6 +39,7 @@ from typing import Any
 import anyio
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
+from hypercorn.logging import Logger
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -365,6 +366,16 @@ class RekognitionApp:
 
 
 # The server ----------------------------------------------------------------------------------
+class _AccessLogger(Logger):
+    """Hypercorn's logger, with access-log atoms that hold no request header or environment
+    variable: a record that fails to format is printed whole, and those would include the API
+    key and any credentials in the environment."""
+
+    def atoms(self, request: Any, response: Any, request_time: float) -> dict[str, str]:
+        atoms = super().atoms(request, response, request_time)
+        return {key: value for key, value in atoms.items() if not key.startswith("{")}
+
+
 class RekognitionHTTPServer:
     """A bound socket and the app on Hypercorn: ``serve_forever`` (in any thread) until
     ``shutdown``; ``server_close`` releases the port. ``url`` is known once constructed."""
@@ -408,6 +419,7 @@ class RekognitionHTTPServer:
 
     def config(self) -> Config:
         config = Config()
+        config.logger_class = _AccessLogger
         # Hypercorn's idle timer runs from a connection's start until its request headers are
         # complete, and between requests: the header timeout and the keep-alive time in one.
         config.keep_alive_timeout = self.limits.header_timeout
