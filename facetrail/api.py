@@ -10,7 +10,7 @@ from typing import Any
 from facetrail.db import session_scope
 from facetrail.errors import FacetrailError, InvalidParameterError
 from facetrail.images import upload as store_upload
-from facetrail.images.scan import EnrollEntry, enroll_entries, expand_sources
+from facetrail.images.scan import EnrollEntry, enroll_sources, expand_sources
 from facetrail.jobs import job_type
 from facetrail.jobs.rerun import rerun_changes
 from facetrail.jobs.submit import parse_payload
@@ -42,11 +42,11 @@ class Facetrail:
         wait: bool = True,
         progress: Progress | None = None,
     ) -> dict[str, Any]:
-        """Enroll photos of people: a folder (one sub-folder or ``Name_N.jpg`` per person) or
-        (image, person) pairs. ``upload`` copies local files into the image store first, so
-        workers on other machines can read them."""
+        """Enroll photos of people: a folder or ``s3://`` prefix (one sub-folder or ``Name_N.jpg``
+        per person), or (image, person) pairs. ``upload`` copies local files into the image store
+        first, so workers on other machines can read them."""
         if isinstance(entries, str | Path):
-            entries = enroll_entries(Path(entries))
+            entries = enroll_sources([entries], settings=self.settings)
         pairs = [(e.source, e.external_id) if isinstance(e, EnrollEntry) else e for e in entries]
         images = self._sources([image for image, _ in pairs], upload=upload, one_each=True)
         request = {

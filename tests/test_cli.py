@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -69,3 +70,28 @@ def test_errors_are_one_clear_line(cli: Settings, capsys: pytest.CaptureFixture[
     assert main(["identify", str(IMAGES / "obama.jpg"), "--collection", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "facetrail: error: collection 'nope' does not exist"
+
+
+def test_images_from_stdin(
+    cli: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def stdin(path: Path) -> None:
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(path.read_bytes())))
+
+    stdin(IMAGES / "obama.jpg")
+    assert main(["enroll", "-", "-c", "band"]) == 2
+    assert "needs --person" in capsys.readouterr().err
+    stdin(IMAGES / "obama.jpg")
+    enrolled = run_json(capsys, "enroll", "-", "--person", "obama", "-c", "band", "--json")
+    assert isinstance(enrolled, dict) and enrolled["status"] == "succeeded"
+    (item,) = enrolled["images"]
+    assert item["image"].startswith("upload://") and item["person"] == "obama"
+    stdin(IMAGES / "obama2.jpg")
+    report = run_json(capsys, "identify", "-", str(IMAGES / "biden.jpg"), "-c", "band", "--json")
+    assert isinstance(report, dict)
+    first, second = report["images"]
+    assert first["image"].startswith("upload://")
+    assert [f["person"] for f in first["faces"]] == ["obama"]
+    assert second["image"] == str(IMAGES / "biden.jpg")
+    assert main(["identify", "-", "-", "-c", "band"]) == 2
+    assert "only once" in capsys.readouterr().err

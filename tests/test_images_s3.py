@@ -7,10 +7,15 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from facetrail.errors import FetchError, ImageNotFoundError, ImageTooLargeError
+from facetrail.errors import (
+    FetchError,
+    ImageNotFoundError,
+    ImageTooLargeError,
+    InvalidParameterError,
+)
 from facetrail.images import open_image, read_bytes, upload
 from facetrail.images.s3 import get_s3_object, list_s3_images, s3_error
-from facetrail.images.scan import expand_sources
+from facetrail.images.scan import EnrollEntry, enroll_sources, expand_sources
 from facetrail.images.store import S3Store, image_store
 from tests.badinputs import OBAMA, PNG_32BIT
 from tests.s3server import S3Server, s3_process, s3_server
@@ -69,6 +74,26 @@ def test_scan_expands_s3_prefixes_and_keeps_keys(s3_server: S3Server) -> None:
         f"s3://{bucket}/shoot/2.png",
         f"s3://{bucket}/elsewhere/one.jpg",  # a key is taken as given, even a missing one
     ]
+
+
+def test_enroll_sources_read_an_s3_prefix_as_a_folder(s3_server: S3Server) -> None:
+    bucket = s3_server.bucket()
+    client = s3_server.client()
+    for key in [
+        "people/Ada Lovelace/one.jpg",
+        "people/Ada Lovelace/x/two.png",
+        "people/grace_2.jpg",
+    ]:
+        client.put_object(Bucket=bucket, Key=key, Body=b"x")
+    client.put_object(Bucket=bucket, Key="people/notes.md", Body=b"x")
+    settings = s3_server.settings()
+    assert enroll_sources([f"s3://{bucket}/people"], settings=settings) == [
+        EnrollEntry(f"s3://{bucket}/people/Ada Lovelace/one.jpg", "Ada Lovelace"),
+        EnrollEntry(f"s3://{bucket}/people/Ada Lovelace/x/two.png", "Ada Lovelace"),
+        EnrollEntry(f"s3://{bucket}/people/grace_2.jpg", "grace"),
+    ]
+    with pytest.raises(InvalidParameterError, match="no images found"):
+        enroll_sources([f"s3://{bucket}/nobody/"], settings=settings)
 
 
 def test_the_s3_image_store_is_content_addressed(s3_server: S3Server) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from facetrail.errors import InvalidParameterError
 from facetrail.images import open_image
-from facetrail.images.scan import EnrollEntry, enroll_entries, expand_sources
+from facetrail.images.scan import EnrollEntry, enroll_entries, enroll_sources, expand_sources
 from facetrail.settings import Settings
 from tests.badinputs import OBAMA, PNG_32BIT
 
@@ -121,3 +121,21 @@ def test_enroll_entries_by_folder_and_file_name(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidParameterError, match="no images"):
         enroll_entries(tmp_path / "empty")
+
+
+def test_enroll_sources_take_a_url_or_key_as_one_image(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    (tmp_path / "ada_1.jpg").write_bytes(OBAMA.read_bytes())
+    named = [
+        str(tmp_path / "ada_1.jpg"),
+        "https://example.com/people/grace_2.jpg?size=large",
+        "http://example.com/Alan%20Turing.png",
+        "s3://bucket/people/ken_3.jpeg",  # an image key is not listed
+    ]
+    assert enroll_sources(named, settings=settings) == [
+        EnrollEntry(named[0], "ada"),
+        EnrollEntry(named[1], "grace"),
+        EnrollEntry(named[2], "Alan Turing"),
+        EnrollEntry(named[3], "ken"),
+    ]
+    assert {e.external_id for e in enroll_sources(named, settings=settings, person="x")} == {"x"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from tqdm import tqdm
@@ -19,6 +20,19 @@ from facetrail.settings import Settings
 
 def _load(settings: Settings, source: str) -> LoadedImage:
     return open_image(settings, source)
+
+
+STDIN = "-"
+
+
+def _with_stdin(sources: Sequence[str]) -> list[str | bytes]:
+    """``sources`` with ``-`` replaced by the image bytes read from standard input."""
+    if STDIN not in sources:
+        return list(sources)
+    if sources.count(STDIN) > 1:
+        raise InvalidParameterError("standard input (-) can be named only once")
+    data = sys.stdin.buffer.read()
+    return [data if source == STDIN else source for source in sources]
 
 
 def _progress(label: str, enabled: bool) -> tuple[Any, Any]:
@@ -76,11 +90,21 @@ def db(settings: Settings, args: argparse.Namespace) -> int:
 
 def enroll(settings: Settings, args: argparse.Namespace) -> int:
     from facetrail.api import Facetrail
+    from facetrail.images.scan import enroll_sources
 
+    entries: list[tuple[str | bytes, str]] = []
+    for source in _with_stdin(args.sources):
+        if isinstance(source, bytes):
+            if args.person is None:
+                raise InvalidParameterError("an image read from stdin (-) needs --person")
+            entries.append((source, args.person))
+        else:
+            found = enroll_sources([source], settings=settings, person=args.person)
+            entries.extend((e.source, e.external_id) for e in found)
     update, close = _progress("enroll", not args.json)
     try:
         report = Facetrail(settings).enroll(
-            args.collection, args.path, upload=args.upload, progress=update
+            args.collection, entries, upload=args.upload, progress=update
         )
     finally:
         close()
@@ -97,7 +121,7 @@ def identify(settings: Settings, args: argparse.Namespace) -> int:
     try:
         report = Facetrail(settings).identify(
             args.collection,
-            args.images,
+            _with_stdin(args.images),
             threshold=args.threshold,
             upload=args.upload,
             wait=not args.no_wait,
@@ -334,7 +358,11 @@ def tag(settings: Settings, args: argparse.Namespace) -> int:
     update, close = _progress("tag", not args.json)
     try:
         report = api.tag(
-            args.sources, ops=ops, column=args.column, upload=args.upload, progress=update
+            _with_stdin(args.sources),
+            ops=ops,
+            column=args.column,
+            upload=args.upload,
+            progress=update,
         )
     finally:
         close()

@@ -46,7 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["upgrade", "current"])
 
     enroll = add("enroll", commands.enroll, "enroll people from a folder per person or Name_N.jpg")
-    enroll.add_argument("path", type=Path)
+    enroll.add_argument(
+        "sources",
+        nargs="+",
+        help="folders, files, URLs, s3:// keys or prefixes; - reads one image from stdin",
+    )
+    enroll.add_argument("--person", help="the person every image shows (needed for -)")
     enroll.add_argument("--collection", "-c", required=True)
     enroll.add_argument("--json", action="store_true")
     enroll.add_argument(
@@ -56,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     identify = add("identify", commands.identify, "name the known people in photos")
-    identify.add_argument("images", nargs="+")
+    identify.add_argument(
+        "images", nargs="+", help="folders, files, .txt lists, URLs, s3://; - reads stdin"
+    )
     identify.add_argument("--collection", "-c", required=True)
     identify.add_argument("--threshold", type=float, help="similarity needed to name (0-100)")
     identify.add_argument("--annotate", type=Path, metavar="OUT", help="file or folder")
@@ -117,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     people.add_argument("--display-name")
 
     tag = add("tag", commands.tag, "labels, text, known people and moderation for many images")
-    tag.add_argument("sources", nargs="+", help="folders, files, .txt of URLs, .csv, s3://")
+    tag.add_argument(
+        "sources", nargs="+", help="folders, files, .txt of URLs, .csv, s3://; - reads stdin"
+    )
     tag.add_argument("--ops", help="comma-separated tagging operations (default: all)")
     tag.add_argument("--column", help="the CSV column that holds image paths or URLs")
     tag.add_argument("--long", type=Path, help="write the long table (one row per finding)")

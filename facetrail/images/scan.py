@@ -98,6 +98,48 @@ def enroll_entries(root: Path) -> list[EnrollEntry]:
     return entries
 
 
+def enroll_sources(
+    sources: Iterable[str | Path], *, settings: Settings, person: str | None = None
+) -> list[EnrollEntry]:
+    """What a user names for enrollment, as entries, in order.
+
+    A local folder or file follows :func:`enroll_entries`; an ``s3://bucket/prefix`` follows the
+    same layout over its keys (a sub-prefix per person, or ``Name_N.jpg``); any other URL or an
+    ``s3://`` image key is one image, its person taken from its file name. ``person`` names the
+    person of every image found instead.
+    """
+    entries: list[EnrollEntry] = []
+    for raw in sources:
+        if isinstance(raw, str) and _SCHEME.match(raw):
+            entries.extend(_remote_entries(raw, settings))
+        else:
+            entries.extend(enroll_entries(Path(raw)))
+    if person is not None:
+        return [EnrollEntry(e.source, person) for e in entries]
+    return entries
+
+
+def _remote_entries(source: str, settings: Settings) -> list[EnrollEntry]:
+    import urllib.parse
+
+    if source.lower().startswith("s3://") and not _is_image_key(source):
+        from facetrail.images.s3 import list_s3_images, s3_client
+
+        prefix = source if source.endswith("/") else source + "/"
+        found = list_s3_images(prefix, client=s3_client(settings))
+        if not found:
+            raise InvalidParameterError(f"{source}: no images found to enroll")
+        entries = []
+        for uri in found:
+            below = uri[len(prefix) :]
+            folder, _, name = below.rpartition("/")
+            person = folder.split("/", 1)[0] if folder else person_from_filename(Path(name))
+            entries.append(EnrollEntry(uri, person))
+        return entries
+    name = urllib.parse.unquote(urllib.parse.urlsplit(source).path).rsplit("/", 1)[-1]
+    return [EnrollEntry(source, person_from_filename(Path(name)))]
+
+
 def person_from_filename(path: Path) -> str:
     stem = _text(path.stem)
     match = _NUMBERED.match(stem)
