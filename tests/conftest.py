@@ -26,6 +26,14 @@ KNN_EXPECTED = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its folder: ``-m unit``, ``-m integration``, ``-m e2e`` select them."""
+    for item in items:
+        kind = item.path.parent.name
+        if kind in ("unit", "integration", "e2e"):
+            item.add_marker(getattr(pytest.mark, kind))
+
+
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
     """Model files installed once per run by the project's own installer (checksums verified)."""

@@ -28,7 +28,7 @@ from facetrail.inference.align import ARCFACE_TEMPLATE, align_face, similarity_t
 from facetrail.inference.embedders import DlibEmbedder
 from facetrail.settings import Settings
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 FR = DATA / "face_recognition"
 FR_TESTS = FR / "tests" / "test_images"
 DEEPFACE = DATA / "deepface" / "tests" / "unit" / "dataset"

@@ -24,7 +24,7 @@ from facetrail.tagging.labels import (
     to_labels,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 FFMPEG = DATA / "dlib" / "dlib" / "test" / "ffmpeg_data"
 EXAMPLES = DATA / "dlib" / "examples"
 

@@ -20,7 +20,7 @@ from facetrail.settings import Settings
 from facetrail.tagging.text import MODEL_NAMES, Point, TextDetection, detect_text_response
 from facetrail.tagging.textmetrics import char_accuracy, normalise
 
-OCR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ocr"
+OCR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ocr"
 PAGES = OCR / "tesseract"
 WORDS = OCR / "scene_words"
 

@@ -16,7 +16,7 @@ from facetrail.settings import Settings
 from facetrail.tagging.operations import OPERATIONS, check_ops, run_ops
 from facetrail.tagging.tables import image_result, long_table, wide_table
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
 EAGLE = DATA / "dlib" / "dlib" / "test" / "ffmpeg_data" / "eagle.jpg"
 PAGE = DATA / "ocr" / "tesseract" / "phototest.tif"

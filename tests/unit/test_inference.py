@@ -16,7 +16,7 @@ from facetrail.inference.base import Model
 from facetrail.inference.runtime import require
 from facetrail.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Counting(Model[tuple[str, int]]):

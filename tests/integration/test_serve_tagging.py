@@ -2,7 +2,7 @@
 DetectModerationLabels, RecognizeCelebrities and GetCelebrityInfo, on a live server.
 
 Every response body is checked against botocore's output shape by the Recorder of
-tests/test_serve_protocol.py.
+tests/integration/test_serve_protocol.py.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from facetrail.server.tagging import celebrity_id, external_id_of, filter_text
 from facetrail.settings import Settings
 from facetrail.tagging.text import Point, TextDetection
 from tests.conftest import DATA, KNN, ROOT
-from tests.test_serve_protocol import _serving, client_for
+from tests.integration.test_serve_protocol import _serving, client_for
 
 FFMPEG = DATA / "dlib" / "dlib" / "test" / "ffmpeg_data"
 DOG = FFMPEG / "dog.jpg"

@@ -18,7 +18,7 @@ from facetrail.tagging.moderation import (
     to_labels,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 ORDINARY = [
     DATA / "dlib" / "dlib" / "test" / "ffmpeg_data" / "dog.jpg",
     DATA / "dlib" / "dlib" / "test" / "ffmpeg_data" / "scream.jpg",

@@ -25,7 +25,7 @@ from facetrail.images import open_image
 from facetrail.images.http import Fetcher, refusal_reason, sniff_format
 from facetrail.settings import Settings
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 EAGLE = DATA / "dlib" / "dlib" / "test" / "ffmpeg_data" / "eagle.jpg"
 CAP = 300_000  # bytes; eagle.jpg is below it
 
