@@ -129,9 +129,17 @@ def test_detect_labels_filters_and_features(client: Any) -> None:
     )["Labels"]
     names = {label["Name"] for label in no_vehicles}
     assert "Dog" in names and not names & {"Bicycle", "Truck", "Car", "Vehicle", "Mammal"}
-    # Image properties are not computed: asking only for them gives no labels and no properties.
+    # Asking only for image properties gives them and no labels.
     properties = client.detect_labels(Image=image, Features=["IMAGE_PROPERTIES"])
-    assert properties["Labels"] == [] and "ImageProperties" not in properties
+    assert properties["Labels"] == []
+    assert set(properties["ImageProperties"]) == {
+        "Quality",
+        "DominantColors",
+        "Foreground",
+        "Background",
+    }
+    colors = properties["ImageProperties"]["DominantColors"]
+    assert colors and sum(c["PixelPercent"] for c in colors) <= 100.0 + 1e-6
 
 
 # DetectText -------------------------------------------------------------------------------------

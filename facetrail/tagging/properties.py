@@ -43,8 +43,9 @@ SIMPLIFIED_COLORS: dict[str, tuple[int, ...]] = {
     "white": (245, 245, 245),
     "grey": (128, 128, 128),
 }
+# By name: Pillow caches parsed colours back into ``colormap``, so its values may be tuples.
 _CSS: dict[str, tuple[int, ...]] = {
-    name: ImageColor.getrgb(value)[:3] for name, value in ImageColor.colormap.items()
+    name: ImageColor.getrgb(name)[:3] for name in list(ImageColor.colormap)
 }
 
 RGB = npt.NDArray[np.uint8]

@@ -437,16 +437,6 @@ class LocalBackend(Backend):
                 )
             )
 
-    def user_face_counts(self, collection_id: str) -> dict[str, int]:
-        """Faces associated with each user (users without faces are absent)."""
-        with self._sessions() as session:
-            rows = session.execute(
-                select(LocalFace.user_id, func.count())
-                .where(LocalFace.collection_name == collection_id, LocalFace.user_id.is_not(None))
-                .group_by(LocalFace.user_id)
-            ).tuples()
-            return {str(user): int(count) for user, count in rows}
-
     def _user_embeddings(self, session: Session, collection_id: str) -> dict[str, Embedding]:
         """Each user's face embeddings (k, dim), from this backend's model."""
         rows = session.execute(
