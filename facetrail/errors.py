@@ -103,6 +103,14 @@ class NotFoundError(FacetrailError):
     code = "not_found"
 
 
+class UserNotFoundError(NotFoundError):
+    code = "user_not_found"
+
+
+class UserExistsError(FacetrailError):
+    code = "user_exists"
+
+
 class BackendError(FacetrailError):
     """A backend call failed; ``retryable`` says whether a retry may help."""
 

@@ -121,12 +121,22 @@ class FaceMatch:
 
 
 @dataclass(frozen=True)
+class UserMatch:
+    """A user (Rekognition's Users API) and how much a face resembles their faces (0-100)."""
+
+    user_id: str
+    similarity: float
+
+
+@dataclass(frozen=True)
 class FaceSearch:
     """One detected face of a searched image and the collection faces that resemble it."""
 
     face: DetectedFace
     matches: list[FaceMatch]
     embedding: Embedding | None = None
+    # Where the face was searched among users (Rekognition's Users API): user id -> similarity.
+    user_matches: list[UserMatch] | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +158,25 @@ class CollectionInfo:
     face_count: int
     face_model_version: str
     created_at: datetime | None = None
+    user_count: int = 0
+
+
+@dataclass(frozen=True)
+class UserSearch:
+    """The largest face of a searched image and the users that resemble it."""
+
+    face: DetectedFace
+    matches: list[UserMatch]
+    unsearched: list[DetectedFace] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FaceAssociation:
+    """AssociateFaces' answer: faces now the user's, faces refused (face id -> reason)."""
+
+    associated: list[str]
+    refused: dict[str, str]
+    user_status: str = "ACTIVE"
 
 
 @dataclass(frozen=True)
@@ -158,6 +187,7 @@ class FaceRecord:
     confidence: float
     image_sha256: str | None
     model: str
+    user_id: str | None = None
 
 
 def check_confidence(value: float) -> float:
@@ -196,7 +226,9 @@ class Backend(abc.ABC):
 
     # Collections
     @abc.abstractmethod
-    def create_collection(self, collection_id: str) -> CollectionInfo: ...
+    def create_collection(
+        self, collection_id: str, *, tags: Mapping[str, str] | None = None
+    ) -> CollectionInfo: ...
 
     @abc.abstractmethod
     def describe_collection(self, collection_id: str) -> CollectionInfo: ...
@@ -281,6 +313,74 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def list_faces(self, collection_id: str) -> list[FaceRecord]: ...
+
+    # Resource tags (a collection's key -> value pairs) ---------------------------------------
+    def collection_tags(self, collection_id: str) -> dict[str, str]:
+        raise self._unsupported("tags")
+
+    def tag_collection(self, collection_id: str, tags: Mapping[str, str]) -> None:
+        """Add or replace tags."""
+        raise self._unsupported("tags")
+
+    def untag_collection(self, collection_id: str, keys: Sequence[str]) -> None:
+        """Remove tags (keys not present are ignored, as the service does)."""
+        raise self._unsupported("tags")
+
+    # Users: faces of one person searched as one (Rekognition's Users API) --------------------
+    def create_user(self, collection_id: str, user_id: str) -> None:
+        """``facetrail.errors.UserExistsError`` where the user exists."""
+        raise self._unsupported("users")
+
+    def delete_user(self, collection_id: str, user_id: str) -> None:
+        """Its faces stay in the collection, associated with nobody; UserNotFoundError if
+        there is no such user."""
+        raise self._unsupported("users")
+
+    def list_users(self, collection_id: str) -> list[str]:
+        """User ids, sorted."""
+        raise self._unsupported("users")
+
+    def associate_faces(
+        self,
+        collection_id: str,
+        user_id: str,
+        face_ids: Sequence[str],
+        *,
+        threshold: float = 75.0,
+    ) -> FaceAssociation:
+        """Faces become the user's where they resemble the user's faces at ``threshold``."""
+        raise self._unsupported("users")
+
+    def disassociate_faces(
+        self, collection_id: str, user_id: str, face_ids: Sequence[str]
+    ) -> FaceAssociation:
+        raise self._unsupported("users")
+
+    def search_users(
+        self,
+        collection_id: str,
+        *,
+        user_id: str | None = None,
+        face_id: str | None = None,
+        threshold: float = 80.0,
+        max_users: int = 500,
+    ) -> list[UserMatch]:
+        """Users like a user (itself excluded) or like a face of the collection."""
+        raise self._unsupported("users")
+
+    def search_users_by_image(
+        self,
+        collection_id: str,
+        image: LoadedImage,
+        *,
+        threshold: float = 80.0,
+        max_users: int = 500,
+    ) -> UserSearch:
+        """Users like the largest face of ``image``; NoFaceError if it has none."""
+        raise self._unsupported("users")
+
+    def _unsupported(self, what: str) -> InvalidParameterError:
+        return InvalidParameterError(f"the {self.name} backend does not support {what}")
 
     @abc.abstractmethod
     def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:

@@ -13,7 +13,7 @@ from facetrail.models.job import (
     JobStatus,
     TagResult,
 )
-from facetrail.models.local_index import LocalCollection, LocalFace
+from facetrail.models.local_index import LocalCollection, LocalFace, LocalUser
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -30,6 +30,7 @@ __all__ = [
     "JobStatus",
     "LocalCollection",
     "LocalFace",
+    "LocalUser",
     "Person",
     "TagResult",
 ]

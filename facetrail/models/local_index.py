@@ -1,8 +1,11 @@
-"""The local backend's storage: its collections and face vectors, as AWS keeps them."""
+"""The local backend's storage: its collections (with their tags), users and face vectors, as
+AWS keeps them."""
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from facetrail.models.base import Base, Timestamped
@@ -15,6 +18,19 @@ class LocalCollection(Timestamped, Base):
     model_version: Mapped[str] = mapped_column(String(128))
     # Bumped on every write, so per-process vector caches know when to reload.
     generation: Mapped[int] = mapped_column(default=0)
+    # Rekognition's resource tags (CreateCollection, TagResource): key -> value.
+    tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class LocalUser(Timestamped, Base):
+    """A user (Rekognition's Users API): a person whose faces are searched as one."""
+
+    __tablename__ = "local_users"
+
+    collection_name: Mapped[str] = mapped_column(
+        ForeignKey("local_collections.name", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
 
 
 class LocalFace(Timestamped, Base):
@@ -34,3 +50,5 @@ class LocalFace(Timestamped, Base):
     box_height: Mapped[float]
     confidence: Mapped[float]
     image_sha256: Mapped[str | None] = mapped_column(String(64))
+    # The user this face is associated with (AssociateFaces), if any.
+    user_id: Mapped[str | None] = mapped_column(String(128))

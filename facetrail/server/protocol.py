@@ -11,11 +11,12 @@ import base64
 import binascii
 import functools
 import math
-import re
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 import botocore.session
+import regex
 from botocore.model import OperationModel, ServiceModel, Shape, StringShape, StructureShape
 
 TARGET_PREFIX = "RekognitionService."
@@ -37,6 +38,41 @@ class ServiceError(Exception):
 
 def invalid_parameter(message: str) -> ServiceError:
     return ServiceError("InvalidParameterException", message)
+
+
+# FaceModelVersion and IndexFacesModelVersion are numbers on the service ("7.0"; the model
+# declares IndexFacesModelVersion as [0-9\.]+, and notebooks parse them): each face model
+# facetrail serves has one here. Our own ids (detector/embedder@weights) stay in our records.
+MODEL_VERSIONS: dict[str, str] = {
+    "mtcnn-tflite/mobilefacenet-192@d8ba40c0": "7.0",
+    "mtcnn-tflite/dlib-128@55533b28": "7.1",
+}
+# A model not in the table: a number no table entry uses, stable for the id.
+_UNLISTED_MAJOR = 90
+
+
+def model_version_number(model_id: str) -> str:
+    """The numeric face model version a response shows for one of our model ids."""
+    known = MODEL_VERSIONS.get(model_id)
+    if known is not None:
+        return known
+    if model_id.startswith("rekognition@"):  # the service's own number, kept as it gave it
+        number = model_id.removeprefix("rekognition@")
+        if number and all(c.isdigit() or c == "." for c in number):
+            return number
+    return f"{_UNLISTED_MAJOR}.{zlib.crc32(model_id.encode()) % 100_000}"
+
+
+@functools.cache
+def pattern(expression: str) -> regex.Pattern[str]:
+    """A service-model pattern compiled as the service reads it: Java's syntax, with Unicode
+    property classes (TagKey's ``\\p{L}``), which Python's ``re`` lacks and ``regex`` has."""
+    return regex.compile(expression)
+
+
+def matches_pattern(expression: str, value: str) -> bool:
+    """The service matches patterns against the whole value."""
+    return pattern(expression).fullmatch(value) is not None
 
 
 @functools.cache
@@ -127,10 +163,9 @@ def _parse(shape: Shape, value: Any, path: str, errors: list[str]) -> Any:
             fail("be a string")
             return None
         _check_length(len(value), meta, fail)
-        pattern = meta.get("pattern")
-        # The service matches patterns against the whole value.
-        if pattern and not re.fullmatch(pattern, value):
-            fail(f"satisfy regular expression pattern: {pattern}")
+        expression = meta.get("pattern")
+        if expression and not matches_pattern(expression, value):
+            fail(f"satisfy regular expression pattern: {expression}")
         enum = shape.enum if isinstance(shape, StringShape) else []
         if enum and value not in enum:
             fail(f"satisfy enum value set: [{', '.join(enum)}]")

@@ -9,6 +9,7 @@ gender, the 30 extra landmarks of ``ALL``...) are left out rather than invented.
 from __future__ import annotations
 
 import io
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from typing import Any
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
-from facetrail.backends.base import Backend, FaceRecord
+from facetrail.backends.base import Backend, FaceAssociation, FaceRecord, UserMatch
 from facetrail.backends.rekognition.images import MAX_IMAGE_BYTES, MIN_IMAGE_SIDE
 from facetrail.errors import (
     CollectionExistsError,
@@ -29,9 +30,11 @@ from facetrail.errors import (
     NoFaceError,
     NotFoundError,
     ThrottledError,
+    UserExistsError,
+    UserNotFoundError,
 )
-from facetrail.images import LoadedImage, open_bytes
-from facetrail.server.protocol import ServiceError, invalid_parameter
+from facetrail.images import LoadedImage, open_bytes, read_bytes
+from facetrail.server.protocol import ServiceError, invalid_parameter, model_version_number
 from facetrail.server.tagging import TaggingOperations
 from facetrail.settings import Settings
 from facetrail.shapes import box_json, face_detail_json
@@ -45,6 +48,13 @@ DEFAULT_MATCH_THRESHOLD = 80.0  # FaceMatchThreshold and SimilarityThreshold
 # Not documented by the service; the most it ever returns.
 DEFAULT_MAX_MATCHES = 4096
 DEFAULT_PAGE_SIZE = 1000
+DEFAULT_USER_PAGE_SIZE = 500  # ListUsers' MaxResults maximum
+DEFAULT_USER_MATCH_THRESHOLD = 80.0  # SearchUsers and SearchUsersByImage
+DEFAULT_ASSOCIATE_THRESHOLD = 75.0  # AssociateFaces' UserMatchThreshold
+DEFAULT_MAX_USERS = 500
+_ARN = re.compile(
+    r"arn:aws:rekognition:[a-z0-9-]+:\d{12}:collection/(?P<collection>[a-zA-Z0-9_.\-]+)"
+)
 ACCOUNT_ID = "000000000000"
 IMAGE_FORMATS = frozenset({"JPEG", "PNG", "MPO"})  # MPO: a JPEG with extra frames (cameras)
 NO_FACE_MESSAGE = "There are no faces in the image. Should be at least 1."
@@ -104,6 +114,16 @@ class RekognitionService:
             ),
             "RecognizeCelebrities": self._tagging_operation(self.tagging.recognize_celebrities),
             "GetCelebrityInfo": lambda params, region: self.tagging.get_celebrity_info(params),
+            "TagResource": self.tag_resource,
+            "UntagResource": self.untag_resource,
+            "ListTagsForResource": self.list_tags_for_resource,
+            "CreateUser": self.create_user,
+            "DeleteUser": self.delete_user,
+            "ListUsers": self.list_users,
+            "AssociateFaces": self.associate_faces,
+            "DisassociateFaces": self.disassociate_faces,
+            "SearchUsers": self.search_users,
+            "SearchUsersByImage": self.search_users_by_image,
         }
 
     def _tagging_operation(
@@ -138,6 +158,14 @@ class RekognitionService:
             )
         if isinstance(exc, NoFaceError):
             return invalid_parameter(NO_FACE_MESSAGE)
+        if isinstance(exc, UserNotFoundError):
+            return ServiceError(
+                "ResourceNotFoundException", f"The user id: {params.get('UserId')} does not exist"
+            )
+        if isinstance(exc, UserExistsError):
+            return ServiceError(
+                "ConflictException", f"The user id: {params.get('UserId')} already exists"
+            )
         if isinstance(exc, NotFoundError):
             return invalid_parameter("faceId was not found in the collection.")
         if isinstance(exc, ImageTooLargeError):
@@ -153,13 +181,11 @@ class RekognitionService:
     # Inputs ------------------------------------------------------------------------------
     def _image(self, params: Params, member: str) -> LoadedImage:
         image = params[member]
-        if "S3Object" in image:
-            raise invalid_parameter(
-                f"{member}.S3Object is not supported by facetrail serve: send the image as Bytes"
-            )
-        data = image.get("Bytes")
+        if "S3Object" in image and "Bytes" in image:
+            raise invalid_parameter(f"{member} takes Bytes or S3Object, not both")
+        data = self._s3_object(image["S3Object"]) if "S3Object" in image else image.get("Bytes")
         if not data:
-            raise invalid_parameter(f"{member} needs Bytes")
+            raise invalid_parameter(f"{member} needs Bytes or S3Object")
         try:
             with PILImage.open(io.BytesIO(data)) as probe:  # the header tells the format
                 fmt = probe.format
@@ -182,16 +208,43 @@ class RekognitionService:
             )
         return loaded
 
+    def _s3_object(self, s3_object: Params) -> bytes:
+        """An S3Object's bytes, read through the image opener from the configured S3 endpoint
+        (``FACETRAIL_S3_ENDPOINT_URL``, else AWS's)."""
+        bucket, name = s3_object.get("Bucket"), s3_object.get("Name")
+        if not bucket or not name:
+            raise ServiceError("InvalidS3ObjectException", "S3Object needs a Bucket and a Name")
+        if "Version" in s3_object:
+            raise ServiceError(
+                "InvalidS3ObjectException",
+                "S3Object.Version is not supported by facetrail serve: omit it to read the latest",
+            )
+        source = f"s3://{bucket}/{name}"
+        try:
+            return read_bytes(self.image_settings, source)
+        except ImageTooLargeError as exc:
+            raise ServiceError("ImageTooLargeException", exc.message) from None
+        except FacetrailError as exc:  # missing bucket or key, no access, unreachable endpoint
+            raise ServiceError(
+                "InvalidS3ObjectException", f"Unable to get object metadata from S3: {exc.message}"
+            ) from None
+
+    def _version(self, model_id: str) -> str:
+        """The numeric FaceModelVersion the service would give for one of our model ids."""
+        return model_version_number(model_id)
+
     def _face_json(self, record: FaceRecord) -> dict[str, Any]:
         face: dict[str, Any] = {
             "FaceId": record.face_id,
             "BoundingBox": box_json(record.box),
             "ImageId": image_id(record.image_sha256, record.face_id),
             "Confidence": record.confidence,
-            "IndexFacesModelVersion": record.model,
+            "IndexFacesModelVersion": self._version(record.model),
         }
         if record.external_id is not None:
             face["ExternalImageId"] = record.external_id
+        if record.user_id is not None:
+            face["UserId"] = record.user_id
         return face
 
     def _arn(self, region: str, collection_id: str) -> str:
@@ -199,20 +252,20 @@ class RekognitionService:
 
     # Collections -------------------------------------------------------------------------
     def create_collection(self, params: Params, region: str) -> Response:
-        info = self.backend.create_collection(params["CollectionId"])
+        info = self.backend.create_collection(params["CollectionId"], tags=params.get("Tags"))
         return {
             "StatusCode": 200,
             "CollectionArn": self._arn(region, info.collection_id),
-            "FaceModelVersion": info.face_model_version,
+            "FaceModelVersion": self._version(info.face_model_version),
         }
 
     def describe_collection(self, params: Params, region: str) -> Response:
         info = self.backend.describe_collection(params["CollectionId"])
         response: Response = {
             "FaceCount": info.face_count,
-            "FaceModelVersion": info.face_model_version,
+            "FaceModelVersion": self._version(info.face_model_version),
             "CollectionARN": self._arn(region, info.collection_id),
-            "UserCount": 0,  # users (AssociateFaces) are not supported: there are none
+            "UserCount": info.user_count,
         }
         created = _epoch(info.created_at)
         if created is not None:
@@ -226,7 +279,7 @@ class RekognitionService:
         response: Response = {
             "CollectionIds": page,
             "FaceModelVersions": [
-                self.backend.describe_collection(n).face_model_version for n in page
+                self._version(self.backend.describe_collection(n).face_model_version) for n in page
             ],
         }
         if end < len(names):
@@ -255,13 +308,14 @@ class RekognitionService:
                 "BoundingBox": box_json(indexed.face.box),
                 "ImageId": image_uuid,
                 "Confidence": indexed.face.confidence,
+                "IndexFacesModelVersion": self._version(indexed.model),
             }
             if external_id is not None:
                 face["ExternalImageId"] = external_id
             records.append({"Face": face, "FaceDetail": face_detail_json(indexed.face)})
         return {
             "FaceRecords": records,
-            "FaceModelVersion": self.backend.model_version,
+            "FaceModelVersion": self._version(self.backend.model_version),
             "UnindexedFaces": [
                 {"Reasons": ["EXCEEDS_MAX_FACES"], "FaceDetail": face_detail_json(face)}
                 for face in result.unindexed
@@ -275,11 +329,13 @@ class RekognitionService:
             wanted = set(params["FaceIds"])
             records = [r for r in records if r.face_id in wanted]
         if "UserId" in params:
-            records = []  # users are not supported, so no face belongs to one
+            records = [r for r in records if r.user_id == params["UserId"]]
         start, end = _page(params.get("NextToken"), params.get("MaxResults"), len(records))
         response: Response = {
             "Faces": [self._face_json(r) for r in records[start:end]],
-            "FaceModelVersion": self.backend.describe_collection(collection).face_model_version,
+            "FaceModelVersion": self._version(
+                self.backend.describe_collection(collection).face_model_version
+            ),
         }
         if end < len(records):
             response["NextToken"] = str(end)
@@ -316,7 +372,7 @@ class RekognitionService:
         return {
             "SearchedFaceId": face_id,
             "FaceMatches": self._matches(collection, matches),
-            "FaceModelVersion": self.backend.model_version,
+            "FaceModelVersion": self._version(self.backend.model_version),
         }
 
     def search_faces_by_image(self, params: Params, region: str) -> Response:
@@ -332,7 +388,7 @@ class RekognitionService:
             "SearchedFaceBoundingBox": box_json(found.face.box),
             "SearchedFaceConfidence": found.face.confidence,
             "FaceMatches": self._matches(collection, found.matches),
-            "FaceModelVersion": self.backend.model_version,
+            "FaceModelVersion": self._version(self.backend.model_version),
         }
 
     # Faces in one image ------------------------------------------------------------------
@@ -358,4 +414,155 @@ class RekognitionService:
                 for m in sorted(result.matches, key=lambda m: -m.similarity)
             ],
             "UnmatchedFaces": [face_detail_json(f) for f in result.unmatched],
+        }
+
+    # Resource tags -----------------------------------------------------------------------
+    def _tagged(self, params: Params) -> str:
+        """The collection a ResourceArn names (collections are the only taggable resources)."""
+        arn = params["ResourceArn"]
+        match = _ARN.fullmatch(arn)
+        if match is None:
+            raise ServiceError("ResourceNotFoundException", f"The resource {arn} does not exist")
+        return match.group("collection")
+
+    def _on_resource(self, params: Params, action: Callable[[str], Response]) -> Response:
+        collection = self._tagged(params)
+        try:
+            return action(collection)
+        except CollectionNotFoundError:
+            raise ServiceError(
+                "ResourceNotFoundException", f"The resource {params['ResourceArn']} does not exist"
+            ) from None
+
+    def tag_resource(self, params: Params, region: str) -> Response:
+        def tag(collection: str) -> Response:
+            self.backend.tag_collection(collection, params["Tags"])
+            return {}
+
+        return self._on_resource(params, tag)
+
+    def untag_resource(self, params: Params, region: str) -> Response:
+        def untag(collection: str) -> Response:
+            self.backend.untag_collection(collection, params["TagKeys"])
+            return {}
+
+        return self._on_resource(params, untag)
+
+    def list_tags_for_resource(self, params: Params, region: str) -> Response:
+        return self._on_resource(
+            params, lambda collection: {"Tags": self.backend.collection_tags(collection)}
+        )
+
+    # Users -------------------------------------------------------------------------------
+    def create_user(self, params: Params, region: str) -> Response:
+        self.backend.create_user(params["CollectionId"], params["UserId"])
+        return {}
+
+    def delete_user(self, params: Params, region: str) -> Response:
+        self.backend.delete_user(params["CollectionId"], params["UserId"])
+        return {}
+
+    def list_users(self, params: Params, region: str) -> Response:
+        collection = params["CollectionId"]
+        users = self.backend.list_users(collection)
+        size = params.get("MaxResults") or DEFAULT_USER_PAGE_SIZE
+        start, end = _page(params.get("NextToken"), size, len(users))
+        with_faces = self._user_face_counts(collection)
+        response: Response = {
+            "Users": [
+                {"UserId": u, "UserStatus": "ACTIVE" if with_faces.get(u) else "CREATED"}
+                for u in users[start:end]
+            ]
+        }
+        if end < len(users):
+            response["NextToken"] = str(end)
+        return response
+
+    def _user_face_counts(self, collection: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for record in self.backend.list_faces(collection):
+            if record.user_id is not None:
+                counts[record.user_id] = counts.get(record.user_id, 0) + 1
+        return counts
+
+    @staticmethod
+    def _refusals(result: FaceAssociation, user_id: str) -> list[dict[str, Any]]:
+        out = []
+        for face_id, reason in result.refused.items():
+            entry: dict[str, Any] = {"FaceId": face_id, "Reasons": [reason]}
+            if reason != "FACE_NOT_FOUND":
+                entry["UserId"] = user_id
+            out.append(entry)
+        return out
+
+    def associate_faces(self, params: Params, region: str) -> Response:
+        user_id = params["UserId"]
+        result = self.backend.associate_faces(
+            params["CollectionId"],
+            user_id,
+            params["FaceIds"],
+            threshold=params.get("UserMatchThreshold", DEFAULT_ASSOCIATE_THRESHOLD),
+        )
+        faces = self._user_face_counts(params["CollectionId"]).get(user_id, 0)
+        return {
+            "AssociatedFaces": [{"FaceId": f} for f in result.associated],
+            "UnsuccessfulFaceAssociations": self._refusals(result, user_id),
+            "UserStatus": "ACTIVE" if faces else "CREATED",
+        }
+
+    def disassociate_faces(self, params: Params, region: str) -> Response:
+        user_id = params["UserId"]
+        result = self.backend.disassociate_faces(params["CollectionId"], user_id, params["FaceIds"])
+        faces = self._user_face_counts(params["CollectionId"]).get(user_id, 0)
+        return {
+            "DisassociatedFaces": [{"FaceId": f} for f in result.associated],
+            "UnsuccessfulFaceDisassociations": self._refusals(result, user_id),
+            "UserStatus": "ACTIVE" if faces else "CREATED",
+        }
+
+    @staticmethod
+    def _user_matches(matches: list[UserMatch]) -> list[dict[str, Any]]:
+        return [
+            {"Similarity": m.similarity, "User": {"UserId": m.user_id, "UserStatus": "ACTIVE"}}
+            for m in sorted(matches, key=lambda m: -m.similarity)
+        ]
+
+    def search_users(self, params: Params, region: str) -> Response:
+        user_id, face_id = params.get("UserId"), params.get("FaceId")
+        if (user_id is None) == (face_id is None):
+            raise invalid_parameter("SearchUsers takes a UserId or a FaceId (one of them)")
+        matches = self.backend.search_users(
+            params["CollectionId"],
+            user_id=user_id,
+            face_id=face_id,
+            threshold=params.get("UserMatchThreshold", DEFAULT_USER_MATCH_THRESHOLD),
+            max_users=params.get("MaxUsers", DEFAULT_MAX_USERS),
+        )
+        response: Response = {
+            "UserMatches": self._user_matches(matches),
+            "FaceModelVersion": self._version(self.backend.model_version),
+        }
+        if user_id is not None:
+            response["SearchedUser"] = {"UserId": user_id}
+        else:
+            response["SearchedFace"] = {"FaceId": face_id}
+        return response
+
+    def search_users_by_image(self, params: Params, region: str) -> Response:
+        image = self._image(params, "Image")
+        found = self.backend.search_users_by_image(
+            params["CollectionId"],
+            image,
+            threshold=params.get("UserMatchThreshold", DEFAULT_USER_MATCH_THRESHOLD),
+            max_users=params.get("MaxUsers", DEFAULT_MAX_USERS),
+        )
+        return {
+            "UserMatches": self._user_matches(found.matches),
+            "FaceModelVersion": self._version(self.backend.model_version),
+            "SearchedFace": {"FaceDetail": face_detail_json(found.face)},
+            # Only the largest face is searched, as the service does.
+            "UnsearchedFaces": [
+                {"FaceDetails": face_detail_json(face), "Reasons": ["FACE_NOT_LARGEST"]}
+                for face in found.unsearched
+            ],
         }

@@ -31,6 +31,7 @@ MAX_CELEBRITY_FACES = 64
 # A word is inside a region of interest when at least half of its box is (as the service says).
 REGION_SHARE = 0.5
 MAX_URLS = 255  # the Urls list's maximum in the service model
+KNOWN_GENDERS = frozenset({"Male", "Female", "Nonbinary", "Unlisted"})
 
 # Celebrity ids must match [0-9A-Za-z]*; person external ids may hold any character. Letters and
 # digits other than "Z" stay as they are; "Z" and every other character become "Z" followed by
@@ -86,7 +87,6 @@ class TaggingOperations:
     def detect_labels(self, params: Params, image: LoadedImage) -> Response:
         from facetrail.tagging.labels import detect_labels_response
 
-        # IMAGE_PROPERTIES is accepted and left out: no ImageProperties are computed here.
         features = params.get("Features") or ["GENERAL_LABELS"]
         labels: list[Label] = []
         max_labels = params.get("MaxLabels")
@@ -96,7 +96,12 @@ class TaggingOperations:
             labels = filter_labels(labels, general)
             if max_labels is not None:
                 labels = labels[:max_labels]
-        return detect_labels_response(labels)
+        response = detect_labels_response(labels)
+        if "IMAGE_PROPERTIES" in features:
+            from facetrail.tagging.properties import image_properties
+
+            response["ImageProperties"] = image_properties(image.pixels)
+        return response
 
     # DetectText --------------------------------------------------------------------------
     def detect_text(self, params: Params, image: LoadedImage) -> Response:
@@ -124,7 +129,11 @@ class TaggingOperations:
         labels = self.backend.detect_moderation_labels(
             image, min_confidence=params.get("MinConfidence")
         )
-        return detect_moderation_labels_response(labels)
+        response = detect_moderation_labels_response(labels)
+        # Content types (animated, illustrated) need a model none of ours is: an empty list
+        # says that no content type was recognised, which is all that is known.
+        response["ContentTypes"] = []
+        return response
 
     # RecognizeCelebrities, GetCelebrityInfo ----------------------------------------------
     def recognize_celebrities(self, params: Params, image: LoadedImage) -> Response:
@@ -140,7 +149,10 @@ class TaggingOperations:
         kept = {(kind, i) for kind, i, _ in largest}
         return {
             "CelebrityFaces": [
-                {**c, "Id": celebrity_id(c["Id"]), "Urls": list(c["Urls"])[:MAX_URLS]}
+                self._with_gender(
+                    {**c, "Id": celebrity_id(c["Id"]), "Urls": list(c["Urls"])[:MAX_URLS]},
+                    c["Id"],
+                )
                 for i, c in enumerate(celebrities)
                 if ("celebrity", i) in kept
             ],
@@ -171,7 +183,22 @@ class TaggingOperations:
             )
             if person is None:
                 raise not_found
-            return {"Name": person.display_name, "Urls": list(person.urls or [])[:MAX_URLS]}
+            response = {"Name": person.display_name, "Urls": list(person.urls or [])[:MAX_URLS]}
+            return self._with_gender(response, external_id)
+
+    def known_gender(self, external_id: str) -> str | None:
+        """A public figure's KnownGender type (Male, Female, Nonbinary, Unlisted), or None where
+        nothing gives one: then the member is left out, never guessed. The hook a gender source
+        (a person's recorded gender, or a gender model's verdict on their enrolled faces)
+        plugs into."""
+        return None
+
+    def _with_gender(self, entry: dict[str, Any], external_id: str) -> dict[str, Any]:
+        entry.pop("KnownGender", None)
+        gender = self.known_gender(external_id)
+        if gender in KNOWN_GENDERS:
+            entry["KnownGender"] = {"Type": gender}
+        return entry
 
 
 def filter_labels(labels: Sequence[Label], general: Params) -> list[Label]:

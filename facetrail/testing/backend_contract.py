@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from facetrail.backends.base import LANDMARK_TYPES, Backend
-from facetrail.errors import CollectionExistsError, CollectionNotFoundError, NoFaceError
+from facetrail.errors import (
+    CollectionExistsError,
+    CollectionNotFoundError,
+    NoFaceError,
+    UserExistsError,
+    UserNotFoundError,
+)
 from facetrail.images import LoadedImage, decode_image
 
 MAX_BYTES = 40 << 20
@@ -143,3 +149,61 @@ class BackendContract:
         assert len(loose.matches) == 1 and loose.matches[0].similarity < 80
         with pytest.raises(NoFaceError):
             backend.compare_faces(load(photos.no_face), load(photos.obama))
+
+    def test_tags(self, backend: Backend) -> None:
+        backend.create_collection("tagged", tags={"team": "équipe 1", "project": "album"})
+        backend.tag_collection("tagged", {"stage": "test", "team": "core"})
+        backend.untag_collection("tagged", ["project", "never-set"])
+        assert backend.collection_tags("tagged") == {"team": "core", "stage": "test"}
+        with pytest.raises(CollectionNotFoundError):
+            backend.collection_tags("missing")
+
+    def test_users(self, backend: Backend, photos: ContractPhotos) -> None:
+        backend.create_collection("c")
+        faces: dict[str, list[str]] = {}
+        for name, photo in [("obama", photos.obama), ("obama", photos.obama2)]:
+            indexed = backend.index_faces("c", load(photo), external_id=name, max_faces=1)
+            faces.setdefault(name, []).extend(i.face_id for i in indexed.indexed)
+        biden = backend.index_faces("c", load(photos.biden), external_id="biden", max_faces=1)
+        faces["biden"] = [i.face_id for i in biden.indexed]
+        for user in ("obama", "biden"):
+            backend.create_user("c", user)
+        with pytest.raises(UserExistsError):
+            backend.create_user("c", "obama")
+        assert backend.list_users("c") == ["biden", "obama"]
+        assert backend.associate_faces("c", "obama", faces["obama"]).associated == faces["obama"]
+        backend.associate_faces("c", "biden", faces["biden"])
+        taken = backend.associate_faces("c", "biden", faces["obama"][:1])
+        assert taken.associated == []
+        assert taken.refused == {faces["obama"][0]: "ASSOCIATED_TO_A_DIFFERENT_USER"}
+        assert backend.describe_collection("c").user_count == 2
+        owners = {f.face_id: f.user_id for f in backend.list_faces("c")}
+        assert owners == {f: user for user, ids in faces.items() for f in ids}
+
+        found = backend.search_users_by_image("c", load(photos.two_people), threshold=0)
+        # The largest face of two_people is Biden's; the other one is not searched.
+        assert found.matches[0].user_id == "biden" and found.matches[0].similarity >= 80
+        assert [m.user_id for m in found.matches] == ["biden", "obama"]
+        assert len(found.unsearched) == 1
+        like_obama = backend.search_users("c", user_id="obama", threshold=0)
+        assert [m.user_id for m in like_obama] == ["biden"]
+        assert like_obama[0].similarity < 80
+        like_face = backend.search_users("c", face_id=faces["obama"][0])
+        assert [m.user_id for m in like_face] == ["obama"]
+        # Identification names the user where the backend searches users, the faces otherwise.
+        named = backend.identify_faces("c", load(photos.two_people))
+        best = [
+            max(r.user_matches, key=lambda m: m.similarity).user_id
+            if r.user_matches
+            else (r.matches[0].external_id if r.matches else None)
+            for r in named
+        ]
+        assert sorted(b for b in best if b) == ["biden", "obama"]
+
+        released = backend.disassociate_faces("c", "obama", faces["obama"][1:])
+        assert released.associated == faces["obama"][1:]
+        backend.delete_user("c", "biden")
+        with pytest.raises(UserNotFoundError):
+            backend.delete_user("c", "biden")
+        assert backend.list_users("c") == ["obama"]
+        assert {f.face_id for f in backend.list_faces("c") if f.user_id} == {faces["obama"][0]}

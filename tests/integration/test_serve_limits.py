@@ -64,6 +64,7 @@ def server(
         serve_header_timeout=1.5,
         serve_body_timeout=1.5,
         serve_max_image_pixels=4_000_000,
+        s3_endpoint_url="http://127.0.0.1:9",  # S3Object inputs: nothing answers there
     )
     with serving(make_server(settings, "127.0.0.1", 0, api_key="k3y")) as srv:
         yield srv
@@ -287,17 +288,21 @@ def test_slow_body_is_cut_off(server: RekognitionHTTPServer) -> None:
 
 
 # Fuzzing ----------------------------------------------------------------------------------------
+ARN = "arn:aws:rekognition:us-east-1:000000000000:collection/c"
 OPERATIONS = [
     "CreateCollection", "DescribeCollection", "ListCollections", "DeleteCollection",
     "IndexFaces", "ListFaces", "DeleteFaces", "SearchFaces", "SearchFacesByImage",
     "DetectFaces", "CompareFaces", "DetectLabels", "DetectText", "DetectModerationLabels",
     "RecognizeCelebrities", "GetCelebrityInfo", "DetectCustomLabels", "NoSuchOperation",
+    "TagResource", "UntagResource", "ListTagsForResource", "CreateUser", "DeleteUser",
+    "ListUsers", "AssociateFaces", "DisassociateFaces", "SearchUsers", "SearchUsersByImage",
 ]  # fmt: skip
 MEMBERS = [
     "CollectionId", "FaceId", "FaceIds", "ExternalImageId", "MaxFaces", "MaxResults",
     "NextToken", "FaceMatchThreshold", "SimilarityThreshold", "Attributes", "QualityFilter",
     "MinConfidence", "MaxLabels", "Features", "Settings", "Filters", "Id", "Image",
     "SourceImage", "TargetImage", "HumanLoopConfig", "ProjectVersionArn",
+    "Tags", "TagKeys", "ResourceArn", "UserId", "UserMatchThreshold", "MaxUsers",
 ]  # fmt: skip
 
 
@@ -323,8 +328,13 @@ scalars = (
     | st.sampled_from(
         ["", "c", FACE_ID, "ALL", "DEFAULT", "AUTO", "1", "x" * 300, "\u00b2", "\ud800"]
     )
+    | st.sampled_from([ARN, ARN + "x", "aws:key", "équipe 1"])
 )
-images = st.sampled_from(SMALL_IMAGES).map(lambda b: {"Bytes": base64.b64encode(b).decode()})
+images = st.sampled_from(SMALL_IMAGES).map(
+    lambda b: {"Bytes": base64.b64encode(b).decode()}
+) | st.sampled_from(
+    [{"S3Object": {"Bucket": "b", "Name": "k.jpg"}}, {"S3Object": {"Bucket": "", "Version": "1"}}]
+)
 values = st.recursive(
     scalars | images,
     lambda inner: (

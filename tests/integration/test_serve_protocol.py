@@ -1,7 +1,8 @@
 """`facetrail serve` as boto3 sees it: real boto3 clients, a live server, botocore's service model.
 
 Every response body is checked against the operation's output shape in botocore's model for
-Rekognition (names, types, required members, ranges, enums, and no member the model lacks).
+Rekognition (names, types, required members, ranges, enums, patterns, and no member the model
+lacks).
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from PIL import Image
 
 from facetrail.errors import ConfigurationError
 from facetrail.server import RekognitionHTTPServer, make_server
+from facetrail.server.protocol import matches_pattern
 from facetrail.settings import Settings
 from tests.conftest import DATA, KNN
 
 IMAGES = DATA / "face_recognition" / "tests" / "test_images"
 GROUP = KNN / "test" / "obama_and_biden.jpg"
 NO_FACE = DATA / "dlib" / "dlib" / "test" / "ffmpeg_data" / "eagle.jpg"
+NO_S3 = "http://127.0.0.1:9"  # the discard port: nothing answers there
 MODEL = botocore.session.get_session().get_service_model("rekognition")
 # What DetectFaces can return here, for DEFAULT and ALL alike: nothing the local backend does not
 # measure (no AgeRange, Emotions, Gender...).
@@ -63,12 +66,19 @@ def shape_errors(shape: Shape, value: Any, path: str = "$") -> list[str]:
     if isinstance(shape, MapShape):
         if not isinstance(value, dict):
             return [f"{path}: expected an object"]
-        return [e for k, v in value.items() for e in shape_errors(shape.value, v, f"{path}.{k}")]
+        errors = []
+        for key, item in value.items():
+            errors += shape_errors(shape.key, key, f"{path}<key {key!r}>")
+            errors += shape_errors(shape.value, item, f"{path}.{key}")
+        return errors
     if isinstance(shape, StringShape) or kind == "string":
         if not isinstance(value, str):
             return [f"{path}: expected a string"]
         enum = getattr(shape, "enum", [])
         errors = [f"{path}: {value!r} not in {enum}"] if enum and value not in enum else []
+        expression = meta.get("pattern")
+        if expression and not matches_pattern(expression, value):
+            errors.append(f"{path}: {value!r} does not match {expression}")
         return errors + _range(len(value), meta, path)
     if kind in {"integer", "long"}:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -100,16 +110,30 @@ def _range(value: float, meta: dict[str, Any], path: str) -> list[str]:
 
 def test_validator_catches_departures() -> None:
     shape = MODEL.operation_model("SearchFacesByImage").output_shape
-    good = {"FaceMatches": [{"Similarity": 99.0, "Face": {"FaceId": "x", "Confidence": 99.0}}]}
+    face_id = "0f0e7c3c-8a0b-4d3e-9b52-6b1d2c3e4f50"
+    good = {"FaceMatches": [{"Similarity": 99.0, "Face": {"FaceId": face_id, "Confidence": 99.0}}]}
     assert shape_errors(shape, good) == []
     bad = {"FaceMatches": [{"Similarity": 101, "Face": {"Confidence": "high"}}], "Extra": 1}
     assert len(shape_errors(shape, bad)) == 3
+    # Patterns, Unicode property classes (TagKey's \p{L}) included, and map keys.
+    version = {"FaceModelVersion": "7.0", "FaceMatches": [{"Face": {"FaceId": "not-a-face-id"}}]}
+    assert [e.split(":")[0] for e in shape_errors(shape, version)] == [
+        "$.FaceMatches[0].Face.FaceId"
+    ]
+    tags = MODEL.operation_model("ListTagsForResource").output_shape
+    assert shape_errors(tags, {"Tags": {"équipe": "Ünïcode 1"}}) == []
+    assert len(shape_errors(tags, {"Tags": {"aws:reserved": "x", "ok": "tab\t"}})) == 2
 
 
 # A live server and clients ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[str]:
-    settings = Settings(home=tmp_path_factory.mktemp("serve-home"), models_dir=models_dir)
+    # S3Object inputs are read from an endpoint where nothing listens: unreadable objects.
+    settings = Settings(
+        home=tmp_path_factory.mktemp("serve-home"),
+        models_dir=models_dir,
+        s3_endpoint_url=NO_S3,
+    )
     srv = make_server(settings, "127.0.0.1", 0)
     yield from _serving(srv)
 
@@ -379,7 +403,7 @@ def test_image_errors(client: Any) -> None:
     Image.new("RGB", (60, 200)).save(tiny, "JPEG")
     with pytest.raises(client.exceptions.InvalidParameterException, match="80"):
         client.detect_faces(Image={"Bytes": tiny.getvalue()})
-    with pytest.raises(client.exceptions.InvalidParameterException, match="S3Object"):
+    with pytest.raises(client.exceptions.InvalidS3ObjectException, match=r"photo\.jpg"):
         client.detect_faces(Image={"S3Object": {"Bucket": "photos", "Name": "photo.jpg"}})
     # No face: DetectFaces answers with none, searches and comparisons with an error.
     assert client.detect_faces(Image={"Bytes": read(NO_FACE)})["FaceDetails"] == []

@@ -30,7 +30,7 @@ from facetrail.server.tagging import celebrity_id, external_id_of, filter_text
 from facetrail.settings import Settings
 from facetrail.tagging.text import Point, TextDetection
 from tests.conftest import DATA, KNN, ROOT
-from tests.integration.test_serve_protocol import _serving, client_for
+from tests.integration.test_serve_protocol import NO_S3, _serving, client_for
 
 FFMPEG = DATA / "dlib" / "dlib" / "test" / "ffmpeg_data"
 DOG = FFMPEG / "dog.jpg"
@@ -57,7 +57,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
     """A server whose database has a public-figure collection "band" (Kit Harington, Rose
     Leslie, Obama) and a private one, "family" (Biden)."""
     tmp = tmp_path_factory.mktemp("serve-tagging")
-    settings = Settings(home=tmp / "home", models_dir=models_dir)
+    # S3Object inputs are read from an endpoint where nothing listens: unreadable objects.
+    settings = Settings(home=tmp / "home", models_dir=models_dir, s3_endpoint_url=NO_S3)
     api = Facetrail(settings)
     api.enroll("band", _people(tmp / "band", ["kit_harington", "rose_leslie", "obama"]))
     api.enroll("family", _people(tmp / "family", ["biden"]))
@@ -128,9 +129,17 @@ def test_detect_labels_filters_and_features(client: Any) -> None:
     )["Labels"]
     names = {label["Name"] for label in no_vehicles}
     assert "Dog" in names and not names & {"Bicycle", "Truck", "Car", "Vehicle", "Mammal"}
-    # Image properties are not computed: asking only for them gives no labels and no properties.
+    # Asking only for image properties gives them and no labels.
     properties = client.detect_labels(Image=image, Features=["IMAGE_PROPERTIES"])
-    assert properties["Labels"] == [] and "ImageProperties" not in properties
+    assert properties["Labels"] == []
+    assert set(properties["ImageProperties"]) == {
+        "Quality",
+        "DominantColors",
+        "Foreground",
+        "Background",
+    }
+    colors = properties["ImageProperties"]["DominantColors"]
+    assert colors and sum(c["PixelPercent"] for c in colors) <= 100.0 + 1e-6
 
 
 # DetectText -------------------------------------------------------------------------------------
@@ -274,7 +283,7 @@ OPERATIONS = ["detect_labels", "detect_text", "detect_moderation_labels", "recog
 @pytest.mark.parametrize("operation", OPERATIONS)
 def test_image_errors(client: Any, operation: str) -> None:
     call = getattr(client, operation)
-    with pytest.raises(client.exceptions.InvalidParameterException, match="S3Object"):
+    with pytest.raises(client.exceptions.InvalidS3ObjectException, match=r"photo\.jpg"):
         call(Image={"S3Object": {"Bucket": "photos", "Name": "photo.jpg"}})
     with pytest.raises(client.exceptions.InvalidImageFormatException):
         call(Image={"Bytes": PAGE.read_bytes()})  # TIFF: JPEG and PNG only

@@ -59,3 +59,37 @@ def test_local_templates_are_the_normalised_mean(settings: Settings) -> None:
     assert scores["ann"][0] == pytest.approx(rec.pipeline.similarity(float(query @ template)))
     # The photos reinforce each other: together they score above either one alone.
     assert scores["ann"][0] > scores["solo"][0]
+
+
+def test_faces_searched_among_users_are_named_by_their_users(settings: Settings) -> None:
+    """A backend that searched users (the rekognition backend on a collection with users): each
+    user names the person with that external id; users who are no person name nobody."""
+    from facetrail.backends.base import BoundingBox, DetectedFace, FaceSearch, UserMatch
+    from facetrail.backends.rekognition.backend import RekognitionBackend
+    from facetrail.db import session_scope
+    from facetrail.migrate import ensure_schema
+    from facetrail.models import Collection, Person
+    from facetrail.services.naming import name_faces
+
+    ensure_schema(settings)
+    face = DetectedFace(BoundingBox(0.1, 0.1, 0.2, 0.2), 99.0)
+    searches = [
+        FaceSearch(face, [], user_matches=[UserMatch("ghost", 99.0), UserMatch("obama", 95.0)]),
+        FaceSearch(face, [], user_matches=[UserMatch("obama", 90.0), UserMatch("biden", 85.0)]),
+        FaceSearch(face, [], user_matches=[]),
+    ]
+    with session_scope(settings) as session:
+        collection = Collection(name="c", backend="rekognition", backend_collection_id="c")
+        session.add(collection)
+        session.flush()
+        for person in ("obama", "biden"):
+            session.add(
+                Person(collection_id=collection.id, external_id=person, display_name=person)
+            )
+        session.flush()
+        named = name_faces(session, collection.id, RekognitionBackend(settings), searches, 80.0)
+    assert [(a.external_id, a.similarity) for a in named] == [
+        ("obama", 95.0),
+        ("biden", 85.0),
+        (None, None),
+    ]

@@ -26,11 +26,14 @@ from facetrail.backends.base import (
     CompareResult,
     DetectedFace,
     Embedding,
+    FaceAssociation,
     FaceMatch,
     FaceRecord,
     FaceSearch,
     IndexedFace,
     IndexResult,
+    UserMatch,
+    UserSearch,
     check_confidence,
 )
 from facetrail.backends.local.pipeline import FacePipeline
@@ -42,10 +45,12 @@ from facetrail.errors import (
     InvalidParameterError,
     NoFaceError,
     NotFoundError,
+    UserExistsError,
+    UserNotFoundError,
 )
 from facetrail.images import LoadedImage, to_jpeg
 from facetrail.modelfiles import model_path
-from facetrail.models import LocalCollection, LocalFace
+from facetrail.models import LocalCollection, LocalFace, LocalUser
 from facetrail.settings import Settings
 
 if TYPE_CHECKING:
@@ -138,13 +143,22 @@ class LocalBackend(Backend):
         count = session.scalar(
             select(func.count()).select_from(LocalFace).where(LocalFace.collection_name == row.name)
         )
-        return CollectionInfo(row.name, int(count or 0), row.model_version, row.created_at)
+        users = session.scalar(
+            select(func.count()).select_from(LocalUser).where(LocalUser.collection_name == row.name)
+        )
+        return CollectionInfo(
+            row.name, int(count or 0), row.model_version, row.created_at, int(users or 0)
+        )
 
-    def create_collection(self, collection_id: str) -> CollectionInfo:
+    def create_collection(
+        self, collection_id: str, *, tags: Mapping[str, str] | None = None
+    ) -> CollectionInfo:
         with self._sessions.begin() as session:
             if session.get(LocalCollection, collection_id) is not None:
                 raise CollectionExistsError(f"collection {collection_id!r} already exists")
-            row = LocalCollection(name=collection_id, model_version=self.model_version)
+            row = LocalCollection(
+                name=collection_id, model_version=self.model_version, tags=dict(tags or {})
+            )
             session.add(row)
             session.flush()
             return self._info(session, row)
@@ -163,6 +177,7 @@ class LocalBackend(Backend):
         with self._sessions.begin() as session:
             row = self._collection(session, collection_id)
             session.execute(delete(LocalFace).where(LocalFace.collection_name == collection_id))
+            session.execute(delete(LocalUser).where(LocalUser.collection_name == collection_id))
             session.delete(row)
 
     # Faces in collections ------------------------------------------------------------------
@@ -346,6 +361,7 @@ class LocalBackend(Backend):
                     confidence=r.confidence,
                     image_sha256=r.image_sha256,
                     model=r.model_version,
+                    user_id=r.user_id,
                 )
                 for r in rows
             ]
@@ -369,6 +385,226 @@ class LocalBackend(Backend):
                     .values(generation=LocalCollection.generation + 1)
                 )
         return deleted
+
+    # Resource tags -------------------------------------------------------------------------
+    def collection_tags(self, collection_id: str) -> dict[str, str]:
+        with self._sessions() as session:
+            return dict(self._collection(session, collection_id).tags or {})
+
+    def tag_collection(self, collection_id: str, tags: Mapping[str, str]) -> None:
+        with self._sessions.begin() as session:
+            row = self._collection(session, collection_id)
+            row.tags = {**(row.tags or {}), **tags}  # a new dict: JSON columns track assignment
+
+    def untag_collection(self, collection_id: str, keys: Sequence[str]) -> None:
+        with self._sessions.begin() as session:
+            row = self._collection(session, collection_id)
+            row.tags = {k: v for k, v in (row.tags or {}).items() if k not in set(keys)}
+
+    # Users ---------------------------------------------------------------------------------
+    def _user(self, session: Session, collection_id: str, user_id: str) -> LocalUser:
+        self._collection(session, collection_id)
+        user = session.get(LocalUser, (collection_id, user_id))
+        if user is None:
+            raise UserNotFoundError(f"user {user_id!r} is not in collection {collection_id!r}")
+        return user
+
+    def create_user(self, collection_id: str, user_id: str) -> None:
+        with self._sessions.begin() as session:
+            self._collection(session, collection_id)
+            if session.get(LocalUser, (collection_id, user_id)) is not None:
+                raise UserExistsError(f"user {user_id!r} already exists in {collection_id!r}")
+            session.add(LocalUser(collection_name=collection_id, user_id=user_id))
+
+    def delete_user(self, collection_id: str, user_id: str) -> None:
+        with self._sessions.begin() as session:
+            user = self._user(session, collection_id, user_id)
+            session.execute(
+                update(LocalFace)
+                .where(LocalFace.collection_name == collection_id, LocalFace.user_id == user_id)
+                .values(user_id=None)
+            )
+            session.delete(user)
+
+    def list_users(self, collection_id: str) -> list[str]:
+        with self._sessions() as session:
+            self._collection(session, collection_id)
+            return list(
+                session.scalars(
+                    select(LocalUser.user_id)
+                    .where(LocalUser.collection_name == collection_id)
+                    .order_by(LocalUser.user_id)
+                )
+            )
+
+    def _user_embeddings(self, session: Session, collection_id: str) -> dict[str, Embedding]:
+        """Each user's face embeddings (k, dim), from this backend's model."""
+        rows = session.execute(
+            select(LocalFace.user_id, LocalFace.embedding).where(
+                LocalFace.collection_name == collection_id,
+                LocalFace.user_id.is_not(None),
+                LocalFace.model_version == self.model_version,
+            )
+        ).tuples()
+        grouped: dict[str, list[Embedding]] = {}
+        for user, blob in rows:
+            if user is not None:
+                grouped.setdefault(user, []).append(from_blob(blob))
+        return {user: np.stack(vectors) for user, vectors in grouped.items()}
+
+    def associate_faces(
+        self,
+        collection_id: str,
+        user_id: str,
+        face_ids: Sequence[str],
+        *,
+        threshold: float = 75.0,
+    ) -> FaceAssociation:
+        with self._sessions.begin() as session:
+            self._user(session, collection_id, user_id)
+            template = self._user_embeddings(session, collection_id).get(user_id)
+            rows = {
+                r.face_id: r
+                for r in session.scalars(
+                    select(LocalFace).where(
+                        LocalFace.collection_name == collection_id,
+                        LocalFace.face_id.in_(list(face_ids)),
+                    )
+                )
+            }
+            associated: list[str] = []
+            refused: dict[str, str] = {}
+            for face_id in dict.fromkeys(face_ids):
+                row = rows.get(face_id)
+                if row is None:
+                    refused[face_id] = "FACE_NOT_FOUND"
+                elif row.user_id not in (None, user_id):
+                    refused[face_id] = "ASSOCIATED_TO_A_DIFFERENT_USER"
+                elif (
+                    row.user_id is None
+                    and template is not None
+                    and (self._template_similarity(from_blob(row.embedding), template) < threshold)
+                ):
+                    # A face unlike the user's faces is kept out, as the service does.
+                    refused[face_id] = "LOW_MATCH_CONFIDENCE"
+                else:
+                    row.user_id = user_id
+                    associated.append(face_id)
+            if associated:
+                self._bump(session, collection_id)
+        return FaceAssociation(associated, refused, "ACTIVE" if associated else "CREATED")
+
+    def disassociate_faces(
+        self, collection_id: str, user_id: str, face_ids: Sequence[str]
+    ) -> FaceAssociation:
+        with self._sessions.begin() as session:
+            self._user(session, collection_id, user_id)
+            rows = {
+                r.face_id: r
+                for r in session.scalars(
+                    select(LocalFace).where(
+                        LocalFace.collection_name == collection_id,
+                        LocalFace.face_id.in_(list(face_ids)),
+                    )
+                )
+            }
+            done: list[str] = []
+            refused: dict[str, str] = {}
+            for face_id in dict.fromkeys(face_ids):
+                row = rows.get(face_id)
+                if row is None:
+                    refused[face_id] = "FACE_NOT_FOUND"
+                elif row.user_id != user_id:
+                    refused[face_id] = "ASSOCIATED_TO_A_DIFFERENT_USER"
+                else:
+                    row.user_id = None
+                    done.append(face_id)
+            if done:
+                self._bump(session, collection_id)
+        return FaceAssociation(done, refused)
+
+    @staticmethod
+    def _bump(session: Session, collection_id: str) -> None:
+        session.execute(
+            update(LocalCollection)
+            .where(LocalCollection.name == collection_id)
+            .values(generation=LocalCollection.generation + 1)
+        )
+
+    def _template_similarity(self, query: Embedding, enrolled: Embedding) -> float:
+        return float(self.score_people(query[None, :], {"": enrolled})[""][0])
+
+    def _score_users(
+        self,
+        session: Session,
+        collection_id: str,
+        query: Embedding,
+        *,
+        threshold: float,
+        max_users: int,
+        exclude: str | None = None,
+    ) -> list[UserMatch]:
+        """Users ranked by their template's similarity to ``query`` (as identify scores
+        people: ``score_people``, the normalised mean of each one's faces)."""
+        self._check_model(self._collection(session, collection_id))
+        users = self._user_embeddings(session, collection_id)
+        users.pop(exclude or "", None)
+        if not users:
+            return []
+        scores = self.score_people(query[None, :], users)
+        ranked = sorted(
+            (UserMatch(user, float(v[0])) for user, v in scores.items()),
+            key=lambda m: (-m.similarity, m.user_id),
+        )
+        return [m for m in ranked if m.similarity >= threshold][:max_users]
+
+    def search_users(
+        self,
+        collection_id: str,
+        *,
+        user_id: str | None = None,
+        face_id: str | None = None,
+        threshold: float = 80.0,
+        max_users: int = 500,
+    ) -> list[UserMatch]:
+        with self._sessions() as session:
+            if user_id is not None:
+                self._user(session, collection_id, user_id)
+                enrolled = self._user_embeddings(session, collection_id).get(user_id)
+                if enrolled is None:
+                    return []  # a user without faces resembles nobody
+                template = enrolled.mean(axis=0)
+                query = template / max(float(np.linalg.norm(template)), 1e-12)
+            else:
+                row = session.get(LocalFace, face_id or "")
+                if row is None or row.collection_name != collection_id:
+                    raise NotFoundError(f"face {face_id!r} is not in collection {collection_id!r}")
+                query = from_blob(row.embedding)
+            return self._score_users(
+                session,
+                collection_id,
+                query.astype(np.float32),
+                threshold=threshold,
+                max_users=max_users,
+                exclude=user_id,
+            )
+
+    def search_users_by_image(
+        self,
+        collection_id: str,
+        image: LoadedImage,
+        *,
+        threshold: float = 80.0,
+        max_users: int = 500,
+    ) -> UserSearch:
+        faces, embeddings, _ = self._analyse(image, embed=True)
+        if not faces:
+            raise NoFaceError(f"{image.source}: no face in the image")
+        with self._sessions() as session:
+            matches = self._score_users(
+                session, collection_id, embeddings[0], threshold=threshold, max_users=max_users
+            )
+        return UserSearch(face=faces[0], matches=matches, unsearched=faces[1:])
 
     # Tagging -------------------------------------------------------------------------------
     # The models are imported on first use: the tagging extra is optional for face work.

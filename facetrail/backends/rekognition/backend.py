@@ -45,6 +45,7 @@ from facetrail.backends.base import (
     CompareMatch,
     CompareResult,
     DetectedFace,
+    FaceAssociation,
     FaceMatch,
     FaceRecord,
     FaceSearch,
@@ -53,6 +54,8 @@ from facetrail.backends.base import (
     Landmark,
     Pose,
     Quality,
+    UserMatch,
+    UserSearch,
     check_confidence,
 )
 from facetrail.backends.rekognition.ids import (
@@ -81,6 +84,8 @@ from facetrail.errors import (
     NoFaceError,
     NotFoundError,
     ThrottledError,
+    UserExistsError,
+    UserNotFoundError,
 )
 from facetrail.images import LoadedImage, to_jpeg
 from facetrail.settings import Settings
@@ -100,6 +105,7 @@ log = logging.getLogger(__name__)
 # The service's caps: search results per call, and the ids one DeleteFaces call takes.
 MAX_SEARCH_FACES = 4096
 DELETE_BATCH = 4096
+MAX_USERS = 500  # SearchUsers' and SearchUsersByImage's MaxUsers maximum
 # A crop's search is trusted only when the face the service searched with is the one we cropped
 # around (a bigger neighbour at the crop's edge would otherwise be searched in its place).
 MIN_CROP_IOU = 0.3
@@ -157,6 +163,8 @@ def translate_client_error(exc: ClientError) -> FacetrailError:
         return CollectionNotFoundError(text)
     if code == "ResourceAlreadyExistsException":
         return CollectionExistsError(text)
+    if code == "ConflictException":  # CreateUser of a user that exists
+        return UserExistsError(text)
     if code == "ImageTooLargeException":
         return ImageTooLargeError(text)
     if code in {"InvalidImageFormatException", "InvalidS3ObjectException"}:
@@ -308,6 +316,19 @@ def to_matches(raw: Sequence[FaceMatchTypeDef]) -> list[FaceMatch]:
     return matches
 
 
+def to_user_matches(response: Mapping[str, Any]) -> list[UserMatch]:
+    """UserMatches as facetrail's values (user ids decoded as external ids are), best first."""
+    matches = [
+        UserMatch(
+            decode_external_id(m["User"]["UserId"]) or m["User"]["UserId"],
+            float(m.get("Similarity", 0.0)),
+        )
+        for m in response.get("UserMatches", [])
+        if m.get("User", {}).get("UserId")
+    ]
+    return sorted(matches, key=lambda m: -m.similarity)
+
+
 def _max_faces(value: int) -> int:
     return min(MAX_SEARCH_FACES, max(1, int(value)))
 
@@ -396,10 +417,17 @@ class RekognitionBackend(Backend):
         )
 
     # Collections ---------------------------------------------------------------------------
-    def create_collection(self, collection_id: str) -> CollectionInfo:
+    def create_collection(
+        self, collection_id: str, *, tags: Mapping[str, str] | None = None
+    ) -> CollectionInfo:
         check_collection_id(collection_id)
         with service_errors():
-            response = self.client.create_collection(CollectionId=collection_id)
+            if tags:
+                response = self.client.create_collection(
+                    CollectionId=collection_id, Tags=dict(tags)
+                )
+            else:
+                response = self.client.create_collection(CollectionId=collection_id)
         version = self._remember(response.get("FaceModelVersion"))
         return CollectionInfo(collection_id, 0, version)
 
@@ -413,6 +441,7 @@ class RekognitionBackend(Backend):
             int(response.get("FaceCount", 0)),
             version,
             response.get("CreationTimestamp"),
+            int(response.get("UserCount", 0)),
         )
 
     def list_collections(self) -> list[str]:
@@ -546,13 +575,21 @@ class RekognitionBackend(Backend):
             # Still fail loudly on a missing collection, as a search would.
             self.describe_collection(collection_id)
             return []
+        # Where the collection has users (people whose faces are associated), each face is
+        # searched among the users: the service scores a user's faces as one.
+        by_user = self.describe_collection(collection_id).user_count > 0
         # SearchFacesByImage searches with the largest face only: give each face its own crop.
         workers = max(1, min(self.settings.rekognition_concurrency, len(faces)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rekognition") as pool:
             return list(
                 pool.map(
                     lambda face: self._search_crop(
-                        collection_id, image, face, _max_faces(max_matches), _percent(threshold)
+                        collection_id,
+                        image,
+                        face,
+                        _max_faces(max_matches),
+                        _percent(threshold),
+                        by_user=by_user,
                     ),
                     faces,
                 )
@@ -565,9 +602,13 @@ class RekognitionBackend(Backend):
         face: DetectedFace,
         max_faces: int,
         threshold: float,
+        *,
+        by_user: bool = False,
     ) -> FaceSearch:
         rect = crop_box(image.width, image.height, face.box)
         data = encode_within_limit(crop_face(image.pixels, face.box), source=image.source)
+        if by_user:
+            return self._search_crop_users(image, face, data, rect, collection_id, threshold)
         try:
             with service_errors():
                 response = self.client.search_faces_by_image(
@@ -593,6 +634,34 @@ class RekognitionBackend(Backend):
             return FaceSearch(face=face, matches=[])
         return FaceSearch(face=face, matches=to_matches(response.get("FaceMatches", [])))
 
+    def _search_crop_users(
+        self,
+        image: LoadedImage,
+        face: DetectedFace,
+        data: bytes,
+        rect: tuple[int, int, int, int],
+        collection_id: str,
+        threshold: float,
+    ) -> FaceSearch:
+        try:
+            with service_errors():
+                response = self.client.search_users_by_image(
+                    CollectionId=collection_id,
+                    Image={"Bytes": data},
+                    MaxUsers=MAX_USERS,
+                    UserMatchThreshold=threshold,
+                    QualityFilter="NONE",
+                )
+        except InvalidParameterError:
+            if self._detect_bytes(data):
+                raise
+            return FaceSearch(face=face, matches=[], user_matches=[])
+        searched = response.get("SearchedFace", {}).get("FaceDetail", {}).get("BoundingBox")
+        box = box_in_crop(face.box, rect, image.width, image.height)
+        if searched is not None and box_from_json(searched).iou(box) < MIN_CROP_IOU:
+            return FaceSearch(face=face, matches=[], user_matches=[])
+        return FaceSearch(face=face, matches=[], user_matches=to_user_matches(response))
+
     def list_faces(self, collection_id: str) -> list[FaceRecord]:
         check_collection_id(collection_id)
         records: list[FaceRecord] = []
@@ -610,6 +679,7 @@ class RekognitionBackend(Backend):
                             # The service keeps an ImageId of its own, not the image's hash.
                             image_sha256=None,
                             model=f"rekognition@{face.get('IndexFacesModelVersion') or version}",
+                            user_id=face.get("UserId"),
                         )
                     )
         records.sort(key=lambda r: r.face_id)
@@ -630,6 +700,164 @@ class RekognitionBackend(Backend):
                 )
                 deleted.update(response.get("DeletedFaces", []))
         return [f for f in wanted if f in deleted]
+
+    # Resource tags -------------------------------------------------------------------------
+    def _collection_arn(self, collection_id: str) -> str:
+        check_collection_id(collection_id)
+        with service_errors():
+            response = self.client.describe_collection(CollectionId=collection_id)
+        return str(response["CollectionARN"])
+
+    def collection_tags(self, collection_id: str) -> dict[str, str]:
+        arn = self._collection_arn(collection_id)
+        with service_errors():
+            response = self.client.list_tags_for_resource(ResourceArn=arn)
+        return dict(response.get("Tags", {}))
+
+    def tag_collection(self, collection_id: str, tags: Mapping[str, str]) -> None:
+        arn = self._collection_arn(collection_id)
+        with service_errors():
+            self.client.tag_resource(ResourceArn=arn, Tags=dict(tags))
+
+    def untag_collection(self, collection_id: str, keys: Sequence[str]) -> None:
+        arn = self._collection_arn(collection_id)
+        with service_errors():
+            self.client.untag_resource(ResourceArn=arn, TagKeys=list(keys))
+
+    # Users ---------------------------------------------------------------------------------
+    # User ids are encoded as external ids are (the service takes [a-zA-Z0-9_.\-:]+ only).
+    @contextmanager
+    def _user_errors(self, collection_id: str, user_id: str) -> Iterator[None]:
+        """The service answers ResourceNotFoundException for a missing collection or user."""
+        try:
+            with service_errors():
+                yield
+        except CollectionNotFoundError:
+            self.describe_collection(collection_id)  # raises if the collection is missing
+            raise UserNotFoundError(
+                f"user {user_id!r} is not in collection {collection_id!r}"
+            ) from None
+
+    def create_user(self, collection_id: str, user_id: str) -> None:
+        check_collection_id(collection_id)
+        with service_errors():
+            self.client.create_user(CollectionId=collection_id, UserId=encode_external_id(user_id))
+
+    def delete_user(self, collection_id: str, user_id: str) -> None:
+        check_collection_id(collection_id)
+        with self._user_errors(collection_id, user_id):
+            self.client.delete_user(CollectionId=collection_id, UserId=encode_external_id(user_id))
+
+    def list_users(self, collection_id: str) -> list[str]:
+        check_collection_id(collection_id)
+        users: list[str] = []
+        with service_errors():
+            for page in self.client.get_paginator("list_users").paginate(
+                CollectionId=collection_id
+            ):
+                users.extend(
+                    decode_external_id(u["UserId"]) or u["UserId"] for u in page.get("Users", [])
+                )
+        return sorted(users)
+
+    def associate_faces(
+        self,
+        collection_id: str,
+        user_id: str,
+        face_ids: Sequence[str],
+        *,
+        threshold: float = 75.0,
+    ) -> FaceAssociation:
+        check_collection_id(collection_id)
+        with self._user_errors(collection_id, user_id):
+            response = self.client.associate_faces(
+                CollectionId=collection_id,
+                UserId=encode_external_id(user_id),
+                FaceIds=list(face_ids),
+                UserMatchThreshold=_percent(threshold),
+            )
+        refused: dict[str, str] = {
+            str(u.get("FaceId")): (u.get("Reasons") or ["FACE_NOT_FOUND"])[0]
+            for u in response.get("UnsuccessfulFaceAssociations", [])
+        }
+        return FaceAssociation(
+            [str(f.get("FaceId")) for f in response.get("AssociatedFaces", [])],
+            refused,
+            str(response.get("UserStatus", "ACTIVE")),
+        )
+
+    def disassociate_faces(
+        self, collection_id: str, user_id: str, face_ids: Sequence[str]
+    ) -> FaceAssociation:
+        check_collection_id(collection_id)
+        with self._user_errors(collection_id, user_id):
+            response = self.client.disassociate_faces(
+                CollectionId=collection_id,
+                UserId=encode_external_id(user_id),
+                FaceIds=list(face_ids),
+            )
+        refused: dict[str, str] = {
+            str(u.get("FaceId")): (u.get("Reasons") or ["FACE_NOT_FOUND"])[0]
+            for u in response.get("UnsuccessfulFaceDisassociations", [])
+        }
+        return FaceAssociation(
+            [str(f.get("FaceId")) for f in response.get("DisassociatedFaces", [])],
+            refused,
+            str(response.get("UserStatus", "ACTIVE")),
+        )
+
+    def search_users(
+        self,
+        collection_id: str,
+        *,
+        user_id: str | None = None,
+        face_id: str | None = None,
+        threshold: float = 80.0,
+        max_users: int = 500,
+    ) -> list[UserMatch]:
+        check_collection_id(collection_id)
+        request: dict[str, Any] = {
+            "CollectionId": collection_id,
+            "UserMatchThreshold": _percent(threshold),
+            "MaxUsers": max(1, min(max_users, MAX_USERS)),
+        }
+        if user_id is not None:
+            request["UserId"] = encode_external_id(user_id)
+        else:
+            request["FaceId"] = face_id
+        with self._user_errors(collection_id, user_id or ""):
+            response = self.client.search_users(**request)
+        return to_user_matches(response)
+
+    def search_users_by_image(
+        self,
+        collection_id: str,
+        image: LoadedImage,
+        *,
+        threshold: float = 80.0,
+        max_users: int = 500,
+    ) -> UserSearch:
+        check_collection_id(collection_id)
+        data = prepare_image(image)
+        try:
+            with service_errors():
+                response = self.client.search_users_by_image(
+                    CollectionId=collection_id,
+                    Image={"Bytes": data},
+                    UserMatchThreshold=_percent(threshold),
+                    MaxUsers=max(1, min(max_users, MAX_USERS)),
+                    QualityFilter="NONE",
+                )
+        except InvalidParameterError:
+            if not self._detect_bytes(data):
+                raise NoFaceError(f"{image.source}: no face in the image") from None
+            raise
+        self._remember(response.get("FaceModelVersion"))
+        searched = response.get("SearchedFace", {}).get("FaceDetail", {})
+        unsearched = [
+            to_face(u.get("FaceDetails", {})) for u in response.get("UnsearchedFaces", [])
+        ]
+        return UserSearch(to_face(searched), to_user_matches(response), unsearched)
 
     # Tagging -------------------------------------------------------------------------------
     # The service's responses already have facetrail's shapes: they are read into its values.

@@ -8,7 +8,7 @@ graph optimiser removes the back-to-back transposes this leaves (186 in CenterNe
 
 Only the ops in ``SUPPORTED_OPS`` are handled, each with TensorFlow's semantics (padding, integer
 floor division, strided-slice masks...); anything else raises :class:`ConversionError` naming the
-op, rather than guessing. ``tests/test_tagging_tfjs.py`` checks every op against a numpy
+op, rather than guessing. ``tests/unit/test_tagging_tfjs.py`` checks every op against a numpy
 reference implementation of TensorFlow's definition.
 
 The output is deterministic: the same inputs give byte-identical ONNX files (the IR version,
