@@ -5,7 +5,6 @@ Each function works in the caller's session (one unit of work) and bumps the col
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -218,11 +217,10 @@ def _find(session: Session, collection: Collection, person: Person) -> _Erasure:
         for event in events:
             d = event.details or {}
             if event.action == "rename" and d.get("external_id") in aliases:
-                aliases.add(str(d.get("person")))
-                if d.get("display_name"):
-                    display_names.add(str(d["display_name"]))
+                aliases |= _strings(d.get("person"))
+                display_names |= _strings(d.get("display_name"))
             elif event.action == "merge" and d.get("target") in aliases:
-                aliases.add(str(d.get("source")))
+                aliases |= _strings(d.get("source"))
         aliases -= others  # a name someone else holds now is theirs
         aliases.add(person.external_id)
         grew = len(aliases) > before
@@ -240,6 +238,10 @@ def _find(session: Session, collection: Collection, person: Person) -> _Erasure:
         )
     )
     return erasure
+
+
+def _strings(value: Any) -> set[str]:
+    return {value} if isinstance(value, str) and value else set()
 
 
 def _backend_indexes(
@@ -398,11 +400,10 @@ def _erase_items_and_images(session: Session, settings: Settings, erasure: _Eras
             select(Image.sha256).where(Image.sha256.in_(uploads), Image.id.not_in(image_ids or {0}))
         )
     )
-    store = image_store(settings) if uploads else None
+    # A store that cannot delete fails the erasure (and rolls it back) rather than keep a photo.
     for key in sorted(uploads):
-        if store is not None and UPLOAD_SCHEME + key not in still_read and key not in kept_images:
-            with contextlib.suppress(Exception):
-                store.delete(key)
+        if UPLOAD_SCHEME + key not in still_read and key not in kept_images:
+            image_store(settings).delete(key)
     jobs: set[int] = set()
     for item in erasure.items:
         item.person_external_id = None
