@@ -26,6 +26,7 @@ from facetrail.backends.local.backend import LocalBackend
 from facetrail.backends.local.vectors import from_blob
 from facetrail.db import session_scope
 from facetrail.errors import NotFoundError
+from facetrail.images import open_image
 from facetrail.jobs import job_type
 from facetrail.jobs.reindex import ReindexRequest
 from facetrail.jobs.runner import Context, claim, pending_item_ids, run_item
@@ -300,3 +301,27 @@ def test_items_running_while_their_person_is_erased_leave_nothing(settings: Sett
         assert session.scalar(select(Person).where(Person.external_id == SUBJECT)) is None
         statuses = {session.get_one(JobItem, i).status for i in theirs}
     assert statuses == {ItemStatus.FAILED}
+
+
+def test_faces_indexed_under_their_id_without_a_record_are_erased(settings: Settings) -> None:
+    """A face an interrupted item indexed but never recorded is found by the person's id; a
+    face stored under the same id that our records give someone else (who was renamed away
+    from it) stays theirs."""
+    ft = Facetrail(settings)
+    rose = sorted(ROSE.iterdir())
+    kit = sorted((KNN / "train" / "kit_harington").iterdir())
+    ft.enroll("crew", [(str(kit[0]), SUBJECT)])
+    ft.rename_person("crew", SUBJECT, new_external_id="kit")
+    ft.enroll("crew", [(str(rose[0]), SUBJECT)])  # the id, free again, now someone else's
+    backend = LocalBackend(settings)
+    orphan = backend.index_faces("crew", open_image(settings, str(rose[1])), external_id=SUBJECT)
+    assert [f.external_id for f in backend.list_faces("crew")] == [SUBJECT] * 3
+
+    assert ft.delete_person("crew", SUBJECT)["backend_faces"] == 2
+    left = backend.list_faces("crew")
+    assert orphan.indexed[0].face_id not in {f.face_id for f in left}
+    with session_scope(settings) as session:
+        kits = set(
+            session.scalars(select(Face.face_id).join(Person).where(Person.external_id == "kit"))
+        )
+    assert {f.face_id for f in left} == kits and len(kits) == 1
