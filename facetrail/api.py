@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from facetrail.db import session_scope
+from facetrail.db import checkpoint, session_scope
 from facetrail.errors import FacetrailError, InvalidParameterError
 from facetrail.images import upload as store_upload
 from facetrail.images.scan import EnrollEntry, enroll_sources, expand_sources
@@ -223,9 +223,12 @@ class Facetrail:
             return people.merge(session, self.settings, collection, source, target)
 
     def delete_person(self, collection: str, external_id: str) -> dict[str, Any]:
-        """Erase a person's faces, embeddings and backend copies; results keep the name."""
+        """Erase a person: every copy of their biometric data and every mention of their name,
+        but for one audit event (docs/security.md, "Erasure")."""
         with session_scope(self.settings) as session:
-            return people.delete(session, self.settings, collection, external_id)
+            result = people.delete(session, self.settings, collection, external_id)
+        checkpoint(self.settings)
+        return result
 
     def audit_log(self, collection: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         with session_scope(self.settings) as session:

@@ -34,7 +34,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets a worker write while the CLI reads progress.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    # Deleted rows are overwritten with zeros, not left in free pages: erasing a person must
+    # leave none of their embeddings in the database file.
+    cur.execute("PRAGMA secure_delete=ON")
     cur.close()
+
+
+def checkpoint(settings: Settings) -> None:
+    """Copy SQLite's write-ahead log into the database file and empty it, so rows an erasure
+    overwrote survive in neither file. PostgreSQL keeps dead rows until VACUUM (see
+    docs/security.md); nothing to do here."""
+    url = settings.resolved_database_url
+    if not url.startswith("sqlite"):
+        return
+    with engine_for(url).connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def session_factory(settings: Settings) -> sessionmaker[Session]:

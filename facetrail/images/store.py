@@ -55,8 +55,17 @@ class ImageStore(ABC):
             raise InvalidImageError(f"{SCHEME}{key}: the stored bytes do not match their sha256")
         return data
 
+    def delete(self, key: str) -> None:
+        """Remove the bytes kept under ``key``; a missing key is no error (erasure may repeat)."""
+        if not _SHA256.match(key):
+            raise InvalidImageError(f"{SCHEME}{key}: not a sha256 hex digest")
+        self._delete(key)
+
     @abstractmethod
     def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def _delete(self, key: str) -> None: ...
 
     @abstractmethod
     def _write(self, key: str, data: bytes) -> None: ...
@@ -93,6 +102,9 @@ class FolderStore(ImageStore):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+    def _delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
 
     def _read(self, key: str, *, max_bytes: int) -> bytes:
         from facetrail.images.decode import read_source
@@ -140,6 +152,15 @@ class S3Store(ImageStore):
         # One PUT is atomic in S3: the object appears whole or not at all.
         try:
             self.client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=data)
+        except Exception as exc:
+            raise s3_error(exc, f"{SCHEME}{key}") from None
+
+    def _delete(self, key: str) -> None:
+        from facetrail.images.s3 import s3_error
+
+        # S3 answers a DELETE of a missing key with success.
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
         except Exception as exc:
             raise s3_error(exc, f"{SCHEME}{key}") from None
 

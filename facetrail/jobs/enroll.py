@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from facetrail.backends import backend_options
-from facetrail.errors import NoFaceError
+from facetrail.errors import NoFaceError, NotFoundError
 from facetrail.jobs.base import (
     Claim,
     CollectionName,
@@ -20,7 +20,7 @@ from facetrail.jobs.base import (
     store_images,
     with_names,
 )
-from facetrail.models import Collection, Job, JobItem, JobKind
+from facetrail.models import Collection, ItemStatus, Job, JobItem, JobKind
 from facetrail.services import audit
 from facetrail.services.faces import upsert_face
 from facetrail.services.records import (
@@ -100,6 +100,12 @@ class EnrollJob(JobType):
         if not result.indexed:
             raise NoFaceError(f"{image.source}: no face found to enroll")
         with ctx.session() as session:
+            if session.get_one(JobItem, claim.item_id).status == ItemStatus.FAILED:
+                # The person was erased while this item ran: undo the backend's copy.
+                backend.delete_faces(
+                    claim.backend_collection_id, [i.face_id for i in result.indexed]
+                )
+                raise NotFoundError("the person was deleted meanwhile")
             collection = session.get_one(Collection, claim.collection_id)
             person = get_or_create_person(
                 session,

@@ -158,7 +158,9 @@ class ReindexJob(JobType):
                 )
             ).one_or_none()
             if person is None:
-                raise NotFoundError(f"person {claim.person_external_id!r} was deleted meanwhile")
+                # Erased while this item ran: what it just indexed must not outlive them.
+                target.delete_faces(staging, [i.face_id for i in result.indexed])
+                raise NotFoundError("the person was deleted meanwhile")
             image_id = None
             if from_photo and image is not None:
                 image_id = get_or_create_image(session, image).id

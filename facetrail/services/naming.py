@@ -52,6 +52,12 @@ def enrolled_embeddings(
     return cached
 
 
+def forget(collection_id: int) -> None:
+    """Drop this process's templates of a collection (after a person's erasure)."""
+    for key in [k for k in _templates if k[1] == collection_id]:
+        del _templates[key]
+
+
 def _template_scores(
     session: Session, collection_id: int, recognizer: Backend, searches: list[FaceSearch]
 ) -> list[dict[str, float]] | None:

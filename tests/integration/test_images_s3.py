@@ -118,6 +118,14 @@ def test_the_s3_image_store_is_content_addressed(s3_server: S3Server) -> None:
     with pytest.raises(ImageNotFoundError, match="not in the image store"):
         open_image(settings, "upload://" + "0" * 64)
 
+    # Erasure deletes an object; deleting it again is no error.
+    store.delete(key)
+    store.delete(key)
+    listed = s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]
+    assert [o["Key"] for o in listed] == [store.object_key(second.removeprefix("upload://"))]
+    with pytest.raises(ImageNotFoundError):
+        open_image(settings, first)
+
 
 def test_s3_errors_say_whether_a_retry_may_help() -> None:
     def client_error(code: str, status: int) -> ClientError:

@@ -23,6 +23,12 @@ def test_the_default_store_is_a_folder_in_home(tmp_path: Path) -> None:
     assert (tmp_path / "images" / key[:2] / key).read_bytes() == OBAMA.read_bytes()
     image = open_image(settings, source)
     assert image.source == source and image.sha256 == key and image.width > 0
+    # Erasure deletes an object; deleting it again is no error.
+    image_store(settings).delete(key)
+    image_store(settings).delete(key)
+    assert not (tmp_path / "images" / key[:2] / key).exists()
+    with pytest.raises(ImageNotFoundError):
+        open_image(settings, source)
 
 
 def test_same_bytes_same_key_one_file(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from facetrail.api import Facetrail
 from facetrail.db import session_scope
 from facetrail.images.scan import EnrollEntry, enroll_entries
 from facetrail.models import Face, FaceResult, LocalFace, Person
+from facetrail.services import people
 from facetrail.settings import Settings
 from tests.conftest import KNN, KNN_EXPECTED
 
@@ -75,22 +76,31 @@ def test_delete_person_erases_biometrics_and_keeps_a_tombstone(settings: Setting
     assert names(before)["kit_with_rose.jpg"] == {"kit_harington", "rose_leslie"}
 
     result = ft.delete_person("band", "rose_leslie")
-    assert result == {"deleted": "rose_leslie", "faces_deleted": 2}
+    assert result["deleted"] == "rose_leslie" and result["faces_deleted"] == 2
+    assert result["backend_faces"] == 2 and result["face_results"] == 2
     with session_scope(settings) as session:
         assert session.scalar(select(Person).where(Person.external_id == "rose_leslie")) is None
         assert session.scalar(select(func.count()).select_from(Face)) == 7
         assert session.scalar(select(func.count()).select_from(LocalFace)) == 7
-        tomb = session.scalars(
-            select(FaceResult).where(FaceResult.person_external_id == "rose_leslie")
-        ).one()
-        assert tomb.person_id is None and tomb.embedding is None
-    # The old report still says who was named then.
-    assert names(ft.job(before["job_id"]))["kit_with_rose.jpg"] == {"kit_harington", "rose_leslie"}
-    after = ft.rerun(before["job_id"])
-    assert [(c["change"], c["before"], c["after"]) for c in after["changes"]] == [
-        ("unnamed", "rose_leslie", None)
-    ]
-    assert ft.audit_log("band")[1]["action"] == "delete_person"
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(FaceResult)
+                .where(FaceResult.person_external_id == "rose_leslie")
+            )
+            == 0
+        )
+    # The old report no longer names her, nor lists her among candidates; kit stays named.
+    faces = ft.job(before["job_id"])["images"][0]["faces"]
+    assert {f["person"] for f in faces} == {"kit_harington", None}
+    assert all(c["person"] != "rose_leslie" for f in faces for c in f["candidates"])
+    assert ft.rerun(before["job_id"])["changes"] == []
+    tombstone = ft.audit_log("band")[1]  # then the re-run
+    assert tombstone["action"] == "delete_person"
+    assert tombstone["details"]["person_sha256"] == people.person_digest("band", "rose_leslie")
+    # Earlier events keep what happened, not whom it happened to.
+    enrolled = ft.audit_log("band")[-1]["details"]["people"]
+    assert "rose_leslie" not in enrolled and "[erased]" in enrolled
 
 
 def test_rename_and_merge_need_no_backend_change(settings: Settings) -> None:

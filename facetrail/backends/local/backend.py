@@ -179,6 +179,7 @@ class LocalBackend(Backend):
             session.execute(delete(LocalFace).where(LocalFace.collection_name == collection_id))
             session.execute(delete(LocalUser).where(LocalUser.collection_name == collection_id))
             session.delete(row)
+        self._vectors.forget(collection_id)
 
     # Faces in collections ------------------------------------------------------------------
     def index_faces(
@@ -384,6 +385,12 @@ class LocalBackend(Backend):
                     .where(LocalCollection.name == collection_id)
                     .values(generation=LocalCollection.generation + 1)
                 )
+        if deleted:
+            # Other processes reload at their next search (the generation moved); this one
+            # drops its copies now: the collection's vectors and the last photo's analysis.
+            self._vectors.forget(collection_id)
+            with self._last_lock:
+                self._last = None
         return deleted
 
     # Resource tags -------------------------------------------------------------------------

@@ -38,6 +38,12 @@ class VectorCache:
         self._lock = threading.Lock()
         self._sets: dict[tuple[str, str], VectorSet] = {}
 
+    def forget(self, collection_name: str) -> None:
+        """Drop a collection's cached vectors (after a deletion, so this process keeps none)."""
+        with self._lock:
+            for key in [k for k in self._sets if k[0] == collection_name]:
+                del self._sets[key]
+
     def get(self, session: Session, collection: LocalCollection, model_version: str) -> VectorSet:
         key = (collection.name, model_version)
         with self._lock:
