@@ -79,8 +79,8 @@ class InvalidParameterError(FacetrailError):
     code = "invalid_parameter"
 
 
-class UnsupportedOperationError(FacetrailError):
-    """The backend does not implement an operation (a tagging operation it has no model for)."""
+class UnsupportedOperationError(InvalidParameterError):
+    """The backend does not implement an operation (users, tags, a tagging operation...)."""
 
     code = "unsupported_operation"
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from facetrail.errors import InvalidParameterError
+from facetrail.errors import InvalidParameterError, UnsupportedOperationError
 from facetrail.images import LoadedImage
 from facetrail.settings import Settings
 
@@ -379,8 +379,8 @@ class Backend(abc.ABC):
         """Users like the largest face of ``image``; NoFaceError if it has none."""
         raise self._unsupported("users")
 
-    def _unsupported(self, what: str) -> InvalidParameterError:
-        return InvalidParameterError(f"the {self.name} backend does not support {what}")
+    def _unsupported(self, what: str) -> UnsupportedOperationError:
+        return UnsupportedOperationError(f"the {self.name} backend does not support {what}")
 
     @abc.abstractmethod
     def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:

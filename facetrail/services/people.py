@@ -5,6 +5,7 @@ Each function works in the caller's session (one unit of work) and bumps the col
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,7 +15,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from facetrail.backends import backend_for
-from facetrail.errors import CollectionNotFoundError, InvalidParameterError, NotFoundError
+from facetrail.errors import (
+    CollectionNotFoundError,
+    InvalidParameterError,
+    NotFoundError,
+    UnsupportedOperationError,
+    UserNotFoundError,
+)
 from facetrail.images.store import SCHEME as UPLOAD_SCHEME
 from facetrail.images.store import image_store
 from facetrail.models import (
@@ -296,6 +303,10 @@ def _erase_backend_faces(session: Session, settings: Settings, erasure: _Erasure
         }
         if wanted:
             deleted += len(backend.delete_faces(index, sorted(wanted)))
+        for alias in sorted(erasure.aliases):
+            # A Rekognition user of theirs (the Users API) names them; its faces went above.
+            with contextlib.suppress(UserNotFoundError, UnsupportedOperationError):
+                backend.delete_user(index, alias)
     return deleted
 
 

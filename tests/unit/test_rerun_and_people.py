@@ -157,3 +157,24 @@ def test_known_people_across_public_collections_analyse_the_photo_once(
 
     assert sorted(c["Id"] for c in found["CelebrityFaces"]) == ["biden", "obama"]
     assert len(calls) == 1  # two collections searched, one detection
+
+
+def test_delete_person_deletes_their_backend_user(settings: Settings) -> None:
+    from facetrail.backends import get_backend
+    from facetrail.errors import UserNotFoundError
+
+    ft = Facetrail(settings)
+    ft.enroll("band", KNN / "train")
+    backend = get_backend(settings)
+    with session_scope(settings) as session:
+        face_ids = list(
+            session.scalars(select(Face.face_id).join(Person).where(Person.external_id == "biden"))
+        )
+    backend.create_user("band", "biden")
+    backend.associate_faces("band", "biden", face_ids)
+    assert "biden" in backend.list_users("band")
+
+    ft.delete_person("band", "biden")
+    assert "biden" not in backend.list_users("band")
+    with pytest.raises(UserNotFoundError):
+        backend.delete_user("band", "biden")
