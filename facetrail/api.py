@@ -12,6 +12,7 @@ from facetrail.errors import FacetrailError, InvalidParameterError
 from facetrail.images import upload as store_upload
 from facetrail.images.scan import EnrollEntry, enroll_sources, expand_sources
 from facetrail.jobs import job_type
+from facetrail.jobs.base import TRUSTED_PATHS
 from facetrail.jobs.rerun import rerun_changes
 from facetrail.jobs.submit import parse_payload
 from facetrail.migrate import ensure_schema
@@ -127,7 +128,12 @@ class Facetrail:
         job, then run it."""
         parsed = parse_payload({"kind": kind, **request})
         with session_scope(self.settings) as session:
-            job_id = job_type(kind).create(session, self.settings, parsed).id
+            jt = job_type(kind)
+            job = jt.create(session, self.settings, parsed)
+            if jt.sources_from_caller:
+                # A local user names local files: read wherever they are (docs/security.md).
+                job.parameters = {**job.parameters, TRUSTED_PATHS: True}
+            job_id = job.id
         return self._run(job_id, wait=wait, progress=progress)
 
     def tag_results(self, job_id: int) -> list[dict[str, Any]]:
@@ -193,7 +199,7 @@ class Facetrail:
         second delivery ends with one result.
         """
         self.job(job_id)  # raises for an unknown job
-        return self._run(job_id, wait=wait, progress=progress)
+        return self._run(job_id, wait=wait, progress=progress, resume=True)
 
     def rerun_changes(self, job_id: int) -> dict[str, Any]:
         with session_scope(self.settings) as session:
@@ -244,7 +250,9 @@ class Facetrail:
                 for e in audit.events(session, collection, limit)
             ]
 
-    def _run(self, job_id: int, *, wait: bool, progress: Progress | None) -> dict[str, Any]:
+    def _run(
+        self, job_id: int, *, wait: bool, progress: Progress | None, resume: bool = False
+    ) -> dict[str, Any]:
         # The job is committed above; only now do workers hear of it.
         total = self._total(job_id)
         done = 0
@@ -255,7 +263,7 @@ class Facetrail:
             if progress is not None:
                 progress(done, total)
 
-        submit(self.settings, job_id, on_item=tick)
+        submit(self.settings, job_id, on_item=tick, resume=resume)
         if wait and self.settings.broker_url:
             self.wait(job_id, progress=progress)
         return self.job(job_id)

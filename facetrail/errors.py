@@ -60,6 +60,15 @@ class URLRefusedError(FetchError):
     retryable = False
 
 
+class SourceRefusedError(FacetrailError):
+    """A local file outside the configured image roots, named by a caller who may not read it.
+
+    Its message says nothing about the file (not whether it exists, nor what it is)."""
+
+    code = "source_refused"
+    retryable = False
+
+
 class FetchTimeoutError(FetchError):
     code = "fetch_timeout"
     retryable = True

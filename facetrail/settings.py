@@ -37,6 +37,10 @@ class Settings:
     # Input guards.
     max_image_bytes: int = 40 * 1024 * 1024
     max_image_pixels: int = 50_000_000
+    # Folders (colon- or comma-separated) under which jobs from other apps (``facetrail.submit``
+    # payloads) may name local files, checked after resolving symlinks; empty: none. Jobs a
+    # local user creates through the CLI or Python API may name any file (docs/security.md).
+    image_roots: str = ""
     # Where uploaded image bytes are kept, content-addressed (facetrail.images.store): a folder
     # (``home/images`` when unset) or ``s3://bucket/prefix``; every worker must be able to read it.
     image_store: str = ""
@@ -51,6 +55,8 @@ class Settings:
     task_max_retries: int = 5
     # Most images one job may have; a larger request is refused (split it into several jobs).
     max_job_images: int = 100_000
+    # Items one ``facetrail.fan_out`` task queues before it queues its own continuation.
+    fan_out_chunk: int = 500
     # Seconds before Redis hands an unacknowledged task to another worker.
     visibility_timeout: int = 3600
     # How long a finished job's report waits in Redis for the app that submitted it.
@@ -86,6 +92,9 @@ class Settings:
     fetch_read_timeout: float = 15.0
     fetch_total_timeout: float = 60.0
     fetch_max_redirects: int = 5
+    # Seconds of failed fetching one item may spend over all its attempts; when a timed-out
+    # fetch has used it up, the item fails with fetch_timeout instead of being retried.
+    fetch_item_budget: float = 120.0
     # Labels and moderation labels below these confidences (0-100) are not reported; the
     # defaults are the model packages' own (docs/tagging.md).
     label_min_confidence: float = 20.0
@@ -120,6 +129,12 @@ class Settings:
     @property
     def resolved_image_store(self) -> str:
         return self.image_store or str(self.home / "images")
+
+    @property
+    def image_root_list(self) -> tuple[str, ...]:
+        """``image_roots`` as a tuple of folders, in the order given."""
+        parts = self.image_roots.replace(",", os.pathsep).split(os.pathsep)
+        return tuple(os.path.expanduser(p.strip()) for p in parts if p.strip())
 
 
 def _coerce(type_name: object, raw: str) -> Any:

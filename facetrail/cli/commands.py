@@ -270,6 +270,9 @@ def jobs(settings: Settings, args: argparse.Namespace) -> int:
         ],
         ["job", "kind", "status", "collection", "version", "ok", "failed", "created"],
     )
+    for j in listing:
+        if j.get("resume"):
+            print(f"job {j['job_id']} was interrupted (its process is gone): {j['resume']}")
     return 0
 
 

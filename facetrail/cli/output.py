@@ -50,6 +50,8 @@ def describe_job(report: dict[str, Any], out: TextIO | None = None) -> None:
         f"{report['status']}, {report['succeeded']}/{report['total']} ok, "
         f"{report['failed']} failed\n"
     )
+    if report.get("resume"):
+        out.write(f"  its process ({report['runner']}) is gone; resume it: {report['resume']}\n")
     for image in report.get("images", []):
         if image["status"] == "failed":
             out.write(f"  {image['image']}: FAILED [{image['error_code']}] {image['error']}\n")

@@ -241,8 +241,11 @@ class Fetcher:
         self._resolve = resolver or system_resolver
         self._tls = ssl.create_default_context()
 
-    def fetch(self, url: str) -> FetchedImage:
-        deadline = time.monotonic() + self.settings.fetch_total_timeout
+    def fetch(self, url: str, *, deadline: float | None = None) -> FetchedImage:
+        """``url``'s image; gives up at ``fetch_total_timeout`` or ``deadline`` (monotonic),
+        whichever comes first."""
+        own = time.monotonic() + self.settings.fetch_total_timeout
+        deadline = own if deadline is None else min(own, deadline)
         current = url
         for _hop in range(self.settings.fetch_max_redirects + 1):
             outcome = self._hop(current, deadline)
@@ -286,12 +289,17 @@ class Fetcher:
                 raise URLRefusedError(f"{url}: {target.host} resolves to {ip}, {reason}")
         return addresses
 
-    def _connect(self, target: _Target, addresses: Sequence[str], url: str) -> socket.socket:
+    def _connect(
+        self, target: _Target, addresses: Sequence[str], url: str, deadline: float
+    ) -> socket.socket:
         last: OSError | None = None
         for address in addresses:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             try:
                 sock = socket.create_connection(
-                    (address, target.port), timeout=self.settings.fetch_connect_timeout
+                    (address, target.port), timeout=min(self.settings.fetch_connect_timeout, left)
                 )
             except OSError as exc:  # refused, unreachable or timed out: try the next address
                 last = exc
@@ -311,7 +319,7 @@ class Fetcher:
                         f"{url}: TLS handshake failed ({exc})", retryable=True
                     ) from None
             return sock
-        if isinstance(last, TimeoutError):
+        if isinstance(last, TimeoutError) or time.monotonic() >= deadline:
             raise FetchTimeoutError(f"{url}: connection timed out")
         raise FetchError(f"{url}: cannot connect ({last})", retryable=True)
 
@@ -322,7 +330,7 @@ class Fetcher:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise FetchTimeoutError(f"{url}: took longer than {self.settings.fetch_total_timeout}s")
-        sock = self._connect(target, addresses, url)
+        sock = self._connect(target, addresses, url, deadline)
         fired = threading.Event()
 
         def abort() -> None:
@@ -412,5 +420,5 @@ class HttpReader:
     def __init__(self, settings: Settings) -> None:
         self.fetcher = Fetcher(settings)
 
-    def read(self, source: str) -> bytes:
-        return self.fetcher.fetch(source).data
+    def read(self, source: str, *, deadline: float | None = None) -> bytes:
+        return self.fetcher.fetch(source, deadline=deadline).data

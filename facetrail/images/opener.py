@@ -13,7 +13,13 @@ hint naming the extra):
 Any other ``scheme://`` is refused rather than read as a file name. Readers enforce
 ``max_image_bytes`` before reading where the scheme tells the size (file size, Content-Length,
 S3 ContentLength) and while reading otherwise; ``decode_image`` checks ``max_image_pixels`` from
-the header before decoding. To add a scheme: a module with a reader class
+the header before decoding.
+
+Local files are confined: a caller that is not local (a job from a ``facetrail.submit`` payload)
+reads only files under ``FACETRAIL_IMAGE_ROOTS``, checked after resolving symlinks, and anything
+else fails with one message that says nothing about the file. Direct Python callers and jobs a
+local user created (``trusted_paths``) read any file (``local=True``, the default here; jobs
+decide through ``facetrail.jobs.runner.Context``). To add a scheme: a module with a reader class
 (``__init__(settings)``, ``read(source) -> bytes``) and one line in ``SCHEMES``.
 """
 
@@ -30,7 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from facetrail.errors import InvalidImageError, MissingExtraError, URLRefusedError
+from facetrail.errors import (
+    InvalidImageError,
+    MissingExtraError,
+    SourceRefusedError,
+    URLRefusedError,
+)
 from facetrail.images.decode import LoadedImage, decode_image, read_source
 from facetrail.settings import Settings
 
@@ -80,18 +91,46 @@ def path_of(source: str) -> Path:
     return Path(os.fsdecode(urllib.parse.unquote_to_bytes(parts.path)))
 
 
+def _inside(path: str, root: str) -> bool:
+    """Whether the resolved ``path`` is ``root`` or below it (``/a/bc`` is not under ``/a/b``)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
 class PathReader:
-    """Local files, by path or ``file://`` URI, under ``max_image_bytes``."""
+    """Local files, by path or ``file://`` URI, under ``max_image_bytes``.
+
+    ``read`` confines sources to the configured image roots; ``local=True`` (a local user named
+    the file) reads any file the process can read.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.max_bytes = settings.max_image_bytes
+        self.roots = tuple(os.path.realpath(root) for root in settings.image_root_list)
 
-    def read(self, source: str) -> bytes:
+    def confine(self, path: Path, source: str) -> Path:
+        """``path`` with symlinks resolved, if that lies under a root; else SourceRefusedError.
+
+        Checked before anything touches the file itself, so a refusal is the same whether the
+        file exists, is a folder or a FIFO, or how large it is.
+        """
+        resolved = os.path.realpath(path)
+        if not any(_inside(resolved, root) for root in self.roots):
+            raise SourceRefusedError(
+                f"{source}: local files are read only under the configured image roots "
+                "(FACETRAIL_IMAGE_ROOTS)"
+            )
+        # The resolved path is what is read: a symlink swapped in after the check is not
+        # followed out of the root at its last step.
+        return Path(resolved)
+
+    def read(self, source: str, *, local: bool = False) -> bytes:
         path = path_of(source)
+        if not local:
+            path = self.confine(path, source)
         try:
             return read_source(path, max_bytes=self.max_bytes)
         except InvalidImageError as exc:
-            # Errors name the source the caller gave, not the decoded path.
+            # Errors name the source the caller gave, not the decoded or resolved path.
             if str(path) != source:
                 raise type(exc)(exc.message.replace(str(path), source, 1)) from None
             raise
@@ -130,13 +169,28 @@ class ImageOpener:
         reader: Reader = getattr(module, spec.cls)(self.settings)
         return reader
 
-    def read_bytes(self, source: str) -> bytes:
-        """The raw bytes at ``source``, at most ``max_image_bytes``."""
+    def read_bytes(
+        self, source: str, *, local: bool = True, deadline: float | None = None
+    ) -> bytes:
+        """The raw bytes at ``source``, at most ``max_image_bytes``.
+
+        ``local``: a local user named the source, so any local file may be read (False: only
+        under the image roots). ``deadline``: a ``time.monotonic()`` by which a URL fetch gives
+        up (the item's fetch budget), besides the fetch timeouts.
+        """
         scheme = scheme_of(source)
         if scheme not in self.schemes:
             known = ", ".join(f"{name}://" for name in sorted(self.schemes))
             raise URLRefusedError(f"{source}: {scheme}:// sources are not read ({known} only)")
-        return self.reader(scheme).read(source)
+        reader = self.reader(scheme)
+        if isinstance(reader, PathReader):
+            return reader.read(source, local=local)
+        if deadline is not None and scheme in ("http", "https"):
+            from facetrail.images.http import HttpReader
+
+            if isinstance(reader, HttpReader):
+                return reader.read(source, deadline=deadline)
+        return reader.read(source)
 
     def decode(self, data: bytes, *, source: str) -> LoadedImage:
         """``data`` decoded under the settings' byte and pixel limits."""
@@ -147,9 +201,11 @@ class ImageOpener:
             max_pixels=self.settings.max_image_pixels,
         )
 
-    def open(self, source: str) -> LoadedImage:
+    def open(
+        self, source: str, *, local: bool = True, deadline: float | None = None
+    ) -> LoadedImage:
         """The image at ``source``, decoded; ``LoadedImage.source`` is ``source`` as given."""
-        return self.decode(self.read_bytes(source), source=source)
+        return self.decode(self.read_bytes(source, local=local, deadline=deadline), source=source)
 
 
 @functools.lru_cache(maxsize=16)
@@ -158,9 +214,13 @@ def image_opener(settings: Settings) -> ImageOpener:
     return ImageOpener(settings)
 
 
-def open_image(settings: Settings, source: str) -> LoadedImage:
-    """The image at ``source`` (a path, ``file://``, ``http(s)://``, ``s3://`` or ``upload://``)."""
-    return image_opener(settings).open(source)
+def open_image(
+    settings: Settings, source: str, *, local: bool = True, deadline: float | None = None
+) -> LoadedImage:
+    """The image at ``source`` (a path, ``file://``, ``http(s)://``, ``s3://`` or ``upload://``).
+
+    ``local=False`` confines local files to the image roots (a source from another app)."""
+    return image_opener(settings).open(source, local=local, deadline=deadline)
 
 
 def open_bytes(settings: Settings, data: bytes, *, source: str = "<bytes>") -> LoadedImage:
@@ -168,6 +228,6 @@ def open_bytes(settings: Settings, data: bytes, *, source: str = "<bytes>") -> L
     return image_opener(settings).decode(data, source=source)
 
 
-def read_bytes(settings: Settings, source: str) -> bytes:
+def read_bytes(settings: Settings, source: str, *, local: bool = True) -> bytes:
     """The raw bytes at ``source``, at most ``max_image_bytes``, not decoded."""
-    return image_opener(settings).read_bytes(source)
+    return image_opener(settings).read_bytes(source, local=local)

@@ -4,7 +4,8 @@ Every entry a scan finds with an image name becomes a source, whatever it turns 
 FIFO, a dangling symlink, a directory named ``x.jpg``): it fails later as its own item with its
 reason, instead of vanishing. Hidden names (``.x.jpg``) are skipped. A name that is not valid
 UTF-8 becomes a ``file://`` URI with ``%XX`` escapes, which text columns and JSON can carry and
-the opener reads back byte for byte.
+the opener reads back byte for byte; so does one read from a ``.txt`` or ``.csv`` list (a URL
+with such bytes gets them ``%XX``-escaped).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,23 +195,35 @@ def _is_image_key(uri: str) -> bool:
     return Path(uri.rsplit("/", 1)[-1]).suffix.lower() in IMAGE_SUFFIXES
 
 
+def _listed(text: str) -> str:
+    """A source read from a list (undecodable bytes kept as surrogate escapes) as valid text."""
+    if _SCHEME.match(text):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = text.encode("utf-8", "surrogateescape")
+            return urllib.parse.quote(raw, safe=":/?#[]@!$&'()*+,;=%~")
+        return text
+    return source_of(Path(text))
+
+
 def _txt_lines(path: Path, settings: Settings) -> list[str]:
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
     named = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    return [source for line in named for source in _remote(line, settings)]
+    return [source for line in named for source in _remote(_listed(line), settings)]
 
 
 def _csv_column(path: Path, column: str | None) -> list[str]:
     if column is None:
         raise InvalidParameterError(f"{path}: say which column holds the images (--column)")
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8", errors="surrogateescape") as fh:
         reader = csv.DictReader(fh)
         if column not in (reader.fieldnames or []):
             raise InvalidParameterError(
                 f"{path}: no column {column!r} (columns: {', '.join(reader.fieldnames or [])})"
             )
         values = [(row[column] or "").strip() for row in reader]
-    return [v for v in values if v]
+    return [_listed(v) for v in values if v]
 
 
 def _upload_local(source: str, settings: Settings) -> str:

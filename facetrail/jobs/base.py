@@ -44,6 +44,13 @@ def _no_nul(text: str) -> str:
     return text
 
 
+# A job parameter, true for jobs a local user created through the CLI or Python API: their
+# local files are read wherever they are. Set by ``facetrail.api`` only (payloads cannot name it:
+# every request schema forbids extra fields); a re-run keeps its original's, a re-index sets it
+# (its sources come from our own records). Without it, local files only under the image roots.
+TRUSTED_PATHS = "trusted_paths"
+
+
 # An image source: a path, file:// or http(s):// URL, s3:// key or upload:// reference.
 Source = Annotated[str, StringConstraints(min_length=1, max_length=4096), AfterValidator(_no_nul)]
 # A person, actor or operation name.
@@ -157,6 +164,8 @@ class Claim:
     backend_collection_id: str | None
     parameters: dict[str, Any]
     rerun_of_id: int | None
+    # Seconds earlier attempts spent on fetches that failed (the item's fetch budget).
+    fetch_seconds: float = 0.0
 
 
 class JobType(ABC):
@@ -167,7 +176,8 @@ class JobType(ABC):
     - ``name``: the kind as payloads and the registry name it (``"enroll"``, ``"rerun"``...);
     - ``kind``: the :class:`JobKind` of the jobs it creates (a re-run creates identify jobs);
     - ``schema``: the pydantic model of its requests and ``facetrail.submit`` payloads;
-    - ``uses_collection``: whether its items run against the job's collection.
+    - ``uses_collection``: whether its items run against the job's collection;
+    - ``sources_from_caller``: whether requests name the images (not a re-run or re-index).
 
     and implement :meth:`create` and :meth:`run`.
     """
@@ -176,6 +186,9 @@ class JobType(ABC):
     kind: ClassVar[JobKind]
     schema: ClassVar[type[Request]]
     uses_collection: ClassVar[bool] = True
+    # Whether the caller names the item sources (False: they come from our own records, and
+    # the job keeps the trust they were admitted with).
+    sources_from_caller: ClassVar[bool] = True
 
     def parse(self, payload: Any) -> Request:
         """Validate a payload into this kind's request (raises pydantic's ValidationError)."""

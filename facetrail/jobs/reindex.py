@@ -22,7 +22,15 @@ from facetrail.errors import (
     NotFoundError,
 )
 from facetrail.images import LoadedImage, open_bytes
-from facetrail.jobs.base import Claim, CollectionName, JobType, Name, Request, add_job
+from facetrail.jobs.base import (
+    TRUSTED_PATHS,
+    Claim,
+    CollectionName,
+    JobType,
+    Name,
+    Request,
+    add_job,
+)
 from facetrail.models import Collection, Face, Job, JobItem, JobKind, JobStatus, Person
 from facetrail.services import audit
 from facetrail.services.faces import upsert_face
@@ -48,6 +56,7 @@ class ReindexJob(JobType):
     name = "reindex"
     kind = JobKind.REINDEX
     schema = ReindexRequest
+    sources_from_caller = False
 
     def create(self, session: Session, settings: Settings, request: ReindexRequest) -> Job:
         collection = get_collection(session, request.collection)
@@ -100,6 +109,8 @@ class ReindexJob(JobType):
             "source_faces": [face.id for face, _ in faces],
             "from_backend": collection.backend,
             "from_model": collection.model_version,
+            # Its sources come from our own records, not from whoever asked for the re-index.
+            TRUSTED_PATHS: True,
         }
         audit.record(
             session,

@@ -41,6 +41,7 @@ class RerunJob(JobType):
     name = "rerun"
     kind = JobKind.IDENTIFY
     schema = RerunRequest
+    sources_from_caller = False
 
     def create(self, session: Session, settings: Settings, request: RerunRequest) -> Job:
         original = session.get(Job, request.job_id)

@@ -8,9 +8,10 @@ What an item does is its kind's :meth:`JobType.run`, found through the registry.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -19,10 +20,17 @@ from sqlalchemy.orm import Session
 from facetrail.backends import backend_for
 from facetrail.backends.base import Backend
 from facetrail.db import session_scope
-from facetrail.errors import BackendUnavailableError, FacetrailError, NotFoundError
+from facetrail.errors import (
+    BackendUnavailableError,
+    FacetrailError,
+    FetchError,
+    FetchTimeoutError,
+    NotFoundError,
+)
 from facetrail.images import LoadedImage, open_image
+from facetrail.images.opener import scheme_of
 from facetrail.jobs import job_type
-from facetrail.jobs.base import Claim
+from facetrail.jobs.base import TRUSTED_PATHS, Claim
 from facetrail.models import Collection, FaceResult, ItemStatus, Job, JobItem, JobStatus, TagResult
 from facetrail.models.base import utcnow
 from facetrail.settings import Settings
@@ -30,17 +38,54 @@ from facetrail.settings import Settings
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Context:
-    """What a kind's ``run`` gets besides its claim: settings, backends, images, sessions."""
+    """What a kind's ``run`` gets besides its claim: settings, backends, images, sessions.
+
+    Images are opened as the claim allows: local files anywhere only for jobs a local user
+    created (``trusted_paths``), else under the image roots; URL fetches within what is left
+    of the item's fetch budget.
+    """
 
     settings: Settings
+    claim: Claim
 
     def backend(self, name: str, options: dict[str, object]) -> Backend:
         return backend_for(self.settings, name, dict(options))
 
     def open_image(self, source: str) -> LoadedImage:
-        return open_image(self.settings, source)
+        local = bool(self.claim.parameters.get(TRUSTED_PATHS))
+        if scheme_of(source) not in ("http", "https"):
+            return open_image(self.settings, source, local=local)
+        budget = self.settings.fetch_item_budget
+        left = budget - self.claim.fetch_seconds
+        if left <= 0:
+            raise FetchTimeoutError(
+                f"{source}: the item's fetch budget of {budget:g}s is spent", retryable=False
+            )
+        started = time.monotonic()
+        try:
+            return open_image(self.settings, source, local=local, deadline=started + left)
+        except FetchError as exc:
+            if not exc.retryable:
+                raise
+            # Failed fetches count against the budget over every attempt of this item.
+            spent = self._spend(time.monotonic() - started)
+            if spent >= budget:
+                raise FetchTimeoutError(
+                    f"{source}: gave up after {spent:.1f}s of fetching, the item's fetch budget "
+                    f"(FACETRAIL_FETCH_ITEM_BUDGET={budget:g}s); last error: {exc.message}",
+                    retryable=False,
+                ) from None
+            raise
+
+    def _spend(self, seconds: float) -> float:
+        with session_scope(self.settings) as session:
+            item = session.get_one(JobItem, self.claim.item_id)
+            item.fetch_seconds = (item.fetch_seconds or 0.0) + seconds
+            spent = item.fetch_seconds
+        self.claim = replace(self.claim, fetch_seconds=spent)
+        return spent
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -64,7 +109,7 @@ def run_item(settings: Settings, item_id: int, *, final_attempt: bool = True) ->
             claimed = claim(session, item_id)
         if claimed is None:
             return ItemStatus.SUCCEEDED  # already finished by an earlier delivery
-        job_type(claimed.kind).run(Context(settings), claimed)
+        job_type(claimed.kind).run(Context(settings, claimed), claimed)
         return ItemStatus.SUCCEEDED
     except (OperationalError, DBAPIError) as exc:
         # The database went away: nothing was committed for this item, so try again later.
@@ -116,6 +161,7 @@ def claim(session: Session, item_id: int) -> Claim | None:
         backend_collection_id=backend_collection_id,
         parameters=dict(job.parameters),
         rerun_of_id=job.rerun_of_id,
+        fetch_seconds=item.fetch_seconds or 0.0,
     )
 
 

@@ -71,6 +71,10 @@ class Job(Timestamped, Base):
     succeeded_items: Mapped[int] = mapped_column(default=0)
     failed_items: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    # A job run in-process (no broker): "host:pid" of the process running it, and when it last
+    # finished an item. A runner that is gone leaves the job interrupted (shown, resumable).
+    runner: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[datetime | None]
 
     items: Mapped[list[JobItem]] = relationship(
         back_populates="job",
@@ -101,6 +105,11 @@ class JobItem(Base):
     error_code: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0)
+    # When a fan-out sent this item to the workers; set in the transaction that sends it, so a
+    # redelivered fan-out never sends it again (a resume clears it for unfinished items).
+    queued_at: Mapped[datetime | None]
+    # Seconds spent on failed fetches over all attempts (FACETRAIL_FETCH_ITEM_BUDGET).
+    fetch_seconds: Mapped[float] = mapped_column(default=0.0)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 

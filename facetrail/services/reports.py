@@ -2,17 +2,54 @@
 
 from __future__ import annotations
 
+import os
+import socket
+from datetime import UTC, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from facetrail.errors import NotFoundError
-from facetrail.models import Collection, Job, JobItem
+from facetrail.models import Collection, Job, JobItem, JobStatus
+from facetrail.models.base import utcnow
+
+# An in-process runner on another host that has not finished an item for this long is taken
+# for gone (on this host, whether its process is alive is checked directly).
+RUNNER_STALE_AFTER = timedelta(minutes=15)
 
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process, alive
+    return True
+
+
+def interrupted(job: Job) -> bool:
+    """Whether an unfinished job's in-process runner is gone (killed, crashed, machine off)."""
+    if job.status not in (JobStatus.PENDING, JobStatus.RUNNING) or not job.runner:
+        return False
+    host, _, pid = job.runner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        return not _pid_alive(int(pid))
+    beat = job.heartbeat_at
+    if beat is None:
+        return False
+    if beat.tzinfo is None:  # SQLite gives naive UTC back
+        beat = beat.replace(tzinfo=UTC)
+    return utcnow() - beat > RUNNER_STALE_AFTER
+
+
+def resume_command(job_id: int) -> str:
+    return f"facetrail jobs {job_id} --resume"
 
 
 def job_summary(session: Session, job: Job) -> dict[str, Any]:
@@ -35,6 +72,11 @@ def job_summary(session: Session, job: Job) -> dict[str, Any]:
         "error": job.error,
         "rerun_of": job.rerun_of_id,
     }
+    if interrupted(job):
+        # Its process is gone: nothing will finish it until someone resumes it.
+        summary["status"] = "interrupted"
+        summary["runner"] = job.runner
+        summary["resume"] = resume_command(job.id)
     if job.kind.value == "reindex":
         summary["switched"] = bool(job.parameters.get("switched"))
     return summary

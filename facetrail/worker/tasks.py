@@ -80,13 +80,15 @@ def run_item(self: Task[Any, Any], item_id: int) -> str:
 @app.task(name="facetrail.submit", bind=True, acks_late=True, max_retries=None)
 def submit(self: Task[Any, Any], payload: Any) -> int:
     """Create a job from a JSON payload (see docs/tasks.md) and fan it out."""
-    from facetrail.worker.dispatch import fan_out
+    from facetrail.worker.dispatch import start
 
     settings = settings_of(self.app)
     try:
         with session_scope(settings) as session:
             job_id = submit_job(session, settings, payload).id
-        fan_out(settings, job_id)
+        # The first chunk here; the rest by facetrail.fan_out tasks. A redelivered submit finds
+        # its job by request id and its items already queued.
+        start(settings, job_id)
         notify_if_finished(settings, job_id)  # an empty job is finished at once
         return job_id
     except (FacetrailError, DBAPIError) as exc:
@@ -100,9 +102,24 @@ def submit(self: Task[Any, Any], payload: Any) -> int:
         raise
 
 
+@app.task(name="facetrail.fan_out", bind=True, acks_late=True, max_retries=None)
+def fan_out(self: Task[Any, Any], job_id: int, after_position: int = -1) -> int:
+    """Queue the next chunk of a job's never-queued items, then continue itself."""
+    from facetrail.worker.dispatch import fan_out_chunk
+
+    settings = settings_of(self.app)
+    try:
+        return fan_out_chunk(settings, job_id, after_position)
+    except DBAPIError as exc:
+        _retry_or_raise(self, exc, f"fan-out of job {job_id}")
+        raise
+
+
 @app.task(name="facetrail.run_job", acks_late=True)
 def run_job(job_id: int) -> int:
-    """Fan a job out into one ``facetrail.run_item`` task per unfinished item (resume)."""
-    from facetrail.worker.dispatch import fan_out
+    """Resume: queue every unfinished item of a job again, queued before or not (after a lost
+    broker, say), in chunks. Finished items are skipped; a second delivery of a running item
+    still ends with one result."""
+    from facetrail.worker.dispatch import start
 
-    return fan_out(settings_of(app), job_id)
+    return start(settings_of(app), job_id, resume=True)

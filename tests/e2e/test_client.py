@@ -28,7 +28,8 @@ def served(
     upgrade(settings)
     Facetrail(settings).enroll("band", KNN / "train")
     settings = settings.with_(broker_url=redis_url)
-    worker = Worker(settings, tmp_path / "worker.log")
+    # The app names photos on a volume the worker shares, configured as an image root.
+    worker = Worker(settings, tmp_path / "worker.log", FACETRAIL_IMAGE_ROOTS=str(KNN))
     yield settings
     worker.stop()
 

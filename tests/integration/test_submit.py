@@ -42,6 +42,7 @@ MALFORMED: list[tuple[dict[str, Any], str]] = [
         "threshold: Input should be a finite number",
     ),
     ({"kind": "identify", "collection": "band", "images": ["a\x00.jpg"]}, "NUL"),
+    ({"kind": "identify", "collection": "band", "images": ["a\udcff.jpg"]}, "unicode string"),
     ({"kind": "identify", "collection": "band", "images": [7]}, "images.0.source"),
     ({"kind": "identify", "collection": "band", "images": [{"data": "@@"}]}, "base64"),
     ({"kind": "identify", "collection": "band", "images": [], "threshold": 101}, "threshold"),
@@ -141,6 +142,7 @@ def test_identify_with_uploaded_bytes(settings: Settings) -> None:
 
 def test_tag_job_through_submit(settings: Settings) -> None:
     pytest.importorskip("onnxruntime", reason="needs the tagging extra")
+    settings = settings.with_(image_roots=str(NON_FACES))  # a payload's files: under a root
     Facetrail(settings)
     configure(app, settings)
     payload = {

@@ -42,6 +42,22 @@ def test_txt_and_csv_lists(tmp_path: Path) -> None:
         expand_sources([table], settings=settings, column="image")
 
 
+def test_lists_with_names_that_are_not_utf8(tmp_path: Path) -> None:
+    """A list naming a file whose name is not valid UTF-8 gives a source, not a crash."""
+    odd = tmp_path / os.fsdecode(b"caf\xe9.jpg")
+    odd.write_bytes(OBAMA.read_bytes())
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"%s\nhttps://example.com/caf\xe9.jpg\n" % os.fsencode(odd))
+    table = tmp_path / "table.csv"
+    table.write_bytes(b"img\n%s\n" % os.fsencode(odd))
+    settings = Settings(home=tmp_path)
+    found = expand_sources([listing, table], settings=settings, column="img")
+    assert found == [odd.as_uri(), "https://example.com/caf%E9.jpg", odd.as_uri()]
+    for source in found:
+        source.encode("utf-8")  # storable text
+    assert open_image(settings, found[0]).width > 0
+
+
 def _awkward_folder(root: Path) -> dict[str, Path]:
     """A folder holding every kind of entry a scan meets."""
     (root / "sub").mkdir(parents=True)

@@ -1,0 +1,103 @@
+"""Fan-out on a real Redis broker and PostgreSQL: in chunks, each item queued once however often
+the submit or fan-out messages are delivered, and a resume that re-queues what never ran."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from facetrail.api import Facetrail
+from facetrail.errors import InvalidParameterError
+from facetrail.migrate import upgrade
+from facetrail.settings import Settings
+from facetrail.worker import tasks
+from facetrail.worker.app import QUEUE, app, configure
+
+pytestmark = [pytest.mark.services]
+
+
+@pytest.fixture
+def brokered(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[Settings]:
+    settings = Settings(
+        home=tmp_path / "home",
+        database_url=postgres_url,
+        broker_url=redis_url,
+        fan_out_chunk=4,
+        max_job_images=20,
+    )
+    upgrade(settings)
+    configure(app, settings)
+    yield settings
+    configure(app, Settings(home=tmp_path / "home"))
+
+
+def take_messages(client: redis.Redis) -> list[tuple[str, list[Any]]]:
+    """Every task message waiting on the queue, removed: (task name, args)."""
+    out = []
+    while (raw := client.rpop(QUEUE)) is not None:
+        message = json.loads(raw)
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        out.append((message["headers"]["task"], args))
+    return out
+
+
+def drain(
+    client: redis.Redis, deliveries: int, taken: list[tuple[str, list[Any]]] | None = None
+) -> Counter[int]:
+    """Deliver every fan-out message ``deliveries`` times (a redelivery after a lost ack); count
+    the run_item messages per item."""
+    queued: Counter[int] = Counter()
+    pending = [*(taken or []), *take_messages(client)]
+    while pending:
+        name, args = pending.pop(0)
+        if name == "facetrail.run_item":
+            queued[args[0]] += 1
+        else:
+            assert name == "facetrail.fan_out"
+            for _ in range(deliveries):
+                tasks.fan_out.apply(args=args)
+        pending += take_messages(client)
+    return queued
+
+
+def test_submit_redelivered_queues_each_item_once_in_chunks(brokered: Settings) -> None:
+    client = redis.Redis.from_url(brokered.broker_url)
+    payload = {
+        "kind": "tag",
+        "images": [f"https://example.com/{i}.jpg" for i in range(10)],
+        "ops": ["labels"],
+        "request_id": "big-1",
+    }
+    try:
+        job_id = tasks.submit.apply(args=[payload]).result
+        first = take_messages(client)
+        # One chunk of run_item tasks and the fan-out that continues after it, nothing more.
+        assert [name for name, _ in first] == ["facetrail.run_item"] * 4 + ["facetrail.fan_out"]
+        assert first[-1][1] == [job_id, 3]
+        # The submit message delivered twice more, as a broker does after lost acks, and every
+        # fan-out message three times: the same job, each item queued once.
+        assert {tasks.submit.apply(args=[payload]).result for _ in range(2)} == {job_id}
+        queued = drain(client, deliveries=3, taken=first)
+        assert len(queued) == 10 and set(queued.values()) == {1}, queued
+
+        # Resume re-queues the unfinished items (queued before, never run: a lost broker).
+        assert tasks.run_job.apply(args=[job_id]).result == 4
+        again = drain(client, deliveries=1)
+        assert sorted(again) == sorted(queued) and set(again.values()) == {1}
+    finally:
+        client.close()
+
+
+def test_images_per_job_limit_for_every_entry_point(brokered: Settings) -> None:
+    ft = Facetrail(brokered.with_(broker_url=""))
+    with pytest.raises(InvalidParameterError, match="21 images in one job; at most 20"):
+        ft.tag([f"https://example.com/{i}.jpg" for i in range(21)], ops=["labels"])
+    with pytest.raises(InvalidParameterError, match="at most 20"):
+        ft.enroll("band", [(f"https://example.com/{i}.jpg", "x") for i in range(21)])
