@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from facetrail.errors import InvalidParameterError
 from facetrail.images import upload
-from facetrail.models import Job, JobItem, JobKind, JobStatus
+from facetrail.models import Collection, Job, JobItem, JobKind, JobStatus
 from facetrail.models.base import utcnow
 from facetrail.services.records import COLLECTION_NAME
 from facetrail.settings import Settings
@@ -206,6 +206,21 @@ class JobType(ABC):
     def run(self, ctx: Context, claim: Claim) -> None:
         """Run one claimed item: compute, then write its results and ``ctx.succeed`` it in one
         transaction. Raise a FacetrailError to fail it (``retryable`` to try again later)."""
+
+
+def collection_job(
+    kind: JobKind, collection: Collection, parameters: dict[str, Any], **fields: Any
+) -> Job:
+    """A job against ``collection`` as it is now: its backend, version and model version."""
+    return Job(
+        kind=kind,
+        backend=collection.backend,
+        collection_id=collection.id,
+        collection_version=collection.version,
+        model_version=collection.model_version,
+        parameters=parameters,
+        **fields,
+    )
 
 
 def add_job(session: Session, job: Job, items: list[JobItem]) -> Job:

@@ -22,7 +22,7 @@ from facetrail.jobs.base import (
 )
 from facetrail.models import Collection, ItemStatus, Job, JobItem, JobKind
 from facetrail.services import audit
-from facetrail.services.faces import upsert_face
+from facetrail.services.faces import record_indexed
 from facetrail.services.records import (
     bump_version,
     get_or_create_collection,
@@ -114,16 +114,14 @@ class EnrollJob(JobType):
                 display_name=claim.person_external_id.replace("_", " "),
             )
             image_row = get_or_create_image(session, image)
-            for indexed in result.indexed:
-                upsert_face(
-                    session,
-                    backend=backend.name,
-                    model_version=backend.model_version,
-                    collection=collection,
-                    person=person,
-                    indexed=indexed,
-                    image_id=image_row.id,
-                    item_id=claim.item_id,
-                )
+            record_indexed(
+                session,
+                backend,
+                result,
+                collection=collection,
+                person=person,
+                image_id=image_row.id,
+                item_id=claim.item_id,
+            )
             bump_version(session, collection, model_version=backend.model_version)
             ctx.succeed(session, claim, image_row.id)

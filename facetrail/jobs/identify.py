@@ -18,6 +18,7 @@ from facetrail.jobs.base import (
     JobType,
     Request,
     add_job,
+    collection_job,
     source_items,
     store_images,
     with_names,
@@ -51,14 +52,7 @@ class IdentifyJob(JobType):
         parameters: dict[str, object] = {"collection": request.collection}
         if request.threshold is not None:
             parameters["threshold"] = request.threshold
-        job = Job(
-            kind=self.kind,
-            backend=collection.backend,
-            collection_id=collection.id,
-            collection_version=collection.version,
-            model_version=collection.model_version,
-            parameters=with_names(parameters, request.images),
-        )
+        job = collection_job(self.kind, collection, with_names(parameters, request.images))
         return add_job(session, job, source_items(store_images(settings, request.images)))
 
     def run(self, ctx: Context, claim: Claim) -> None:

@@ -33,7 +33,7 @@ from facetrail.jobs.base import (
 )
 from facetrail.models import Collection, Face, Job, JobItem, JobKind, JobStatus, Person
 from facetrail.services import audit
-from facetrail.services.faces import upsert_face
+from facetrail.services.faces import record_indexed
 from facetrail.services.records import bump_version, get_collection, get_or_create_image
 from facetrail.settings import Settings
 
@@ -175,17 +175,15 @@ class ReindexJob(JobType):
             image_id = None
             if from_photo and image is not None:
                 image_id = get_or_create_image(session, image).id
-            for indexed in result.indexed:
-                upsert_face(
-                    session,
-                    backend=target.name,
-                    model_version=target.model_version,
-                    collection=collection,
-                    person=person,
-                    indexed=indexed,
-                    image_id=image_id,
-                    item_id=claim.item_id,
-                )
+            record_indexed(
+                session,
+                target,
+                result,
+                collection=collection,
+                person=person,
+                image_id=image_id,
+                item_id=claim.item_id,
+            )
             job = ctx.succeed(session, claim, image_id)
             old_index = switch_over(session, job)
         if old_index is not None:

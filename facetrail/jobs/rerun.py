@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from facetrail.backends.base import BoundingBox
 from facetrail.errors import InvalidParameterError, NotFoundError
-from facetrail.jobs.base import Claim, JobType, Request, add_job
+from facetrail.jobs.base import Claim, JobType, Request, add_job, collection_job
 from facetrail.jobs.identify import IdentifyJob
 from facetrail.models import Job, JobItem, JobKind
 from facetrail.services import audit
@@ -54,14 +54,8 @@ class RerunJob(JobType):
         if original.collection_id is None:
             raise NotFoundError(f"the collection of job {request.job_id} was deleted")
         collection = get_collection_by_id(session, original.collection_id)
-        job = Job(
-            kind=self.kind,
-            backend=collection.backend,
-            collection_id=collection.id,
-            collection_version=collection.version,
-            model_version=collection.model_version,
-            parameters=dict(original.parameters),
-            rerun_of_id=original.id,
+        job = collection_job(
+            self.kind, collection, dict(original.parameters), rerun_of_id=original.id
         )
         items = [JobItem(position=i.position, source=i.source) for i in original.items]
         add_job(session, job, items)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from facetrail.backends.base import IndexedFace
+from facetrail.backends.base import Backend, IndexedFace, IndexResult
 from facetrail.backends.local.vectors import to_blob
 from facetrail.models import Collection, Face, Person
 
@@ -43,3 +43,29 @@ def upsert_face(
     row.crop_jpeg = indexed.crop_jpeg
     row.job_item_id = item_id
     return row
+
+
+def record_indexed(
+    session: Session,
+    backend: Backend,
+    result: IndexResult,
+    *,
+    collection: Collection,
+    person: Person,
+    image_id: int | None,
+    item_id: int | None,
+) -> list[Face]:
+    """Our records of the faces ``backend`` just indexed for ``person``."""
+    return [
+        upsert_face(
+            session,
+            backend=backend.name,
+            model_version=backend.model_version,
+            collection=collection,
+            person=person,
+            indexed=indexed,
+            image_id=image_id,
+            item_id=item_id,
+        )
+        for indexed in result.indexed
+    ]

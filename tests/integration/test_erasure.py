@@ -44,7 +44,7 @@ from facetrail.models import (
 from facetrail.server.testing import serve_process
 from facetrail.services import catalog, people
 from facetrail.settings import Settings
-from tests.conftest import KNN
+from tests.conftest import DATA, KNN
 
 SUBJECT = "subject_qx7"
 DISPLAY = "subject qx7"  # the display name enrollment derives from the id
@@ -264,6 +264,8 @@ def test_erasure_leaves_nothing_on_postgresql(settings: Settings, postgres_url: 
 def test_items_running_while_their_person_is_erased_leave_nothing(settings: Settings) -> None:
     """An enrollment or re-index item that a worker runs while the person is erased undoes
     what it indexed, instead of bringing the person back."""
+    # The enroll job below is made from a payload, as another app's would be: photos under roots.
+    settings = settings.with_(image_roots=str(DATA))
     ft = Facetrail(settings)
     rose = sorted(ROSE.iterdir())
     ft.enroll("crew", [(str(rose[0]), SUBJECT), (str(KNN / "train/obama/obama.jpg"), "obama")])
@@ -293,7 +295,7 @@ def test_items_running_while_their_person_is_erased_leave_nothing(settings: Sett
     for claimed in claims:
         assert claimed is not None
         with pytest.raises(NotFoundError):
-            job_type(claimed.kind).run(Context(settings), claimed)
+            job_type(claimed.kind).run(Context(settings, claimed), claimed)
     backend = LocalBackend(settings)
     for index in ("crew", staging):
         assert SUBJECT not in {f.external_id for f in backend.list_faces(index)}

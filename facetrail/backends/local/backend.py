@@ -470,15 +470,7 @@ class LocalBackend(Backend):
         with self._sessions.begin() as session:
             self._user(session, collection_id, user_id)
             template = self._user_embeddings(session, collection_id).get(user_id)
-            rows = {
-                r.face_id: r
-                for r in session.scalars(
-                    select(LocalFace).where(
-                        LocalFace.collection_name == collection_id,
-                        LocalFace.face_id.in_(list(face_ids)),
-                    )
-                )
-            }
+            rows = _faces_by_id(session, collection_id, face_ids)
             associated: list[str] = []
             refused: dict[str, str] = {}
             for face_id in dict.fromkeys(face_ids):
@@ -506,15 +498,7 @@ class LocalBackend(Backend):
     ) -> FaceAssociation:
         with self._sessions.begin() as session:
             self._user(session, collection_id, user_id)
-            rows = {
-                r.face_id: r
-                for r in session.scalars(
-                    select(LocalFace).where(
-                        LocalFace.collection_name == collection_id,
-                        LocalFace.face_id.in_(list(face_ids)),
-                    )
-                )
-            }
+            rows = _faces_by_id(session, collection_id, face_ids)
             done: list[str] = []
             refused: dict[str, str] = {}
             for face_id in dict.fromkeys(face_ids):
@@ -677,3 +661,14 @@ def _rgb(image: LoadedImage) -> PILImage.Image:
 
 def _pil(crop: np.ndarray) -> PILImage.Image:
     return PILImage.fromarray(np.ascontiguousarray(crop))
+
+
+def _faces_by_id(
+    session: Session, collection_id: str, face_ids: Sequence[str]
+) -> dict[str, LocalFace]:
+    rows = session.scalars(
+        select(LocalFace).where(
+            LocalFace.collection_name == collection_id, LocalFace.face_id.in_(list(face_ids))
+        )
+    )
+    return {r.face_id: r for r in rows}

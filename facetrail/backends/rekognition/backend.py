@@ -776,15 +776,7 @@ class RekognitionBackend(Backend):
                 FaceIds=list(face_ids),
                 UserMatchThreshold=_percent(threshold),
             )
-        refused: dict[str, str] = {
-            str(u.get("FaceId")): (u.get("Reasons") or ["FACE_NOT_FOUND"])[0]
-            for u in response.get("UnsuccessfulFaceAssociations", [])
-        }
-        return FaceAssociation(
-            [str(f.get("FaceId")) for f in response.get("AssociatedFaces", [])],
-            refused,
-            str(response.get("UserStatus", "ACTIVE")),
-        )
+        return _association(response, "AssociatedFaces", "UnsuccessfulFaceAssociations")
 
     def disassociate_faces(
         self, collection_id: str, user_id: str, face_ids: Sequence[str]
@@ -796,15 +788,7 @@ class RekognitionBackend(Backend):
                 UserId=encode_external_id(user_id),
                 FaceIds=list(face_ids),
             )
-        refused: dict[str, str] = {
-            str(u.get("FaceId")): (u.get("Reasons") or ["FACE_NOT_FOUND"])[0]
-            for u in response.get("UnsuccessfulFaceDisassociations", [])
-        }
-        return FaceAssociation(
-            [str(f.get("FaceId")) for f in response.get("DisassociatedFaces", [])],
-            refused,
-            str(response.get("UserStatus", "ACTIVE")),
-        )
+        return _association(response, "DisassociatedFaces", "UnsuccessfulFaceDisassociations")
 
     def search_users(
         self,
@@ -907,3 +891,16 @@ class RekognitionBackend(Backend):
                 Image={"Bytes": prepare_image(image)}, MinConfidence=floor
             )
         return [ModerationLabel.from_rekognition(m) for m in response.get("ModerationLabels", [])]
+
+
+def _association(response: Any, done: str, refused: str) -> FaceAssociation:
+    """An (Dis)AssociateFaces response as a FaceAssociation: the faces done, the first reason
+    for each face refused, the user's status."""
+    return FaceAssociation(
+        [str(f.get("FaceId")) for f in response.get(done, [])],
+        {
+            str(u.get("FaceId")): (u.get("Reasons") or ["FACE_NOT_FOUND"])[0]
+            for u in response.get(refused, [])
+        },
+        str(response.get("UserStatus", "ACTIVE")),
+    )
