@@ -39,7 +39,7 @@ from facetrail.backends.local.backend import LocalBackend
 from facetrail.images import LoadedImage, load_image
 from facetrail.settings import Settings
 from facetrail.tagging.text import TextDetection
-from facetrail.tagging.textmetrics import char_accuracy, normalise, word_accuracy
+from facetrail.testing.textmetrics import char_accuracy, normalise, word_accuracy
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FFMPEG = Path("dlib/dlib/test/ffmpeg_data")

@@ -1,1 +1,1 @@
-"""What tasks call: create jobs, run one item, roll job status up from items, read reports."""
+"""Domain operations that jobs, the CLI, the Python API and serve call; each takes a Session."""

@@ -21,8 +21,8 @@ from facetrail.errors import InvalidParameterError
 from facetrail.images import LoadedImage, decode_image
 from facetrail.settings import Settings
 from facetrail.tagging.operations import OPERATIONS, check_ops, run_ops
-from facetrail.tagging.textmetrics import char_accuracy
 from facetrail.testing.backend_contract import load
+from facetrail.testing.textmetrics import char_accuracy
 
 PAGE_LINES = ("Harbour notes for the spring crossing", "The ferry leaves the north pier at seven")
 EPSILON = 1e-6

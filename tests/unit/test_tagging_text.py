@@ -18,7 +18,7 @@ from facetrail.inference.text import TextReader, _unturn
 from facetrail.modelfiles import model_path
 from facetrail.settings import Settings
 from facetrail.tagging.text import MODEL_NAMES, Point, TextDetection, detect_text_response
-from facetrail.tagging.textmetrics import char_accuracy, normalise
+from facetrail.testing.textmetrics import char_accuracy, normalise
 
 OCR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ocr"
 PAGES = OCR / "tesseract"
