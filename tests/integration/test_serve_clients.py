@@ -32,8 +32,8 @@ from botocore.exceptions import ClientError
 from facetrail.server.protocol import TARGET_PREFIX, operation_model
 from facetrail.server.testing import serve_process
 from tests.conftest import DATA, KNN, ROOT
+from tests.integration.test_serve_protocol import shape_errors
 from tests.s3server import CREDENTIALS, S3Server, s3_process
-from tests.test_serve_protocol import shape_errors
 
 __all__ = ["s3_process"]  # a fixture
 
