@@ -18,7 +18,7 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from facetrail.backends.base import Backend, FaceRecord
-from facetrail.backends.rekognition.images import MAX_IMAGE_BYTES, MIN_IMAGE_SIDE
+from facetrail.backends.rekognition.images import MAX_IMAGE_BYTES
 from facetrail.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
@@ -175,10 +175,13 @@ class RekognitionService:
             raise ServiceError(
                 "InvalidImageFormatException", "Request has invalid image format"
             ) from None
-        if loaded.width < MIN_IMAGE_SIDE or loaded.height < MIN_IMAGE_SIDE:
+        # The service documents 80x80 but answers smaller images, such as tight crops of the
+        # faces of a group photo; the floor here is the smallest face the detector looks for.
+        least = self.settings.min_face_size
+        if loaded.width < least or loaded.height < least:
             raise invalid_parameter(
                 f"{member} is {loaded.width}x{loaded.height} pixels; the minimum image "
-                f"dimensions are {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} pixels"
+                f"dimensions are {least}x{least} pixels"
             )
         return loaded
 
