@@ -5,7 +5,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from facetrail.backends.base import BoundingBox, DetectedFace
+from facetrail.backends.base import (
+    AgeRange,
+    BoundingBox,
+    DetectedFace,
+    Emotion,
+    FaceAttributes,
+    Flag,
+    Gender,
+)
+
+# FaceDetail's yes/no members.
+FLAGS = (
+    "Smile",
+    "Eyeglasses",
+    "Sunglasses",
+    "Beard",
+    "Mustache",
+    "EyesOpen",
+    "MouthOpen",
+    "FaceOccluded",
+)
 
 
 def box_json(box: BoundingBox) -> dict[str, float]:
@@ -39,4 +59,63 @@ def face_detail_json(face: DetectedFace) -> dict[str, Any]:
             "Sharpness": face.quality.sharpness,
         }
     detail["Confidence"] = face.confidence
+    if face.attributes is not None:
+        detail.update(attributes_json(face.attributes))
     return detail
+
+
+def attributes_json(attributes: FaceAttributes) -> dict[str, Any]:
+    """FaceDetail's attribute members (AgeRange, Gender, Emotions, Smile...) that were measured."""
+    out: dict[str, Any] = {}
+    if attributes.age_range is not None:
+        out["AgeRange"] = {"Low": attributes.age_range.low, "High": attributes.age_range.high}
+    if attributes.gender is not None:
+        out["Gender"] = {
+            "Value": attributes.gender.value,
+            "Confidence": attributes.gender.confidence,
+        }
+    if attributes.emotions:
+        out["Emotions"] = [
+            {"Type": e.type, "Confidence": e.confidence} for e in attributes.emotions
+        ]
+    for name, flag in attributes.flags:
+        out[name] = {"Value": flag.value, "Confidence": flag.confidence}
+    return out
+
+
+def attributes_from_json(raw: Mapping[str, Any]) -> FaceAttributes | None:
+    """The attribute members of a Rekognition FaceDetail, or None when it has none."""
+    age, sex = raw.get("AgeRange"), raw.get("Gender")
+    emotions = tuple(
+        sorted(
+            (
+                Emotion(type=str(e.get("Type", "")), confidence=float(e.get("Confidence", 0.0)))
+                for e in raw.get("Emotions") or []
+            ),
+            key=lambda e: e.confidence,
+            reverse=True,
+        )
+    )
+    flags = tuple(
+        (
+            name,
+            Flag(
+                value=bool(raw[name].get("Value")),
+                confidence=float(raw[name].get("Confidence", 0.0)),
+            ),
+        )
+        for name in FLAGS
+        if isinstance(raw.get(name), Mapping)
+    )
+    if age is None and sex is None and not emotions and not flags:
+        return None
+    return FaceAttributes(
+        age_range=AgeRange(low=int(age.get("Low", 0)), high=int(age.get("High", 0)))
+        if age
+        else None,
+        gender=Gender(value=str(sex.get("Value", "")), confidence=float(sex.get("Confidence", 0.0)))
+        if sex
+        else None,
+        emotions=emotions,
+        flags=flags,
+    )

@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     detect = add("detect", commands.detect, "find faces: box, landmarks, pose, quality")
     detect.add_argument("images", nargs="+")
     detect.add_argument("--json", action="store_true")
+    detect.add_argument(
+        "--attributes", action="store_true", help="also age range, gender, emotions, smile"
+    )
 
     coll = add("collections", commands.collections, "list, create, describe or delete collections")
     coll.add_argument(

@@ -2,8 +2,8 @@
 image tagging in ``facetrail.server.tagging``.
 
 Each operation takes the parsed request (see ``protocol.parse_input``) and returns the response
-as botocore's service model shapes it. Fields the local backend cannot compute (age, emotions,
-gender, the 30 extra landmarks of ``ALL``...) are left out rather than invented.
+as botocore's service model shapes it. Fields the local backend cannot compute (eyeglasses,
+beard, the 25 extra landmarks of ``ALL``...) are left out rather than invented.
 """
 
 from __future__ import annotations
@@ -340,9 +340,11 @@ class RekognitionService:
 
     # Faces in one image ------------------------------------------------------------------
     def detect_faces(self, params: Params, region: str) -> Response:
-        # DEFAULT and ALL give the same fields here: the ones the local backend measures.
+        # Attributes=["ALL"] (or any attribute name beyond DEFAULT) adds what the attribute
+        # models measure; members no model measures stay absent.
         image = self._image(params, "Image")
-        faces = self.backend.detect_faces(image)[:MAX_FACES_PER_IMAGE]
+        wanted = set(params.get("Attributes") or ["DEFAULT"]) - {"DEFAULT"}
+        faces = self.backend.detect_faces(image, attributes=bool(wanted))[:MAX_FACES_PER_IMAGE]
         return {"FaceDetails": [face_detail_json(f) for f in faces]}
 
     def compare_faces(self, params: Params, region: str) -> Response:

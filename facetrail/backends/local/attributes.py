@@ -1,4 +1,6 @@
-"""Pose and quality of a detected face, estimated cheaply from its 5 landmarks and pixels.
+"""Pose and quality of a detected face, estimated cheaply from its 5 landmarks and pixels; and
+the attribute models' probabilities (``facetrail.inference.face_attributes``) in Rekognition's
+terms: AgeRange, Gender, Emotions, Smile.
 
 Pose is a geometric approximation, not a fitted 3D head model: expect errors of ~10 degrees, and
 values that saturate beyond ~60 degrees of yaw or pitch, where 5 points stop being informative.
@@ -12,7 +14,13 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from facetrail.backends.base import Pose, Quality
+from facetrail.backends.base import AgeRange, Emotion, FaceAttributes, Flag, Gender, Pose, Quality
+from facetrail.inference.face_attributes import (
+    AGE_VALUES,
+    EMOTION_CLASSES,
+    GENDER_CLASSES,
+    AgeGender,
+)
 
 # Nose tip depth in front of the eye/mouth plane, over the inter-eye distance (yaw) and over the
 # eye-to-mouth distance (pitch). Average adult proportions; they set the degrees-per-offset slope.
@@ -71,3 +79,74 @@ def estimate_quality(rgb: npt.NDArray[np.uint8], box: npt.NDArray[np.float32]) -
     variance = float(cv2.Laplacian(scaled, cv2.CV_64F).var())
     sharpness = 100.0 * (1.0 - math.exp(-variance / SHARPNESS_SCALE))
     return Quality(brightness=brightness, sharpness=sharpness)
+
+
+# AgeRange: the central part of the age network's distribution holding AGE_RANGE_MASS of it
+# (its 10th to 90th percentile). Chosen before measuring; docs/attributes.md gives how often the
+# true age falls inside on UTKFace.
+AGE_RANGE_MASS = 0.8
+# fer's classes -> Rekognition's EmotionName. No model here gives CONFUSED: it is left out.
+EMOTION_TYPES = {
+    "angry": "ANGRY",
+    "disgust": "DISGUSTED",
+    "fear": "FEAR",
+    "happy": "HAPPY",
+    "sad": "SAD",
+    "surprise": "SURPRISED",
+    "neutral": "CALM",
+}
+
+
+def age_range(probabilities: npt.NDArray[np.float32]) -> AgeRange:
+    """Low and high age (whole years) around the middle AGE_RANGE_MASS of the distribution."""
+    cumulative = np.cumsum(np.asarray(probabilities, np.float64))
+    cumulative /= cumulative[-1]
+    tail = (1.0 - AGE_RANGE_MASS) / 2
+    low = float(AGE_VALUES[int(np.searchsorted(cumulative, tail))])
+    high = float(AGE_VALUES[int(np.searchsorted(cumulative, 1.0 - tail))])
+    return AgeRange(low=math.floor(low), high=max(math.ceil(high), math.floor(low) + 1))
+
+
+def expected_age(probabilities: npt.NDArray[np.float32]) -> float:
+    """The distribution's mean age (the package's own point estimate)."""
+    probs = np.asarray(probabilities, np.float64)
+    return float(probs @ AGE_VALUES.astype(np.float64) / probs.sum())
+
+
+def gender(probabilities: npt.NDArray[np.float32]) -> Gender:
+    probs = np.asarray(probabilities, np.float64)
+    best = int(np.argmax(probs))
+    return Gender(value=GENDER_CLASSES[best], confidence=float(probs[best] / probs.sum() * 100))
+
+
+def emotions(probabilities: npt.NDArray[np.float32]) -> tuple[Emotion, ...]:
+    """Rekognition's Emotions, most confident first (confidences 0-100, summing to 100)."""
+    probs = np.asarray(probabilities, np.float64)
+    probs = probs / probs.sum()
+    found = [
+        Emotion(type=EMOTION_TYPES[name], confidence=float(p * 100))
+        for name, p in zip(EMOTION_CLASSES, probs, strict=True)
+    ]
+    return tuple(sorted(found, key=lambda e: e.confidence, reverse=True))
+
+
+def smile(probabilities: npt.NDArray[np.float32]) -> Flag:
+    """Smile from the emotion model: a smile when "happy" is more likely than not."""
+    probs = np.asarray(probabilities, np.float64)
+    happy = float(probs[EMOTION_CLASSES.index("happy")] / probs.sum())
+    return Flag(value=happy > 0.5, confidence=max(happy, 1 - happy) * 100)
+
+
+def face_attributes(
+    age_gender: AgeGender | None, emotion: npt.NDArray[np.float32] | None
+) -> FaceAttributes:
+    """One face's attributes from whichever models ran (None: that model did not)."""
+    flags: list[tuple[str, Flag]] = []
+    if emotion is not None:
+        flags.append(("Smile", smile(emotion)))
+    return FaceAttributes(
+        age_range=age_range(age_gender.age) if age_gender is not None else None,
+        gender=gender(age_gender.gender) if age_gender is not None else None,
+        emotions=emotions(emotion) if emotion is not None else (),
+        flags=tuple(flags),
+    )

@@ -19,11 +19,18 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from facetrail.backends.base import LANDMARK_TYPES, BoundingBox, DetectedFace, Landmark
+from facetrail.backends.base import (
+    LANDMARK_TYPES,
+    BoundingBox,
+    DetectedFace,
+    FaceAttributes,
+    Landmark,
+)
 from facetrail.backends.local import calibration
-from facetrail.backends.local.attributes import estimate_pose, estimate_quality
+from facetrail.backends.local.attributes import estimate_pose, estimate_quality, face_attributes
 from facetrail.inference.detector import Detection, DetectorConfig, MTCNNDetector
 from facetrail.inference.embedders import Embedder, create_embedder, embedder_class
+from facetrail.inference.face_attributes import AgeGenderModel, EmotionModel
 from facetrail.modelfiles import MODELS, model_path
 from facetrail.settings import Settings
 
@@ -79,6 +86,27 @@ class FacePipeline:
     @property
     def embedder(self) -> Embedder:
         return create_embedder(self.settings)
+
+    @property
+    def age_gender_model(self) -> AgeGenderModel:
+        files = [model_path(self.settings, name) for name in ("age", "gender")]
+        return AgeGenderModel.shared(files, threads=self.settings.threads)
+
+    @property
+    def emotion_model(self) -> EmotionModel:
+        files = [model_path(self.settings, "emotion")]
+        return EmotionModel.shared(files, threads=self.settings.threads)
+
+    def attributes(
+        self, rgb: Image.Image | UInt8Array, detections: Sequence[Detection]
+    ) -> list[FaceAttributes]:
+        """Age range, gender, emotions and smile of each detected face, in order."""
+        if not detections:
+            return []
+        pixels = as_rgb_array(rgb)
+        age_gender = self.age_gender_model.predict(pixels, detections)
+        emotion = self.emotion_model.predict(pixels, detections)
+        return [face_attributes(ag, em) for ag, em in zip(age_gender, emotion, strict=True)]
 
     def detect(self, rgb: Image.Image | UInt8Array) -> list[Detection]:
         """Faces in pixel coordinates, largest first; small images and tight face crops too."""
