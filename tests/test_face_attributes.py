@@ -102,3 +102,20 @@ def test_cli_detect_attributes_json(cli: Settings, capsys: pytest.CaptureFixture
     (face,) = entry["faces"]
     assert face["attributes"]["Gender"]["Value"] == "Male"
     assert set(face["attributes"]) == {"AgeRange", "Gender", "Emotions", "Smile"}
+
+
+def test_identify_job_reports_attributes_when_asked(settings: Settings) -> None:
+    from facetrail.api import Facetrail
+
+    api = Facetrail(settings)
+    api.enroll(
+        "people", [(str(IMAGES / "obama.jpg"), "obama"), (str(IMAGES / "biden.jpg"), "biden")]
+    )
+    plain = api.identify("people", [str(GROUP)])
+    asked = api.identify("people", [str(GROUP)], attributes=True)
+    assert all("attributes" not in f for f in plain["images"][0]["faces"])
+    faces = {f["person"]: f for f in asked["images"][0]["faces"]}
+    assert faces["biden"]["attributes"]["Smile"]["Value"] is True
+    assert faces["obama"]["attributes"]["Gender"]["Value"] == "Male"
+    for face in faces.values():
+        assert {"AgeRange", "Gender", "Emotions", "Smile"} == set(face["attributes"])

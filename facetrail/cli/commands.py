@@ -102,6 +102,7 @@ def identify(settings: Settings, args: argparse.Namespace) -> int:
             args.collection,
             args.images,
             threshold=args.threshold,
+            attributes=args.attributes,
             upload=args.upload,
             wait=not args.no_wait,
             progress=update,
