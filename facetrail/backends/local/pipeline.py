@@ -31,6 +31,7 @@ from facetrail.backends.local.attributes import estimate_pose, estimate_quality,
 from facetrail.inference.detector import Detection, DetectorConfig, MTCNNDetector
 from facetrail.inference.embedders import Embedder, create_embedder, embedder_class
 from facetrail.inference.face_attributes import AgeGenderModel, EmotionModel
+from facetrail.inference.face_mesh import FaceMeshModel
 from facetrail.modelfiles import MODELS, model_path
 from facetrail.settings import Settings
 
@@ -97,16 +98,25 @@ class FacePipeline:
         files = [model_path(self.settings, "emotion")]
         return EmotionModel.shared(files, threads=self.settings.threads)
 
+    @property
+    def face_mesh_model(self) -> FaceMeshModel:
+        files = [model_path(self.settings, "face_mesh")]
+        return FaceMeshModel.shared(files, threads=self.settings.threads)
+
     def attributes(
         self, rgb: Image.Image | UInt8Array, detections: Sequence[Detection]
     ) -> list[FaceAttributes]:
-        """Age range, gender, emotions and smile of each detected face, in order."""
+        """Age range, gender, emotions, smile and mouth open of each detected face, in order."""
         if not detections:
             return []
         pixels = as_rgb_array(rgb)
         age_gender = self.age_gender_model.predict(pixels, detections)
         emotion = self.emotion_model.predict(pixels, detections)
-        return [face_attributes(ag, em) for ag, em in zip(age_gender, emotion, strict=True)]
+        meshes = self.face_mesh_model.predict(pixels, detections)
+        return [
+            face_attributes(ag, em, mesh)
+            for ag, em, mesh in zip(age_gender, emotion, meshes, strict=True)
+        ]
 
     def detect(self, rgb: Image.Image | UInt8Array) -> list[Detection]:
         """Faces in pixel coordinates, largest first; small images and tight face crops too."""
