@@ -8,6 +8,10 @@ face. A photo where no face is found is counted apart, not scored.
   age; how often the true age is inside AgeRange, and its mean width) and gender.
 * ``fer2013_sample`` (698 grey 48x48 faces, 7 expressions): emotion, top-1 of the seven classes
   (fer's classes; Rekognition's CALM is fer's neutral, and no model gives CONFUSED).
+* dlib's ``examples/faces/testing_with_face_landmarks.xml`` (25 faces, 68 hand-placed points):
+  the further Landmarks of ALL, as the mean distance to the matching 68-point position over
+  the distance between the outer eye corners (jawline types are not scored: the 68-point
+  jawline is spaced differently).
 * ``celeba_attributes`` (400 uncropped photos): Smile (CelebA's Smiling) and gender (Male); and
   MouthOpen (Mouth_Slightly_Open) on the odd rows only (photos in file order, counting from 0):
   its threshold and the mesh crop were chosen on the even rows.
@@ -59,8 +63,30 @@ UNAVAILABLE = (
     "EyeDirection",
     "FaceOccluded",
     "Emotions: CONFUSED",
-    "Landmarks beyond the 5 points",
+    "Landmarks: leftPupil, rightPupil",
 )
+# Rekognition landmark type -> the 68-point annotation's points (averaged), 0-based.
+IBUG_POINTS = {
+    "leftEyeBrowLeft": (17,),
+    "leftEyeBrowRight": (21,),
+    "leftEyeBrowUp": (19,),
+    "rightEyeBrowLeft": (22,),
+    "rightEyeBrowRight": (26,),
+    "rightEyeBrowUp": (24,),
+    "leftEyeLeft": (36,),
+    "leftEyeRight": (39,),
+    "leftEyeUp": (37, 38),
+    "leftEyeDown": (40, 41),
+    "rightEyeLeft": (42,),
+    "rightEyeRight": (45,),
+    "rightEyeUp": (43, 44),
+    "rightEyeDown": (46, 47),
+    "noseLeft": (31,),
+    "noseRight": (35,),
+    "mouthUp": (51,),
+    "mouthDown": (57,),
+    "chinBottom": (8,),
+}
 
 
 @dataclass
@@ -189,11 +215,60 @@ def celeba(pipeline: FacePipeline, root: Path, limit: int | None) -> dict[str, T
     return {"smile": smile, "gender": gender, "mouth": mouth}
 
 
+def landmarks(pipeline: FacePipeline, root: Path) -> tuple[int, int, float, dict[str, float]]:
+    """(faces annotated, faces matched, mean normalised error, per-type mean normalised error)."""
+    import xml.etree.ElementTree as ET
+
+    folder = root / "dlib" / "examples" / "faces"
+    tree = ET.parse(folder / "testing_with_face_landmarks.xml")
+    errors: dict[str, list[float]] = {kind: [] for kind in IBUG_POINTS}
+    annotated = matched = 0
+    for image in tree.getroot().iter("image"):
+        with Image.open(folder / str(image.get("file"))) as img:
+            rgb = np.asarray(img.convert("RGB"))
+        detections = pipeline.detect(rgb)
+        height, width = rgb.shape[:2]
+        for box in image.iter("box"):
+            annotated += 1
+            points = {
+                int(str(p.get("name"))): (float(str(p.get("x"))), float(str(p.get("y"))))
+                for p in box.iter("part")
+            }
+            cx = float(str(box.get("left"))) + float(str(box.get("width"))) / 2
+            cy = float(str(box.get("top"))) + float(str(box.get("height"))) / 2
+            inside = [
+                d for d in detections if d.box[0] <= cx <= d.box[2] and d.box[1] <= cy <= d.box[3]
+            ]
+            if not inside:
+                continue
+            matched += 1
+            nearest = min(
+                inside,
+                key=lambda d: (
+                    (d.box[0] + d.box[2] - 2 * cx) ** 2 + (d.box[1] + d.box[3] - 2 * cy) ** 2
+                ),
+            )
+            (found,) = pipeline.attributes(rgb, [nearest])
+            at = {lm.type: (lm.x * width, lm.y * height) for lm in found.landmarks}
+            scale = float(np.hypot(points[36][0] - points[45][0], points[36][1] - points[45][1]))
+            for kind, indices in IBUG_POINTS.items():
+                truth = np.mean([points[i] for i in indices], axis=0)
+                errors[kind].append(float(np.hypot(*(np.array(at[kind]) - truth))) / scale)
+    per_type = {kind: float(np.mean(values)) for kind, values in errors.items()}
+    overall = float(np.mean([v for values in errors.values() for v in values]))
+    return annotated, matched, overall, per_type
+
+
 def pct(value: float) -> str:
     return f"{100 * value:.1f} %"
 
 
-def render(utk: dict[str, object], fer: tuple[Tally, Counter[str]], cel: dict[str, Tally]) -> str:
+def render(
+    utk: dict[str, object],
+    fer: tuple[Tally, Counter[str]],
+    cel: dict[str, Tally],
+    marks: tuple[int, int, float, dict[str, float]],
+) -> str:
     gender = utk["gender"]
     assert isinstance(gender, Tally)
     emotion, per_class = fer
@@ -217,12 +292,21 @@ def render(utk: dict[str, object], fer: tuple[Tally, Counter[str]], cel: dict[st
         f"| MouthOpen | celeba_attributes (Mouth_Slightly_Open), odd rows | {cel['mouth'].scored} "
         f"| {cel['mouth'].no_face} | {pct(cel['mouth'].accuracy)} "
         f"| {pct(cel['mouth'].majority_rate)} |",
+        f"| Landmarks (19 further types): mean error / outer-eye distance | dlib testing "
+        f"(68 points) | {marks[1]} | {marks[0] - marks[1]} | {marks[2]:.3f} | - |",
     ]
     recall = ", ".join(
         f"{name} {per_class[name]}/{per_class[name + ' total']}"
         for name in sorted({k.split()[0] for k in per_class})
     )
     lines += ["", f"Emotion recall per class (fer2013_sample): {recall}."]
+    worst = sorted(marks[3].items(), key=lambda kv: kv[1], reverse=True)[:4]
+    lines += [
+        "",
+        "Landmark error per type, largest: "
+        + ", ".join(f"{kind} {value:.3f}" for kind, value in worst)
+        + ".",
+    ]
     lines += ["", "Not measured by any offline model here (absent from responses): "]
     lines[-1] += ", ".join(UNAVAILABLE) + "."
     return "\n".join(lines)
@@ -245,7 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"fer2013_sample: {time.perf_counter() - start:.0f}s")
         cel = celeba(pipeline, args.data, args.limit)
         log(f"celeba_attributes: {time.perf_counter() - start:.0f}s")
-    print(render(utk, fer, cel))
+        marks = landmarks(pipeline, args.data)
+        log(f"landmarks: {time.perf_counter() - start:.0f}s")
+    print(render(utk, fer, cel, marks))
     return 0
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from facetrail.backends.base import (
+    LANDMARK_TYPES,
     AgeRange,
     BoundingBox,
     DetectedFace,
@@ -13,6 +14,7 @@ from facetrail.backends.base import (
     FaceAttributes,
     Flag,
     Gender,
+    Landmark,
 )
 
 # FaceDetail's yes/no members.
@@ -60,7 +62,10 @@ def face_detail_json(face: DetectedFace) -> dict[str, Any]:
         }
     detail["Confidence"] = face.confidence
     if face.attributes is not None:
-        detail.update(attributes_json(face.attributes))
+        extra = attributes_json(face.attributes)
+        # One Landmarks list: the five of DEFAULT, then the further types.
+        extra["Landmarks"] = detail.get("Landmarks", []) + extra.get("Landmarks", [])
+        detail.update(extra)
     return detail
 
 
@@ -80,6 +85,8 @@ def attributes_json(attributes: FaceAttributes) -> dict[str, Any]:
         ]
     for name, flag in attributes.flags:
         out[name] = {"Value": flag.value, "Confidence": flag.confidence}
+    if attributes.landmarks:
+        out["Landmarks"] = [{"Type": lm.type, "X": lm.x, "Y": lm.y} for lm in attributes.landmarks]
     return out
 
 
@@ -107,7 +114,13 @@ def attributes_from_json(raw: Mapping[str, Any]) -> FaceAttributes | None:
         for name in FLAGS
         if isinstance(raw.get(name), Mapping)
     )
-    if age is None and sex is None and not emotions and not flags:
+    five = set(LANDMARK_TYPES)
+    landmarks = tuple(
+        Landmark(type=str(lm["Type"]), x=float(lm.get("X", 0.0)), y=float(lm.get("Y", 0.0)))
+        for lm in raw.get("Landmarks") or []
+        if lm.get("Type") and lm["Type"] not in five
+    )
+    if age is None and sex is None and not emotions and not flags and not landmarks:
         return None
     return FaceAttributes(
         age_range=AgeRange(low=int(age.get("Low", 0)), high=int(age.get("High", 0)))
@@ -118,4 +131,5 @@ def attributes_from_json(raw: Mapping[str, Any]) -> FaceAttributes | None:
         else None,
         emotions=emotions,
         flags=flags,
+        landmarks=landmarks,
     )

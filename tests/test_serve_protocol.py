@@ -181,13 +181,11 @@ def test_notebook_flow(client: Any) -> None:
     assert len(faces) == 3  # Biden, Obama, and a girl at the edge
     for face in faces:
         assert set(face) == MEASURED | ATTRIBUTES
-        assert [lm["Type"] for lm in face["Landmarks"]] == [
-            "eyeLeft",
-            "eyeRight",
-            "nose",
-            "mouthLeft",
-            "mouthRight",
-        ]
+        types = [lm["Type"] for lm in face["Landmarks"]]
+        assert types[:5] == ["eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight"]
+        # ALL adds the face mesh's 23 further types (no pupils); all distinct, all the model's.
+        assert len(types) == 28 == len(set(types))
+        assert set(types) <= set(MODEL.shape_for("LandmarkType").enum)
 
     same = client.compare_faces(
         SourceImage={"Bytes": read(IMAGES / "obama.jpg")},

@@ -120,6 +120,8 @@ class FaceAttributes:
     emotions: tuple[Emotion, ...] = ()  # most confident first
     # Rekognition's yes/no attributes by their FaceDetail member name ("Smile", "EyesOpen"...).
     flags: tuple[tuple[str, Flag], ...] = ()
+    # Landmark types beyond DetectedFace's five (leftEyeBrowUp, chinBottom...), image ratios.
+    landmarks: tuple[Landmark, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ image tagging in ``facetrail.server.tagging``.
 
 Each operation takes the parsed request (see ``protocol.parse_input``) and returns the response
 as botocore's service model shapes it. Fields the local backend cannot compute (eyeglasses,
-beard, the 25 extra landmarks of ``ALL``...) are left out rather than invented.
+beard, eyes open, the pupils...) are left out rather than invented.
 """
 
 from __future__ import annotations

@@ -14,7 +14,16 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from facetrail.backends.base import AgeRange, Emotion, FaceAttributes, Flag, Gender, Pose, Quality
+from facetrail.backends.base import (
+    AgeRange,
+    Emotion,
+    FaceAttributes,
+    Flag,
+    Gender,
+    Landmark,
+    Pose,
+    Quality,
+)
 from facetrail.inference.face_attributes import (
     AGE_VALUES,
     EMOTION_CLASSES,
@@ -152,12 +161,52 @@ def mouth_open(mesh: npt.NDArray[np.float32]) -> Flag:
     return Flag(value=ratio > MOUTH_OPEN_RATIO, confidence=50.0 + 50.0 * margin)
 
 
+# Rekognition's landmark types -> MediaPipe face mesh points. "left" is the image's left, as in
+# Rekognition (eyeLeft has the smaller X): the subject's right eye and brow. The pupils are not
+# mapped (the 468-point mesh has no iris points); the five DEFAULT types come from MTCNN.
+MESH_LANDMARKS = {
+    "leftEyeBrowLeft": 70,
+    "leftEyeBrowRight": 107,
+    "leftEyeBrowUp": 105,
+    "rightEyeBrowLeft": 336,
+    "rightEyeBrowRight": 300,
+    "rightEyeBrowUp": 334,
+    "leftEyeLeft": 33,
+    "leftEyeRight": 133,
+    "leftEyeUp": 159,
+    "leftEyeDown": 145,
+    "rightEyeLeft": 362,
+    "rightEyeRight": 263,
+    "rightEyeUp": 386,
+    "rightEyeDown": 374,
+    "noseLeft": 98,
+    "noseRight": 327,
+    "mouthUp": 0,
+    "mouthDown": 17,
+    "upperJawlineLeft": 132,
+    "midJawlineLeft": 172,
+    "chinBottom": 152,
+    "midJawlineRight": 397,
+    "upperJawlineRight": 361,
+}
+
+
+def mesh_landmarks(mesh: npt.NDArray[np.float32], width: int, height: int) -> tuple[Landmark, ...]:
+    """MESH_LANDMARKS' points as Rekognition landmarks (ratios of the image's size)."""
+    return tuple(
+        Landmark(type=kind, x=float(mesh[i][0]) / width, y=float(mesh[i][1]) / height)
+        for kind, i in MESH_LANDMARKS.items()
+    )
+
+
 def face_attributes(
     age_gender: AgeGender | None,
     emotion: npt.NDArray[np.float32] | None,
     mesh: npt.NDArray[np.float32] | None = None,
+    size: tuple[int, int] = (1, 1),
 ) -> FaceAttributes:
-    """One face's attributes from whichever models ran (None: that model did not)."""
+    """One face's attributes from whichever models ran (None: that model did not); ``size``:
+    the image's (width, height), for landmark ratios."""
     flags: list[tuple[str, Flag]] = []
     if emotion is not None:
         flags.append(("Smile", smile(emotion)))
@@ -168,4 +217,5 @@ def face_attributes(
         gender=gender(age_gender.gender) if age_gender is not None else None,
         emotions=emotions(emotion) if emotion is not None else (),
         flags=tuple(flags),
+        landmarks=mesh_landmarks(mesh, *size) if mesh is not None else (),
     )

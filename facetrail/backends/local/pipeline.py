@@ -106,7 +106,8 @@ class FacePipeline:
     def attributes(
         self, rgb: Image.Image | UInt8Array, detections: Sequence[Detection]
     ) -> list[FaceAttributes]:
-        """Age range, gender, emotions, smile and mouth open of each detected face, in order."""
+        """Age range, gender, emotions, smile, mouth open and further landmarks of each
+        detected face, in order."""
         if not detections:
             return []
         pixels = as_rgb_array(rgb)
@@ -114,7 +115,7 @@ class FacePipeline:
         emotion = self.emotion_model.predict(pixels, detections)
         meshes = self.face_mesh_model.predict(pixels, detections)
         return [
-            face_attributes(ag, em, mesh)
+            face_attributes(ag, em, mesh, (pixels.shape[1], pixels.shape[0]))
             for ag, em, mesh in zip(age_gender, emotion, meshes, strict=True)
         ]
 
