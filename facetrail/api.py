@@ -62,15 +62,18 @@ class Facetrail:
         images: Sequence[ImageInput],
         *,
         threshold: float | None = None,
+        attributes: bool = False,
         upload: bool = False,
         wait: bool = True,
         progress: Progress | None = None,
     ) -> dict[str, Any]:
-        """Name the known faces in ``images`` (folders, .txt lists, URLs, s3:// keys, bytes)."""
+        """Name the known faces in ``images`` (folders, .txt lists, URLs, s3:// keys, bytes);
+        ``attributes``: also each face's age range, gender, emotions... where measured."""
         request = {
             "collection": collection,
             "images": self._sources(images, upload=upload),
             "threshold": threshold,
+            "attributes": attributes,
         }
         return self._create("identify", request, wait=wait, progress=progress)
 

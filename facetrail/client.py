@@ -49,6 +49,7 @@ class FacetrailClient:
         images: Iterable[str | bytes],
         *,
         threshold: float | None = None,
+        attributes: bool = False,
         request_id: str | None = None,
     ) -> str:
         payload: dict[str, Any] = {
@@ -59,6 +60,8 @@ class FacetrailClient:
         }
         if threshold is not None:
             payload["threshold"] = threshold
+        if attributes:
+            payload["attributes"] = True
         return self.submit(payload)
 
     def enroll(

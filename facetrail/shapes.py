@@ -5,7 +5,29 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from facetrail.backends.base import BoundingBox, DetectedFace
+from facetrail.backends.base import (
+    LANDMARK_TYPES,
+    AgeRange,
+    BoundingBox,
+    DetectedFace,
+    Emotion,
+    FaceAttributes,
+    Flag,
+    Gender,
+    Landmark,
+)
+
+# FaceDetail's yes/no members.
+FLAGS = (
+    "Smile",
+    "Eyeglasses",
+    "Sunglasses",
+    "Beard",
+    "Mustache",
+    "EyesOpen",
+    "MouthOpen",
+    "FaceOccluded",
+)
 
 
 def box_json(box: BoundingBox) -> dict[str, float]:
@@ -39,4 +61,75 @@ def face_detail_json(face: DetectedFace) -> dict[str, Any]:
             "Sharpness": face.quality.sharpness,
         }
     detail["Confidence"] = face.confidence
+    if face.attributes is not None:
+        extra = attributes_json(face.attributes)
+        # One Landmarks list: the five of DEFAULT, then the further types.
+        extra["Landmarks"] = detail.get("Landmarks", []) + extra.get("Landmarks", [])
+        detail.update(extra)
     return detail
+
+
+def attributes_json(attributes: FaceAttributes) -> dict[str, Any]:
+    """FaceDetail's attribute members (AgeRange, Gender, Emotions, Smile...) that were measured."""
+    out: dict[str, Any] = {}
+    if attributes.age_range is not None:
+        out["AgeRange"] = {"Low": attributes.age_range.low, "High": attributes.age_range.high}
+    if attributes.gender is not None:
+        out["Gender"] = {
+            "Value": attributes.gender.value,
+            "Confidence": attributes.gender.confidence,
+        }
+    if attributes.emotions:
+        out["Emotions"] = [
+            {"Type": e.type, "Confidence": e.confidence} for e in attributes.emotions
+        ]
+    for name, flag in attributes.flags:
+        out[name] = {"Value": flag.value, "Confidence": flag.confidence}
+    if attributes.landmarks:
+        out["Landmarks"] = [{"Type": lm.type, "X": lm.x, "Y": lm.y} for lm in attributes.landmarks]
+    return out
+
+
+def attributes_from_json(raw: Mapping[str, Any]) -> FaceAttributes | None:
+    """The attribute members of a Rekognition FaceDetail, or None when it has none."""
+    age, sex = raw.get("AgeRange"), raw.get("Gender")
+    emotions = tuple(
+        sorted(
+            (
+                Emotion(type=str(e.get("Type", "")), confidence=float(e.get("Confidence", 0.0)))
+                for e in raw.get("Emotions") or []
+            ),
+            key=lambda e: e.confidence,
+            reverse=True,
+        )
+    )
+    flags = tuple(
+        (
+            name,
+            Flag(
+                value=bool(raw[name].get("Value")),
+                confidence=float(raw[name].get("Confidence", 0.0)),
+            ),
+        )
+        for name in FLAGS
+        if isinstance(raw.get(name), Mapping)
+    )
+    five = set(LANDMARK_TYPES)
+    landmarks = tuple(
+        Landmark(type=str(lm["Type"]), x=float(lm.get("X", 0.0)), y=float(lm.get("Y", 0.0)))
+        for lm in raw.get("Landmarks") or []
+        if lm.get("Type") and lm["Type"] not in five
+    )
+    if age is None and sex is None and not emotions and not flags and not landmarks:
+        return None
+    return FaceAttributes(
+        age_range=AgeRange(low=int(age.get("Low", 0)), high=int(age.get("High", 0)))
+        if age
+        else None,
+        gender=Gender(value=str(sex.get("Value", "")), confidence=float(sex.get("Confidence", 0.0)))
+        if sex
+        else None,
+        emotions=emotions,
+        flags=flags,
+        landmarks=landmarks,
+    )

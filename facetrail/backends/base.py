@@ -86,12 +86,52 @@ class Quality:
 
 
 @dataclass(frozen=True)
+class AgeRange:
+    low: int
+    high: int
+
+
+@dataclass(frozen=True)
+class Gender:
+    value: str  # "Male" or "Female", as Rekognition
+    confidence: float  # 0-100
+
+
+@dataclass(frozen=True)
+class Emotion:
+    type: str  # one of Rekognition's EmotionName values (HAPPY, SAD, CALM...)
+    confidence: float  # 0-100
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A yes/no attribute (Smile, EyesOpen...) and the confidence in that answer, 0-100."""
+
+    value: bool
+    confidence: float
+
+
+@dataclass(frozen=True)
+class FaceAttributes:
+    """What attribute models said about a face; absent where no model measures it."""
+
+    age_range: AgeRange | None = None
+    gender: Gender | None = None
+    emotions: tuple[Emotion, ...] = ()  # most confident first
+    # Rekognition's yes/no attributes by their FaceDetail member name ("Smile", "EyesOpen"...).
+    flags: tuple[tuple[str, Flag], ...] = ()
+    # Landmark types beyond DetectedFace's five (leftEyeBrowUp, chinBottom...), image ratios.
+    landmarks: tuple[Landmark, ...] = ()
+
+
+@dataclass(frozen=True)
 class DetectedFace:
     box: BoundingBox
     confidence: float
     landmarks: tuple[Landmark, ...] = ()
     pose: Pose | None = None
     quality: Quality | None = None
+    attributes: FaceAttributes | None = None  # only when asked for (detect_faces(attributes=))
 
 
 @dataclass(frozen=True)
@@ -216,7 +256,9 @@ class Backend(abc.ABC):
 
     # Faces in one image
     @abc.abstractmethod
-    def detect_faces(self, image: LoadedImage) -> list[DetectedFace]: ...
+    def detect_faces(
+        self, image: LoadedImage, *, attributes: bool = False
+    ) -> list[DetectedFace]: ...
 
     @abc.abstractmethod
     def compare_faces(

@@ -16,6 +16,7 @@ from facetrail.cli.output import describe_job, print_json, table
 from facetrail.errors import FacetrailError, InvalidParameterError
 from facetrail.images import LoadedImage, open_image
 from facetrail.settings import Settings
+from facetrail.shapes import attributes_json
 
 
 def _load(settings: Settings, source: str) -> LoadedImage:
@@ -60,6 +61,8 @@ def face_dict(face: DetectedFace) -> dict[str, Any]:
         "landmarks": [dataclasses.asdict(lm) for lm in face.landmarks],
         "pose": dataclasses.asdict(face.pose) if face.pose else None,
         "quality": dataclasses.asdict(face.quality) if face.quality else None,
+        # Rekognition's names and shapes (AgeRange, Gender, Emotions, Smile...), when measured.
+        **({"attributes": attributes_json(face.attributes)} if face.attributes else {}),
     }
 
 
@@ -123,6 +126,7 @@ def identify(settings: Settings, args: argparse.Namespace) -> int:
             args.collection,
             _with_stdin(args.images),
             threshold=args.threshold,
+            attributes=args.attributes,
             upload=args.upload,
             wait=not args.no_wait,
             progress=update,
@@ -177,7 +181,7 @@ def detect(settings: Settings, args: argparse.Namespace) -> int:
     status = 0
     for source in args.images:
         try:
-            faces = recognizer.detect_faces(_load(settings, source))
+            faces = recognizer.detect_faces(_load(settings, source), attributes=args.attributes)
             out.append({"image": source, "faces": [face_dict(f) for f in faces]})
         except FacetrailError as exc:
             status = 1
@@ -198,7 +202,23 @@ def detect(settings: Settings, args: argparse.Namespace) -> int:
                 f"roll {pose.get('roll', 0):.0f}  brightness {quality.get('brightness', 0):.0f} "
                 f"sharpness {quality.get('sharpness', 0):.0f}"
             )
+            if "attributes" in f:
+                print(f"  {_fmt_attributes(f['attributes'])}")
     return status
+
+
+def _fmt_attributes(found: dict[str, Any]) -> str:
+    parts = []
+    if "AgeRange" in found:
+        parts.append("age {Low}-{High}".format(**found["AgeRange"]))
+    if "Gender" in found:
+        parts.append("{Value} ({Confidence:.0f})".format(**found["Gender"]).lower())
+    if found.get("Emotions"):
+        parts.append("{Type} ({Confidence:.0f})".format(**found["Emotions"][0]).lower())
+    for name, flag in found.items():
+        if isinstance(flag, dict) and isinstance(flag.get("Value"), bool):
+            parts.append(f"{name.lower()} {'yes' if flag['Value'] else 'no'}")
+    return "  ".join(parts)
 
 
 def _box(face: DetectedFace) -> str:

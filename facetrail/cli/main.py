@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     identify.add_argument("--collection", "-c", required=True)
     identify.add_argument("--threshold", type=float, help="similarity needed to name (0-100)")
+    identify.add_argument(
+        "--attributes", action="store_true", help="also age range, gender, emotions, smile"
+    )
     identify.add_argument("--annotate", type=Path, metavar="OUT", help="file or folder")
     identify.add_argument("--json", action="store_true")
     identify.add_argument("--no-wait", action="store_true", help="enqueue and print the job id")
@@ -84,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     detect = add("detect", commands.detect, "find faces: box, landmarks, pose, quality")
     detect.add_argument("images", nargs="+")
     detect.add_argument("--json", action="store_true")
+    detect.add_argument(
+        "--attributes", action="store_true", help="also age range, gender, emotions, smile"
+    )
 
     coll = add("collections", commands.collections, "list, create, describe or delete collections")
     coll.add_argument(

@@ -1,4 +1,5 @@
-"""Face alignment: a 5-point similarity transform onto the ArcFace 112x112 template."""
+"""Face alignment: a 5-point similarity transform onto the ArcFace 112x112 template (or another
+model's template, e.g. dlib's face chips for the attribute networks)."""
 
 from __future__ import annotations
 
@@ -21,26 +22,37 @@ ARCFACE_TEMPLATE = np.array(
 ALIGNED_SIZE = 112
 
 
-def similarity_transform(landmarks: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-    """2x3 matrix taking the five (x, y) points onto the template (rotation, scale, shift)."""
+def similarity_transform(
+    landmarks: npt.NDArray[np.float32], template: npt.NDArray[np.float32] = ARCFACE_TEMPLATE
+) -> npt.NDArray[np.float64]:
+    """2x3 matrix taking the five (x, y) points onto ``template`` (rotation, scale, shift)."""
     src = np.asarray(landmarks, np.float32).reshape(5, 2)
+    template = np.asarray(template, np.float32)
     # LMEDS ignores one badly placed point (e.g. a mouth corner under a hand) instead of
     # letting it skew the fit; with 5 points it falls back to least squares when all agree.
-    matrix, _ = cv2.estimateAffinePartial2D(src, ARCFACE_TEMPLATE, method=cv2.LMEDS)
+    matrix, _ = cv2.estimateAffinePartial2D(src, template, method=cv2.LMEDS)
     if matrix is None:  # degenerate points (all equal): plain least squares on the eyes
-        matrix, _ = cv2.estimateAffinePartial2D(src[:2], ARCFACE_TEMPLATE[:2], method=0)
+        matrix, _ = cv2.estimateAffinePartial2D(src[:2], template[:2], method=0)
     if matrix is None:
         raise ValueError("cannot align face: landmarks are degenerate")
     return np.asarray(matrix, np.float64)
 
 
 def align_face(
-    rgb: npt.NDArray[np.uint8], landmarks: npt.NDArray[np.float32], size: int = ALIGNED_SIZE
+    rgb: npt.NDArray[np.uint8],
+    landmarks: npt.NDArray[np.float32],
+    size: int = ALIGNED_SIZE,
+    *,
+    template: npt.NDArray[np.float32] | None = None,
 ) -> npt.NDArray[np.uint8]:
-    """The ``size`` x ``size`` aligned RGB crop (112 matches the template's frame)."""
-    matrix = similarity_transform(landmarks)
-    if size != ALIGNED_SIZE:
-        matrix = matrix * (size / ALIGNED_SIZE)
+    """The ``size`` x ``size`` aligned RGB crop: on the ArcFace template (scaled from its
+    112 px frame), or on ``template`` given in the crop's own pixels."""
+    if template is not None:
+        matrix = similarity_transform(landmarks, template)
+    else:
+        matrix = similarity_transform(landmarks)
+        if size != ALIGNED_SIZE:
+            matrix = matrix * (size / ALIGNED_SIZE)
     # Replicated borders: faces cut by the image edge get plausible pixels, not black wedges.
     crop = cv2.warpAffine(
         rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE

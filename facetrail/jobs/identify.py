@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from facetrail.backends.base import Backend, BoundingBox, DetectedFace, FaceSearch
 from facetrail.backends.local.vectors import from_blob, to_blob
+from facetrail.images import LoadedImage
 from facetrail.jobs.base import (
     Claim,
     CollectionName,
@@ -27,6 +28,7 @@ from facetrail.models import FaceResult, ItemStatus, Job, JobItem, JobKind, Pers
 from facetrail.services.naming import name_faces
 from facetrail.services.records import get_collection, get_or_create_image
 from facetrail.settings import Settings
+from facetrail.shapes import attributes_json
 
 if TYPE_CHECKING:
     from facetrail.jobs.runner import Context
@@ -38,6 +40,8 @@ class IdentifyRequest(Request):
     images: list[ImageRef]
     # On the 0-100 similarity scale; the settings' match_threshold when absent.
     threshold: Annotated[float, Field(ge=0, le=100, strict=True)] | None = None
+    # Also each face's age range, gender, emotions... (Rekognition's names), where measured.
+    attributes: bool = False
 
 
 class IdentifyJob(JobType):
@@ -52,6 +56,8 @@ class IdentifyJob(JobType):
         parameters: dict[str, object] = {"collection": request.collection}
         if request.threshold is not None:
             parameters["threshold"] = request.threshold
+        if request.attributes:
+            parameters["attributes"] = True
         job = collection_job(self.kind, collection, with_names(parameters, request.images))
         return add_job(session, job, source_items(store_images(settings, request.images)))
 
@@ -66,6 +72,10 @@ class IdentifyJob(JobType):
         else:
             image = ctx.open_image(claim.source)
             searches = backend.identify_faces(claim.backend_collection_id, image, threshold=0.0)
+        attributes: list[dict[str, Any] | None] = [None] * len(searches)
+        if claim.parameters.get("attributes") and searches:
+            image = image or ctx.open_image(claim.source)
+            attributes = _attributes(backend, image, searches)
         with ctx.session() as session:
             if image is not None:
                 image_id = get_or_create_image(session, image).id
@@ -103,9 +113,26 @@ class IdentifyJob(JobType):
                         ],
                         embedding=None if search.embedding is None else to_blob(search.embedding),
                         model_version=backend.model_version,
+                        attributes=attributes[index],
                     )
                 )
             ctx.succeed(session, claim, image_id)
+
+
+def _attributes(
+    backend: Backend, image: LoadedImage, searches: list[FaceSearch]
+) -> list[dict[str, Any] | None]:
+    """Each searched face's attributes: from the backend's detection with attributes, matched
+    by box (the same detector finds the same faces; the best overlap above 0.5 wins)."""
+    detected = backend.detect_faces(image, attributes=True)
+    out: list[dict[str, Any] | None] = []
+    for search in searches:
+        best = max(detected, key=lambda d: d.box.iou(search.face.box), default=None)
+        if best is None or best.attributes is None or best.box.iou(search.face.box) < 0.5:
+            out.append(None)
+            continue
+        out.append(attributes_json(best.attributes))
+    return out
 
 
 def _stored_searches(

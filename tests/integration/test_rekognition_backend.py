@@ -220,16 +220,19 @@ def test_large_images_are_downscaled_to_fit(
     assert len(faces) == 1 and faces[0].box.iou(small[0].box) > 0.7
 
 
-def test_too_small_images_are_refused_before_any_call(settings: Settings, aws_env: None) -> None:
-    # The endpoint is closed: reaching it would fail differently.
-    rec = RekognitionBackend(
-        settings.with_(aws_endpoint_url=f"http://127.0.0.1:{_closed_port()}", aws_region="x")
-    )
-    tiny = from_bytes(encoded(Image.new("RGB", (60, 200), "gray")))
-    with pytest.raises(InvalidImageError, match="80x80"):
-        rec.detect_faces(tiny)
-    with pytest.raises(InvalidImageError, match="80x80"):
-        rec.index_faces("c", tiny, external_id="x")
+def test_tight_face_crops_are_enlarged_to_the_services_minimum(
+    rekognition: RekognitionBackend,
+) -> None:
+    """A notebook's tight crop of one face (under 80 px) is sent enlarged, and found."""
+    photo = img(IMAGES / "obama.jpg")
+    (face,) = rekognition.detect_faces(photo)
+    tight = photo.pixels.crop(face.box.to_pixels(photo.width, photo.height))
+    small = tight.resize((60, round(60 * tight.height / tight.width)))
+    crop = from_bytes(encoded(small))
+    sent = Image.open(io.BytesIO(prepare_image(crop)))
+    assert min(sent.size) == 80
+    assert abs(sent.width / sent.height - small.width / small.height) < 0.05
+    assert len(rekognition.detect_faces(crop)) == 1
 
 
 # Errors -----------------------------------------------------------------------------------------

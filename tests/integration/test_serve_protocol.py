@@ -35,9 +35,10 @@ GROUP = KNN / "test" / "obama_and_biden.jpg"
 NO_FACE = DATA / "dlib" / "dlib" / "test" / "ffmpeg_data" / "eagle.jpg"
 NO_S3 = "http://127.0.0.1:9"  # the discard port: nothing answers there
 MODEL = botocore.session.get_session().get_service_model("rekognition")
-# What DetectFaces can return here, for DEFAULT and ALL alike: nothing the local backend does not
-# measure (no AgeRange, Emotions, Gender...).
+# What DetectFaces returns here for DEFAULT; ALL adds what the attribute models measure, and
+# nothing else (no Eyeglasses, Beard...).
 MEASURED = {"BoundingBox", "Landmarks", "Pose", "Quality", "Confidence"}
+ATTRIBUTES = {"AgeRange", "Gender", "Emotions", "Smile", "MouthOpen"}
 
 
 # A validator over botocore's service model ------------------------------------------------------
@@ -203,14 +204,12 @@ def test_notebook_flow(client: Any) -> None:
     faces = client.detect_faces(Image={"Bytes": group}, Attributes=["ALL"])["FaceDetails"]
     assert len(faces) == 3  # Biden, Obama, and a girl at the edge
     for face in faces:
-        assert set(face) == MEASURED
-        assert [lm["Type"] for lm in face["Landmarks"]] == [
-            "eyeLeft",
-            "eyeRight",
-            "nose",
-            "mouthLeft",
-            "mouthRight",
-        ]
+        assert set(face) == MEASURED | ATTRIBUTES
+        types = [lm["Type"] for lm in face["Landmarks"]]
+        assert types[:5] == ["eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight"]
+        # ALL adds the face mesh's 23 further types (no pupils); all distinct, all the model's.
+        assert len(types) == 28 == len(set(types))
+        assert set(types) <= set(MODEL.shape_for("LandmarkType").enum)
 
     same = client.compare_faces(
         SourceImage={"Bytes": read(IMAGES / "obama.jpg")},
@@ -399,9 +398,12 @@ def test_image_errors(client: Any) -> None:
     for data in [gif.getvalue(), b"not an image at all", read(IMAGES / "obama.jpg")[:5000]]:
         with pytest.raises(client.exceptions.InvalidImageFormatException):
             client.index_faces(CollectionId="c", Image={"Bytes": data})
-    tiny = io.BytesIO()
-    Image.new("RGB", (60, 200)).save(tiny, "JPEG")
-    with pytest.raises(client.exceptions.InvalidParameterException, match="80"):
+    # Smaller than 80x80 is answered (tight face crops are); smaller than a face can be is not.
+    small, tiny = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (60, 200)).save(small, "JPEG")
+    assert client.detect_faces(Image={"Bytes": small.getvalue()})["FaceDetails"] == []
+    Image.new("RGB", (12, 200)).save(tiny, "JPEG")
+    with pytest.raises(client.exceptions.InvalidParameterException, match="20x20"):
         client.detect_faces(Image={"Bytes": tiny.getvalue()})
     with pytest.raises(client.exceptions.InvalidS3ObjectException, match=r"photo\.jpg"):
         client.detect_faces(Image={"S3Object": {"Bucket": "photos", "Name": "photo.jpg"}})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -109,8 +110,16 @@ class LocalBackend(Backend):
             embeddings, crops = np.zeros((0, 0), dtype=np.float32), []
         return faces, embeddings, crops
 
-    def detect_faces(self, image: LoadedImage) -> list[DetectedFace]:
-        return self._analyse(image, embed=False)[0]
+    def detect_faces(self, image: LoadedImage, *, attributes: bool = False) -> list[DetectedFace]:
+        if not attributes:
+            return self._analyse(image, embed=False)[0]
+        rgb = np.asarray(image.pixels)
+        detections = self.pipeline.detect(rgb)
+        found = self.pipeline.attributes(rgb, detections)
+        return [
+            replace(self.pipeline.describe(rgb, d), attributes=a)
+            for d, a in zip(detections, found, strict=True)
+        ]
 
     def compare_faces(
         self, source: LoadedImage, target: LoadedImage, *, threshold: float | None = None

@@ -89,7 +89,7 @@ from facetrail.errors import (
 )
 from facetrail.images import LoadedImage, to_jpeg
 from facetrail.settings import Settings
-from facetrail.shapes import box_from_json
+from facetrail.shapes import attributes_from_json, box_from_json
 
 if TYPE_CHECKING:
     from botocore.awsrequest import AWSRequest
@@ -295,6 +295,7 @@ def to_face(raw: Mapping[str, Any], box: Mapping[str, Any] | None = None) -> Det
         )
         if quality
         else None,
+        attributes=attributes_from_json(raw),
     )
 
 
@@ -375,13 +376,15 @@ class RekognitionBackend(Backend):
                 self._client = None
 
     # Faces in one image -------------------------------------------------------------------
-    def _detect_bytes(self, data: bytes) -> list[DetectedFace]:
+    def _detect_bytes(self, data: bytes, *, attributes: bool = False) -> list[DetectedFace]:
         with service_errors():
-            response = self.client.detect_faces(Image={"Bytes": data}, Attributes=["DEFAULT"])
+            response = self.client.detect_faces(
+                Image={"Bytes": data}, Attributes=["ALL"] if attributes else ["DEFAULT"]
+            )
         return largest_first([to_face(d) for d in response.get("FaceDetails", [])])
 
-    def detect_faces(self, image: LoadedImage) -> list[DetectedFace]:
-        return self._detect_bytes(prepare_image(image))
+    def detect_faces(self, image: LoadedImage, *, attributes: bool = False) -> list[DetectedFace]:
+        return self._detect_bytes(prepare_image(image), attributes=attributes)
 
     def compare_faces(
         self, source: LoadedImage, target: LoadedImage, *, threshold: float | None = None

@@ -26,12 +26,15 @@ JPEG_QUALITY = 90
 _EXIF_ORIENTATION = 0x0112
 
 
-def check_min_size(width: int, height: int, source: str) -> None:
-    if width < MIN_IMAGE_SIDE or height < MIN_IMAGE_SIDE:
-        raise InvalidImageError(
-            f"{source}: {width}x{height} pixels is too small for Rekognition, which needs at "
-            f"least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}"
-        )
+def at_least_min_size(pixels: Image.Image) -> Image.Image:
+    """``pixels`` enlarged, if needed, to the service's documented minimum side (boxes are ratios
+    of the image, so they mean the same on the enlarged copy): tight face crops stay usable."""
+    short = min(pixels.width, pixels.height)
+    if short >= MIN_IMAGE_SIDE:
+        return pixels
+    scale = MIN_IMAGE_SIDE / short
+    size = (math.ceil(pixels.width * scale), math.ceil(pixels.height * scale))
+    return pixels.resize(size, Image.Resampling.BICUBIC)
 
 
 def prepare_image(image: LoadedImage) -> bytes:
@@ -41,10 +44,10 @@ def prepare_image(image: LoadedImage) -> bytes:
     drops the EXIF orientation, so the service sees exactly the pixels we crop from, and the boxes
     it returns mean the same thing to us as to it.
     """
-    check_min_size(image.width, image.height, image.source)
-    if _sendable_as_is(image):
+    small = min(image.width, image.height) < MIN_IMAGE_SIDE
+    if not small and _sendable_as_is(image):
         return image.data
-    return encode_within_limit(image.pixels, source=image.source)
+    return encode_within_limit(at_least_min_size(image.pixels), source=image.source)
 
 
 def _sendable_as_is(image: LoadedImage) -> bool:
@@ -97,14 +100,7 @@ def crop_box(
 
 def crop_face(pixels: Image.Image, box: BoundingBox, margin: float = CROP_MARGIN) -> Image.Image:
     """The face with some context, enlarged when needed to the service's minimum image size."""
-    rect = crop_box(pixels.width, pixels.height, box, margin)
-    crop = pixels.crop(rect)
-    short = min(crop.width, crop.height)
-    if short < MIN_IMAGE_SIDE:
-        scale = MIN_IMAGE_SIDE / short
-        size = (math.ceil(crop.width * scale), math.ceil(crop.height * scale))
-        crop = crop.resize(size, Image.Resampling.BICUBIC)
-    return crop
+    return at_least_min_size(pixels.crop(crop_box(pixels.width, pixels.height, box, margin)))
 
 
 def box_in_crop(

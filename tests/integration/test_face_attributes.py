@@ -1,0 +1,148 @@
+"""Face attributes from the offline models: the local backend, serve's DetectFaces, the CLI."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import botocore.session
+import numpy as np
+import pytest
+from botocore.config import Config
+
+from facetrail.backends.local.attributes import MOUTH_OPEN_RATIO, age_range, emotions, mouth_open
+from facetrail.backends.local.backend import LocalBackend
+from facetrail.cli.main import main as cli_main
+from facetrail.images import open_image
+from facetrail.server import make_server
+from facetrail.settings import Settings
+from tests.conftest import DATA, KNN
+from tests.integration.test_serve_protocol import shape_errors
+
+GROUP = KNN / "test" / "obama_and_biden.jpg"
+IMAGES = DATA / "face_recognition" / "tests" / "test_images"
+MODEL = botocore.session.get_session().get_service_model("rekognition")
+EMOTION_TYPES = set(MODEL.shape_for("EmotionName").enum)
+
+
+def test_age_range_and_emotions_from_probabilities() -> None:
+    certain = np.zeros(81, np.float32)
+    certain[30] = 1.0
+    assert age_range(certain).low <= 30 <= age_range(certain).high
+    spread = np.full(81, 1 / 81, np.float32)
+    assert age_range(spread).low < 10 and age_range(spread).high > 70
+    found = emotions(np.array([0.1, 0.0, 0.0, 0.6, 0.1, 0.0, 0.2], np.float32))
+    assert [e.type for e in found[:2]] == ["HAPPY", "CALM"]
+    assert abs(sum(e.confidence for e in found) - 100) < 1e-6
+    assert {e.type for e in found} <= EMOTION_TYPES and "CONFUSED" not in {e.type for e in found}
+
+
+def test_mouth_open_from_mesh_geometry() -> None:
+    mesh = np.zeros((468, 2), np.float32)
+    mesh[78], mesh[308] = (40, 100), (80, 100)  # inner mouth corners, 40 px apart
+    mesh[13], mesh[14] = (60, 99), (60, 101)  # lips 2 px apart: closed
+    closed = mouth_open(mesh)
+    mesh[14] = (60, 99 + 40 * MOUTH_OPEN_RATIO * 3)
+    wide = mouth_open(mesh)
+    assert not closed.value and wide.value
+    assert 50 <= closed.confidence <= 100 and wide.confidence == 100
+
+
+def test_local_backend_attributes(settings: Settings) -> None:
+    backend = LocalBackend(settings)
+    image = open_image(settings, str(GROUP))
+    plain = backend.detect_faces(image)
+    faces = backend.detect_faces(image, attributes=True)
+    assert [f.box for f in faces] == [f.box for f in plain]
+    assert all(f.attributes is None for f in plain)
+    obama, biden = faces[0].attributes, faces[1].attributes  # largest first
+    assert obama is not None and biden is not None
+    for found in (obama, biden):
+        assert found.gender is not None and found.gender.value == "Male"
+        assert found.gender.confidence > 90
+        assert found.age_range is not None and 30 <= found.age_range.low < found.age_range.high
+    # Biden laughs in this photo, mouth open; Obama does not smile.
+    assert dict(biden.flags)["Smile"].value and biden.emotions[0].type == "HAPPY"
+    assert dict(biden.flags)["MouthOpen"].value
+    assert not dict(obama.flags)["Smile"].value
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[Any]:
+    srv = make_server(settings, "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield boto3.client(
+            "rekognition",
+            endpoint_url=srv.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"max_attempts": 1}),
+        )
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(10)
+
+
+def test_serve_detect_faces_all(client: Any) -> None:
+    data = GROUP.read_bytes()
+    default = client.detect_faces(Image={"Bytes": data})["FaceDetails"]
+    assert all("AgeRange" not in face for face in default)
+    found = client.detect_faces(Image={"Bytes": data}, Attributes=["ALL"])
+    output = MODEL.operation_model("DetectFaces").output_shape
+    raw = {k: v for k, v in found.items() if k != "ResponseMetadata"}
+    assert shape_errors(output, raw) == []
+    for face in found["FaceDetails"]:
+        assert {"AgeRange", "Gender", "Emotions", "Smile", "MouthOpen"} <= set(face)
+        assert face["AgeRange"]["Low"] < face["AgeRange"]["High"]
+        assert face["Gender"]["Value"] in {"Male", "Female"}
+        confidences = [e["Confidence"] for e in face["Emotions"]]
+        assert confidences == sorted(confidences, reverse=True)
+        # The further landmarks sit where they should: brows above eyes above the nose tip
+        # above the mouth above the chin; image-left types left of image-right ones.
+        at = {lm["Type"]: (lm["X"], lm["Y"]) for lm in face["Landmarks"]}
+        assert at["leftEyeBrowUp"][1] < at["leftEyeUp"][1] < at["nose"][1]
+        assert at["nose"][1] < at["mouthUp"][1] < at["mouthDown"][1] < at["chinBottom"][1]
+        assert at["leftEyeLeft"][0] < at["leftEyeRight"][0] < at["rightEyeLeft"][0]
+        assert at["rightEyeLeft"][0] < at["rightEyeRight"][0]
+        assert at["noseLeft"][0] < at["noseRight"][0]
+        # Nothing invented: no model here measures these.
+        assert not {"Eyeglasses", "Beard", "Mustache", "FaceOccluded"} & set(face)
+
+
+def test_cli_detect_attributes_json(cli: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["detect", "--json", "--attributes", str(IMAGES / "obama.jpg")]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)
+    (face,) = entry["faces"]
+    assert face["attributes"]["Gender"]["Value"] == "Male"
+    assert set(face["attributes"]) == {
+        "AgeRange",
+        "Gender",
+        "Emotions",
+        "Smile",
+        "MouthOpen",
+        "Landmarks",
+    }
+
+
+def test_identify_job_reports_attributes_when_asked(settings: Settings) -> None:
+    from facetrail.api import Facetrail
+
+    api = Facetrail(settings)
+    api.enroll(
+        "people", [(str(IMAGES / "obama.jpg"), "obama"), (str(IMAGES / "biden.jpg"), "biden")]
+    )
+    plain = api.identify("people", [str(GROUP)])
+    asked = api.identify("people", [str(GROUP)], attributes=True)
+    assert all("attributes" not in f for f in plain["images"][0]["faces"])
+    faces = {f["person"]: f for f in asked["images"][0]["faces"]}
+    assert faces["biden"]["attributes"]["Smile"]["Value"] is True
+    assert faces["obama"]["attributes"]["Gender"]["Value"] == "Male"
+    for face in faces.values():
+        assert {"AgeRange", "Gender", "Emotions", "Smile", "MouthOpen"} < set(face["attributes"])
