@@ -112,7 +112,8 @@ class FacetrailClient:
 
     def close(self) -> None:
         self._redis.close()
-        self._celery.close()
+        # Not self._celery.close(): Celery's broker pools are kombu's, shared by every app in
+        # the process that uses the same broker, and closing them would break those apps.
 
 
 def _image(image: str | bytes) -> Any:

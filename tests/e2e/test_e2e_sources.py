@@ -151,6 +151,8 @@ def rig(
             **shared,
             FACETRAIL_HOME=str(tmp / "worker"),  # nothing on disk shared with the submitters
             FACETRAIL_FETCH_ALLOW_NETWORKS="127.0.0.0/8",  # the photo server is on loopback
+            # Other apps' payloads name local files only under the worker's image roots.
+            FACETRAIL_IMAGE_ROOTS=str(KNN),
         )
         try:
             with serve_folder(KNN) as http:
