@@ -53,7 +53,7 @@ def rename(
         person.external_id = new_external_id
     if display_name:
         person.display_name = display_name
-    bump_version(session, collection)
+    bump_version(session, collection, people=[person.id])
     audit.record(
         session,
         settings,
@@ -94,7 +94,7 @@ def merge(
         update(FaceResult).where(FaceResult.person_id == source.id).values(person_id=target.id)
     )
     session.delete(source)
-    bump_version(session, collection)
+    bump_version(session, collection, people=[source.id, target.id])
     audit.record(
         session, settings, "merge", collection, source=source_id, target=target_id, faces=moved
     )
@@ -128,7 +128,7 @@ def delete(
     for face in faces:
         session.delete(face)
     session.delete(person)
-    bump_version(session, collection)
+    bump_version(session, collection, people=[person.id])
     audit.record(
         session, settings, "delete_person", collection, person=external_id, faces=len(faces)
     )

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image as PILImage
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from facetrail.backends.base import (
@@ -34,7 +34,7 @@ from facetrail.backends.base import (
     check_confidence,
 )
 from facetrail.backends.local.pipeline import FacePipeline
-from facetrail.backends.local.vectors import VectorCache, from_blob, to_blob
+from facetrail.backends.local.vectors import VectorCache, from_blob, log_changes, to_blob
 from facetrail.db import session_factory
 from facetrail.errors import (
     CollectionExistsError,
@@ -45,7 +45,7 @@ from facetrail.errors import (
 )
 from facetrail.images import LoadedImage, to_jpeg
 from facetrail.modelfiles import model_path
-from facetrail.models import LocalCollection, LocalFace
+from facetrail.models import LocalCollection, LocalFace, LocalFaceChange
 from facetrail.settings import Settings
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ class LocalBackend(Backend):
         super().__init__(settings)
         self.pipeline = FacePipeline(settings)
         self._sessions = session_factory(settings)
-        self._vectors = VectorCache()
+        self._vectors = VectorCache(settings)
         # The last analysis only: one photo searched in several collections in a row (known
         # people across every public-figure collection) is detected and embedded once, while a
         # batch of different photos never reuses anything.
@@ -163,6 +163,9 @@ class LocalBackend(Backend):
         with self._sessions.begin() as session:
             row = self._collection(session, collection_id)
             session.execute(delete(LocalFace).where(LocalFace.collection_name == collection_id))
+            session.execute(
+                delete(LocalFaceChange).where(LocalFaceChange.collection_name == collection_id)
+            )
             session.delete(row)
 
     # Faces in collections ------------------------------------------------------------------
@@ -220,8 +223,11 @@ class LocalBackend(Backend):
                         crop_jpeg=to_jpeg(_pil(crop)),
                     )
                 )
-            if any(i.face_id not in {f.face_id for f in existing} for i in indexed):
-                collection.generation += 1
+            known = {f.face_id for f in existing}
+            added = [i.face_id for i in indexed if i.face_id not in known]
+            if added:
+                session.flush()
+                log_changes(session, collection_id, added, [])
         return IndexResult(indexed=indexed, unindexed=faces[keep:])
 
     def _check_model(self, collection: LocalCollection) -> None:
@@ -245,19 +251,23 @@ class LocalBackend(Backend):
             collection = self._collection(session, collection_id)
             self._check_model(collection)
             vectors = self._vectors.get(session, collection, self.model_version)
-        if not vectors.face_ids or len(queries) == 0:
-            return [[] for _ in range(len(queries))]
-        sims = np.asarray(self.pipeline.similarity(queries @ vectors.matrix.T)).reshape(
-            len(queries), -1
-        )
+            if len(queries) == 0:
+                return []
+            # Only the top ``max_faces`` (one more for the excluded face) become Python objects.
+            with vectors.lock:
+                labels, cosines = vectors.index.search(queries, max_faces + (exclude is not None))
+                owners = [[vectors.external_ids[f] for f in row] for row in labels]
+        sims = np.atleast_2d(np.asarray(self.pipeline.similarity(cosines)))
         results: list[list[FaceMatch]] = []
-        for row in sims:
-            order = np.argsort(-row, kind="stable")
+        for faces, people, row in zip(labels, owners, sims.tolist(), strict=True):
             matches = [
-                FaceMatch(vectors.face_ids[k], vectors.external_ids[k], float(row[k]))
-                for k in order
-                if row[k] >= threshold and vectors.face_ids[k] != exclude
+                FaceMatch(face, person, sim)
+                for face, person, sim in zip(faces, people, row, strict=False)
+                if sim >= threshold and face != exclude
             ]
+            # Equal similarities (one photo enrolled twice) rank by face id, whatever the order
+            # the faces reached the index in.
+            matches.sort(key=lambda m: (-m.similarity, m.face_id))
             results.append(matches[:max_faces])
         return results
 
@@ -271,15 +281,10 @@ class LocalBackend(Backend):
     ) -> list[list[FaceMatch]]:
         return self._search(collection_id, embeddings, max_faces=max_faces, threshold=threshold)
 
-    def score_people(
-        self, queries: Embedding, people: Mapping[str, Embedding]
-    ) -> dict[str, npt.NDArray[np.float64]]:
-        scores: dict[str, npt.NDArray[np.float64]] = {}
-        for person, enrolled in people.items():
-            template = np.asarray(enrolled, dtype=np.float32).mean(axis=0)
-            template /= max(float(np.linalg.norm(template)), 1e-12)
-            scores[person] = np.atleast_1d(self.pipeline.similarity(queries @ template))
-        return scores
+    scores_templates = True
+
+    def template_similarity(self, cosines: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        return np.asarray(self.pipeline.similarity(np.asarray(cosines)))
 
     def search_faces_by_image(
         self,
@@ -363,11 +368,7 @@ class LocalBackend(Backend):
             )
             if deleted:
                 session.execute(delete(LocalFace).where(LocalFace.face_id.in_(deleted)))
-                session.execute(
-                    update(LocalCollection)
-                    .where(LocalCollection.name == collection_id)
-                    .values(generation=LocalCollection.generation + 1)
-                )
+                log_changes(session, collection_id, [], deleted)
         return deleted
 
     # Tagging -------------------------------------------------------------------------------
