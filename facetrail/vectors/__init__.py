@@ -30,7 +30,7 @@ CANDIDATES = 64
 # usearch graph parameters: measured on clustered synthetic faces (bench.collections).
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
-EXPANSION_SEARCH = 96
+EXPANSION_SEARCH = 256
 
 
 def normalise(vectors: npt.ArrayLike) -> Matrix:
@@ -199,9 +199,12 @@ class VectorIndex(Generic[K]):
         from usearch.index import BatchMatches
 
         found = self._graph.search(queries, wanted)
-        assert isinstance(found, BatchMatches)  # 2-d queries
-        keys = np.atleast_2d(np.asarray(found.keys)).astype(np.int64)
-        counts = np.atleast_1d(np.asarray(found.counts))
+        if isinstance(found, BatchMatches):
+            keys = np.asarray(found.keys).astype(np.int64)
+            counts = np.asarray(found.counts)
+        else:  # one query: its matches alone
+            keys = np.asarray(found.keys).astype(np.int64)[None, :]
+            counts = np.array([keys.shape[1]])
         # Missing candidates (a sparse neighbourhood) point at row 0 and are masked below.
         valid = np.arange(keys.shape[1])[None, :] < counts[:, None]
         keys = np.where(valid, keys, 0)
