@@ -54,8 +54,8 @@ class TemplateStats:
     deltas: int = 0
 
 
-# (database, collection id, model version) -> templates
-_templates: dict[tuple[str, int, str], Templates] = {}
+# (database, collection id, model version, exact limit) -> templates
+_templates: dict[tuple[str, int, str, int], Templates] = {}
 _templates_lock = threading.Lock()
 stats = TemplateStats()
 
@@ -117,7 +117,8 @@ def person_templates(session: Session, collection_id: int, recognizer: Backend) 
     # Ids and versions repeat across databases (a process may serve several), so the database
     # is part of the key.
     database = session.get_bind().engine.url.render_as_string(hide_password=True)
-    key = (database, collection_id, recognizer.model_version)
+    limit = recognizer.settings.vector_exact_limit
+    key = (database, collection_id, recognizer.model_version, limit)
     with _templates_lock:
         cached = _templates.get(key)
     if cached is not None:
@@ -136,12 +137,12 @@ def person_templates(session: Session, collection_id: int, recognizer: Backend) 
                     return cached
     grouped = _embeddings(session, collection_id, recognizer, None)
     dim = next((len(v[1][0]) for v in grouped.values()), 0)
-    fresh = Templates(version=version, index=VectorIndex(dim))
+    fresh = Templates(version=version, index=VectorIndex(dim, exact_limit=limit))
     _apply(fresh, grouped)
     stats.reloads += 1
     with _templates_lock:
         # Drop other model versions of this collection; keep other collections' entries.
-        for stale in [k for k in _templates if k[:2] == key[:2]]:
+        for stale in [k for k in _templates if k[:2] == key[:2] and k[3] == limit]:
             del _templates[stale]
         _templates[key] = fresh
     return fresh

@@ -7,6 +7,10 @@ index answers with one matrix product and a partial sort (``np.argpartition``), 
 for why usearch) proposes candidates, stored as 8-bit codes beside the float32 rows, and the
 candidates are re-ranked exactly against those rows. Adds and removals are incremental; removed
 rows are masked until a quarter of the rows are dead, then the index compacts itself.
+
+Exact products run BLAS on one thread: a worker process already has a core's worth of work,
+and a second BLAS thread contending with other workers made a 10k-row search's p95 16 ms
+instead of 0.6 ms on a busy 2-core machine.
 """
 
 from __future__ import annotations
@@ -61,6 +65,18 @@ def top_k(scores: Matrix, k: int) -> npt.NDArray[np.int64]:
     picked = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -picked), axis=-1)
     return np.take_along_axis(part, order, axis=1).astype(np.int64)
+
+
+_blas_limited = False
+
+
+def _one_blas_thread() -> None:
+    global _blas_limited
+    if not _blas_limited:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")  # for the rest of the process
+        _blas_limited = True
 
 
 class VectorIndex(Generic[K]):
@@ -187,6 +203,7 @@ class VectorIndex(Generic[K]):
         return labels, cosines
 
     def _exact(self, queries: Matrix, k: int) -> tuple[npt.NDArray[np.int64], Matrix]:
+        _one_blas_thread()
         scores = queries @ self._matrix[: self._size].T
         if len(self._rows) < self._size:
             scores[:, self._dead[: self._size]] = -np.inf
