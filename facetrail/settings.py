@@ -34,6 +34,9 @@ class Settings:
     # Decisions, on the 0-100 similarity scale.
     match_threshold: float = 80.0
     compare_threshold: float = 80.0
+    # Collections (and person templates) with at least this many vectors are searched through
+    # an approximate graph index with exact re-ranking; smaller ones exactly.
+    vector_exact_limit: int = 50_000
     # Input guards.
     max_image_bytes: int = 40 * 1024 * 1024
     max_image_pixels: int = 50_000_000

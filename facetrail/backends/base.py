@@ -24,6 +24,7 @@ import numpy.typing as npt
 from facetrail.errors import InvalidParameterError, UnsupportedOperationError
 from facetrail.images import LoadedImage
 from facetrail.settings import Settings
+from facetrail.vectors import template
 
 if TYPE_CHECKING:
     from facetrail.tagging.labels import Label
@@ -343,6 +344,14 @@ class Backend(abc.ABC):
         """
         return None
 
+    # Person templates (the normalised mean of a person's embeddings) are scored by the caller
+    # against this backend's embeddings; the backend says whether it can and calibrates.
+    scores_templates: bool = False
+
+    def template_similarity(self, cosines: npt.ArrayLike) -> npt.NDArray[np.float64] | None:
+        """Cosines between this backend's embeddings -> similarity (0-100); None if unsupported."""
+        return None
+
     def score_people(
         self, queries: Embedding, people: Mapping[str, Embedding]
     ) -> dict[str, npt.NDArray[np.float64]] | None:
@@ -351,7 +360,14 @@ class Backend(abc.ABC):
         ``people`` maps a person to their enrolled embeddings (k, dim) from this backend's
         model. The template is the normalised mean, so a person's photos reinforce each other.
         """
-        return None
+        if not self.scores_templates:
+            return None
+        scores: dict[str, npt.NDArray[np.float64]] = {}
+        for person, enrolled in people.items():
+            similarity = self.template_similarity(queries @ template(enrolled))
+            assert similarity is not None
+            scores[person] = np.atleast_1d(similarity)
+        return scores
 
     @abc.abstractmethod
     def list_faces(self, collection_id: str) -> list[FaceRecord]: ...

@@ -123,5 +123,7 @@ class EnrollJob(JobType):
                 image_id=image_row.id,
                 item_id=claim.item_id,
             )
-            bump_version(session, collection, model_version=backend.model_version)
+            bump_version(
+                session, collection, model_version=backend.model_version, people=[person.id]
+            )
             ctx.succeed(session, claim, image_row.id)

@@ -25,7 +25,7 @@ from facetrail.jobs.base import (
     with_names,
 )
 from facetrail.models import FaceResult, ItemStatus, Job, JobItem, JobKind, Person
-from facetrail.services.naming import name_faces
+from facetrail.services.naming import name_faces, search_depth
 from facetrail.services.records import get_collection, get_or_create_image
 from facetrail.settings import Settings
 from facetrail.shapes import attributes_json
@@ -71,7 +71,12 @@ class IdentifyJob(JobType):
             searches, image_id = stored
         else:
             image = ctx.open_image(claim.source)
-            searches = backend.identify_faces(claim.backend_collection_id, image, threshold=0.0)
+            searches = backend.identify_faces(
+                claim.backend_collection_id,
+                image,
+                max_matches=search_depth(backend),
+                threshold=0.0,
+            )
         attributes: list[dict[str, Any] | None] = [None] * len(searches)
         if claim.parameters.get("attributes") and searches:
             image = image or ctx.open_image(claim.source)
@@ -166,7 +171,9 @@ def _stored_searches(
     if not detected:
         return [], image_id
     matrix = np.stack(vectors)
-    per_face = backend.search_embeddings(claim.backend_collection_id, matrix)
+    per_face = backend.search_embeddings(
+        claim.backend_collection_id, matrix, max_faces=search_depth(backend)
+    )
     if per_face is None:
         return None
     searches = [

@@ -2,7 +2,7 @@
 
 from facetrail.models.audit import AuditEvent
 from facetrail.models.base import NAMING_CONVENTION, Base
-from facetrail.models.collection import Collection, Face, Person
+from facetrail.models.collection import Collection, CollectionChange, Face, Person
 from facetrail.models.image import Image
 from facetrail.models.job import (
     FaceResult,
@@ -13,13 +13,14 @@ from facetrail.models.job import (
     JobStatus,
     TagResult,
 )
-from facetrail.models.local_index import LocalCollection, LocalFace, LocalUser
+from facetrail.models.local_index import LocalCollection, LocalFace, LocalFaceChange, LocalUser
 
 __all__ = [
     "NAMING_CONVENTION",
     "AuditEvent",
     "Base",
     "Collection",
+    "CollectionChange",
     "Face",
     "FaceResult",
     "Image",
@@ -30,6 +31,7 @@ __all__ = [
     "JobStatus",
     "LocalCollection",
     "LocalFace",
+    "LocalFaceChange",
     "LocalUser",
     "Person",
     "TagResult",

@@ -33,6 +33,25 @@ class Collection(Timestamped, Base):
     )
 
 
+class CollectionChange(Base):
+    """Whose faces or name changed at one version of a collection (no person: anything may have).
+
+    Written by ``bump_version`` in the changing transaction; workers' person templates apply the
+    changes since the version they hold instead of reloading every person.
+    """
+
+    __tablename__ = "collection_changes"
+    __table_args__ = (
+        Index("ix_collection_changes_collection_version", "collection_id", "version"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    version: Mapped[int]
+    # No foreign key: the change outlives a deleted or merged person.
+    person_id: Mapped[int | None]
+
+
 class Person(Timestamped, Base):
     __tablename__ = "people"
     __table_args__ = (UniqueConstraint("collection_id", "external_id"),)

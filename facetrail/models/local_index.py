@@ -52,3 +52,24 @@ class LocalFace(Timestamped, Base):
     image_sha256: Mapped[str | None] = mapped_column(String(64))
     # The user this face is associated with (AssociateFaces), if any.
     user_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class LocalFaceChange(Base):
+    """One face added to or removed from a collection, at the generation that did it.
+
+    Written in the same transaction as the change, so each worker's in-memory index applies the
+    deltas since the generation it last saw instead of reloading the collection.
+    """
+
+    __tablename__ = "local_face_changes"
+    __table_args__ = (
+        Index("ix_local_face_changes_collection_generation", "collection_name", "generation"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collection_name: Mapped[str] = mapped_column(
+        ForeignKey("local_collections.name", ondelete="CASCADE")
+    )
+    generation: Mapped[int]
+    face_id: Mapped[str] = mapped_column(String(64))
+    added: Mapped[bool]

@@ -81,7 +81,7 @@ def rename(
         person.external_id = new_external_id
     if display_name:
         person.display_name = display_name
-    bump_version(session, collection)
+    bump_version(session, collection, people=[person.id])
     audit.record(
         session,
         settings,
@@ -122,7 +122,7 @@ def merge(
         update(FaceResult).where(FaceResult.person_id == source.id).values(person_id=target.id)
     )
     session.delete(source)
-    bump_version(session, collection)
+    bump_version(session, collection, people=[source.id, target.id])
     audit.record(
         session, settings, "merge", collection, source=source_id, target=target_id, faces=moved
     )
@@ -183,7 +183,7 @@ def delete(
     for face in erasure.faces:
         session.delete(face)
     session.delete(person)
-    bump_version(session, collection)
+    bump_version(session, collection, people=[person.id])
     counts = {
         "faces": len(erasure.faces),
         "backend_faces": backend_faces,

@@ -4,6 +4,7 @@ race on the same row, and the one way a collection's version goes up."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select, update
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from facetrail.errors import CollectionNotFoundError, InvalidParameterError
 from facetrail.images import LoadedImage
-from facetrail.models import Collection, Image, Person
+from facetrail.models import Collection, CollectionChange, Image, Person
 from facetrail.models.base import utcnow
 
 # Rekognition's CollectionId pattern, so a collection can move to any backend.
@@ -34,18 +35,36 @@ def get_collection_by_id(session: Session, collection_id: int) -> Collection:
 
 
 def bump_version(
-    session: Session, collection: Collection, model_version: str | None = None
-) -> None:
+    session: Session,
+    collection: Collection,
+    model_version: str | None = None,
+    *,
+    people: Iterable[int] | None = None,
+) -> int:
     """Record that a collection changed (and, when given, the model its faces are indexed with).
 
     Every change to who a collection knows goes through here: identify jobs record the version
     they searched, re-runs compare versions, and a re-index switches over only if it is unchanged.
-    The increment happens in SQL, so two workers bumping at once both count.
+    The increment happens in SQL, so two workers bumping at once both count; on PostgreSQL it
+    also locks the row until commit, so versions commit in order. ``people`` are the ids of the
+    people whose faces or names changed, logged for workers' person templates (None: anyone may
+    have). Returns the new version.
     """
     values: dict[str, Any] = {"version": Collection.version + 1, "updated_at": utcnow()}
     if model_version is not None:
         values["model_version"] = model_version
-    session.execute(update(Collection).where(Collection.id == collection.id).values(**values))
+    version = session.execute(
+        update(Collection)
+        .where(Collection.id == collection.id)
+        .values(**values)
+        .returning(Collection.version)
+    ).scalar_one()
+    changed: list[int | None] = [None] if people is None else [*sorted(set(people))]
+    session.add_all(
+        CollectionChange(collection_id=collection.id, version=version, person_id=person)
+        for person in changed
+    )
+    return int(version)
 
 
 def get_or_create_collection(

@@ -38,7 +38,7 @@ from facetrail.backends.base import (
     check_confidence,
 )
 from facetrail.backends.local.pipeline import FacePipeline
-from facetrail.backends.local.vectors import VectorCache, from_blob, to_blob
+from facetrail.backends.local.vectors import VectorCache, from_blob, log_changes, to_blob
 from facetrail.db import session_factory
 from facetrail.errors import (
     CollectionExistsError,
@@ -51,7 +51,7 @@ from facetrail.errors import (
 )
 from facetrail.images import LoadedImage, to_jpeg
 from facetrail.modelfiles import model_path
-from facetrail.models import LocalCollection, LocalFace, LocalUser
+from facetrail.models import LocalCollection, LocalFace, LocalFaceChange, LocalUser
 from facetrail.settings import Settings
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class LocalBackend(Backend):
         super().__init__(settings)
         self.pipeline = FacePipeline(settings)
         self._sessions = session_factory(settings)
-        self._vectors = VectorCache()
+        self._vectors = VectorCache(settings)
         # The last analysis only: one photo searched in several collections in a row (known
         # people across every public-figure collection) is detected and embedded once, while a
         # batch of different photos never reuses anything.
@@ -187,6 +187,9 @@ class LocalBackend(Backend):
             row = self._collection(session, collection_id)
             session.execute(delete(LocalFace).where(LocalFace.collection_name == collection_id))
             session.execute(delete(LocalUser).where(LocalUser.collection_name == collection_id))
+            session.execute(
+                delete(LocalFaceChange).where(LocalFaceChange.collection_name == collection_id)
+            )
             session.delete(row)
         self._vectors.forget(collection_id)
 
@@ -245,8 +248,11 @@ class LocalBackend(Backend):
                         crop_jpeg=to_jpeg(_pil(crop)),
                     )
                 )
-            if any(i.face_id not in {f.face_id for f in existing} for i in indexed):
-                collection.generation += 1
+            known = {f.face_id for f in existing}
+            added = [i.face_id for i in indexed if i.face_id not in known]
+            if added:
+                session.flush()
+                log_changes(session, collection_id, added, [])
         return IndexResult(indexed=indexed, unindexed=faces[keep:])
 
     def _check_model(self, collection: LocalCollection) -> None:
@@ -270,19 +276,23 @@ class LocalBackend(Backend):
             collection = self._collection(session, collection_id)
             self._check_model(collection)
             vectors = self._vectors.get(session, collection, self.model_version)
-        if not vectors.face_ids or len(queries) == 0:
-            return [[] for _ in range(len(queries))]
-        sims = np.asarray(self.pipeline.similarity(queries @ vectors.matrix.T)).reshape(
-            len(queries), -1
-        )
+            if len(queries) == 0:
+                return []
+            # Only the top ``max_faces`` (one more for the excluded face) become Python objects.
+            with vectors.lock:
+                labels, cosines = vectors.index.search(queries, max_faces + (exclude is not None))
+                owners = [[vectors.external_ids[f] for f in row] for row in labels]
+        sims = np.atleast_2d(np.asarray(self.pipeline.similarity(cosines)))
         results: list[list[FaceMatch]] = []
-        for row in sims:
-            order = np.argsort(-row, kind="stable")
+        for faces, people, row in zip(labels, owners, sims.tolist(), strict=True):
             matches = [
-                FaceMatch(vectors.face_ids[k], vectors.external_ids[k], float(row[k]))
-                for k in order
-                if row[k] >= threshold and vectors.face_ids[k] != exclude
+                FaceMatch(face, person, sim)
+                for face, person, sim in zip(faces, people, row, strict=False)
+                if sim >= threshold and face != exclude
             ]
+            # Equal similarities (one photo enrolled twice) rank by face id, whatever the order
+            # the faces reached the index in.
+            matches.sort(key=lambda m: (-m.similarity, m.face_id))
             results.append(matches[:max_faces])
         return results
 
@@ -296,15 +306,10 @@ class LocalBackend(Backend):
     ) -> list[list[FaceMatch]]:
         return self._search(collection_id, embeddings, max_faces=max_faces, threshold=threshold)
 
-    def score_people(
-        self, queries: Embedding, people: Mapping[str, Embedding]
-    ) -> dict[str, npt.NDArray[np.float64]]:
-        scores: dict[str, npt.NDArray[np.float64]] = {}
-        for person, enrolled in people.items():
-            template = np.asarray(enrolled, dtype=np.float32).mean(axis=0)
-            template /= max(float(np.linalg.norm(template)), 1e-12)
-            scores[person] = np.atleast_1d(self.pipeline.similarity(queries @ template))
-        return scores
+    scores_templates = True
+
+    def template_similarity(self, cosines: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        return np.asarray(self.pipeline.similarity(np.asarray(cosines)))
 
     def search_faces_by_image(
         self,
@@ -389,14 +394,10 @@ class LocalBackend(Backend):
             )
             if deleted:
                 session.execute(delete(LocalFace).where(LocalFace.face_id.in_(deleted)))
-                session.execute(
-                    update(LocalCollection)
-                    .where(LocalCollection.name == collection_id)
-                    .values(generation=LocalCollection.generation + 1)
-                )
+                log_changes(session, collection_id, [], deleted)
         if deleted:
-            # Other processes reload at their next search (the generation moved); this one
-            # drops its copies now: the collection's vectors and the last photo's analysis.
+            # Other processes apply the logged removal at their next search; this one drops its
+            # copies now: the collection's vectors and the last photo's analysis.
             self._vectors.forget(collection_id)
             with self._last_lock:
                 self._last = None
@@ -532,7 +533,9 @@ class LocalBackend(Backend):
         )
 
     def _template_similarity(self, query: Embedding, enrolled: Embedding) -> float:
-        return float(self.score_people(query[None, :], {"": enrolled})[""][0])
+        scores = self.score_people(query[None, :], {"": enrolled})
+        assert scores is not None  # this backend scores templates
+        return float(scores[""][0])
 
     def _score_users(
         self,
@@ -552,6 +555,7 @@ class LocalBackend(Backend):
         if not users:
             return []
         scores = self.score_people(query[None, :], users)
+        assert scores is not None  # this backend scores templates
         ranked = sorted(
             (UserMatch(user, float(v[0])) for user, v in scores.items()),
             key=lambda m: (-m.similarity, m.user_id),
