@@ -103,9 +103,7 @@ def run_rounds(
 
 def row(name: str, ours: Tally, theirs: Tally) -> str:
     ratio = ours.accuracy / theirs.accuracy if theirs.accuracy else float("nan")
-    return (
-        f"| {name} | {ours.probes} | {_counts(ours)} | {_counts(theirs)} | {ratio:.3f}x |"
-    )
+    return f"| {name} | {ours.probes} | {_counts(ours)} | {_counts(theirs)} | {ratio:.3f}x |"
 
 
 def _counts(tally: Tally) -> str:
