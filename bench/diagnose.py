@@ -543,8 +543,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print()
     print(
-        "## Candidates that fit nothing, on the benchmark's own splits (all 66 people, galleries "
-        "of 66 closed and 44 open)"
+        "## Candidates that fit nothing, on the benchmark's own splits (all "
+        f"{len(names)} people in the closed set's gallery, two thirds in the open set's)"
     )
     print()
     print("| candidate | k | closed set | rank-1 | open set |")
