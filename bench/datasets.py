@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import xml.etree.ElementTree as ET
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,18 +106,39 @@ def load_identities(root: Path) -> dict[str, list[Path]]:
     return dict(clusters)
 
 
+def load_celeba_identities(root: Path) -> dict[str, list[Path]]:
+    """``celeba_identities/labels.csv``: CelebA identity number -> its uncropped photos."""
+    clusters: dict[str, list[Path]] = defaultdict(list)
+    base = root / "celeba_identities"
+    with (base / "labels.csv").open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            clusters[row["identity"].strip()].append(base / row["path"].strip())
+    return dict(clusters)
+
+
+# Identification sets by name (``--dataset``): each maps a data root to cluster -> photos.
+IDENTITY_SETS: dict[str, Callable[[Path], dict[str, list[Path]]]] = {
+    "deepface": load_identities,
+    "celeba": load_celeba_identities,
+}
+
+
 def open_set_split(
-    root: Path, per_identity: int = 2, stranger_every: int = 3, rotation: int = 0
+    root: Path,
+    per_identity: int = 2,
+    stranger_every: int = 3,
+    rotation: int = 0,
+    dataset: str = "deepface",
 ) -> tuple[IdentitySplit, frozenset[str]]:
     """Like ``identity_split``, but every ``stranger_every``-th cluster (sorted) is not enrolled:
     its photos are probes whose right answer is "unknown". ``rotation`` shifts both which
     clusters are strangers and which photos are enrolled (0: clusters 3, 6, 9, ... by position)."""
-    identities = load_identities(root)
+    identities = IDENTITY_SETS[dataset](root)
     clusters = sorted(identities)
     strangers = frozenset(
         c for i, c in enumerate(clusters) if i % stranger_every == (2 + rotation) % stranger_every
     )
-    split = identity_split(root, per_identity, rotation)
+    split = identity_split(root, per_identity, rotation, dataset)
     enroll = [e for e in split.enroll if e.label not in strangers]
     probes = [p for p in split.probes if p.label not in strangers] + [
         Labelled(p, c)
@@ -126,7 +148,9 @@ def open_set_split(
     return IdentitySplit(enroll, probes, len(clusters) - len(strangers)), strangers
 
 
-def identity_split(root: Path, per_identity: int = 2, rotation: int = 0) -> IdentitySplit:
+def identity_split(
+    root: Path, per_identity: int = 2, rotation: int = 0, dataset: str = "deepface"
+) -> IdentitySplit:
     """Enroll ``per_identity`` consecutive photos of each cluster (plain sorted file names),
     starting at position ``rotation`` and wrapping around; the others are probes.
 
@@ -136,7 +160,7 @@ def identity_split(root: Path, per_identity: int = 2, rotation: int = 0) -> Iden
     """
     enroll: list[Labelled] = []
     probes: list[Labelled] = []
-    clusters = load_identities(root)
+    clusters = IDENTITY_SETS[dataset](root)
     for label in sorted(clusters):
         photos = sorted(clusters[label], key=lambda p: p.name)
         chosen = {(rotation + j) % len(photos) for j in range(min(per_identity, len(photos)))}

@@ -58,3 +58,23 @@ def test_tally_merge_adds_every_count() -> None:
     part.add(["b", None], ["a", "c"])
     total.merge(part)
     assert (total.probes, total.right, total.wrong_name, total.unknown) == (3, 1, 1, 1)
+
+
+def test_celeba_split_enrolls_the_first_photos_and_a_third_are_strangers() -> None:
+    clusters = datasets.load_celeba_identities(DATA)
+    assert len(clusters) == 66 and sum(len(p) for p in clusters.values()) == 519
+    split = datasets.identity_split(DATA, 2, dataset="celeba")
+    assert len(split.enroll) == 132 and len(split.probes) == 387
+    for label, photos in clusters.items():
+        first = sorted(photos, key=lambda p: p.name)[:2]
+        assert [e.path for e in split.enroll if e.label == label] == first
+    opened, strangers = datasets.open_set_split(DATA, 2, dataset="celeba")
+    assert len(strangers) == 22
+    assert not {e.label for e in opened.enroll} & strangers
+    assert len(opened.probes) == 519 - len(opened.enroll)
+
+
+def test_tally_counts_probes_without_a_face() -> None:
+    tally = Tally()
+    tally.add(["a", None, None], ["a", "b", None], ["a", None, None])
+    assert (tally.right, tally.unknown, tally.no_face) == (2, 1, 2)
