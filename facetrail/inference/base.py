@@ -75,3 +75,24 @@ class Model(abc.ABC, Generic[Out]):
 
     @abc.abstractmethod
     def _predict(self, *args: Any, **kwargs: Any) -> Out: ...
+
+
+class TFLiteModel(Model[Out]):
+    """A model that is one TFLite interpreter over ``files[0]``, built on first use.
+
+    Interpreters are not thread-safe, so calls are serialised; ``self.interpreter`` is ready in
+    ``_predict``.
+    """
+
+    serialise = True
+
+    def __init__(self, files: Sequence[Path], *, threads: int = 1) -> None:
+        super().__init__(files, threads=threads)
+        self.interpreter: Any = None
+
+    def _load(self) -> None:
+        from facetrail.inference.runtime import tflite_interpreter
+
+        interpreter = tflite_interpreter(self.threads, path=self.files[0])
+        interpreter.allocate_tensors()
+        self.interpreter = interpreter

@@ -18,17 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from facetrail.inference.align import align_face
-from facetrail.inference.base import Model
+from facetrail.inference.base import Model, TFLiteModel
 from facetrail.inference.detector import Detection
-from facetrail.inference.runtime import ort_session, tflite_interpreter
+from facetrail.inference.runtime import ort_session
 
 FloatArray = npt.NDArray[np.float32]
 UInt8Array = npt.NDArray[np.uint8]
@@ -118,30 +116,19 @@ def emotion_crop(rgb: UInt8Array, detection: Detection) -> UInt8Array:
     return np.asarray(crop, np.uint8)
 
 
-class EmotionModel(Model[FloatArray]):
+class EmotionModel(TFLiteModel[FloatArray]):
     """``files``: fer's TFLite model. ``predict(rgb, detections)``: (N, 7) probabilities in
     EMOTION_CLASSES order. The file takes one face per call."""
-
-    serialise = True  # one TFLite interpreter
-
-    def __init__(self, files: Sequence[Path], *, threads: int = 1) -> None:
-        super().__init__(files, threads=threads)
-        self._interp: Any = None
-
-    def _load(self) -> None:
-        interp = tflite_interpreter(self.threads, path=self.files[0])
-        interp.allocate_tensors()
-        self._interp = interp
 
     def _predict(self, rgb: UInt8Array, detections: Sequence[Detection]) -> FloatArray:
         out = np.zeros((len(detections), len(EMOTION_CLASSES)), np.float32)
         pixels = np.ascontiguousarray(rgb)
-        source = self._interp.get_input_details()[0]["index"]
-        target = self._interp.get_output_details()[0]["index"]
+        source = self.interpreter.get_input_details()[0]["index"]
+        target = self.interpreter.get_output_details()[0]["index"]
         for i, detection in enumerate(detections):
             face = emotion_crop(pixels, detection).astype(np.float32) / 255.0
             batch = ((face - 0.5) * 2.0)[None, :, :, None].astype(np.float32)
-            self._interp.set_tensor(source, batch)
-            self._interp.invoke()
-            out[i] = np.asarray(self._interp.get_tensor(target))[0]
+            self.interpreter.set_tensor(source, batch)
+            self.interpreter.invoke()
+            out[i] = np.asarray(self.interpreter.get_tensor(target))[0]
         return out

@@ -11,16 +11,13 @@ attribute benchmark scores only the odd rows. Points are mapped back to the imag
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-from facetrail.inference.base import Model
+from facetrail.inference.base import TFLiteModel
 from facetrail.inference.detector import Detection
-from facetrail.inference.runtime import tflite_interpreter
 
 FloatArray = npt.NDArray[np.float32]
 UInt8Array = npt.NDArray[np.uint8]
@@ -43,25 +40,14 @@ def mesh_transform(detection: Detection) -> npt.NDArray[np.float64]:
     return np.asarray(matrix, np.float64)
 
 
-class FaceMeshModel(Model[list[FloatArray]]):
+class FaceMeshModel(TFLiteModel[list[FloatArray]]):
     """``files``: face_landmark.tflite. ``predict(rgb, detections)``: per face, (468, 2) points
     in the image's pixels (MediaPipe's canonical mesh order)."""
 
-    serialise = True  # one TFLite interpreter
-
-    def __init__(self, files: Sequence[Path], *, threads: int = 1) -> None:
-        super().__init__(files, threads=threads)
-        self._interp: Any = None
-
-    def _load(self) -> None:
-        interp = tflite_interpreter(self.threads, path=self.files[0])
-        interp.allocate_tensors()
-        self._interp = interp
-
     def _predict(self, rgb: UInt8Array, detections: Sequence[Detection]) -> list[FloatArray]:
         pixels = np.ascontiguousarray(rgb)
-        source = self._interp.get_input_details()[0]["index"]
-        outputs = {d["name"]: d["index"] for d in self._interp.get_output_details()}
+        source = self.interpreter.get_input_details()[0]["index"]
+        outputs = {d["name"]: d["index"] for d in self.interpreter.get_output_details()}
         out = []
         for detection in detections:
             matrix = mesh_transform(detection)
@@ -72,9 +58,9 @@ class FaceMeshModel(Model[list[FloatArray]]):
                 flags=cv2.INTER_LINEAR,
                 borderMode=cv2.BORDER_REPLICATE,
             )
-            self._interp.set_tensor(source, (crop.astype(np.float32) / 255.0)[None])
-            self._interp.invoke()
-            points = np.asarray(self._interp.get_tensor(outputs[POINTS_OUTPUT]), np.float64)
+            self.interpreter.set_tensor(source, (crop.astype(np.float32) / 255.0)[None])
+            self.interpreter.invoke()
+            points = np.asarray(self.interpreter.get_tensor(outputs[POINTS_OUTPUT]), np.float64)
             xy = points.reshape(MESH_POINTS, 3)[:, :2]
             back = cv2.invertAffineTransform(matrix)
             image_xy = xy @ back[:, :2].T + back[:, 2]
