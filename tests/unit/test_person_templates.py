@@ -42,6 +42,8 @@ def test_template_changes_are_applied_not_reloaded(settings: Settings) -> None:
     assert report == {"rose"}  # one person is named at most once per photo
     assert counts() == (reloads + 1, deltas + 2)
 
+    # Erasure drops the erasing process's copies at once (docs/security.md), so this process
+    # reloads; every other process applies the deletion as a delta (test_vector_changes).
     ft.delete_person("band", "rose")
     assert named(ft.identify("band", photo)) == {"kit_with_rose.jpg": set()}
-    assert counts() == (reloads + 1, deltas + 3)
+    assert counts() == (reloads + 2, deltas + 2)
