@@ -59,7 +59,9 @@ class MobileFaceNetEmbedder(Embedder):
     """MobileFaceNet (TFLite, 192-d) on 112x112 ArcFace-aligned crops.
 
     The file's input is fixed at two faces, ``[2, 112, 112, 3]`` RGB scaled ``(x - 127.5) / 128``
-    (resizing the batch fails inside the graph), so faces go two per call, an odd one padded.
+    (resizing the batch fails inside the graph: ``resize_tensor_input`` to 1, 3 or 4 faces, with
+    ``strict=False``, stops at allocation with "XNNPack delegate failed to reshape runtime" at
+    node 230, a reshape that pins the batch at two), so faces go two per call, an odd one padded.
     ``flip=True`` sums each face's embedding with its mirror image's instead (one call per face);
     on deepface's pairs it changed 1 decision in 580, so it is off (docs/models.md).
     """

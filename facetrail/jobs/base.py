@@ -166,6 +166,8 @@ class Claim:
     rerun_of_id: int | None
     # Seconds earlier attempts spent on fetches that failed (the item's fetch budget).
     fetch_seconds: float = 0.0
+    # This claim's attempt (1: the first, so no earlier attempt left results to replace).
+    attempts: int = 1
 
 
 class JobType(ABC):

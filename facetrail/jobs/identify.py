@@ -86,18 +86,21 @@ class IdentifyJob(JobType):
                 image_id = get_or_create_image(session, image).id
             assignments = name_faces(session, claim.collection_id, backend, searches, threshold)
             named = {a.external_id for a in assignments if a.external_id}
-            people = dict(
-                session.execute(
-                    select(Person.external_id, Person.id).where(
-                        Person.collection_id == claim.collection_id,
-                        Person.external_id.in_(named),
+            people: dict[str, int] = {}
+            if named:
+                people = dict(
+                    session.execute(
+                        select(Person.external_id, Person.id).where(
+                            Person.collection_id == claim.collection_id,
+                            Person.external_id.in_(named),
+                        )
                     )
+                    .tuples()
+                    .all()
                 )
-                .tuples()
-                .all()
-            )
-            # A retried item replaces what an interrupted attempt may have written.
-            session.execute(delete(FaceResult).where(FaceResult.job_item_id == claim.item_id))
+            if claim.attempts > 1:
+                # A retried item replaces what an interrupted attempt may have written.
+                session.execute(delete(FaceResult).where(FaceResult.job_item_id == claim.item_id))
             for index, (search, assignment) in enumerate(zip(searches, assignments, strict=True)):
                 box = search.face.box
                 session.add(

@@ -1,8 +1,12 @@
 """Re-running an identification against the collection as it is now, and what changed.
 
-A re-run is an identify job over the same images, linked to the job it repeats; its items run
-as identify items (faces whose stored embeddings are still valid are searched again without
-analysing the photo).
+A re-run is an identify job over the same images, linked to the job it repeats. No photo is read
+where the first run stored its faces' embeddings: when the collection is unchanged since that run
+(its version), each face's result is copied; otherwise every stored embedding of the job is scored
+against the people's current templates in one matrix product and each photo's faces are assigned
+again. Both happen in the transaction that creates the job, so only items that need their photo
+(the first run failed, another model, a backend without templates) are left to run as identify
+items.
 """
 
 from __future__ import annotations
@@ -10,15 +14,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import numpy as np
 from pydantic import Field
-from sqlalchemy.orm import Session
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, selectinload
 
-from facetrail.backends.base import BoundingBox
+from facetrail.backends import backend_for
+from facetrail.backends.base import Backend, BoundingBox
+from facetrail.backends.local.vectors import from_blob
 from facetrail.errors import InvalidParameterError, NotFoundError
+from facetrail.identification import Assignment, Candidate, assign_scores
 from facetrail.jobs.base import Claim, JobType, Request, add_job, collection_job
 from facetrail.jobs.identify import IdentifyJob
-from facetrail.models import Job, JobItem, JobKind
+from facetrail.models import Collection, FaceResult, ItemStatus, Job, JobItem, JobKind, Person
+from facetrail.models.base import utcnow
 from facetrail.services import audit
+from facetrail.services.naming import template_scores
 from facetrail.services.records import get_collection_by_id
 from facetrail.settings import Settings
 
@@ -60,12 +71,118 @@ class RerunJob(JobType):
         items = [JobItem(position=i.position, source=i.source) for i in original.items]
         add_job(session, job, items)
         audit.record(session, settings, "rerun", collection, job_id=job.id, rerun_of=original.id)
+        _finish_from_stored(session, settings, original, job, collection)
         return job
 
     def run(self, ctx: Context, claim: Claim) -> None:
         # Its jobs are identify jobs, so the runner sends their items to IdentifyJob; this only
         # keeps the two in step for a caller that asks this type directly.
         IdentifyJob().run(ctx, claim)
+
+
+def _finish_from_stored(
+    session: Session, settings: Settings, original: Job, job: Job, collection: Collection
+) -> None:
+    """Finish every item the first run's stored faces answer, without reading a photo."""
+    from facetrail.jobs.runner import rollup  # the runner imports the job registry
+
+    backend = backend_for(settings, collection.backend, dict(collection.backend_options))
+    model = backend.model_version
+    before = {
+        i.position: i
+        for i in session.scalars(
+            select(JobItem)
+            .where(JobItem.job_id == original.id, JobItem.status == ItemStatus.SUCCEEDED)
+            .options(selectinload(JobItem.faces))
+        )
+    }
+    # A photo is analysed again only where a face's embedding is missing (an erasure removed
+    # it) or came from another model.
+    ready = {
+        item.id: before[item.position]
+        for item in job.items
+        if item.position in before
+        and all(
+            f.model_version == model and f.embedding is not None
+            for f in before[item.position].faces
+        )
+    }
+    if not ready:
+        return
+    if collection.version == original.collection_version:
+        assignments = {item_id: [_recorded(f) for f in old.faces] for item_id, old in ready.items()}
+    else:
+        threshold = float(job.parameters.get("threshold", settings.match_threshold))
+        rescored = _rescore(session, collection.id, backend, list(ready.values()), threshold)
+        if rescored is None:
+            return
+        assignments = dict(zip(ready, rescored, strict=True))
+    named = {a.external_id for faces in assignments.values() for a in faces if a.external_id}
+    people = dict(
+        session.execute(
+            select(Person.external_id, Person.id).where(
+                Person.collection_id == collection.id, Person.external_id.in_(named)
+            )
+        )
+        .tuples()
+        .all()
+    )
+    rows: list[dict[str, Any]] = []
+    now = utcnow()
+    for item in job.items:
+        if item.id not in ready:
+            continue
+        old = ready[item.id]
+        for face, assignment in zip(old.faces, assignments[item.id], strict=True):
+            rows.append(
+                {
+                    "job_item_id": item.id,
+                    "face_index": face.face_index,
+                    "box_left": face.box_left,
+                    "box_top": face.box_top,
+                    "box_width": face.box_width,
+                    "box_height": face.box_height,
+                    "confidence": face.confidence,
+                    "person_id": people.get(assignment.external_id or ""),
+                    "person_external_id": assignment.external_id,
+                    "similarity": assignment.similarity,
+                    "candidates": [
+                        {"person": c.external_id, "similarity": round(c.similarity, 2)}
+                        for c in assignment.candidates
+                    ],
+                    "embedding": face.embedding,
+                    "model_version": face.model_version,
+                }
+            )
+        item.status = ItemStatus.SUCCEEDED
+        item.image_id = old.image_id
+        item.started_at = item.finished_at = now
+    if rows:
+        session.execute(insert(FaceResult), rows)
+    job.started_at = job.started_at or now
+    rollup(session, job.id)
+
+
+def _recorded(face: FaceResult) -> Assignment:
+    candidates = [
+        Candidate(str(c["person"]), float(c["similarity"])) for c in face.candidates or []
+    ]
+    return Assignment(face.person_external_id, face.similarity, candidates)
+
+
+def _rescore(
+    session: Session, collection_id: int, backend: Backend, items: list[JobItem], threshold: float
+) -> list[list[Assignment]] | None:
+    """Each item's faces assigned again from one scoring of every stored embedding against the
+    current templates; None where the backend keeps no templates."""
+    stored = [f.embedding or b"" for item in items for f in item.faces]
+    queries = np.stack([from_blob(b) for b in stored]) if stored else np.zeros((0, 0), np.float32)
+    most = max((len(item.faces) for item in items), default=0)
+    scored = template_scores(session, collection_id, backend, queries, most)
+    if scored is None:
+        return None
+    rows = iter(scored)
+    return [assign_scores([next(rows) for _ in item.faces], threshold) for item in items]
 
 
 @dataclass(frozen=True)

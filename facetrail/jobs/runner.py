@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -94,12 +94,18 @@ class Context:
 
     def succeed(self, session: Session, claim: Claim, image_id: int | None) -> Job:
         """Mark the claimed item done, in the transaction that wrote its results."""
-        item = session.get_one(JobItem, claim.item_id)
-        item.status = ItemStatus.SUCCEEDED
-        item.image_id = image_id
-        item.error = item.error_code = None
-        item.finished_at = utcnow()
-        return rollup(session, item.job_id)
+        session.execute(
+            update(JobItem)
+            .where(JobItem.id == claim.item_id)
+            .values(
+                status=ItemStatus.SUCCEEDED,
+                image_id=image_id,
+                error=None,
+                error_code=None,
+                finished_at=utcnow(),
+            )
+        )
+        return rollup(session, claim.job_id)
 
 
 def run_item(settings: Settings, item_id: int, *, final_attempt: bool = True) -> ItemStatus:
@@ -138,7 +144,10 @@ def claim(session: Session, item_id: int) -> Claim | None:
     job = item.job
     if job.started_at is None:
         job.started_at = utcnow()
-    rollup(session, job.id)
+    # Running items are not counted, so the counts stand; only a pending job changes status
+    # (a racing claim writes the same value).
+    if job.status == JobStatus.PENDING:
+        job.status = JobStatus.RUNNING
     kind = job_type(job.kind.value)
     backend, options = job.backend, {}
     collection_id = backend_collection_id = None
@@ -162,6 +171,7 @@ def claim(session: Session, item_id: int) -> Claim | None:
         parameters=dict(job.parameters),
         rerun_of_id=job.rerun_of_id,
         fetch_seconds=item.fetch_seconds or 0.0,
+        attempts=item.attempts,
     )
 
 

@@ -159,13 +159,28 @@ def _template_scores(
 ) -> list[dict[str, float]] | None:
     if not searches or any(s.embedding is None for s in searches):
         return None
+    queries = np.stack([s.embedding for s in searches if s.embedding is not None])
+    return template_scores(session, collection_id, recognizer, queries, len(searches))
+
+
+def template_scores(
+    session: Session,
+    collection_id: int,
+    recognizer: Backend,
+    queries: Embedding,
+    faces_per_photo: int,
+) -> list[dict[str, float]] | None:
+    """Per query embedding, person -> similarity (0-100) for its best-scoring people (enough
+    for a photo of ``faces_per_photo`` faces to be assigned one-to-one with runners-up); None
+    where the backend keeps no templates or the collection has no people."""
     if not recognizer.scores_templates:
         return None
     templates = person_templates(session, collection_id, recognizer)
     if not len(templates.index):
         return None
-    queries = np.stack([s.embedding for s in searches if s.embedding is not None])
-    k = max(TEMPLATE_CANDIDATES, len(searches) + RUNNERS_UP + 1)
+    if not len(queries):
+        return []
+    k = max(TEMPLATE_CANDIDATES, faces_per_photo + RUNNERS_UP + 1)
     with templates.lock:
         labels, cosines = templates.index.search(queries, k)
         names = [[templates.names[p] for p in row] for row in labels]

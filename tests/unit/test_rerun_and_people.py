@@ -62,6 +62,51 @@ def test_rerun_names_a_newly_enrolled_person_and_reports_exactly_that(
     assert {e["actor"] for e in ft.audit_log("band")} == {"tester"}
 
 
+def faces_of(report: dict[str, object]) -> list[list[tuple[str | None, float | None, list[str]]]]:
+    images = report["images"]
+    assert isinstance(images, list)
+    return [
+        [
+            (
+                f["person"],
+                None if f["similarity"] is None else round(f["similarity"], 1),
+                [c["person"] for c in f["candidates"]],
+            )
+            for f in image["faces"]
+        ]
+        for image in images
+    ]
+
+
+def test_rerun_after_changes_matches_a_fresh_run(settings: Settings, tmp_path: Path) -> None:
+    ft = Facetrail(settings)
+    everyone = enroll_entries(KNN / "train")
+    ft.enroll("band", [e for e in everyone if e.external_id not in ("rose_leslie", "biden")])
+    photos = copy_tests(tmp_path)
+    first = ft.identify("band", photos)
+    ft.enroll("band", [e for e in everyone if e.external_id in ("rose_leslie", "biden")])
+    fresh = ft.identify("band", photos)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for photo in photos:
+        photo.rename(moved / photo.name)
+
+    # Only new people: every face is rescored from its stored embedding, no photo is read.
+    rerun = ft.job(ft.rerun(first["job_id"])["job_id"])
+    assert rerun["status"] == "succeeded"
+    assert faces_of(rerun) == faces_of(fresh)
+    # Unchanged since: the faces are copied.
+    again = ft.job(ft.rerun(rerun["job_id"])["job_id"])
+    assert again["status"] == "succeeded" and faces_of(again) == faces_of(fresh)
+
+    # An erasure removes the embeddings of faces that may be theirs: those photos are read.
+    ft.delete_person("band", "biden")
+    for photo in photos:
+        (moved / photo.name).rename(photo)
+    after = ft.identify("band", photos)
+    assert faces_of(ft.job(ft.rerun(first["job_id"])["job_id"])) == faces_of(after)
+
+
 def test_rerun_without_changes_reports_none(settings: Settings) -> None:
     ft = Facetrail(settings)
     ft.enroll("band", KNN / "train")

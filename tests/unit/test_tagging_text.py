@@ -133,14 +133,19 @@ def _rendered_page() -> Image.Image:
 
 
 class _CountingEngine:
-    """RapidOCR with a count of full passes (detection on)."""
+    """RapidOCR with a count of full passes (detection and recognition) and of probes
+    (detection alone, on a smaller copy)."""
 
     def __init__(self, engine: Any) -> None:
         self.engine = engine
         self.passes = 0
+        self.probes: list[tuple[int, int]] = []
 
     def __call__(self, image: Any, **kwargs: Any) -> Any:
-        self.passes += bool(kwargs.get("use_det"))
+        if kwargs.get("use_det") and kwargs.get("use_rec"):
+            self.passes += 1
+        elif kwargs.get("use_det"):
+            self.probes.append(image.shape[:2])
         return self.engine(image, **kwargs)
 
 
@@ -225,6 +230,22 @@ def test_upright_page_is_read_in_one_pass_as_before(
     assert counting.passes == 2  # one more for the read with orientation: not two
     reader.predict(page.transpose(Image.Transpose.ROTATE_180))
     assert counting.passes == 4
+
+
+def test_a_photo_without_text_ends_after_the_small_probe(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = _reader(settings)
+    reader.load()
+    counting = _CountingEngine(reader._engine)
+    monkeypatch.setattr(reader, "_engine", counting)
+    ramp = np.linspace(40, 220, 1200, dtype=np.float32)
+    photo = Image.fromarray(np.tile(ramp, (900, 1)).astype(np.uint8)).convert("RGB")
+    assert max(photo.size) > reader.probe_side  # type: ignore[operator]
+    assert reader.predict(photo) == []
+    assert counting.passes == 0
+    ((height, width),) = counting.probes
+    assert max(height, width) == reader.probe_side
 
 
 @pytest.mark.parametrize("turns", [1, 2, 3])
