@@ -13,7 +13,7 @@ unfinished item and fans out again: it re-queues items that were queued but neve
 broker), and a running item that gets a second delivery still ends with one result.
 
 Without a broker the items run here, one after another; the job records this process as its
-runner ("host:pid") with a heartbeat per item, so a job whose process was killed shows as
+runner ("host:pid") with a heartbeat every 30 s, so a job whose process was killed shows as
 interrupted (``facetrail.services.reports``).
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable
 
 from sqlalchemy import select, update
@@ -33,6 +34,9 @@ from facetrail.settings import Settings
 from facetrail.worker.app import app, configure
 
 UNFINISHED = (ItemStatus.PENDING, ItemStatus.RUNNING)
+
+# Seconds between heartbeats of an in-process runner (services/reports.py: stale after 15 min).
+HEARTBEAT_EVERY = 30.0
 
 
 def runner_id() -> str:
@@ -87,7 +91,8 @@ def requeue(settings: Settings, job_id: int) -> int:
 
 def run_here(settings: Settings, job_id: int, on_item: Callable[[], None] | None = None) -> int:
     """Run every unfinished item in this process (no broker), recording this process as the
-    job's runner and a heartbeat after each item."""
+    job's runner and a heartbeat after items, at most every ``HEARTBEAT_EVERY`` (a commit per
+    item would cost more than it tells: a runner is stale only after 15 minutes)."""
     from facetrail.worker.tasks import run_item
 
     with session_scope(settings) as session:
@@ -95,11 +100,14 @@ def run_here(settings: Settings, job_id: int, on_item: Callable[[], None] | None
         job = session.get(Job, job_id)
         if job is not None and item_ids:
             job.runner, job.heartbeat_at = runner_id(), utcnow()
+    last_beat = time.monotonic()
     for item_id in item_ids:
         # Same task code, in this process: the embedded default needs no services.
         run_item.apply(args=[item_id], throw=False)
-        with session_scope(settings) as session:
-            session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow()))
+        if time.monotonic() - last_beat >= HEARTBEAT_EVERY:
+            last_beat = time.monotonic()
+            with session_scope(settings) as session:
+                session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow()))
         if on_item is not None:
             on_item()
     return len(item_ids)
