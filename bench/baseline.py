@@ -18,9 +18,9 @@ import numpy as np
 import numpy.typing as npt
 
 from bench.datasets import Labelled, Pair, PixelBox
+from bench.metrics import BASELINE_TOLERANCE as TOLERANCE
 from bench.systems import IdentifyOutcome, PairOutcome
 
-TOLERANCE = 0.6
 Encodings = npt.NDArray[np.float64]
 
 

@@ -33,10 +33,9 @@ import numpy as np
 import numpy.typing as npt
 
 from bench import datasets
-from bench.baseline import TOLERANCE
-from bench.baseline import analyse as baseline_faces
 from bench.calibrate import fit, pair_scores
 from bench.facetrail_side import bench_settings
+from bench.metrics import BASELINE_TOLERANCE
 from facetrail.backends.local.attributes import estimate_pose, estimate_quality
 from facetrail.backends.local.pipeline import FacePipeline
 from facetrail.images import open_image
@@ -68,6 +67,9 @@ class Photo:
 
 def with_baseline(photo: Photo) -> Photo:
     """``photo`` plus face_recognition's encoding of its largest face (if it finds one)."""
+    # The baseline library is installed by `./dev bench` only: imported where it runs.
+    from bench.baseline import analyse as baseline_faces
+
     faces = baseline_faces(photo.path)
     index = faces.largest()
     vectors = dict(photo.vectors)
@@ -391,7 +393,7 @@ def baseline_scorer(probe: Photo, enrolled: Sequence[Photo]) -> float:
     distance = min(
         float(np.linalg.norm(probe.vectors["baseline"] - p.vectors["baseline"])) for p in enrolled
     )
-    return 80.0 + 100.0 * (TOLERANCE - distance)
+    return 80.0 + 100.0 * (BASELINE_TOLERANCE - distance)
 
 
 # (name, the vector each photo needs, scorer from the photos it may be fitted on)

@@ -9,6 +9,9 @@ import numpy as np
 
 from bench.datasets import PixelBox
 
+# face_recognition's own decision rule: the same person at Euclidean distance <= 0.6.
+BASELINE_TOLERANCE = 0.6
+
 
 def accuracy(predictions: Sequence[bool | None], truths: Sequence[bool]) -> float:
     """Fraction right; ``None`` (no decision, e.g. no face found) always counts as wrong."""
