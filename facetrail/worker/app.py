@@ -40,10 +40,10 @@ def configure(app: Celery, settings: Settings) -> Celery:
 
 
 def _drop_connections(app: Celery) -> None:
-    """Forget pooled connections to the old broker (Celery keeps them across conf changes)."""
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    """Forget the pools of the old broker (Celery keeps them across conf changes). They are
+    kombu's, shared by every app in the process with that broker, and handed out again if the
+    app switches back: closing them here would break those apps, so they are only let go."""
+    app._pool = None
     amqp = app.__dict__.get("amqp")
     if amqp is not None:
         amqp._producer_pool = None

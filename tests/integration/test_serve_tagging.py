@@ -289,9 +289,9 @@ def test_image_errors(client: Any, operation: str) -> None:
         call(Image={"Bytes": PAGE.read_bytes()})  # TIFF: JPEG and PNG only
     with pytest.raises(client.exceptions.ImageTooLargeException):
         call(Image={"Bytes": b"\xff\xd8" + bytes(5 * 1024 * 1024)})
-    tiny = io.BytesIO()
-    Image.new("RGB", (60, 200)).save(tiny, "JPEG")
-    with pytest.raises(client.exceptions.InvalidParameterException, match="80"):
+    tiny = io.BytesIO()  # under the smallest face looked for; a 60 px tight crop is answered
+    Image.new("RGB", (12, 200)).save(tiny, "JPEG")
+    with pytest.raises(client.exceptions.InvalidParameterException, match="20x20"):
         call(Image={"Bytes": tiny.getvalue()})
 
 
