@@ -38,21 +38,11 @@ from PIL import Image
 from bench.datasets import DEFAULT_ROOT
 from bench.facetrail_side import bench_settings
 from facetrail.backends.base import FaceAttributes
-from facetrail.backends.local.attributes import expected_age
+from facetrail.backends.local.attributes import EMOTION_TYPES, expected_age
 from facetrail.backends.local.pipeline import FacePipeline
 from facetrail.inference.face_attributes import EMOTION_CLASSES
 from facetrail.modelfiles import install_models
 
-# fer's class -> Rekognition's EmotionName, to read our answers back in the sets' labels.
-FER_TO_REKOGNITION = {
-    "angry": "ANGRY",
-    "disgust": "DISGUSTED",
-    "fear": "FEAR",
-    "happy": "HAPPY",
-    "sad": "SAD",
-    "surprise": "SURPRISED",
-    "neutral": "CALM",
-}
 # Rekognition's attributes no offline model here measures (see docs/attributes.md).
 UNAVAILABLE = (
     "Eyeglasses",
@@ -173,7 +163,7 @@ def fer2013(pipeline: FacePipeline, root: Path, limit: int | None) -> tuple[Tall
             tally.no_face += 1
             continue
         guess = result[0].emotions[0].type
-        truth = FER_TO_REKOGNITION[row["emotion"]]
+        truth = EMOTION_TYPES[row["emotion"]]  # fer2013 labels use fer's class names
         tally.add(truth, guess)
         per_class[f"{truth} total"] += 1
         per_class[truth] += int(truth == guess)

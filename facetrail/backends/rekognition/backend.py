@@ -383,6 +383,18 @@ class RekognitionBackend(Backend):
             )
         return largest_first([to_face(d) for d in response.get("FaceDetails", [])])
 
+    @contextmanager
+    def _searching_image(self, data: bytes, source: str) -> Iterator[None]:
+        """A search by image: the service answers a face-less image with InvalidParameterException,
+        told apart here (a detection, on this error path only) as NoFaceError."""
+        try:
+            with service_errors():
+                yield
+        except InvalidParameterError:
+            if not self._detect_bytes(data):
+                raise NoFaceError(f"{source}: no face in the image") from None
+            raise
+
     def detect_faces(self, image: LoadedImage, *, attributes: bool = False) -> list[DetectedFace]:
         return self._detect_bytes(prepare_image(image), attributes=attributes)
 
@@ -520,20 +532,14 @@ class RekognitionBackend(Backend):
     ) -> FaceSearch:
         check_collection_id(collection_id)
         data = prepare_image(image)
-        try:
-            with service_errors():
-                response = self.client.search_faces_by_image(
-                    CollectionId=collection_id,
-                    Image={"Bytes": data},
-                    MaxFaces=_max_faces(max_faces),
-                    FaceMatchThreshold=_percent(threshold),
-                    QualityFilter="NONE",
-                )
-        except InvalidParameterError:
-            # A face-less image is answered with InvalidParameterException; make sure that is it.
-            if not self._detect_bytes(data):
-                raise NoFaceError(f"{image.source}: no face in the image") from None
-            raise
+        with self._searching_image(data, image.source):
+            response = self.client.search_faces_by_image(
+                CollectionId=collection_id,
+                Image={"Bytes": data},
+                MaxFaces=_max_faces(max_faces),
+                FaceMatchThreshold=_percent(threshold),
+                QualityFilter="NONE",
+            )
         self._remember(response.get("FaceModelVersion"))
         face = DetectedFace(
             box=box_from_json(response.get("SearchedFaceBoundingBox")),
@@ -826,19 +832,14 @@ class RekognitionBackend(Backend):
     ) -> UserSearch:
         check_collection_id(collection_id)
         data = prepare_image(image)
-        try:
-            with service_errors():
-                response = self.client.search_users_by_image(
-                    CollectionId=collection_id,
-                    Image={"Bytes": data},
-                    UserMatchThreshold=_percent(threshold),
-                    MaxUsers=max(1, min(max_users, MAX_USERS)),
-                    QualityFilter="NONE",
-                )
-        except InvalidParameterError:
-            if not self._detect_bytes(data):
-                raise NoFaceError(f"{image.source}: no face in the image") from None
-            raise
+        with self._searching_image(data, image.source):
+            response = self.client.search_users_by_image(
+                CollectionId=collection_id,
+                Image={"Bytes": data},
+                UserMatchThreshold=_percent(threshold),
+                MaxUsers=max(1, min(max_users, MAX_USERS)),
+                QualityFilter="NONE",
+            )
         self._remember(response.get("FaceModelVersion"))
         searched = response.get("SearchedFace", {}).get("FaceDetail", {})
         unsearched = [
