@@ -432,7 +432,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
             "a worker needs a broker: set FACETRAIL_BROKER_URL or pass --broker-url"
         )
     configure(app, settings)
-    import facetrail.worker.tasks  # noqa: F401 - registers the tasks
+    from facetrail.worker import tasks, unknowns  # noqa: F401 - registers the tasks
 
     app.worker_main(
         [

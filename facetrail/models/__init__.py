@@ -14,11 +14,19 @@ from facetrail.models.job import (
     TagResult,
 )
 from facetrail.models.local_index import LocalCollection, LocalFace, LocalFaceChange, LocalUser
+from facetrail.models.unknowns import (
+    ClusterStatus,
+    UnknownCluster,
+    UnknownFace,
+    UnknownFaceStatus,
+    cluster_label,
+)
 
 __all__ = [
     "NAMING_CONVENTION",
     "AuditEvent",
     "Base",
+    "ClusterStatus",
     "Collection",
     "CollectionChange",
     "Face",
@@ -35,4 +43,8 @@ __all__ = [
     "LocalUser",
     "Person",
     "TagResult",
+    "UnknownCluster",
+    "UnknownFace",
+    "UnknownFaceStatus",
+    "cluster_label",
 ]

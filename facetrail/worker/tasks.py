@@ -41,10 +41,13 @@ def _retry_or_raise(task: Task[Any, Any], exc: Exception, what: str) -> None:
 
 
 def _run_once(settings: Settings, item_id: int, *, final: bool) -> str:
+    from facetrail.worker.unknowns import follow_up
+
     status = runner.run_item(settings, item_id, final_attempt=final)
     with session_scope(settings) as session:
         job_id = session.get_one(JobItem, item_id).job_id
     notify_if_finished(settings, job_id)
+    follow_up(settings, job_id)  # after the item's commit: its job may have just finished
     return str(status)
 
 
