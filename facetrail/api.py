@@ -352,6 +352,12 @@ class Facetrail:
                 return [int(r) for r in reruns]
             if not naming:
                 return []  # nothing was enrolled: the cluster is open again
+            if not self.settings.broker_url:
+                # In-process, the follow-up ran already: it failed (the log says why).
+                raise FacetrailError(
+                    f"naming job {job_id} finished, but its re-runs could not be made; "
+                    f"try again with `facetrail jobs {job_id} --resume`"
+                )
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"the re-runs of naming job {job_id} did not start in time")
             time.sleep(0.5)
