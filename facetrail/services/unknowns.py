@@ -978,21 +978,25 @@ def forget_person(
             select(UnknownFace).where(UnknownFace.cluster_id.in_([c.id for c in theirs]))
         )
     )
-    named = list(
+    # A re-run that named them, or left the face unnamed with them first among candidates,
+    # says whose it is: the original result, unnamed, does not.
+    others = list(
         session.scalars(
             select(UnknownFace).where(
                 UnknownFace.collection_id == collection.id,
-                UnknownFace.status == UnknownFaceStatus.NAMED,
-                UnknownFace.cluster_id.is_(None),
+                UnknownFace.status != UnknownFaceStatus.EXCLUDED,
+                UnknownFace.id.not_in([f.id for f in faces] or [0]),
             )
         )
     )
-    for face in named:
-        result = session.get_one(FaceResult, face.face_result_id)
-        if any(
-            c.person_id == person_id or c.person_external_id in aliases
-            for c in _rerun_copies(session, [result])
-        ):
+    results = list(
+        session.scalars(
+            select(FaceResult).where(FaceResult.id.in_([f.face_result_id for f in others]))
+        )
+    )
+    copies = _rerun_copies(session, results)
+    for face in others:
+        if any(_names(c, person_id, aliases) for c in copies.get(face.face_result_id, [])):
             faces.append(face)
     embeddings = _erase_faces(session, faces)
     for cluster in theirs:
@@ -1044,7 +1048,8 @@ def _erase_faces(session: Session, faces: Sequence[UnknownFace]) -> int:
         )
     }
     erased = 0
-    for result in list(results.values()) + _rerun_copies(session, list(results.values())):
+    copies = _rerun_copies(session, list(results.values()))
+    for result in [*results.values(), *(c for found in copies.values() for c in found)]:
         if result.embedding is not None:
             result.embedding = None
             erased += 1
@@ -1054,13 +1059,23 @@ def _erase_faces(session: Session, faces: Sequence[UnknownFace]) -> int:
     return erased
 
 
-def _rerun_copies(session: Session, results: list[FaceResult]) -> list[FaceResult]:
-    """Results of re-runs (at any depth) that are the same faces as ``results``."""
-    wanted: dict[tuple[int, int], list[BoundingBox]] = {}
+def _names(result: FaceResult, person_id: int, aliases: set[str]) -> bool:
+    """Whether a result says the face is the person's: named so, or left unnamed with them as
+    its best candidate (as ``services.people`` reads results)."""
+    if result.person_id == person_id or result.person_external_id in aliases:
+        return True
+    first = (result.candidates or [{}])[0]
+    return result.person_external_id is None and first.get("person") in aliases
+
+
+def _rerun_copies(session: Session, results: list[FaceResult]) -> dict[int, list[FaceResult]]:
+    """For each of ``results`` (by id), the results of re-runs, at any depth, that are the
+    same face: the same position of the job, the best overlapping box."""
+    wanted: dict[tuple[int, int], list[FaceResult]] = {}
     for result in results:
         item = session.get_one(JobItem, result.job_item_id)
-        wanted.setdefault((item.job_id, item.position), []).append(_box(result))
-    copies: list[FaceResult] = []
+        wanted.setdefault((item.job_id, item.position), []).append(result)
+    copies: dict[int, list[FaceResult]] = {r.id: [] for r in results}
     frontier = sorted({job for job, _ in wanted})
     origin = {job: job for job in frontier}
     while frontier:
@@ -1075,10 +1090,11 @@ def _rerun_copies(session: Session, results: list[FaceResult]) -> list[FaceResul
         frontier = [child for child, _ in children]
         for child in frontier:
             for item in session.scalars(select(JobItem).where(JobItem.job_id == child)):
-                boxes = wanted.get((origin[child], item.position), [])
-                copies += [
-                    f for f in item.faces if any(_box(f).iou(b) >= SAME_FACE_IOU for b in boxes)
-                ]
+                originals = wanted.get((origin[child], item.position), [])
+                for face in item.faces if originals else []:
+                    iou, best = max((_box(face).iou(_box(o)), o.id) for o in originals)
+                    if iou >= SAME_FACE_IOU:
+                        copies[best].append(face)
     return copies
 
 
