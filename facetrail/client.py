@@ -37,10 +37,15 @@ class FacetrailClient:
 
     def submit(self, payload: dict[str, Any]) -> str:
         """Send a raw payload (see docs/tasks.md); returns its request id."""
+        return self.send(SUBMIT_TASK, payload)
+
+    def send(self, task: str, payload: dict[str, Any]) -> str:
+        """Send a payload to any payload task (``facetrail.unknowns.list``...); returns the
+        request id its answer will come under."""
         payload = {**payload, "request_id": payload.get("request_id") or uuid.uuid4().hex}
         if self.actor and "actor" not in payload:
             payload["actor"] = self.actor
-        self._celery.send_task(SUBMIT_TASK, args=[payload], queue=self.queue)
+        self._celery.send_task(task, args=[payload], queue=self.queue)
         return str(payload["request_id"])
 
     def identify(

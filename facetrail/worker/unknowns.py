@@ -24,7 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from sqlalchemy.exc import DBAPIError
 
 from facetrail.db import session_scope
-from facetrail.errors import FacetrailError
+from facetrail.errors import FacetrailError, InvalidParameterError
 from facetrail.jobs.base import CollectionName, Name, RequestId
 from facetrail.jobs.submit import describe, request_id_of
 from facetrail.models import Job, JobKind, JobStatus
@@ -99,7 +99,10 @@ def named(self: Task[Any, Any], job_id: int) -> list[int]:
 
 # Payload tasks -------------------------------------------------------------------------------
 def _cluster_ref(value: str | int) -> str:
-    return f"unknown-{unknowns.cluster_id(value)}"
+    try:
+        return f"unknown-{unknowns.cluster_id(value)}"
+    except InvalidParameterError as exc:
+        raise ValueError(exc.message) from None  # pydantic reports ValueErrors per field
 
 
 ClusterRef = Annotated[str | int, AfterValidator(_cluster_ref)]
