@@ -179,18 +179,24 @@ def cluster_job(session: Session, settings: Settings, job_id: int) -> dict[str, 
 
 
 def cluster_collection(
-    session: Session, settings: Settings, collection_name: str
+    session: Session, settings: Settings, collection_name: str, *, jobs: Sequence[int] = ()
 ) -> dict[str, Any]:
     """Cluster every unknown face of the collection's finished identify jobs not yet considered
-    (after clustering tasks were lost, or for jobs that ran before this existed)."""
+    (after clustering tasks were lost, or for jobs that ran before this existed); ``jobs``:
+    only those jobs' faces (``bench.unknowns`` replays jobs in order)."""
     collection = lock_collection(session, get_collection(session, collection_name).id)
-    return _cluster_new(session, settings, collection, job_id=None)
+    return _cluster_new(session, settings, collection, job_id=None, only=jobs)
 
 
 def _cluster_new(
-    session: Session, settings: Settings, collection: Collection, *, job_id: int | None
+    session: Session,
+    settings: Settings,
+    collection: Collection,
+    *,
+    job_id: int | None,
+    only: Sequence[int] = (),
 ) -> dict[str, Any]:
-    rows = session.execute(
+    query = (
         select(FaceResult, Image)
         .join(JobItem, FaceResult.job_item_id == JobItem.id)
         .join(Job, JobItem.job_id == Job.id)
@@ -206,7 +212,10 @@ def _cluster_new(
             UnknownFace.id.is_(None),
         )
         .order_by(FaceResult.id)
-    ).all()
+    )
+    if only:
+        query = query.where(Job.id.in_(list(only)))
+    rows = session.execute(query).all()
     model = _model(settings, collection)
     similarity = _similarity(settings, collection)
     excluded: Counter[str] = Counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -448,3 +449,25 @@ def test_the_contact_sheet_of_a_real_cluster(settings: Settings) -> None:
     # Each face comes from a photo of the chosen people.
     images = {Path(m["image"]).name for m in shown["members"]}
     assert images <= {p.name for group in chosen for p in group}
+
+
+def test_the_command_line(cli: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    from facetrail.cli.main import main
+
+    world = World(cli)
+    world.cluster(world.identify(photos("ann", "ann", "ann", "bob", "bob", "cid")))
+    assert main(["unknowns", "list", "-c", "band"]) == 0
+    assert "1 face(s) wait in the pool; kept out: none" in capsys.readouterr().out
+    assert main(["unknowns", "list", "-c", "band", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    ann, bob = (c["cluster"] for c in listing["clusters"])  # largest first
+    assert main(["unknowns", "show", ann, "-c", "band", "--no-sheet", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["members"]) == 3
+    assert main(["unknowns", "merge", bob, ann, "-c", "band"]) == 0
+    assert json.loads(capsys.readouterr().out)["faces"] == 5
+    assert main(["unknowns", "split", ann, "-c", "band"]) == 0
+    (split,) = json.loads(capsys.readouterr().out)["into"]
+    assert main(["unknowns", "erase", split["cluster"], "-c", "band"]) == 0
+    assert json.loads(capsys.readouterr().out)["faces"] == 2
+    assert main(["unknowns", "name", "unknown-999", "x", "-c", "band"]) == 2
+    assert "no cluster unknown-999" in capsys.readouterr().err
