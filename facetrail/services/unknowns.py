@@ -215,14 +215,15 @@ def _cluster_new(
     )
     if only:
         query = query.where(Job.id.in_(list(only)))
+    similarity = _similarity(settings, collection)
+    if similarity is None:
+        # A backend that keeps no embeddings (Rekognition): nothing to cluster, nothing recorded.
+        return {"collection": collection.name, "skipped": "the backend compares no embeddings"}
     rows = session.execute(query).all()
     model = _model(settings, collection)
-    similarity = _similarity(settings, collection)
     excluded: Counter[str] = Counter()
     for face, image in rows:
         reason = kept_out(settings, face, image, model)
-        if reason is None and similarity is None:
-            reason = "no_embedding"  # the backend cannot compare embeddings
         if reason is not None:
             excluded[reason] += 1
         session.add(
@@ -236,8 +237,7 @@ def _cluster_new(
         )
     session.flush()
     summary: dict[str, Any] = {"faces": len(rows), "kept_out": dict(sorted(excluded.items()))}
-    if similarity is not None:
-        summary.update(_recluster(session, settings, collection, model, similarity))
+    summary.update(_recluster(session, settings, collection, model, similarity))
     if rows:
         audit.record(session, settings, "unknowns_cluster", collection, job_id=job_id, **summary)
     return {"collection": collection.name, **summary}
