@@ -1,21 +1,24 @@
 """Unknown faces -> clusters, incrementally, by average linkage on calibrated similarity.
 
-One rule decides everything: two groups of faces are one person when the mean similarity (the
-backend's calibrated 0-100 scale) over every pair of faces between them reaches ``link``. That
-is average linkage; scikit-learn's ``AgglomerativeClustering`` runs it on the pool of faces no
-cluster took, and the same rule, applied to a face or a group against an existing cluster, lets
-clusters grow without being rebuilt, so their ids stay stable:
+Two groups of faces are one person when the mean similarity (the backend's calibrated 0-100
+scale) over every pair of faces between them reaches a threshold: that is average linkage.
+scikit-learn's ``AgglomerativeClustering`` runs it on the pool of faces no cluster took yet; the
+same test, against an existing cluster, lets clusters grow without being rebuilt, so their ids
+stay stable. One pass over the pool (new faces, and older ones still waiting):
 
-1. each candidate face (new, or still in the pool) joins the existing cluster it is most like,
-   when that cluster's mean similarity to it reaches ``link``; the clusters considered are its
-   ``candidates`` nearest by centroid (a :class:`facetrail.vectors.VectorIndex`);
-2. the faces left are clustered by average linkage; a group of at least ``min_size`` faces joins
-   an existing cluster it reaches ``link`` with, or else becomes a new cluster;
-3. clusters that grew are merged with another cluster they now reach ``link`` with (the smaller
-   into the larger): the merges are returned so that the caller records them.
+1. each face joins the existing cluster it is most like, when their mean similarity reaches
+   ``join``; the clusters considered are its ``candidates`` nearest by centroid (a
+   :class:`facetrail.vectors.VectorIndex`), and only their members are read;
+2. the faces left are grouped by average linkage at ``link``; a group of at least ``min_size``
+   faces joins an existing cluster it reaches ``join`` with, or else becomes a new cluster;
+   smaller groups stay in the pool;
+3. a cluster that grew is merged with the nearest other cluster it now reaches ``join`` with (the
+   smaller into the larger); the merges are returned so that the caller records them.
 
-The link similarity and the minimum size were chosen on glint_celebrity_chips by
-``python -m bench.unknowns`` (docs/unknowns.md), which reports the sets it did not choose on.
+``join`` is stricter than ``link`` because a decision against an existing cluster is taken
+early, without the competition that grouping a whole pool gives: a face whose own people have
+not arrived yet must not settle for the closest stranger (measured in docs/unknowns.md). The
+thresholds were chosen by ``python -m bench.unknowns`` on sets it does not report.
 Nothing here touches the database: :mod:`facetrail.services.unknowns` loads, calls and stores.
 """
 
@@ -27,17 +30,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from facetrail.settings import Settings
 from facetrail.vectors import VectorIndex, normalise
 
 Matrix = npt.NDArray[np.float32]
 # Cosines between embeddings -> the backend's 0-100 similarity (Backend.template_similarity).
 Similarity = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float64]]
 
-# Defaults chosen on glint_celebrity_chips (bench.unknowns): the loosest link whose clusters
-# stayed at least 0.98 pure there, and pairs allowed to form a cluster.
-LINK_SIMILARITY = 10.0
-JOIN_SIMILARITY = 50.0
-MIN_CLUSTER_SIZE = 2
 # Existing clusters a face or group is compared with: its nearest by centroid.
 CANDIDATES = 4
 # Pool faces clustered at once (the newest): average linkage keeps an n x n matrix.
@@ -46,9 +45,11 @@ POOL_LIMIT = 4000
 
 @dataclass(frozen=True)
 class Params:
-    link: float = LINK_SIMILARITY
-    join: float = JOIN_SIMILARITY
-    min_size: int = MIN_CLUSTER_SIZE
+    """The ``unknown_*`` settings (their defaults, unless given)."""
+
+    link: float = Settings.unknown_link
+    join: float = Settings.unknown_join
+    min_size: int = Settings.unknown_min_cluster_size
     candidates: int = CANDIDATES
 
 

@@ -46,8 +46,9 @@ class Settings:
     # Clustering them, on the similarity scale: pooled faces are one person when their mean
     # similarity reaches unknown_link; a face or a group joins an existing cluster, and two
     # clusters merge, at unknown_join; a new cluster needs unknown_min_cluster_size faces.
-    # Chosen on glint_celebrity_chips by `python -m bench.unknowns`.
-    unknown_link: float = 20.0
+    # Chosen on glint_celebrity_chips and half of celeba_identities' people by
+    # `python -m bench.unknowns` (docs/unknowns.md).
+    unknown_link: float = 30.0
     unknown_join: float = 40.0
     unknown_min_cluster_size: int = 2
     # Input guards.
