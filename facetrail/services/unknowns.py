@@ -824,6 +824,8 @@ def start_naming(
         **job.parameters,
         "unknown_cluster": cluster.id,
         "unknown_faces": [c.face for c in kept],
+        # Whoever named it also makes the re-runs, though a worker records them.
+        "actor": audit.actor_of(settings),
     }
     cluster.status = ClusterStatus.NAMING
     cluster.person_external_id = person
@@ -891,6 +893,9 @@ def finish_naming(session: Session, settings: Settings, job_id: int) -> list[int
     cluster = session.get(UnknownCluster, cid)
     if cluster is None or cluster.name_job_id != job.id:
         return []
+    actor = (job.parameters or {}).get("actor")
+    if isinstance(actor, str) and actor:
+        settings = settings.with_(actor=actor)
     if cluster.status != ClusterStatus.NAMING:
         return [int(r) for r in (job.parameters or {}).get("reruns", [])]
     person = cluster.person_external_id

@@ -86,9 +86,13 @@ def test_naming_a_cluster_enrolls_reruns_and_reports_through_a_worker(served: Se
     assert [(c["cluster"], c["status"], c["person"]) for c in listing["clusters"]] == [
         (cluster["cluster"], "named", "alice")
     ]
-    actions = [e["action"] for e in ft.audit_log("band")]
+    events = ft.audit_log("band")
+    actions = [e["action"] for e in events]
     for action in ("unknowns_cluster", "unknowns_name", "enroll", "rerun", "unknowns_named"):
         assert action in actions, actions
+    # The worker made the re-runs, on behalf of whoever named the cluster.
+    by = {e["action"]: e["actor"] for e in events if e["action"] != "unknowns_cluster"}
+    assert by["unknowns_named"] == by["rerun"] == by["unknowns_name"] == "tester"
 
     # The same through the payload tasks, as another app would: the answer comes on Redis.
     client = FacetrailClient(served.broker_url, actor="photo-app")
