@@ -164,9 +164,10 @@ def kept_out(settings: Settings, face: FaceResult, image: Image | None, model: s
 
 # Clustering ------------------------------------------------------------------------------------
 def cluster_job(session: Session, settings: Settings, job_id: int) -> dict[str, Any]:
-    """After an identify job finished: cluster its collection's new unknown faces (this job's,
-    and any an earlier run missed); for a re-run, take the faces it named out of clusters.
-    Idempotent: a face is considered once, a named face stays named."""
+    """After an identify job finished: cluster its unknown faces; for a re-run, take the faces
+    it named out of clusters. Idempotent: a face is considered once, a named face stays named.
+    (Only this job's faces are read, whatever the collection's size; jobs whose clustering was
+    lost are caught up by :func:`cluster_collection`.)"""
     job = session.get(Job, job_id)
     if job is None or job.kind != JobKind.IDENTIFY or job.collection_id is None:
         return {"job_id": job_id, "skipped": "not an identify job"}
@@ -175,7 +176,7 @@ def cluster_job(session: Session, settings: Settings, job_id: int) -> dict[str, 
     collection = lock_collection(session, job.collection_id)
     if job.rerun_of_id is not None:
         return _apply_rerun(session, settings, collection, job)
-    return _cluster_new(session, settings, collection, job_id=job.id)
+    return _cluster_new(session, settings, collection, job_id=job.id, only=[job.id])
 
 
 def cluster_collection(
@@ -237,9 +238,10 @@ def _cluster_new(
         )
     session.flush()
     summary: dict[str, Any] = {"faces": len(rows), "kept_out": dict(sorted(excluded.items()))}
+    if not rows:
+        return {"collection": collection.name, **summary}  # nothing new: nothing moves
     summary.update(_recluster(session, settings, collection, model, similarity))
-    if rows:
-        audit.record(session, settings, "unknowns_cluster", collection, job_id=job_id, **summary)
+    audit.record(session, settings, "unknowns_cluster", collection, job_id=job_id, **summary)
     return {"collection": collection.name, **summary}
 
 

@@ -39,8 +39,8 @@ FINISHED = (JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED)
 
 
 def follow_up(settings: Settings, job_id: int) -> None:
-    """Send what a finished job sets off. It never fails the job: a lost clustering is caught
-    up by the next one of the collection (or ``facetrail unknowns cluster``)."""
+    """Send what a finished job sets off. It never fails the job: a clustering that could not
+    be sent is logged, and ``facetrail unknowns cluster`` catches it up."""
     try:
         with session_scope(settings) as session:
             job = session.get(Job, job_id)

@@ -271,6 +271,18 @@ def test_clustering_a_job_twice_changes_nothing(world: World) -> None:
     assert events == 1  # nothing new, nothing recorded
 
 
+def test_a_job_clusters_its_own_faces_and_a_catch_up_takes_the_rest(world: World) -> None:
+    missed = world.identify(photos("ann", "ann"))  # its clustering task was lost
+    world.cluster(world.identify(photos("bob", "bob")))
+    assert list(world.clusters().values()) == [["bob", "bob"]]
+    caught = Facetrail(world.settings).cluster_unknowns("band")
+    assert caught["faces"] == 2 and sorted(world.clusters().values()) == [
+        ["ann", "ann"],
+        ["bob", "bob"],
+    ]
+    assert world.cluster(missed)["faces"] == 0  # its late task finds nothing left to do
+
+
 def test_named_faces_are_not_unknown_and_poor_faces_are_kept_out(world: World) -> None:
     job = world.identify(
         [
