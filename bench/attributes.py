@@ -16,6 +16,11 @@ face. A photo where no face is found is counted apart, not scored.
   MouthOpen (Mouth_Slightly_Open) on the odd rows only (photos in file order, counting from 0):
   its threshold and the mesh crop were chosen on the even rows.
 
+* ``glint_celebrity_chips`` (24 named celebrities x 10 aligned 112x112 chips): KnownGender, the
+  verdict over a person's enrolled faces (``facetrail.services.known_people.gender_verdict``),
+  from the first 1, 3 and all 10 chips of each person, against each public figure's gender as
+  publicly known (``GLINT_GENDER``, a label added here by name).
+
 No other threshold was chosen on these sets: AgeRange's 80 % mass and Smile's "happy above 0.5"
 were fixed before they were measured. Majority-class rates are printed for context.
 """
@@ -55,6 +60,44 @@ UNAVAILABLE = (
     "Emotions: CONFUSED",
     "Landmarks: leftPupil, rightPupil",
 )
+# The publicly known gender of glint_celebrity_chips' people (the set labels names only).
+GLINT_GENDER = {
+    **dict.fromkeys(
+        [
+            "Barack Obama",
+            "Daniel Radcliffe",
+            "Hugh Jackman",
+            "Hugh Laurie",
+            "James Spader",
+            "Keanu Reeves",
+            "Leonardo DiCaprio",
+            "Mark Ruffalo",
+            "Robert Downey Jr",
+            "Simon Cowell",
+            "Tom Hanks",
+            "Will Smith",
+        ],
+        "Male",
+    ),
+    **dict.fromkeys(
+        [
+            "Drew Barrymore",
+            "Gwyneth Paltrow",
+            "Halle Berry",
+            "Jennifer Aniston",
+            "Jennifer Lopez",
+            "Jessica Alba",
+            "Kate Winslet",
+            "Keira Knightley",
+            "Lindsay Lohan",
+            "Miley Cyrus",
+            "Tina Fey",
+            "Victoria Beckham",
+        ],
+        "Female",
+    ),
+}
+KNOWN_GENDER_PHOTOS = (1, 3, 10)
 # Rekognition landmark type -> the 68-point annotation's points (averaged), 0-based.
 IBUG_POINTS = {
     "leftEyeBrowLeft": (17,),
@@ -249,6 +292,32 @@ def landmarks(pipeline: FacePipeline, root: Path) -> tuple[int, int, float, dict
     return annotated, matched, overall, per_type
 
 
+def known_gender(pipeline: FacePipeline, root: Path, limit: int | None) -> dict[str, Tally]:
+    """Per chip (the gender model's answer) and per person (the verdict over the first k chips
+    of each person, in file order): right answers against GLINT_GENDER."""
+    from facetrail.services.known_people import gender_verdict
+
+    folder = root / "glint_celebrity_chips"
+    answers: dict[str, list[tuple[str, float]]] = {}
+    per_chip = Tally()
+    for row in rows_of(folder / "labels.csv", limit):
+        result = analyse(pipeline, folder / row["path"])
+        if result is None:
+            per_chip.no_face += 1
+            continue
+        found = result[0].gender
+        assert found is not None
+        per_chip.add(GLINT_GENDER[row["identity"]], found.value)
+        answers.setdefault(row["identity"], []).append((found.value, found.confidence))
+    tallies = {"chip": per_chip}
+    for k in KNOWN_GENDER_PHOTOS:
+        tally = Tally()
+        for person, given in answers.items():
+            tally.add(GLINT_GENDER[person], str(gender_verdict(given[:k])))
+        tallies[f"person from {k}"] = tally
+    return tallies
+
+
 def pct(value: float) -> str:
     return f"{100 * value:.1f} %"
 
@@ -258,6 +327,7 @@ def render(
     fer: tuple[Tally, Counter[str]],
     cel: dict[str, Tally],
     marks: tuple[int, int, float, dict[str, float]],
+    known: dict[str, Tally],
 ) -> str:
     gender = utk["gender"]
     assert isinstance(gender, Tally)
@@ -284,6 +354,11 @@ def render(
         f"| {pct(cel['mouth'].majority_rate)} |",
         f"| Landmarks (19 further types): mean error / outer-eye distance | dlib testing "
         f"(68 points) | {marks[1]} | {marks[0] - marks[1]} | {marks[2]:.3f} | - |",
+    ]
+    lines += [
+        f"| KnownGender: {name} | glint_celebrity_chips (gender by name) | {t.scored} "
+        f"| {t.no_face if name == 'chip' else '-'} | {pct(t.accuracy)} | {pct(t.majority_rate)} |"
+        for name, t in known.items()
     ]
     recall = ", ".join(
         f"{name} {per_class[name]}/{per_class[name + ' total']}"
@@ -321,7 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"celeba_attributes: {time.perf_counter() - start:.0f}s")
         marks = landmarks(pipeline, args.data)
         log(f"landmarks: {time.perf_counter() - start:.0f}s")
-    print(render(utk, fer, cel, marks))
+        known = known_gender(pipeline, args.data, args.limit)
+        log(f"glint_celebrity_chips: {time.perf_counter() - start:.0f}s")
+    print(render(utk, fer, cel, marks, known))
     return 0
 
 
