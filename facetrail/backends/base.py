@@ -113,6 +113,15 @@ class Flag:
 
 
 @dataclass(frozen=True)
+class EyeDirection:
+    """Where the eyes look, independent of the head's pose: degrees, and a confidence 0-100."""
+
+    yaw: float
+    pitch: float
+    confidence: float
+
+
+@dataclass(frozen=True)
 class FaceAttributes:
     """What attribute models said about a face; absent where no model measures it."""
 
@@ -123,6 +132,7 @@ class FaceAttributes:
     flags: tuple[tuple[str, Flag], ...] = ()
     # Landmark types beyond DetectedFace's five (leftEyeBrowUp, chinBottom...), image ratios.
     landmarks: tuple[Landmark, ...] = ()
+    eye_direction: EyeDirection | None = None
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ def known_genders(session: Session, person_ids: Iterable[int]) -> dict[int, str]
     ).tuples()
     answers: dict[int, list[tuple[str, float]]] = {}
     for person_id, gender, confidence in rows:
-        answers.setdefault(person_id, []).append((gender, confidence or 50.0))
+        answers.setdefault(person_id, []).append((str(gender), confidence or 50.0))
     verdicts = {person_id: gender_verdict(given) for person_id, given in answers.items()}
     return {person_id: v for person_id, v in verdicts.items() if v is not None}
 
