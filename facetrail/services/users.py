@@ -38,25 +38,42 @@ def add_faces(backend: Backend, index: str, external_id: str, face_ids: Sequence
         return
     with contextlib.suppress(UserExistsError):
         backend.create_user(index, external_id)
+    _associate(backend, index, external_id, face_ids)
+
+
+def _associate(backend: Backend, index: str, external_id: str, face_ids: Sequence[str]) -> None:
     result = backend.associate_faces(index, external_id, face_ids, threshold=ENROLLED)
     if result.refused:
         # Deleted meanwhile, or another user's: identification by users will not see them.
         log.warning("%s: faces not given to user %r: %s", index, external_id, result.refused)
 
 
-def drop_user(backend: Backend, index: str, external_id: str) -> None:
-    """The user ``external_id`` is gone from ``index`` (their faces stay, unassociated)."""
+def drop_user(backend: Backend, index: str, external_id: str) -> bool:
+    """The user ``external_id`` is gone from ``index`` (their faces stay, unassociated);
+    whether there was one to delete."""
     if not backend.people_as_users:
-        return
-    with contextlib.suppress(UserNotFoundError, UnsupportedOperationError):
+        return False
+    try:
         backend.delete_user(index, external_id)
+    except (UserNotFoundError, UnsupportedOperationError):
+        return False
+    return True
 
 
 def move_faces(backend: Backend, index: str, old: str, new: str, face_ids: Sequence[str]) -> None:
     """A rename or a merge: the user ``old`` goes and its faces (``face_ids``, from our
     records) join the user ``new``."""
-    drop_user(backend, index, old)
-    add_faces(backend, index, new, face_ids)
+    if not backend.people_as_users:
+        return
+    if drop_user(backend, index, old):
+        add_faces(backend, index, new, face_ids)
+        return
+    # No user ``old``: a collection from before people were users (making one now would hide
+    # everyone else from identification by users), or a move an earlier try began, whose new
+    # user is there to finish filling.
+    if face_ids:
+        with contextlib.suppress(UserNotFoundError):
+            _associate(backend, index, new, face_ids)
 
 
 def enrolled_faces(
