@@ -102,6 +102,10 @@ class Face(Timestamped, Base):
     )
     image_sha256: Mapped[str] = mapped_column(String(64))
     crop_jpeg: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The gender model's answer on this photo ("Male"/"Female", confidence 0-100): recorded for
+    # public figures only, whose known gender is the verdict over their faces.
+    gender: Mapped[str | None] = mapped_column(String(8))
+    gender_confidence: Mapped[float | None]
     job_item_id: Mapped[int | None] = mapped_column(
         ForeignKey("job_items.id", ondelete="SET NULL"), index=True
     )

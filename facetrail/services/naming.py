@@ -216,11 +216,14 @@ def name_faces(
     if scores is None and searches and all(s.user_matches is not None for s in searches):
         # Searched among users (people's faces scored as one by the backend): a user is the
         # person whose external id it is, where that person is still in the collection.
-        people = set(
-            session.scalars(select(Person.external_id).where(Person.collection_id == collection_id))
-        )
+        people = {
+            recognizer.user_match_id(p): p
+            for p in session.scalars(
+                select(Person.external_id).where(Person.collection_id == collection_id)
+            )
+        }
         scores = [
-            {m.user_id: m.similarity for m in s.user_matches or [] if m.user_id in people}
+            {people[m.user_id]: m.similarity for m in s.user_matches or [] if m.user_id in people}
             for s in searches
         ]
     if scores is None:

@@ -38,7 +38,7 @@ from facetrail.models import (
     TagResult,
 )
 from facetrail.models.base import utcnow
-from facetrail.services import audit, naming
+from facetrail.services import audit, naming, users
 from facetrail.services.records import bump_version, get_collection
 from facetrail.settings import Settings
 
@@ -78,6 +78,9 @@ def rename(
             raise InvalidParameterError(
                 f"{new_external_id!r} already exists in {collection_name!r}; merge instead"
             )
+        # Where people are users, the user goes by the new id too (the backend first: a
+        # failure leaves our records as they were, and a second try finishes the move).
+        _move_user(session, settings, collection, external_id, new_external_id, person.id)
         person.external_id = new_external_id
     if display_name:
         person.display_name = display_name
@@ -115,6 +118,7 @@ def merge(
     source = _person(session, collection, source_id)
     target = _person(session, collection, target_id)
     moved = session.scalar(select(func.count()).where(Face.person_id == source.id)) or 0
+    _move_user(session, settings, collection, source_id, target_id, source.id)
     session.execute(update(Face).where(Face.person_id == source.id).values(person_id=target.id))
     # Past results that named the source now point at the merged person; their recorded
     # name stays what it was at the time.
@@ -127,6 +131,24 @@ def merge(
         session, settings, "merge", collection, source=source_id, target=target_id, faces=moved
     )
     return {"merged": source_id, "into": target_id, "faces_moved": moved}
+
+
+def _move_user(
+    session: Session, settings: Settings, collection: Collection, old: str, new: str, person: int
+) -> None:
+    """The backend user ``old`` (if people are users there) gives its faces, the faces our
+    records give person ``person``, to the user ``new``."""
+    backend = backend_for(settings, collection.backend, dict(collection.backend_options))
+    if not backend.people_as_users:
+        return
+    faces = session.scalars(
+        select(Face.face_id).where(
+            Face.person_id == person,
+            Face.collection_id == collection.id,
+            Face.backend == collection.backend,
+        )
+    ).all()
+    users.move_faces(backend, collection.backend_collection_id, old, new, list(faces))
 
 
 def person_digest(collection_name: str, external_id: str) -> str:
