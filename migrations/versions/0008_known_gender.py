@@ -1,6 +1,6 @@
 """The gender model's answer on each enrolled face of a public figure (their KnownGender).
 
-Revision ID: 0012
+Revision ID: 0008
 Revises: 0007
 Create Date: 2026-11-30 12:00:00
 """
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0012"
+revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
