@@ -22,7 +22,9 @@ Some candidates set their operating point on strangers from another set: the 240
 of ``glint_celebrity_chips`` (24 people, scored by no benchmark), analysed the same way. Those fit
 nothing on the scored set, so they are also scored on the benchmark's own splits (all people), and
 an oracle table bounds what any single threshold could reach with each candidate's ranking.
-``--cache FILE`` keeps the per-photo analysis (about 8 minutes on 2 cores) for reruns.
+``--rounds N`` sums the all-people table over ``bench.crossval``'s first N rotations (deepface: 8).
+``--cache FILE`` keeps the per-photo analysis and the baseline's encodings (about 25 minutes on
+2 shared cores for celeba) for reruns.
 """
 
 from __future__ import annotations
@@ -374,9 +376,6 @@ def stranger_curve(
     of each held-out photo's best cosine to another person (their template, or with ``nearest``
     their nearest photo; the first ``per_identity`` photos of each person of ``photos``
     enrolled, the rest held out)."""
-    people: dict[str, list[Photo]] = {}
-    for photo in sorted((p for p in photos if "mfn" in p.vectors), key=lambda p: p.path.name):
-        people.setdefault(photo.label, []).append(photo)
 
     def cosine(probe: Photo, enrolled: Sequence[Photo]) -> float:
         per_kind = [
@@ -387,12 +386,7 @@ def stranger_curve(
         ]
         return float(np.mean(per_kind))
 
-    best_other = [
-        max(cosine(probe, people[other][:per_identity]) for other in people if other != label)
-        for label, group in people.items()
-        for probe in group[per_identity:]
-    ]
-    threshold = float(np.percentile(best_other, 99))
+    threshold = stranger_threshold(photos, cosine, per_identity)
     return curve[0], float(np.log(4.0) - curve[0] * threshold)
 
 
@@ -410,7 +404,7 @@ CURVES = {
     "mfn_mesh_flip": MFN,
     "dlib": DlibEmbedder.calibration,
 }
-# A raw score: a person's log-odds for a probe (higher is more alike), before any threshold.
+# A raw score for a probe against a person (log-odds or a cosine; higher is more alike).
 Raw = Callable[[Photo, Sequence[Photo]], float]
 # A candidate's scorer from (photos of the scored set it may be fitted on, calibration chips).
 Factory = Callable[[Sequence[Photo], Sequence[Photo]], Scorer]
