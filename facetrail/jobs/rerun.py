@@ -2,7 +2,7 @@
 
 A re-run is an identify job over the same images, linked to the job it repeats. No photo is read
 where the first run stored its faces' embeddings: when the collection is unchanged since that run
-(its version) and no correction applies to the photo, each face's result is copied; otherwise
+(its version) and no correction was made on the photo, each face's result is copied; otherwise
 every stored embedding of the job is scored against the people's current templates in one matrix
 product and each photo's faces are assigned again, honouring corrections. Both happen in the
 transaction that creates the job, so only items that need their photo (the first run failed,
@@ -120,11 +120,15 @@ def _finish_from_stored(
         )
     )
     unchanged = collection.version == original.collection_version
-    # Copied where nothing changed; scored again where the collection or a correction did.
+    corrected = corrections.corrected_photos(
+        session, collection.id, [old.image_id for old in ready.values() if old.image_id]
+    )
+    # Copied where nothing changed; scored again where the collection changed or a correction
+    # was made (or withdrawn) on the photo.
     assignments = {
         item_id: [_recorded(f) for f in old.faces]
         for item_id, old in ready.items()
-        if unchanged and rules[item_id] is None
+        if unchanged and old.image_id not in corrected
     }
     again = [item_id for item_id in ready if item_id not in assignments]
     if again:

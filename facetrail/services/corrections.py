@@ -77,7 +77,7 @@ def _result(
     ).first()
     if found is None or found[2].collection_id != collection.id:
         raise NotFoundError(f"no face result {face_result_id} in collection {collection.name!r}")
-    result, item, job = found.tuple()
+    result, item, job = found._tuple()
     if item.image_id is None:
         raise InvalidParameterError(
             f"face result {face_result_id}: its photo is no longer on record (erased)"
@@ -424,6 +424,21 @@ def rules_by_photo(
         _rules(by_image[image_id], boxes) if image_id in by_image and boxes else None
         for image_id, boxes in photos
     ]
+
+
+def corrected_photos(session: Session, collection_id: int, image_ids: Iterable[int]) -> set[int]:
+    """Photos any correction was ever made on, withdrawn or not: their stored results may say
+    what no scoring would (a re-run scores them again rather than copy them)."""
+    ids = sorted(set(image_ids))
+    if not ids:
+        return set()
+    return set(
+        session.scalars(
+            select(Correction.image_id).where(
+                Correction.collection_id == collection_id, Correction.image_id.in_(ids)
+            )
+        )
+    )
 
 
 def _rules(
