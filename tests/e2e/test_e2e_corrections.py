@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from facetrail.api import Facetrail
+from facetrail.client import FacetrailClient
 from facetrail.db import session_scope
 from facetrail.images.scan import enroll_entries
 from facetrail.migrate import upgrade
@@ -144,6 +145,18 @@ def test_a_worker_answers_search_past_on_redis(service_settings: Settings, worke
         assert bad["status"] == "rejected" and "exactly one of image and person" in bad["error"]
         event = ft.audit_log("band", limit=1)[0]
         assert (event["action"], event["actor"]) == ("search_past", "app")
+        # The standalone client sends the same payload; a photo as bytes needs no roots.
+        facetrail_client = FacetrailClient(service_settings.broker_url, actor="gallery")
+        try:
+            photo = (KNN / "train" / "obama" / "obama.jpg").read_bytes()
+            by_photo = facetrail_client.wait(
+                facetrail_client.search_past("band", photo), timeout=120
+            )
+        finally:
+            facetrail_client.close()
+        assert by_photo["status"] == "succeeded", by_photo
+        images = {Path(m["image"]).name for m in by_photo["matches"]}
+        assert images == {"obama1.jpg", "obama_and_biden.jpg"}
     finally:
         client.close()
         app.close()
