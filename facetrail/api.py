@@ -9,11 +9,11 @@ from typing import Any
 
 from facetrail.db import checkpoint, session_scope
 from facetrail.errors import FacetrailError, InvalidParameterError
-from facetrail.images import open_bytes, open_image
+from facetrail.images import open_image
 from facetrail.images import upload as store_upload
 from facetrail.images.scan import EnrollEntry, enroll_sources, expand_sources
 from facetrail.jobs import job_type
-from facetrail.jobs.base import TRUSTED_PATHS
+from facetrail.jobs.base import TRUSTED_PATHS, UploadedImage
 from facetrail.jobs.rerun import rerun_changes
 from facetrail.jobs.submit import parse_payload
 from facetrail.migrate import ensure_schema
@@ -256,18 +256,14 @@ class Facetrail:
         ``image``, or ``person``'s enrolled faces (as their template), with its job, image, box
         and similarity, best first. ``threshold`` is identify's 0-100 scale
         (FACETRAIL_MATCH_THRESHOLD, 80, by default)."""
-        request = past.PastSearchRequest(
-            collection=collection,
-            image=None if image is None or isinstance(image, bytes) else str(image),
-            person=person if image is None else None,
-            threshold=threshold,
-            limit=limit,
-        )
-        loaded = None
-        if isinstance(image, bytes):
-            loaded = open_bytes(self.settings, image)
-        elif image is not None:
-            loaded = open_image(self.settings, str(image))
+        payload: dict[str, Any] = {"collection": collection, "threshold": threshold, "limit": limit}
+        if image is not None:
+            payload["image"] = UploadedImage(data=image) if isinstance(image, bytes) else str(image)
+        if person is not None:
+            payload["person"] = person
+        request = past.parse_request(payload)
+        # A local user's photo: read wherever it is, as their jobs' are.
+        loaded = past.request_image(self.settings, request, local=True)
         with session_scope(self.settings) as session:
             return past.run_request(session, self.settings, request, loaded)
 

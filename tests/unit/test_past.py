@@ -53,6 +53,11 @@ def test_a_photo_finds_an_unknown_face_in_the_past(
     event = ft.audit_log("band", limit=1)[0]
     assert event["action"] == "search_past" and event["actor"] == "tester"
     assert event["details"]["matches"] == 1
+    # The photo's bytes search the same.
+    as_bytes = ft.search_past("band", (TRAIN / "biden" / "biden.jpg").read_bytes())
+    assert as_bytes["matches"] == result["matches"]
+    with pytest.raises(InvalidParameterError, match="threshold"):
+        ft.search_past("band", person="obama", threshold=101)
 
 
 def test_a_person_finds_their_faces_and_nobody_else(
