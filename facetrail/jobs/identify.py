@@ -24,7 +24,7 @@ from facetrail.jobs.base import (
     store_images,
     with_names,
 )
-from facetrail.models import FaceResult, ItemStatus, Job, JobItem, JobKind, Person
+from facetrail.models import Collection, FaceResult, ItemStatus, Job, JobItem, JobKind, Person
 from facetrail.services import corrections, past
 from facetrail.services.naming import name_faces, search_depth
 from facetrail.services.records import get_collection, get_or_create_image
@@ -85,8 +85,10 @@ class IdentifyJob(JobType):
         with ctx.session() as session:
             if image is not None:
                 image_id = get_or_create_image(session, image).id
+            # The collection row is read for its templates' version anyway: this loads it.
+            collection = session.get_one(Collection, claim.collection_id)
             boxes = [s.face.box for s in searches]
-            rules = corrections.rules_for(session, claim.collection_id, image_id, boxes)
+            rules = corrections.rules_for(session, collection, image_id, boxes)
             assignments = name_faces(
                 session, claim.collection_id, backend, searches, threshold, rules=rules
             )

@@ -113,7 +113,7 @@ def _finish_from_stored(
             ready,
             corrections.rules_by_photo(
                 session,
-                collection.id,
+                collection,
                 [(old.image_id, [_box(f) for f in old.faces]) for old in ready.values()],
             ),
             strict=True,
@@ -121,7 +121,7 @@ def _finish_from_stored(
     )
     unchanged = collection.version == original.collection_version
     corrected = corrections.corrected_photos(
-        session, collection.id, [old.image_id for old in ready.values() if old.image_id]
+        session, collection, [old.image_id for old in ready.values() if old.image_id]
     )
     # Copied where nothing changed; scored again where the collection changed or a correction
     # was made (or withdrawn) on the photo.

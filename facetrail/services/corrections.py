@@ -180,6 +180,7 @@ def _record(
     person: Person,
 ) -> Correction:
     assert item.image_id is not None
+    collection.has_corrections = True
     correction = Correction(
         collection_id=collection.id,
         image_id=item.image_id,
@@ -404,19 +405,21 @@ def list_corrections(
 
 # Honouring ---------------------------------------------------------------------------------
 def rules_for(
-    session: Session, collection_id: int, image_id: int | None, boxes: Sequence[BoundingBox]
+    session: Session, collection: Collection, image_id: int | None, boxes: Sequence[BoundingBox]
 ) -> list[FaceRule | None] | None:
     """What active corrections say of each face (by box) of one photo; None: nothing."""
-    if image_id is None or not boxes:
+    if not collection.has_corrections or image_id is None or not boxes:
         return None
-    return _rules(_active(session, collection_id, [image_id]), boxes)
+    return _rules(_active(session, collection.id, [image_id]), boxes)
 
 
 def rules_by_photo(
-    session: Session, collection_id: int, photos: Sequence[tuple[int | None, list[BoundingBox]]]
+    session: Session, collection: Collection, photos: Sequence[tuple[int | None, list[BoundingBox]]]
 ) -> list[list[FaceRule | None] | None]:
     """:func:`rules_for` for many photos in one query (a re-run's items)."""
-    active = _active(session, collection_id, [i for i, _ in photos if i is not None])
+    if not collection.has_corrections:
+        return [None] * len(photos)
+    active = _active(session, collection.id, [i for i, _ in photos if i is not None])
     by_image: dict[int, list[tuple[Correction, str]]] = {}
     for correction, name in active:
         by_image.setdefault(correction.image_id, []).append((correction, name))
@@ -426,16 +429,18 @@ def rules_by_photo(
     ]
 
 
-def corrected_photos(session: Session, collection_id: int, image_ids: Iterable[int]) -> set[int]:
+def corrected_photos(
+    session: Session, collection: Collection, image_ids: Iterable[int]
+) -> set[int]:
     """Photos any correction was ever made on, withdrawn or not: their stored results may say
     what no scoring would (a re-run scores them again rather than copy them)."""
     ids = sorted(set(image_ids))
-    if not ids:
+    if not ids or not collection.has_corrections:
         return set()
     return set(
         session.scalars(
             select(Correction.image_id).where(
-                Correction.collection_id == collection_id, Correction.image_id.in_(ids)
+                Correction.collection_id == collection.id, Correction.image_id.in_(ids)
             )
         )
     )

@@ -72,12 +72,13 @@ def log_changes(
         # Not a change to whom the collection knows: its updated_at stays.
         .values(past_generation=Collection.past_generation + 1, updated_at=Collection.updated_at)
         .returning(Collection.past_generation),
-        lambda generation, result_id, added: PastFaceChange(
-            collection_id=collection_id,
-            generation=generation,
-            face_result_id=result_id,
-            added=added,
-        ),
+        PastFaceChange,
+        lambda generation, result_id, added: {
+            "collection_id": collection_id,
+            "generation": generation,
+            "face_result_id": result_id,
+            "added": added,
+        },
         added,
         removed,
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import numpy as np
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Update
 
@@ -33,7 +34,8 @@ MAX_DELTA = 50_000
 def log_changes(
     session: Session,
     bump: Update,
-    change: Callable[[int, Any, bool], object],
+    table: type[Any],
+    row: Callable[[int, Any, bool], dict[str, Any]],
     added: Sequence[Any],
     removed: Sequence[Any],
 ) -> int:
@@ -41,16 +43,16 @@ def log_changes(
 
     ``bump`` increments the generation in SQL and returns it (``.returning(...)``): on
     PostgreSQL the row stays locked until commit, so generations commit in order and a reader
-    that sees generation g sees every change up to g. ``change(generation, label, added)``
-    makes one log row. Returns the new generation.
+    that sees generation g sees every change up to g. ``row(generation, label, added)`` gives
+    one row of the log ``table``; they go in one statement. Returns the new generation.
     """
     generation = int(session.execute(bump).scalar_one())
-    session.add_all(
-        [
-            *(change(generation, label, True) for label in added),
-            *(change(generation, label, False) for label in removed),
-        ]
-    )
+    rows = [
+        *(row(generation, label, True) for label in added),
+        *(row(generation, label, False) for label in removed),
+    ]
+    if rows:
+        session.execute(insert(table), rows)
     return generation
 
 

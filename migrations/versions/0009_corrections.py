@@ -21,6 +21,9 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("past_generation", sa.Integer(), server_default="0", nullable=False)
         )
+        batch.add_column(
+            sa.Column("has_corrections", sa.Boolean(), server_default=sa.false(), nullable=False)
+        )
     op.create_table(
         "past_face_changes",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -112,4 +115,5 @@ def downgrade() -> None:
     op.drop_index("ix_past_face_changes_collection_generation", table_name="past_face_changes")
     op.drop_table("past_face_changes")
     with op.batch_alter_table("collections") as batch:
+        batch.drop_column("has_corrections")
         batch.drop_column("past_generation")

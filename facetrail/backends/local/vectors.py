@@ -41,9 +41,13 @@ def log_changes(
         .where(LocalCollection.name == collection_name)
         .values(generation=LocalCollection.generation + 1)
         .returning(LocalCollection.generation),
-        lambda generation, face_id, added: LocalFaceChange(
-            collection_name=collection_name, generation=generation, face_id=face_id, added=added
-        ),
+        LocalFaceChange,
+        lambda generation, face_id, added: {
+            "collection_name": collection_name,
+            "generation": generation,
+            "face_id": face_id,
+            "added": added,
+        },
         added,
         removed,
     )
