@@ -108,17 +108,6 @@ def _finish_from_stored(
     }
     if not ready:
         return
-    rules = dict(
-        zip(
-            ready,
-            corrections.rules_by_photo(
-                session,
-                collection,
-                [(old.image_id, [_box(f) for f in old.faces]) for old in ready.values()],
-            ),
-            strict=True,
-        )
-    )
     unchanged = collection.version == original.collection_version
     corrected = corrections.corrected_photos(
         session, collection, [old.image_id for old in ready.values() if old.image_id]
@@ -133,13 +122,13 @@ def _finish_from_stored(
     again = [item_id for item_id in ready if item_id not in assignments]
     if again:
         threshold = float(job.parameters.get("threshold", settings.match_threshold))
-        rescored = _rescore(
+        rules = corrections.rules_by_photo(
             session,
-            collection.id,
-            backend,
-            [ready[i] for i in again],
-            threshold,
-            [rules[i] for i in again],
+            collection,
+            [(ready[i].image_id, [_box(f) for f in ready[i].faces]) for i in again],
+        )
+        rescored = _rescore(
+            session, collection.id, backend, [ready[i] for i in again], threshold, rules
         )
         if rescored is None:
             # No templates: those photos run as identify items (which honour corrections).

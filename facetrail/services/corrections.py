@@ -147,9 +147,35 @@ def _on_face(corrections: Sequence[Correction], box: BoundingBox) -> list[Correc
     return [c for c in corrections if _box(c).iou(box) >= SAME_FACE_IOU]
 
 
-def _withdraw(session: Session, settings: Settings, correction: Correction) -> None:
-    correction.withdrawn_at = utcnow()
-    correction.withdrawn_by = audit.actor_of(settings)
+def _retire(
+    session: Session, settings: Settings, collection: Collection, retired: Sequence[Correction]
+) -> int:
+    """Withdraw corrections; the faces they enrolled leave their person again. Call it before
+    the session writes anything: the backend deletes with its own connection. Returns how many
+    faces left."""
+    if not retired:
+        return 0
+    faces = list(
+        session.scalars(
+            select(Face)
+            .join(JobItem, Face.job_item_id == JobItem.id)
+            .join(Correction, JobItem.job_id == Correction.enroll_job_id)
+            .where(
+                Correction.id.in_([c.id for c in retired]),
+                Face.person_id == Correction.person_id,
+            )
+        )
+    )
+    if faces:
+        backend_for(settings, collection.backend, dict(collection.backend_options)).delete_faces(
+            collection.backend_collection_id, [f.face_id for f in faces]
+        )
+        session.execute(delete(Face).where(Face.id.in_([f.id for f in faces])))
+        bump_version(session, collection, people={f.person_id for f in faces})
+    for correction in retired:
+        correction.withdrawn_at = utcnow()
+        correction.withdrawn_by = audit.actor_of(settings)
+    return len(faces)
 
 
 def _describe(correction: Correction, person: str, image: str | None = None) -> dict[str, Any]:
@@ -217,9 +243,8 @@ def correct_not(
         if existing.person_id == person.id and existing.kind == CorrectionKind.NOT:
             return {**_describe(existing, external_id, item.source), **_ALREADY}
     # "is X" on the same face contradicts it: the newer word stands.
-    for existing in on_face:
-        if existing.person_id == person.id:
-            _withdraw(session, settings, existing)
+    retired = [c for c in on_face if c.person_id == person.id]
+    faces_removed = _retire(session, settings, collection, retired)
     correction = _record(session, settings, collection, result, item, CorrectionKind.NOT, person)
     changed = 0
     for row in _same_face(session, collection.id, item.image_id, box):
@@ -242,10 +267,13 @@ def correct_not(
         person=external_id,
         image=item.source,
         results_changed=changed,
+        withdrew=[c.id for c in retired],
+        faces_removed=faces_removed,
     )
     return {
         **_describe(correction, external_id, item.source),
         "results_changed": changed,
+        "withdrew": [c.id for c in retired],
         "already": False,
     }
 
@@ -271,24 +299,26 @@ def correct_is(
     collection = get_collection(session, collection_name)
     result, item, job = _result(session, collection, face_result_id)
     assert item.image_id is not None
+    box = _box(result)
+    previous = result.person_external_id
+    active = _active(session, collection.id, [item.image_id])
+    on_face = _on_face([c for c, _ in active], box)
+    for existing, name in active:
+        if existing in on_face and name == external_id and existing.kind == CorrectionKind.IS:
+            return {**_describe(existing, external_id, item.source), **_ALREADY}
+    retired = [
+        existing
+        for existing, name in active
+        # The face is nobody else now, and nobody else in the photo is this person; a "not
+        # them" on the face gives way to the newer word.
+        if (existing.kind == CorrectionKind.IS and (existing in on_face or name == external_id))
+        or (existing in on_face and name == external_id)
+    ]
+    faces_removed = _retire(session, settings, collection, retired)
     person = get_or_create_person(
         session, collection, external_id, display_name=external_id.replace("_", " ")
     )
     session.flush()
-    box = _box(result)
-    previous = result.person_external_id
-    active = [c for c, _ in _active(session, collection.id, [item.image_id])]
-    on_face = _on_face(active, box)
-    for existing in on_face:
-        if existing.person_id == person.id and existing.kind == CorrectionKind.IS:
-            return {**_describe(existing, external_id, item.source), **_ALREADY}
-    for existing in active:
-        same_face = existing in on_face
-        if existing.kind == CorrectionKind.IS and (same_face or existing.person_id == person.id):
-            # The face is nobody else now, and nobody else in the photo is this person.
-            _withdraw(session, settings, existing)
-        elif same_face and existing.person_id == person.id:  # "not them": the newer word stands
-            _withdraw(session, settings, existing)
     correction = _record(session, settings, collection, result, item, CorrectionKind.IS, person)
     changed = 0
     for row in _same_face(session, collection.id, item.image_id, box):
@@ -335,10 +365,13 @@ def correct_is(
         image=item.source,
         results_changed=changed,
         enroll_job_id=correction.enroll_job_id,
+        withdrew=[c.id for c in retired],
+        faces_removed=faces_removed,
     )
     return {
         **_describe(correction, external_id, item.source),
         "results_changed": changed,
+        "withdrew": [c.id for c in retired],
         "already": False,
     }
 
@@ -354,26 +387,7 @@ def withdraw(
     person = session.get_one(Person, correction.person_id)
     if correction.withdrawn_at is not None:
         return {**_describe(correction, person.external_id), "faces_removed": 0}
-    faces: list[Face] = []
-    if correction.enroll_job_id is not None:
-        faces = list(
-            session.scalars(
-                select(Face)
-                .join(JobItem, Face.job_item_id == JobItem.id)
-                .where(
-                    JobItem.job_id == correction.enroll_job_id,
-                    Face.person_id == correction.person_id,
-                )
-            )
-        )
-    if faces:
-        # The backend writes with its own connection: before ours writes anything.
-        backend_for(settings, collection.backend, dict(collection.backend_options)).delete_faces(
-            collection.backend_collection_id, [f.face_id for f in faces]
-        )
-        session.execute(delete(Face).where(Face.id.in_([f.id for f in faces])))
-        bump_version(session, collection, people=[person.id])
-    _withdraw(session, settings, correction)
+    removed = _retire(session, settings, collection, [correction])
     audit.record(
         session,
         settings,
@@ -382,9 +396,9 @@ def withdraw(
         correction_id=correction.id,
         kind=correction.kind.value,
         person=person.external_id,
-        faces_removed=len(faces),
+        faces_removed=removed,
     )
-    return {**_describe(correction, person.external_id), "faces_removed": len(faces)}
+    return {**_describe(correction, person.external_id), "faces_removed": removed}
 
 
 def list_corrections(

@@ -153,29 +153,44 @@ def test_is_y_moves_the_name_enrolls_the_face_and_survives_a_rerun(settings: Set
         assert session.scalar(select(func.count()).where(Face.person_id == person.id)) == 0
 
 
+def rose_faces(ft: Facetrail) -> int:
+    with session_scope(ft.settings) as session:
+        count = session.scalar(
+            select(func.count())
+            .select_from(Face)
+            .join(Person, Face.person_id == Person.id)
+            .where(Person.external_id == "rose_leslie")
+        )
+    return int(count or 0)
+
+
 def test_a_wrong_name_moves_to_the_right_person(band: Facetrail) -> None:
     first = band.identify("band", [TEST / "kit_with_rose.jpg"])
     kit = face_named(first, "kit_with_rose.jpg", "kit_harington")
     rose = face_named(first, "kit_with_rose.jpg", "rose_leslie")
-    # Say kit's face is rose's (not enrolled again): rose's own face loses the name, as one
-    # person appears once in a photo.
-    done = band.correct_is("band", kit["face_result_id"], "rose_leslie", enroll=False)
-    assert "enrolled" not in done
-    now = {
-        f["face_result_id"]: f["person"]
-        for f in faces_in(band.job(first["job_id"]), "kit_with_rose.jpg")
-    }
-    assert now == {kit["face_result_id"]: "rose_leslie", rose["face_result_id"]: None}
+    enrolled = rose_faces(band)
+    # Say kit's face is rose's: rose's own face loses the name, as one person appears once in
+    # a photo, and the face is enrolled as rose.
+    wrong = band.correct_is("band", kit["face_result_id"], "rose_leslie")
+    assert wrong["enrolled"] and rose_faces(band) == enrolled + 1
+    now = faces_in(band.job(first["job_id"]), "kit_with_rose.jpg")
+    by_id = {f["face_result_id"]: f["person"] for f in now}
+    assert by_id == {kit["face_result_id"]: "rose_leslie", rose["face_result_id"]: None}
     rerun = band.job(band.rerun(first["job_id"])["job_id"])
     after = {tuple(f["box"].values()): f["person"] for f in faces_in(rerun, "kit_with_rose.jpg")}
     assert after[tuple(kit["box"].values())] == "rose_leslie"
     # Rose's own face may go to nobody else but kit, whom nothing rules out.
     assert after[tuple(rose["box"].values())] in (None, "kit_harington")
 
-    # The newer word stands: "is kit" withdraws "is rose" on that face.
-    band.correct_is("band", kit["face_result_id"], "kit_harington", enroll=False)
+    # The newer word stands: "is kit" withdraws "is rose" on that face, and the face that
+    # correction enrolled leaves rose.
+    right = band.correct_is("band", kit["face_result_id"], "kit_harington", enroll=False)
+    assert "enrolled" not in right and right["withdrew"] == [wrong["correction_id"]]
+    assert rose_faces(band) == enrolled
     (active,) = band.list_corrections("band")
     assert (active["kind"], active["person"]) == ("is", "kit_harington")
+    event = band.audit_log("band", limit=1)[0]
+    assert event["action"] == "correct_is" and event["details"]["faces_removed"] == 1
 
 
 def test_is_y_without_the_photo_records_but_does_not_enroll(
