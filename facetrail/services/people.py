@@ -38,7 +38,7 @@ from facetrail.models import (
     TagResult,
 )
 from facetrail.models.base import utcnow
-from facetrail.services import audit, naming, users
+from facetrail.services import audit, corrections, naming, past, users
 from facetrail.services.records import bump_version, get_collection
 from facetrail.settings import Settings
 
@@ -125,6 +125,7 @@ def merge(
     session.execute(
         update(FaceResult).where(FaceResult.person_id == source.id).values(person_id=target.id)
     )
+    corrections.move_person(session, source.id, target.id)
     session.delete(source)
     bump_version(session, collection, people=[source.id, target.id])
     audit.record(
@@ -184,12 +185,13 @@ def delete(
 
     The list is docs/security.md's "Erasure": their faces and crops; their faces on the backend,
     in the collection's index and in every staging index of a re-index; the embeddings and
-    names of identification results that named them or left a face of theirs unnamed, and
-    their entries among candidates; their entries in known-people tag results; their enrollment
-    and re-index items (names, sources, error texts; unfinished ones fail); photos only their
-    enrollment used (rows and uploaded bytes); their names in earlier audit events; this
-    process's cached templates and vectors. What stays is one audit event, "delete_person",
-    whose ``person_sha256`` is :func:`person_digest`.
+    names of identification results that named them or left a face of theirs unnamed (and so
+    those faces in every process's past-faces index, as logged removals), and their entries
+    among candidates; corrections naming them; their entries in known-people tag results; their
+    enrollment and re-index items (names, sources, error texts; unfinished ones fail); photos
+    only their enrollment used (rows and uploaded bytes); their names in earlier audit events;
+    this process's cached templates, vectors and past faces. What stays is one audit event,
+    "delete_person", whose ``person_sha256`` is :func:`person_digest`.
 
     External copies go first (backend faces, then uploaded bytes): if the transaction then
     fails, nothing the database still references is lost that a retry would need.
@@ -199,6 +201,7 @@ def delete(
     erasure = _find(session, collection, person)
     backend_faces = _erase_backend_faces(session, settings, erasure)
     results = _erase_face_results(session, erasure)
+    corrected = corrections.erase_person(session, person.id)
     tags = _erase_tag_results(session, erasure)
     images = _erase_items_and_images(session, settings, erasure)
     events = _erase_audit_names(session, erasure)
@@ -210,6 +213,7 @@ def delete(
         "faces": len(erasure.faces),
         "backend_faces": backend_faces,
         "face_results": results,
+        "corrections": corrected,
         "tag_results": tags,
         "job_items": len(erasure.items),
         "images": images,
@@ -224,6 +228,7 @@ def delete(
         **counts,
     )
     naming.forget(collection.id)
+    past.forget(session, collection.id)
     return {"deleted": external_id, "faces_deleted": len(erasure.faces), **counts}
 
 
@@ -344,6 +349,7 @@ def _erase_face_results(session: Session, erasure: _Erasure) -> int:
         .where(Job.collection_id == erasure.collection.id)
     )
     changed = 0
+    unsearchable: list[int] = []
     for row in rows:
         named = row.person_id == erasure.person.id or row.person_external_id in erasure.aliases
         candidates = list(row.candidates or [])
@@ -357,10 +363,13 @@ def _erase_face_results(session: Session, erasure: _Erasure) -> int:
             row.person_id = None
             row.person_external_id = None
             row.similarity = None
-        if named or leading:
+        if (named or leading) and row.embedding is not None:
             row.embedding = None
+            unsearchable.append(row.id)
         row.candidates = kept
         changed += 1
+    # Out of every process's past-faces index too (at its next search).
+    past.log_changes(session, erasure.collection.id, [], unsearchable)
     return changed
 
 

@@ -278,7 +278,7 @@ class LocalBackend(Backend):
             # Only the top ``max_faces`` (one more for the excluded face) become Python objects.
             with vectors.lock:
                 labels, cosines = vectors.index.search(queries, max_faces + (exclude is not None))
-                owners = [[vectors.external_ids[f] for f in row] for row in labels]
+                owners = [[vectors.meta[f] for f in row] for row in labels]
         sims = np.atleast_2d(np.asarray(self.pipeline.similarity(cosines)))
         results: list[list[FaceMatch]] = []
         for faces, people, row in zip(labels, owners, sims.tolist(), strict=True):
