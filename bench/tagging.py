@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.layouts import THIS, Code, Layout, alternating, baseline_code
 from bench.throughput import busy_cpu_seconds
 from facetrail.backends.local.backend import LocalBackend
 from facetrail.images import LoadedImage, load_image
@@ -95,56 +96,29 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 # -- speed --------------------------------------------------------------------------------------
 
+
+def speed_photos(root: Path, deepface: int = 20) -> list[Path]:
+    """The labelled non-face photos, the painting, then the first ``deepface`` deepface photos
+    by name (330x512 up to 4352x2903, most with faces, little text)."""
+    photos = [root / p for p in (*EXPECTED_LABELS, *UNLABELLED)]
+    return photos + sorted(p for p in (root / DEEPFACE).glob("*.jpg"))[:deepface]
+
+
 WORKER = Path(__file__).with_name("tagging_worker.py")
 ALL_OPS = ("labels", "text", "moderation")
 
 
-@dataclass(frozen=True)
-class Code:
-    """A checkout whose tagging is measured: this one, or the baseline exported from git."""
-
-    label: str
-    root: Path
-
-
-def baseline_code(rev: str, folder: Path) -> Code:
-    """The tree of ``rev`` (e.g. the commit this branch left main at), exported into ``folder``
-    with ``git archive``: same virtualenv, same model files, only the code differs."""
-    repo = Path(__file__).resolve().parents[1]
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", rev], cwd=repo, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    archive = subprocess.run(["git", "archive", commit], cwd=repo, capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
-    return Code(f"baseline {commit}", folder)
-
-
 def start_worker(code: Code, mode: str, photos: Sequence[Path], **options: object) -> Any:
     """``bench/tagging_worker.py`` (this checkout's script) on ``code``'s facetrail."""
-    env = {**os.environ, "PYTHONPATH": str(code.root)}
     flags = [f"--{k}={v}" for k, v in options.items()]
     return subprocess.Popen(
         [sys.executable, str(WORKER), mode, *flags, *map(str, photos)],
         cwd=code.root,
-        env=env,
+        env=code.env(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
-
-
-@dataclass(frozen=True)
-class Layout:
-    processes: int
-    threads: int
-
-    @classmethod
-    def parse(cls, text: str) -> Layout:
-        processes, threads = text.lower().split("x")
-        return cls(int(processes), int(threads))
-
-    def __str__(self) -> str:
-        return f"{self.processes}x{self.threads}"
 
 
 @dataclass(frozen=True)
@@ -219,8 +193,7 @@ def speed(
     runs: list[Run] = []
     for r in range(rounds):
         for layout in layouts:
-            order = codes if r % 2 == 0 else list(reversed(codes))
-            for code in order:
+            for code in alternating(codes, r):
                 run = timed_run(code, photos, layout, ops, warmup)
                 log(
                     f"round {r + 1} {layout} {code.label}: {run.images_per_second:.2f} images/s, "
@@ -578,16 +551,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.from_env(threads=args.threads)
     tagger = LocalBackend(settings)
     root: Path = args.data
-    photos = [root / p for p in (*EXPECTED_LABELS, *UNLABELLED)]
-    photos += sorted(p for p in (root / DEEPFACE).glob("*.jpg"))[: args.deepface]
+    photos = speed_photos(root, args.deepface)
     cores = os.cpu_count() or 1
     out = [f"Machine: {cores} CPU cores, load average {os.getloadavg()[0]:.1f} at the start."]
     with tempfile.TemporaryDirectory(prefix="facetrail-baseline-") as tmp:
-        codes = [Code("this checkout", Path(__file__).resolve().parents[1])]
+        codes = [THIS]
         if args.baseline:
             codes.insert(0, baseline_code(args.baseline, Path(tmp)))
         if "speed" in sections:
-            layouts = [Layout.parse(t) for t in args.layouts.split(",") if t.strip()]
+            layouts = Layout.parse_list(args.layouts)
             runs = speed(codes, photos, layouts, ALL_OPS, args.rounds, args.warmup)
             out.append(speed_table(runs, ALL_OPS, cores))
         if "compare" in sections:

@@ -49,6 +49,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from facetrail.backends.base import BoundingBox
+from facetrail.images.decode import as_rgb
 from facetrail.inference.base import Model
 from facetrail.inference.runtime import require
 from facetrail.tagging.text import Point, TextDetection
@@ -123,7 +124,7 @@ class TextReader(Model[list[TextDetection]]):
     ) -> list[TextDetection]:
         """DetectText entries for ``image``. ``orientation=False`` reads the image as sent in one
         pass, for callers that know their images are upright."""
-        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        rgb = as_rgb(image)
         width, height = rgb.size
         if single_line:
             result = self._engine(_bgr(rgb), use_det=False, use_cls=False, use_rec=True)
