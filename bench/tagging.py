@@ -2,9 +2,13 @@
 
 Prints markdown tables on stdout (progress on stderr); docs/tagging.md records a run.
 
-* Speed: images per second per operation, one process with ``--threads`` inference threads,
-  decoding excluded, on the labelled non-face photos plus the first deepface photos by name.
-  Also the projected time for 10,000 images with every operation.
+* Speed: the labelled non-face photos plus the first deepface photos by name, decoded and
+  tagged with labels, text and moderation by worker processes (``bench/tagging_worker.py``,
+  the path a tag job takes) in each ``--layouts`` of processes x inference threads; CPU time
+  per image by phase (all threads of all processes) and images per second. With
+  ``--baseline REV``, the code of that git revision runs beside this checkout's, alternately.
+* Compare: each code's text accuracy on tesseract's pages, the first SROIE receipts and the
+  scene-word crops, and on how many speed photos the two codes' results are identical.
 * Labels: the subjects dlib's README names for its non-face photos (dog.jpg: dog, bicycle,
   truck; eagle: bird; giraffe: giraffe, zebra; horses: horse; the two mmod car scenes: car), at
   the default floor (20, the model packager's) and, for reference only, at 50. Then the

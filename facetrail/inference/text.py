@@ -13,7 +13,8 @@ probability x 100; lines below ``min_confidence`` (default 50, RapidOCR's own ``
 0.5) are dropped with their words.
 
 Most photos have no text, so a cheap pass comes first: detection alone on the photo scaled down
-to 640 px on its long side; where it finds no text box, the answer is empty. Otherwise the photo
+to 640 px on its long side; where it finds no text box, the answer is empty (a photo no larger
+than that skips it: the full pass detects at the same size and stops there). Otherwise the photo
 is read with detection at up to 1280 px on its long side, never enlarged (RapidOCR's default
 enlarges every photo to at least 736 px on its short side, which costs most on the many small
 photos and, on small crops of words, read worse); recognition reads its crops from the photo at
