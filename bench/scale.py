@@ -139,11 +139,15 @@ def layout_round(
 
 
 def layouts(
-    kinds: Sequence[str], layout_list: Sequence[Layout], codes: Sequence[Code], rounds: int
+    kinds: Sequence[str],
+    layout_list: Sequence[Layout],
+    codes: Sequence[Code],
+    rounds: int,
+    identify_images: int,
 ) -> list[JobRun]:
-    """Tag jobs (every operation, on bench.tagging's speed photos) and identify jobs (120
-    photos) through Redis and PostgreSQL, for each layout and code, alternating."""
-    photos = {"tag": [str(p) for p in speed_photos(DATA)], "identify": batch(120)}
+    """Tag jobs (every operation, on bench.tagging's speed photos) and identify jobs through
+    Redis and PostgreSQL, for each layout and code, alternating."""
+    photos = {"tag": [str(p) for p in speed_photos(DATA)], "identify": batch(identify_images)}
     runs: list[JobRun] = []
     with tempfile.TemporaryDirectory() as tmp, scratch_database("facetrail_bench") as url:
         folder = Path(tmp)
@@ -237,7 +241,8 @@ def main() -> None:
             if args.baseline:
                 codes.insert(0, baseline_code(args.baseline, Path(tmp)))
             kinds = [k for k in args.kinds.split(",") if k]
-            runs = layouts(kinds, Layout.parse_list(args.layouts), codes, args.rounds)
+            layout_list = Layout.parse_list(args.layouts)
+            runs = layouts(kinds, layout_list, codes, args.rounds, args.images)
         print(
             f"Median of {args.rounds} round(s), load average {os.getloadavg()[0]:.1f} at the end."
         )
