@@ -152,7 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true")
 
     worker = add("worker", commands.worker, "run a Celery worker on the configured broker")
-    worker.add_argument("--concurrency", type=int, default=1)
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        help="worker processes (FACETRAIL_WORKER_CONCURRENCY; default: one per core)",
+    )
     worker.add_argument("--loglevel", default="INFO")
     worker.add_argument("--pool", default="prefork")
     add_serve_parser(sub)

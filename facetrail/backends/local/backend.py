@@ -49,7 +49,7 @@ from facetrail.errors import (
     UserExistsError,
     UserNotFoundError,
 )
-from facetrail.images import LoadedImage, to_jpeg
+from facetrail.images import LoadedImage, as_rgb, to_jpeg
 from facetrail.modelfiles import model_path
 from facetrail.models import LocalCollection, LocalFace, LocalFaceChange, LocalUser
 from facetrail.settings import Settings
@@ -665,8 +665,7 @@ class LocalBackend(Backend):
 
 def _rgb(image: LoadedImage) -> PILImage.Image:
     """The RGB pixels of a decoded image (facetrail.images already applied EXIF orientation)."""
-    pixels = image.pixels
-    return pixels if pixels.mode == "RGB" else pixels.convert("RGB")
+    return as_rgb(image.pixels)
 
 
 def _pil(crop: np.ndarray) -> PILImage.Image:
