@@ -4,6 +4,9 @@
    PostgreSQL database (each worker process uses one inference thread), in alternating rounds.
 2. A re-run against a changed collection (reusing stored embeddings) beside the first run of the
    same batch, in-process on SQLite.
+3. ``--only layouts``: tag jobs (every operation) and identify jobs through one `facetrail worker`
+   for each layout of processes x inference threads, the code of ``--baseline`` beside this
+   checkout's, alternating; CPU time of the worker's processes per image and images per second.
 
 Each figure is a ratio against a baseline measured in the same run.
 """
@@ -11,13 +14,19 @@ Each figure is a ratio against a baseline measured in the same run.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from bench.layouts import THIS, Code, Layout, alternating, baseline_code, session_cpu_seconds
+from bench.tagging import speed_photos
+from bench.throughput import busy_cpu_seconds
 from facetrail.api import Facetrail
 from facetrail.images.scan import enroll_entries
 from facetrail.migrate import upgrade
@@ -39,9 +48,16 @@ def batch(n: int) -> list[str]:
     return [str(PHOTOS[i % len(PHOTOS)]) for i in range(n)]
 
 
-def timed_job(ft: Facetrail, images: list[str]) -> float:
+def timed_job(
+    ft: Facetrail, images: Sequence[str], kind: str = "identify", ops: Sequence[str] | None = None
+) -> float:
+    """Seconds from creating a job of ``kind`` (identify against "bench", or tag with ``ops``,
+    all of them by default) on ``images`` until it has finished."""
     started = time.perf_counter()
-    job = ft.identify("bench", images, wait=False)
+    if kind == "tag":
+        job = ft.tag(list(images), ops=ops, wait=False)
+    else:
+        job = ft.identify("bench", list(images), wait=False)
     report = ft.wait(job["job_id"], timeout=1800, poll=0.1)
     elapsed = time.perf_counter() - started
     if report["status"] != "succeeded":
@@ -84,6 +100,101 @@ def scale(n: int, rounds: int) -> dict[str, float]:
     return {"one": statistics.median(one), "two": statistics.median(two)}
 
 
+@dataclass(frozen=True)
+class JobRun:
+    """One timed job through one `facetrail worker` of ``layout``."""
+
+    kind: str
+    code: str
+    layout: Layout
+    images: int
+    wall: float
+    cpu: float  # CPU seconds of the worker and its pool processes, all threads
+    others: float  # CPU seconds the rest of the machine used meanwhile (this process included)
+
+
+def layout_round(
+    settings: Settings, folder: Path, kind: str, layout: Layout, code: Code, images: list[str]
+) -> JobRun:
+    """A job of ``kind`` on ``images`` through one worker of ``layout.processes`` processes
+    with ``layout.threads`` inference threads each, running ``code``."""
+    log = folder / f"{kind}-{layout}-{code.root.name}.log"
+    worker = Worker(
+        settings,
+        log,
+        concurrency=layout.processes,
+        code=code.root,
+        FACETRAIL_THREADS=str(layout.threads),
+    )
+    try:
+        ft = Facetrail(settings)
+        # Every pool process loads its models before timing (the pool takes items in turn).
+        timed_job(ft, images[: 3 * layout.processes], kind)
+        cpu, busy = session_cpu_seconds(worker.proc.pid), busy_cpu_seconds()
+        seconds = timed_job(ft, images, kind)
+        cpu, busy = session_cpu_seconds(worker.proc.pid) - cpu, busy_cpu_seconds() - busy
+    finally:
+        worker.stop()
+    return JobRun(kind, code.label, layout, len(images), seconds, cpu, max(0.0, busy - cpu))
+
+
+def layouts(
+    kinds: Sequence[str],
+    layout_list: Sequence[Layout],
+    codes: Sequence[Code],
+    rounds: int,
+    identify_images: int,
+) -> list[JobRun]:
+    """Tag jobs (every operation, on bench.tagging's speed photos) and identify jobs through
+    Redis and PostgreSQL, for each layout and code, alternating."""
+    photos = {"tag": [str(p) for p in speed_photos(DATA)], "identify": batch(identify_images)}
+    runs: list[JobRun] = []
+    with tempfile.TemporaryDirectory() as tmp, scratch_database("facetrail_bench") as url:
+        folder = Path(tmp)
+        redis = PrivateRedis(folder)
+        redis.start()
+        try:
+            settings = Settings(home=folder / "home", models_dir=MODELS, database_url=url)
+            upgrade(settings)
+            Facetrail(settings).enroll("bench", KNN / "train")
+            settings = settings.with_(broker_url=redis.url)
+            for r in range(rounds):
+                for kind in kinds:
+                    for layout in layout_list:
+                        for code in alternating(codes, r):
+                            run = layout_round(settings, folder, kind, layout, code, photos[kind])
+                            print(
+                                f"[bench.scale] round {r + 1} {kind} {layout} {code.label}: "
+                                f"{run.images / run.wall:.2f} images/s, "
+                                f"{1000 * run.cpu / run.images:.0f} CPU ms/image",
+                                file=sys.stderr,
+                                flush=True,
+                            )
+                            runs.append(run)
+        finally:
+            redis.stop()
+    return runs
+
+
+def layouts_table(runs: Sequence[JobRun]) -> str:
+    cores = os.cpu_count() or 1
+    lines = [
+        "| job | processes x threads | code | CPU ms/image | images/s if alone "
+        f"({cores} cores) | images/s measured | cores busy with other work |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind, layout, code in dict.fromkeys((r.kind, r.layout, r.code) for r in runs):
+        mine = [r for r in runs if (r.kind, r.layout, r.code) == (kind, layout, code)]
+        cpu_ms = statistics.median(1000 * r.cpu / r.images for r in mine)
+        rate = statistics.median(r.images / r.wall for r in mine)
+        others = statistics.median(r.others / r.wall for r in mine)
+        lines.append(
+            f"| {kind} | {layout} | {code} | {cpu_ms:.0f} | {cores * 1000 / cpu_ms:.2f} "
+            f"| {rate:.2f} | {others:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def _cpu(run: Callable[[], T]) -> tuple[T, float]:
     """``run()`` and the CPU seconds this process spent on it (all threads)."""
     started = time.process_time()
@@ -119,8 +230,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=120)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--only", choices=["workers", "rerun"])
+    parser.add_argument("--only", choices=["workers", "rerun", "layouts"])
+    parser.add_argument("--kinds", default="tag,identify", help="layouts: job kinds")
+    parser.add_argument("--layouts", default="1x2,2x1,2x2", help="layouts: processes x threads")
+    parser.add_argument("--baseline", default="", help="layouts: a git revision run beside")
     args = parser.parse_args()
+    if args.only == "layouts":
+        with tempfile.TemporaryDirectory(prefix="facetrail-baseline-") as tmp:
+            codes = [THIS]
+            if args.baseline:
+                codes.insert(0, baseline_code(args.baseline, Path(tmp)))
+            kinds = [k for k in args.kinds.split(",") if k]
+            layout_list = Layout.parse_list(args.layouts)
+            runs = layouts(kinds, layout_list, codes, args.rounds, args.images)
+        print(
+            f"Median of {args.rounds} round(s), load average {os.getloadavg()[0]:.1f} at the end."
+        )
+        print()
+        print(layouts_table(runs))
+        return
     print(
         f"{len(PHOTOS)} distinct photos from face_recognition's examples, cycled to {args.images}"
     )

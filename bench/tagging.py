@@ -2,9 +2,13 @@
 
 Prints markdown tables on stdout (progress on stderr); docs/tagging.md records a run.
 
-* Speed: images per second per operation, one process with ``--threads`` inference threads,
-  decoding excluded, on the labelled non-face photos plus the first deepface photos by name.
-  Also the projected time for 10,000 images with every operation.
+* Speed: the labelled non-face photos plus the first deepface photos by name, decoded and
+  tagged with labels, text and moderation by worker processes (``bench/tagging_worker.py``,
+  the path a tag job takes) in each ``--layouts`` of processes x inference threads; CPU time
+  per image by phase (all threads of all processes) and images per second. With
+  ``--baseline REV``, the code of that git revision runs beside this checkout's, alternately.
+* Compare: each code's text accuracy on tesseract's pages, the first SROIE receipts and the
+  scene-word crops, and on how many speed photos the two codes' results are identical.
 * Labels: the subjects dlib's README names for its non-face photos (dog.jpg: dog, bicycle,
   truck; eagle: bird; giraffe: giraffe, zebra; horses: horse; the two mmod car scenes: car), at
   the default floor (20, the model packager's) and, for reference only, at 50. Then the
@@ -24,20 +28,23 @@ from __future__ import annotations
 
 import argparse
 import csv
-import multiprocessing
+import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.layouts import THIS, Code, Layout, alternating, baseline_code
+from bench.throughput import busy_cpu_seconds
 from facetrail.backends.local.backend import LocalBackend
 from facetrail.images import LoadedImage, load_image
-from facetrail.inference.text import TextReader
 from facetrail.settings import Settings
 from facetrail.tagging.text import TextDetection
 from facetrail.testing.textmetrics import char_accuracy, normalise, word_accuracy
@@ -94,142 +101,151 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 # -- speed --------------------------------------------------------------------------------------
 
 
+def speed_photos(root: Path, deepface: int = 20) -> list[Path]:
+    """The labelled non-face photos, the painting, then the first ``deepface`` deepface photos
+    by name (330x512 up to 4352x2903, most with faces, little text)."""
+    photos = [root / p for p in (*EXPECTED_LABELS, *UNLABELLED)]
+    return photos + sorted(p for p in (root / DEEPFACE).glob("*.jpg"))[:deepface]
+
+
+WORKER = Path(__file__).with_name("tagging_worker.py")
+ALL_OPS = ("labels", "text", "moderation")
+
+
+def start_worker(code: Code, mode: str, photos: Sequence[Path], **options: object) -> Any:
+    """``bench/tagging_worker.py`` (this checkout's script) on ``code``'s facetrail."""
+    flags = [f"--{k}={v}" for k, v in options.items()]
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), mode, *flags, *map(str, photos)],
+        cwd=code.root,
+        env=code.env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
 @dataclass(frozen=True)
-class Timing:
-    op: str
-    per_image_ms: list[float]
+class Run:
+    """One timed pass of every photo through ``layout``'s processes."""
+
+    code: str
+    layout: Layout
+    photos: int
+    wall: float  # seconds from "go" to the last process done
+    cpu: dict[str, float]  # CPU seconds per phase (decode, each operation), all processes
+    peak_rss_kib: int  # the largest process's
+    others_cpu: float  # CPU seconds other processes on the machine used meanwhile
 
     @property
     def images_per_second(self) -> float:
-        return len(self.per_image_ms) / (sum(self.per_image_ms) / 1000.0)
+        return self.photos / self.wall
+
+    @property
+    def cpu_ms(self) -> float:
+        return 1000.0 * sum(self.cpu.values()) / self.photos
 
 
-class PreviousTextReader(TextReader):
-    """The text reader as it was, the baseline beside it: detection enlarges every photo to at
-    least 736 px on its short side (RapidOCR's default) and there is no "any text" pass."""
-
-    detect_side = 736
-    detect_limit_type = "min"
-    probe_side = None
-
-
-TEXT_BEFORE = "text, before"
-OPS = ("labels", "text", "moderation", TEXT_BEFORE)
-
-
-def operations(tagger: LocalBackend) -> dict[str, Callable[[LoadedImage], object]]:
-    reader = tagger.text_reader
-    previous = PreviousTextReader(reader.files, threads=reader.threads)
-    floor = tagger.settings.text_min_confidence
-
-    def text_before(image: LoadedImage) -> object:
-        return previous.predict(image.pixels.convert("RGB"), min_confidence=floor)
-
-    return {
-        "labels": tagger.detect_labels,
-        "text": tagger.detect_text,
-        "moderation": tagger.detect_moderation_labels,
-        TEXT_BEFORE: text_before,
-    }
-
-
-def with_totals(per_op: dict[str, float]) -> list[tuple[str, float]]:
-    """Every operation's figure, then all three operations now and with text as before."""
-    now = per_op["labels"] + per_op["text"] + per_op["moderation"]
-    before = now - per_op["text"] + per_op[TEXT_BEFORE]
-    return [*per_op.items(), ("all three", now), ("all three, text as before", before)]
-
-
-def speed(tagger: LocalBackend, images: Sequence[LoadedImage], warmup: int) -> list[Timing]:
-    ops = operations(tagger)
-    for image in images[:warmup]:  # model loading and first-run allocations, untimed
-        for run in ops.values():
-            run(image)
-    timings: dict[str, list[float]] = {op: [] for op in ops}
-    for i, image in enumerate(images):
-        log(f"speed {i + 1}/{len(images)} {Path(image.source).name}")
-        for op, run in ops.items():
-            start = time.perf_counter()
-            run(image)
-            timings[op].append((time.perf_counter() - start) * 1000.0)
-    out = [Timing(op, ms) for op, ms in timings.items()]
-    labels, text, moderation, before = (timings[op] for op in OPS)
-    out.append(Timing("all three", [sum(t) for t in zip(labels, text, moderation, strict=True)]))
-    out.append(
-        Timing(
-            "all three, text as before",
-            [sum(t) for t in zip(labels, before, moderation, strict=True)],
-        )
-    )
-    return out
-
-
-def _speed_worker(
-    paths: Sequence[Path], threads: int, barrier: Any, warmup: int, ops: Sequence[str]
-) -> None:
-    run = operations(LocalBackend(Settings.from_env(threads=threads)))
-    images = [load(p) for p in paths]
-    for image in images[:warmup]:
-        for op in ops:
-            run[op](image)
-    barrier.wait()  # loaded and warm
-    for op in ops:
-        for image in images:
-            run[op](image)
-        barrier.wait()  # this operation done everywhere
-
-
-def parallel_speed(
-    paths: Sequence[Path], processes: int, threads: int, warmup: int
-) -> list[tuple[str, float]]:
-    """(operation, images/s) with ``processes`` worker processes, each operation timed as one
-    phase across all of them (wall clock between barriers)."""
-    ops = OPS
-    ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(processes + 1)
-    shares = [list(paths[i::processes]) for i in range(processes)]
+def timed_run(
+    code: Code, photos: Sequence[Path], layout: Layout, ops: Sequence[str], warmup: int
+) -> Run:
+    """Every photo once, split across ``layout.processes`` workers of ``layout.threads``
+    inference threads; timed from when all have loaded their models."""
+    shares = [list(photos[i :: layout.processes]) for i in range(layout.processes)]
     workers = [
-        ctx.Process(target=_speed_worker, args=(share, threads, barrier, warmup, ops))
+        start_worker(code, "time", share, threads=layout.threads, ops=",".join(ops), warmup=warmup)
         for share in shares
     ]
-    for w in workers:
-        w.start()
-    barrier.wait()
-    seconds: dict[str, float] = {}
-    start = time.perf_counter()
-    for op in ops:
-        barrier.wait()
-        now = time.perf_counter()
-        seconds[op] = now - start
-        start = now
-        log(f"{op} done")
-    for w in workers:
-        w.join()
-    return [(op, len(paths) / s) for op, s in with_totals(seconds)]
-
-
-def parallel_table(rates: Sequence[tuple[str, float]], processes: int, threads: int) -> str:
-    rows = [(op, f"{rate:.2f}", f"{10_000 / rate / 3600.0:.2f} h") for op, rate in rates]
-    return f"{processes} processes x {threads} thread(s):\n\n" + table(
-        ("operation", "images/s", "10,000 images"), rows
+    try:
+        for w in workers:
+            if w.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"{code.label} worker failed before timing")
+        busy = busy_cpu_seconds()
+        start = time.perf_counter()
+        for w in workers:
+            w.stdin.write("go\n")
+            w.stdin.flush()
+        reports = [json.loads(w.stdout.readline()) for w in workers]
+        wall = time.perf_counter() - start
+        busy = busy_cpu_seconds() - busy
+    finally:
+        for w in workers:
+            w.stdin.close()
+            w.wait(timeout=60)
+    cpu = {phase: sum(r["cpu"][phase] for r in reports) for phase in reports[0]["cpu"]}
+    return Run(
+        code=code.label,
+        layout=layout,
+        photos=len(photos),
+        wall=wall,
+        cpu=cpu,
+        peak_rss_kib=max(r["peak_rss_kib"] for r in reports),
+        others_cpu=max(0.0, busy - sum(cpu.values())),
     )
 
 
-def speed_table(timings: Sequence[Timing], count: int) -> str:
+def speed(
+    codes: Sequence[Code],
+    photos: Sequence[Path],
+    layouts: Sequence[Layout],
+    ops: Sequence[str],
+    rounds: int,
+    warmup: int,
+) -> list[Run]:
+    """Every layout for every code, in rounds; within a round the codes alternate and the
+    order flips each round (A B, B A, ...), so drifting load falls on both alike."""
+    runs: list[Run] = []
+    for r in range(rounds):
+        for layout in layouts:
+            for code in alternating(codes, r):
+                run = timed_run(code, photos, layout, ops, warmup)
+                log(
+                    f"round {r + 1} {layout} {code.label}: {run.images_per_second:.2f} images/s, "
+                    f"{run.cpu_ms:.0f} CPU ms/image, others {run.others_cpu:.0f} CPU s"
+                )
+                runs.append(run)
+    return runs
+
+
+def speed_table(runs: Sequence[Run], ops: Sequence[str], cores: int) -> str:
+    """Medians over rounds, per layout and code. "images/s if alone" is the cores divided by
+    the CPU time per image: what the layout would do on an otherwise idle machine, if its
+    processes kept every core busy."""
     rows = []
-    for t in timings:
-        hours = 10_000 / t.images_per_second / 3600.0
+    keys = list(dict.fromkeys((run.layout, run.code) for run in runs))
+    for layout, code in keys:
+        mine = [run for run in runs if run.layout == layout and run.code == code]
+        phases = {
+            phase: statistics.median(1000.0 * run.cpu[phase] / run.photos for run in mine)
+            for phase in ("decode", *ops)
+        }
+        cpu_ms = statistics.median(run.cpu_ms for run in mine)
+        rate = statistics.median(run.images_per_second for run in mine)
         rows.append(
             (
-                t.op,
-                f"{statistics.median(t.per_image_ms):.0f}",
-                f"{statistics.mean(t.per_image_ms):.0f}",
-                f"{t.images_per_second:.2f}",
-                f"{hours:.2f} h",
+                str(layout),
+                code,
+                f"{cpu_ms:.0f}",
+                *(f"{phases[p]:.0f}" for p in phases),
+                f"{cores * 1000.0 / cpu_ms:.2f}",
+                f"{rate:.2f}",
+                f"{statistics.median(run.others_cpu / run.wall for run in mine):.1f}",
+                f"{max(run.peak_rss_kib for run in mine) / 1024:.0f}",
             )
         )
-    header = ("operation", "median ms/image", "mean ms/image", "images/s", "10,000 images")
-    return f"Speed on {count} photos:\n\n" + table(header, rows)
+    header = (
+        "processes x threads",
+        "code",
+        "CPU ms/image",
+        "decode",
+        *ops,
+        f"images/s if alone ({cores} cores)",
+        "images/s measured",
+        "cores busy with other work",
+        "peak RSS per process, MB",
+    )
+    rounds = len(runs) // max(1, len(keys))
+    return f"Speed, {runs[0].photos} photos, median of {rounds} round(s):\n\n" + table(header, rows)
 
 
 # -- labels -------------------------------------------------------------------------------------
@@ -389,31 +405,96 @@ def text_section(tagger: LocalBackend, root: Path) -> str:
         f"(mean char accuracy {chars['pipeline'] / n:.3f}), single_line "
         f"{exact['single_line']}/{n} ({chars['single_line'] / n:.3f})."
     )
-    return (
-        pages_table + "\n\n" + scene_table + "\n\n" + summary + "\n\n" + sroie_summary(tagger, root)
-    )
+    return pages_table + "\n\n" + scene_table + "\n\n" + summary
 
 
-def sroie_summary(tagger: LocalBackend, root: Path, limit: int = 20) -> str:
-    """Word recall (any order) on the first ``limit`` SROIE receipts, read now and as before."""
+# -- the same photos through the baseline's code and this one -----------------------------------
+
+
+def code_results(code: Code, photos: Sequence[Path], threads: int) -> dict[str, dict[str, Any]]:
+    """photo -> its labels, text and moderation results, as ``code`` gives them."""
+    worker = start_worker(code, "results", photos, threads=threads, ops=",".join(ALL_OPS))
+    out, _ = worker.communicate()
+    if worker.returncode != 0:
+        raise RuntimeError(f"{code.label}: results worker exited {worker.returncode}")
+    return {row["photo"]: row["results"] for row in map(json.loads, out.splitlines())}
+
+
+def text_of(entries: Sequence[dict[str, Any]]) -> str:
+    return " ".join(e["DetectedText"] for e in entries if e.get("Type") == "LINE")
+
+
+def sroie_receipts(root: Path, limit: int) -> list[tuple[Path, str]]:
+    """(image, its transcribed words) for the first ``limit`` SROIE receipts."""
     folder = root / SROIE
     with (folder / "index.csv").open(encoding="utf-8") as fh:
         receipts = list(csv.DictReader(fh))[:limit]
-    reader = tagger.text_reader
-    previous = PreviousTextReader(reader.files, threads=reader.threads)
-    recall: dict[str, list[float]] = {"now": [], "before": []}
+    out = []
     for receipt in receipts:
         rows = (folder / receipt["box_transcripts"]).read_text(encoding="utf-8").splitlines()
         truth = " ".join(r.split(",", 8)[8] for r in rows if r.count(",") >= 8)
-        image = load(folder / receipt["image"])
-        recall["now"].append(word_recall(lines_text(tagger.detect_text(image)), truth))
-        before = previous.predict(image.pixels.convert("RGB"))
-        recall["before"].append(word_recall(lines_text(before), truth))
-    return (
-        f"SROIE receipts (first {len(receipts)}), mean word recall in any order: "
-        f"{statistics.mean(recall['now']):.4f}, with text as before "
-        f"{statistics.mean(recall['before']):.4f}."
+        out.append((folder / receipt["image"], truth))
+    return out
+
+
+def compare_section(
+    codes: Sequence[Code], speed_photos: Sequence[Path], root: Path, threads: int, sroie: int
+) -> str:
+    """Accuracy of each code on the OCR sets, and whether the codes agree on the speed photos."""
+    pages = [
+        (root / OCR / "tesseract" / page, (root / OCR / "tesseract" / truth).read_text("utf-8"))
+        for page, truth in PAGES
+    ]
+    receipts = sroie_receipts(root, sroie)
+    words = root / OCR / "scene_words"
+    with (words / "labels.csv").open(encoding="utf-8") as fh:
+        crops = [(words / r["file"], r["text_visible_in_image"]) for r in csv.DictReader(fh)]
+    photos = [*speed_photos, *(p for p, _ in pages), *(p for p, _ in receipts)]
+    photos += [p for p, _ in crops]
+    results = {}
+    for code in codes:
+        log(f"results of {code.label}")
+        results[code.label] = code_results(code, photos, threads)
+    rows = []
+    for code in codes:
+        got = results[code.label]
+        page_chars = [char_accuracy(text_of(got[str(p)]["text"]), t) for p, t in pages]
+        recall = [word_recall(text_of(got[str(p)]["text"]), t) for p, t in receipts]
+        exact = sum(normalise(text_of(got[str(p)]["text"])).lower() == t.lower() for p, t in crops)
+        rows.append(
+            (
+                code.label,
+                " / ".join(f"{c:.3f}" for c in page_chars),
+                f"{statistics.mean(recall):.4f}",
+                f"{exact}/{len(crops)}",
+            )
+        )
+    header = (
+        "code",
+        "tesseract pages, char accuracy (" + ", ".join(p for p, _ in PAGES) + ")",
+        f"SROIE receipts (first {len(receipts)}), mean word recall in any order",
+        "scene-word crops read exactly",
     )
+    out = table(header, rows)
+    if len(codes) == 2:
+        before, now = (results[c.label] for c in codes)
+        same = {
+            op: sum(before[str(p)][op] == now[str(p)][op] for p in speed_photos) for op in ALL_OPS
+        }
+        listed = ", ".join(f"{op} {n}/{len(speed_photos)}" for op, n in same.items())
+        changed = [
+            f"{Path(p).name}: {text_of(before[str(p)]['text'])!r} -> "
+            f"{text_of(now[str(p)]['text'])!r}"
+            for p in photos
+            if before[str(p)]["text"] != now[str(p)]["text"]
+        ]
+        out += (
+            f"\n\nSpeed photos whose results are identical in both codes: {listed}."
+            f"\n\nText that differs, of all {len(photos)} photos above: "
+            + ("; ".join(changed) if changed else "none")
+            + "."
+        )
+    return out
 
 
 # -- moderation ---------------------------------------------------------------------------------
@@ -451,35 +532,43 @@ def moderation_section(tagger: LocalBackend, root: Path) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tagging", description=__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_ROOT, help="shared data root")
-    parser.add_argument("--threads", type=int, default=2, help="inference threads")
+    parser.add_argument("--threads", type=int, default=2, help="inference threads (accuracy)")
     parser.add_argument("--deepface", type=int, default=20, help="deepface photos in speed set")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed photos first")
-    parser.add_argument("--only", default="speed,labels,text,moderation", help="sections to run")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed photos per process first")
     parser.add_argument(
-        "--processes",
-        type=int,
-        default=0,
-        help="also measure throughput with this many worker processes of --process-threads",
+        "--only", default="speed,compare,labels,text,moderation", help="sections to run"
     )
-    parser.add_argument("--process-threads", type=int, default=1)
+    parser.add_argument(
+        "--layouts",
+        default="1x2,2x1,2x2",
+        help="speed: worker processes x inference threads, comma-separated",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="speed: timed rounds")
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="a git revision whose code runs beside this checkout's (speed and compare)",
+    )
+    parser.add_argument("--sroie", type=int, default=20, help="compare: SROIE receipts read")
     args = parser.parse_args(argv)
     sections = {s.strip() for s in args.only.split(",")}
     settings = Settings.from_env(threads=args.threads)
     tagger = LocalBackend(settings)
     root: Path = args.data
-    out = [
-        f"Machine: {os.cpu_count()} CPU cores, {args.threads} inference threads, one process.",
-    ]
-    if "speed" in sections:
-        photos = [root / p for p in (*EXPECTED_LABELS, *UNLABELLED)]
-        deepface = sorted(p for p in (root / DEEPFACE).glob("*.jpg"))[: args.deepface]
-        images = [load(p) for p in (*photos, *deepface)]
-        out.append(speed_table(speed(tagger, images, args.warmup), len(images)))
-        if args.processes:
-            rates = parallel_speed(
-                [*photos, *deepface], args.processes, args.process_threads, args.warmup
-            )
-            out.append(parallel_table(rates, args.processes, args.process_threads))
+    photos = speed_photos(root, args.deepface)
+    cores = os.cpu_count() or 1
+    out = [f"Machine: {cores} CPU cores, load average {os.getloadavg()[0]:.1f} at the start."]
+    with tempfile.TemporaryDirectory(prefix="facetrail-baseline-") as tmp:
+        codes = [THIS]
+        if args.baseline:
+            codes.insert(0, baseline_code(args.baseline, Path(tmp)))
+        if "speed" in sections:
+            layouts = Layout.parse_list(args.layouts)
+            runs = speed(codes, photos, layouts, ALL_OPS, args.rounds, args.warmup)
+            out.append(speed_table(runs, ALL_OPS, cores))
+        if "compare" in sections:
+            log("compare")
+            out.append(compare_section(codes, photos, root, args.threads, args.sroie))
     if "labels" in sections:
         log("labels")
         out.append(labels_section(tagger, root))

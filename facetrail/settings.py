@@ -30,7 +30,10 @@ class Settings:
     models_dir: Path | None = None
     min_face_size: int = 20
     detection_threshold: float = 0.9
-    threads: int = 2
+    # Inference threads per process (onnxruntime's intra-op threads, TFLite's); 0: this
+    # process's share of the cores: all of them for one process (in-process runs, serve), one
+    # worker process's share in a worker (``for_worker``). Measured in docs/tagging.md#workers.
+    threads: int = 0
     # Decisions, on the 0-100 similarity scale.
     match_threshold: float = 80.0
     compare_threshold: float = 80.0
@@ -68,7 +71,9 @@ class Settings:
     aws_region: str = ""
     aws_endpoint_url: str = ""
     rekognition_concurrency: int = 4
-    # Worker behaviour.
+    # Worker behaviour. Processes one `facetrail worker` runs (Celery's prefork concurrency);
+    # 0: one per core, each with one inference thread, the best layout measured.
+    worker_concurrency: int = 0
     task_max_retries: int = 5
     # Most images one job may have; a larger request is refused (split it into several jobs).
     max_job_images: int = 100_000
@@ -134,6 +139,17 @@ class Settings:
         return replace(self, **changes)
 
     @property
+    def resolved_worker_concurrency(self) -> int:
+        return self.worker_concurrency or cpu_cores()
+
+    def for_worker(self) -> Settings:
+        """These settings as each process of a worker uses them: with ``threads`` 0, the cores
+        divided among the worker's processes, so that together they fill the cores once."""
+        if self.threads:
+            return self
+        return replace(self, threads=max(1, cpu_cores() // self.resolved_worker_concurrency))
+
+    @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
@@ -152,6 +168,15 @@ class Settings:
         """``image_roots`` as a tuple of folders, in the order given."""
         parts = self.image_roots.replace(",", os.pathsep).split(os.pathsep)
         return tuple(os.path.expanduser(p.strip()) for p in parts if p.strip())
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and ``taskset``
+    narrow), else the machine's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _coerce(type_name: object, raw: str) -> Any:

@@ -63,13 +63,23 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
 
 
 class Worker:
-    """A `facetrail worker` subprocess in its own process group."""
+    """A `facetrail worker` subprocess in its own process group (and session). ``code``: a
+    folder holding another tree of facetrail's code to run instead of this one (a baseline)."""
 
-    def __init__(self, settings: Settings, log: Path, **env: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log: Path,
+        *,
+        concurrency: int = 1,
+        code: Path | None = None,
+        **env: str,
+    ) -> None:
         self.log_path = log
         self._log = log.open("ab")
         full_env = {
             **os.environ,
+            **({"PYTHONPATH": str(code)} if code is not None else {}),
             "FACETRAIL_DATABASE_URL": settings.database_url,
             "FACETRAIL_BROKER_URL": settings.broker_url,
             "FACETRAIL_MODELS_DIR": str(settings.resolved_models_dir),
@@ -78,8 +88,9 @@ class Worker:
             **env,
         }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "facetrail.cli.main", "worker", "--concurrency", "1"],
+            [sys.executable, "-m", "facetrail.cli.main", "worker", f"--concurrency={concurrency}"],
             env=full_env,
+            cwd=code,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

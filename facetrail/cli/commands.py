@@ -431,6 +431,8 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         raise InvalidParameterError(
             "a worker needs a broker: set FACETRAIL_BROKER_URL or pass --broker-url"
         )
+    if args.concurrency:
+        settings = settings.with_(worker_concurrency=args.concurrency)
     configure(app, settings)
     from facetrail.worker import tasks, unknowns  # noqa: F401 - registers the tasks
 
@@ -438,7 +440,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
         [
             "worker",
             f"--loglevel={args.loglevel}",
-            f"--concurrency={args.concurrency}",
+            f"--concurrency={settings.resolved_worker_concurrency}",
             f"--pool={args.pool}",
             f"--queues={app.conf.task_default_queue}",
         ]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from facetrail.cli import commands
+from facetrail.cli.past import add_past_parsers
 from facetrail.cli.serve import add_serve_parser
 from facetrail.cli.unknowns import add_unknowns_parser
 from facetrail.errors import FacetrailError
@@ -152,10 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--json", action="store_true")
 
     worker = add("worker", commands.worker, "run a Celery worker on the configured broker")
-    worker.add_argument("--concurrency", type=int, default=1)
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        help="worker processes (FACETRAIL_WORKER_CONCURRENCY; default: one per core)",
+    )
     worker.add_argument("--loglevel", default="INFO")
     worker.add_argument("--pool", default="prefork")
     add_serve_parser(sub)
+    add_past_parsers(sub)
     add_unknowns_parser(sub)
     return parser
 

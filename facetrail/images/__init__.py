@@ -11,13 +11,14 @@ user names (folders, lists, prefixes) into job sources.
 
 from __future__ import annotations
 
-from facetrail.images.decode import LoadedImage, decode_image, load_image, to_jpeg
+from facetrail.images.decode import LoadedImage, as_rgb, decode_image, load_image, to_jpeg
 from facetrail.images.opener import ImageOpener, open_bytes, open_image, read_bytes
 from facetrail.images.store import upload
 
 __all__ = [
     "ImageOpener",
     "LoadedImage",
+    "as_rgb",
     "decode_image",
     "load_image",
     "open_bytes",

@@ -130,6 +130,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def as_rgb(img: Image.Image) -> Image.Image:
+    """``img`` in RGB: itself when it already is (``convert`` would copy every pixel, which on a
+    large photo costs each model that asks as much as a resize)."""
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
 def to_jpeg(img: Image.Image, *, quality: int = 90) -> bytes:
     """``img`` encoded as JPEG bytes."""
     buf = io.BytesIO()

@@ -14,12 +14,19 @@ from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
+from facetrail.settings import cpu_cores
+
 Out = TypeVar("Out")
 M = TypeVar("M", bound="Model[Any]")
 
 _cache: dict[tuple[Any, ...], Model[Any]] = {}
 # Re-entrant: a model may build the models it is made of (labels -> classifier) in __init__.
 _cache_lock = threading.RLock()
+
+
+def resolve_threads(threads: int) -> int:
+    """A thread count as settings give it: 0 means every core this process may use."""
+    return threads if threads > 0 else cpu_cores()
 
 
 class Model(abc.ABC, Generic[Out]):
@@ -33,7 +40,7 @@ class Model(abc.ABC, Generic[Out]):
 
     def __init__(self, files: Sequence[Path], *, threads: int = 1) -> None:
         self.files = tuple(files)
-        self.threads = max(1, threads)
+        self.threads = resolve_threads(threads)
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
         self._loaded = False
@@ -41,7 +48,8 @@ class Model(abc.ABC, Generic[Out]):
     @classmethod
     def shared(cls: type[M], files: Sequence[Path], *, threads: int, **options: Hashable) -> M:
         """The process's instance for these files, thread count and options (built, not loaded)."""
-        key = (cls, tuple(files), max(1, threads), tuple(sorted(options.items())))
+        threads = resolve_threads(threads)
+        key = (cls, tuple(files), threads, tuple(sorted(options.items())))
         with _cache_lock:
             model = _cache.get(key)
             if model is None:

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from facetrail.images.decode import as_rgb
 from facetrail.inference.base import Model
 from facetrail.inference.runtime import ort_session
 
@@ -36,7 +37,7 @@ def crop_box(width: int, height: int) -> tuple[float, float, float, float]:
 
 def preprocess(image: Image.Image) -> FloatArray:
     """(1, 3, 224, 224) float32 RGB 0-255."""
-    rgb = image.convert("RGB")
+    rgb = as_rgb(image)
     square = rgb.resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BICUBIC, box=crop_box(*rgb.size))
     pixels = np.asarray(square, dtype=np.float32).transpose(2, 0, 1)
     return np.ascontiguousarray(pixels[None])

@@ -24,6 +24,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from facetrail.backends.base import BoundingBox
+from facetrail.images.decode import as_rgb
 from facetrail.inference.base import Model
 from facetrail.inference.classifier import ImageClassifier
 from facetrail.inference.runtime import ort_session
@@ -82,7 +83,7 @@ class ObjectDetector(Model[LabelOutputs]):
     def boxes(self, image: Image.Image) -> list[Detection]:
         """Every decoded peak (up to 100), best first, boxes clipped to the image."""
         self.load()
-        pixels = image.convert("RGB").resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BILINEAR)
+        pixels = as_rgb(image).resize((INPUT_SIZE, INPUT_SIZE), Image.Resampling.BILINEAR)
         batch = np.asarray(pixels, dtype=np.float32)[None]
         (rows,) = self._session.run([OUTPUT_NAME], {INPUT_NAME: batch})
         return decode(np.asarray(rows, dtype=np.float32)[0])

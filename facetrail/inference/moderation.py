@@ -13,6 +13,7 @@ from typing import Any
 
 from PIL import Image
 
+from facetrail.images.decode import as_rgb
 from facetrail.inference.base import Model
 from facetrail.inference.runtime import require
 
@@ -31,4 +32,4 @@ class NsfwClassifier(Model[float]):
         )
 
     def _predict(self, image: Image.Image) -> float:
-        return float(self._classifier.classify(image.convert("RGB")).nsfw)
+        return float(self._classifier.classify(as_rgb(image)).nsfw)

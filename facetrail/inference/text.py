@@ -13,7 +13,8 @@ probability x 100; lines below ``min_confidence`` (default 50, RapidOCR's own ``
 0.5) are dropped with their words.
 
 Most photos have no text, so a cheap pass comes first: detection alone on the photo scaled down
-to 640 px on its long side; where it finds no text box, the answer is empty. Otherwise the photo
+to 640 px on its long side; where it finds no text box, the answer is empty (a photo no larger
+than that skips it: the full pass detects at the same size and stops there). Otherwise the photo
 is read with detection at up to 1280 px on its long side, never enlarged (RapidOCR's default
 enlarges every photo to at least 736 px on its short side, which costs most on the many small
 photos and, on small crops of words, read worse); recognition reads its crops from the photo at
@@ -49,6 +50,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from facetrail.backends.base import BoundingBox
+from facetrail.images.decode import as_rgb
 from facetrail.inference.base import Model
 from facetrail.inference.runtime import require
 from facetrail.tagging.text import Point, TextDetection
@@ -101,6 +103,9 @@ class TextReader(Model[list[TextDetection]]):
             "Global.log_level": "error",
             "EngineConfig.onnxruntime.intra_op_num_threads": self.threads,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+            # RapidOCR turns onnxruntime's memory arena off; every call then allocates its
+            # tensors afresh, which cost a fifth of text's CPU time (docs/tagging.md).
+            "EngineConfig.onnxruntime.enable_cpu_mem_arena": True,
             # Detection scales photos down to at most this side and never enlarges them
             # (RapidOCR's default enlarges every photo to at least 736 px on its short side).
             "Det.limit_type": self.detect_limit_type,
@@ -120,15 +125,15 @@ class TextReader(Model[list[TextDetection]]):
     ) -> list[TextDetection]:
         """DetectText entries for ``image``. ``orientation=False`` reads the image as sent in one
         pass, for callers that know their images are upright."""
-        rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
-        bgr = np.ascontiguousarray(rgb[:, :, ::-1])  # RapidOCR takes arrays in OpenCV's order
-        height, width = rgb.shape[:2]
+        rgb = as_rgb(image)
+        width, height = rgb.size
         if single_line:
-            result = self._engine(bgr, use_det=False, use_cls=False, use_rec=True)
+            result = self._engine(_bgr(rgb), use_det=False, use_cls=False, use_rec=True)
             lines = _whole_image_line(result, width, height)
-        elif not self._any_text(bgr):
+        elif not self._any_text(rgb):
             lines = []
         else:
+            bgr = _bgr(rgb)
             lines = self._page(bgr)
             turns = self._upright_turns(bgr, lines) if orientation else 0
             if turns:
@@ -137,17 +142,17 @@ class TextReader(Model[list[TextDetection]]):
         kept = [ln for ln in lines if ln.text.strip() and ln.score * 100.0 >= min_confidence]
         return to_detections(kept, width, height)
 
-    def _any_text(self, bgr: npt.NDArray[np.uint8]) -> bool:
+    def _any_text(self, rgb: Image.Image) -> bool:
         """The cheap pass: detection alone on the photo scaled down to ``probe_side``. Most
         social-media photos have no text, and they end here."""
-        if self.probe_side is None:
+        # A photo no larger than the probe is detected at its own size by the full pass too:
+        # the probe would only repeat it (the full pass stops after detection if it finds none).
+        if self.probe_side is None or max(rgb.size) <= self.probe_side:
             return True
-        height, width = bgr.shape[:2]
-        scale = self.probe_side / max(height, width)
-        if scale < 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            bgr = np.asarray(Image.fromarray(bgr).resize(size, Image.Resampling.BILINEAR))
-        found = self._engine(bgr, use_det=True, use_cls=False, use_rec=False)
+        scale = self.probe_side / max(rgb.size)
+        size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+        small = _bgr(rgb.resize(size, Image.Resampling.BILINEAR))
+        found = self._engine(small, use_det=True, use_cls=False, use_rec=False)
         boxes = getattr(found, "boxes", None)
         return boxes is not None and len(boxes) > 0
 
@@ -184,6 +189,11 @@ class TextReader(Model[list[TextDetection]]):
             votes[turns] += max(across, down)
         best = int(np.argmax(votes))
         return best if votes[best] > sum(votes) / 2 else 0
+
+
+def _bgr(rgb: Image.Image) -> npt.NDArray[np.uint8]:
+    """An RGB image as the array RapidOCR takes (OpenCV's channel order, contiguous)."""
+    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[:, :, ::-1])
 
 
 def _lines(result: Any) -> list[_Line]:

@@ -14,6 +14,7 @@ from facetrail.models.job import (
     TagResult,
 )
 from facetrail.models.local_index import LocalCollection, LocalFace, LocalFaceChange, LocalUser
+from facetrail.models.past import Correction, CorrectionKind, PastFaceChange
 from facetrail.models.unknowns import (
     ClusterStatus,
     UnknownCluster,
@@ -29,6 +30,8 @@ __all__ = [
     "ClusterStatus",
     "Collection",
     "CollectionChange",
+    "Correction",
+    "CorrectionKind",
     "Face",
     "FaceResult",
     "Image",
@@ -41,6 +44,7 @@ __all__ = [
     "LocalFace",
     "LocalFaceChange",
     "LocalUser",
+    "PastFaceChange",
     "Person",
     "TagResult",
     "UnknownCluster",

@@ -61,7 +61,7 @@ from facetrail.models import (
     UnknownFaceStatus,
     cluster_label,
 )
-from facetrail.services import audit
+from facetrail.services import audit, past
 from facetrail.services.records import get_collection
 from facetrail.settings import Settings
 from facetrail.vectors import normalise
@@ -957,7 +957,7 @@ def erase(
     if cluster.status in (ClusterStatus.ERASED, ClusterStatus.MERGED):
         raise InvalidParameterError(f"{cluster.label} is {cluster.status.value}")
     faces = list(session.scalars(select(UnknownFace).where(UnknownFace.cluster_id == cluster.id)))
-    embeddings = _erase_faces(session, faces)
+    embeddings = _erase_faces(session, collection, faces)
     _drop_sheets(settings, collection, [cluster])
     _retire(cluster, ClusterStatus.ERASED)
     cluster.person_id = None
@@ -966,6 +966,7 @@ def erase(
         session, settings, "unknowns_erase", collection, cluster=cluster.label, faces=len(faces),
         embeddings=embeddings,
     )  # fmt: skip
+    past.forget(session, collection.id)  # this process's past faces: none of theirs kept
     return {"erased": cluster.label, "faces": len(faces), "embeddings": embeddings}
 
 
@@ -1014,7 +1015,7 @@ def forget_person(
     for face in others:
         if any(_names(c, person_id, aliases) for c in copies.get(face.face_result_id, [])):
             faces.append(face)
-    embeddings = _erase_faces(session, faces)
+    embeddings = _erase_faces(session, collection, faces)
     for cluster in theirs:
         _retire(cluster, ClusterStatus.ERASED)
         cluster.person_id = None
@@ -1054,25 +1055,27 @@ def drop_erased(session: Session, settings: Settings, collection: Collection) ->
     return len(gone)
 
 
-def _erase_faces(session: Session, faces: Sequence[UnknownFace]) -> int:
+def _erase_faces(session: Session, collection: Collection, faces: Sequence[UnknownFace]) -> int:
     """Drop unknown faces and the embeddings of their results, and of every re-run's copy of
-    them (same position, overlapping box). Returns the embeddings removed."""
+    them (same position, overlapping box), out of the past-faces index too (logged removals).
+    Returns the embeddings removed."""
     results = {
         r.id: r
         for r in session.scalars(
             select(FaceResult).where(FaceResult.id.in_([f.face_result_id for f in faces]))
         )
     }
-    erased = 0
+    erased: list[int] = []
     copies = _rerun_copies(session, list(results.values()))
     for result in [*results.values(), *(c for found in copies.values() for c in found)]:
         if result.embedding is not None:
             result.embedding = None
-            erased += 1
+            erased.append(result.id)
     for face in faces:
         session.delete(face)
     session.flush()
-    return erased
+    past.log_changes(session, collection.id, [], erased)
+    return len(erased)
 
 
 def _names(result: FaceResult, person_id: int, aliases: set[str]) -> bool:

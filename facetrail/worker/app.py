@@ -14,8 +14,12 @@ QUEUE = "facetrail"
 
 
 def configure(app: Celery, settings: Settings) -> Celery:
-    """Point ``app`` at ``settings``. Without a broker, tasks run in-process (eager)."""
+    """Point ``app`` at ``settings``. Without a broker, tasks run in-process (eager); with one,
+    a worker runs ``settings.worker_concurrency`` processes (one per core unless set), each with
+    its share of the cores as inference threads (``Settings.for_worker``)."""
     eager = not settings.broker_url
+    if not eager:
+        settings = settings.for_worker()
     previous = getattr(app, "facetrail_settings", None)
     if previous is not None and previous.broker_url != settings.broker_url:
         _drop_connections(app)
@@ -28,6 +32,7 @@ def configure(app: Celery, settings: Settings) -> Celery:
         # A worker killed mid-task leaves the message unacked, so another worker gets it.
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        worker_concurrency=settings.resolved_worker_concurrency,
         task_default_queue=QUEUE,
         task_serializer="json",
         accept_content=["json"],

@@ -40,12 +40,11 @@ def notify_rejected(settings: Settings, request_id: str | None, message: str) ->
     _push(settings, request_id, {"request_id": request_id, "status": "rejected", "error": message})
 
 
-def answer(settings: Settings, request_id: str | None, result: dict[str, object]) -> bool:
-    """A task's answer for the app that sent it (the unknowns tasks): pushed as a finished
-    job's report is, with ``request_id`` added."""
-    if request_id is None or not settings.broker_url.startswith(("redis://", "rediss://")):
+def notify_answer(settings: Settings, request_id: str, answer: dict[str, object]) -> bool:
+    """An answer that is no job's report (a search of the past) on the same doorbell."""
+    if not settings.broker_url.startswith(("redis://", "rediss://")):
         return False
-    _push(settings, request_id, {"request_id": request_id, **result})
+    _push(settings, request_id, {**answer, "request_id": request_id})
     return True
 
 

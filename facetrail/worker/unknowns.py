@@ -31,7 +31,7 @@ from facetrail.models import Job, JobKind, JobStatus
 from facetrail.services import unknowns
 from facetrail.settings import Settings
 from facetrail.worker.app import app, settings_of
-from facetrail.worker.notify import answer
+from facetrail.worker.notify import notify_answer
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,11 @@ class ErasePayload(Payload):
 
 
 P = TypeVar("P", bound=Payload)
+
+
+def answer(settings: Settings, request_id: str | None, result: dict[str, Any]) -> None:
+    if request_id is not None:
+        notify_answer(settings, request_id, result)
 
 
 def _act(

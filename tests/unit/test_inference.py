@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -14,7 +15,7 @@ from facetrail.backends.local.backend import LocalBackend
 from facetrail.errors import MissingExtraError
 from facetrail.inference.base import Model
 from facetrail.inference.runtime import require
-from facetrail.settings import Settings
+from facetrail.settings import Settings, cpu_cores
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,7 +68,7 @@ def test_backends_from_equal_settings_share_their_models(settings: Settings) -> 
     assert first.nsfw_classifier is second.nsfw_classifier
     assert first.pipeline.detector is second.pipeline.detector
     assert first.pipeline.embedder is second.pipeline.embedder
-    other = LocalBackend(settings.with_(threads=settings.threads + 1))
+    other = LocalBackend(settings.with_(threads=cpu_cores() + 1))
     assert other.object_detector is not first.object_detector
 
 
@@ -89,3 +90,53 @@ def test_importing_and_building_loads_no_model_runtime(tmp_path: Path) -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+# -- threads and worker processes: the cores filled once ------------------------------------------
+
+
+def test_threads_zero_means_every_core_of_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert Settings().threads == 0
+    assert Counting.shared([tmp_path / "t.onnx"], threads=0, tag="cores").threads == 4
+    assert Counting.shared([tmp_path / "t.onnx"], threads=3, tag="cores").threads == 3
+    # 0 and the core count are the same request: one instance.
+    assert Counting.shared([tmp_path / "t.onnx"], threads=4, tag="cores") is Counting.shared(
+        [tmp_path / "t.onnx"], threads=0, tag="cores"
+    )
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "threads", "processes", "each"),
+    [(0, 0, 4, 1), (2, 0, 2, 2), (1, 0, 1, 4), (3, 0, 3, 1), (0, 2, 4, 2), (8, 0, 8, 1)],
+)
+def test_a_worker_divides_the_cores_among_its_processes(
+    monkeypatch: pytest.MonkeyPatch,
+    concurrency: int,
+    threads: int,
+    processes: int,
+    each: int,
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    settings = Settings(worker_concurrency=concurrency, threads=threads)
+    assert settings.resolved_worker_concurrency == processes
+    assert settings.for_worker().threads == each
+
+
+def test_the_celery_app_runs_that_layout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from celery import Celery
+
+    from facetrail.worker.app import configure, settings_of
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    app = Celery("layout-test")
+    configure(app, Settings(home=tmp_path, broker_url="redis://127.0.0.1:1/0"))
+    assert app.conf.worker_concurrency == 4
+    assert settings_of(app).threads == 1
+    configure(app, Settings(home=tmp_path, broker_url="redis://127.0.0.1:1/0", threads=2))
+    assert settings_of(app).threads == 2
+    # In-process (no broker): one process, every core.
+    configure(app, Settings(home=tmp_path))
+    assert settings_of(app).threads == 0

@@ -248,6 +248,25 @@ def test_a_photo_without_text_ends_after_the_small_probe(
     assert max(height, width) == reader.probe_side
 
 
+def test_a_photo_no_larger_than_the_probe_gets_the_full_pass_alone(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The full pass would detect at the photo's own size, as the probe: nothing to save."""
+    reader = _reader(settings)
+    reader.load()
+    counting = _CountingEngine(reader._engine)
+    monkeypatch.setattr(reader, "_engine", counting)
+    ramp = np.linspace(40, 220, 600, dtype=np.float32)
+    photo = Image.fromarray(np.tile(ramp, (400, 1)).astype(np.uint8)).convert("RGB")
+    assert max(photo.size) <= reader.probe_side  # type: ignore[operator]
+    assert reader.predict(photo) == []
+    assert (counting.probes, counting.passes) == ([], 1)
+    words = load_image(WORDS / "demo_5.png", max_bytes=10**7, max_pixels=10**8).pixels
+    assert max(words.size) <= reader.probe_side  # type: ignore[operator]
+    assert "TOAST" in _lines(reader.predict(words))
+    assert (counting.probes, counting.passes) == ([], 2)
+
+
 @pytest.mark.parametrize("turns", [1, 2, 3])
 def test_points_on_the_upright_page_map_back_to_the_same_pixels(turns: int) -> None:
     sent = np.zeros((30, 50), dtype=bool)

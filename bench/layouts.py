@@ -1,0 +1,85 @@
+"""What the speed benches run side by side: checkouts of the code, and worker layouts.
+
+A :class:`Code` is a tree of facetrail's code: this checkout, or a baseline revision exported
+from git (``baseline_code``), run with the same virtualenv and model files by pointing
+``PYTHONPATH`` (and the working directory) at it. A :class:`Layout` is how a machine's cores are
+split: worker processes x inference threads each (``FACETRAIL_WORKER_CONCURRENCY`` x
+``FACETRAIL_THREADS``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Code:
+    label: str
+    root: Path
+
+    def env(self) -> dict[str, str]:
+        """The environment that makes a child process import this tree's facetrail."""
+        return {**os.environ, "PYTHONPATH": str(self.root)}
+
+
+THIS = Code("this checkout", REPO)
+
+
+def baseline_code(rev: str, folder: Path) -> Code:
+    """The tree of ``rev`` (e.g. the commit this branch left main at), exported into ``folder``
+    with ``git archive``: only the code differs from this checkout's runs."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", rev], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    archive = subprocess.run(["git", "archive", commit], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return Code(f"baseline {commit}", folder)
+
+
+@dataclass(frozen=True)
+class Layout:
+    processes: int
+    threads: int
+
+    @classmethod
+    def parse_list(cls, text: str) -> list[Layout]:
+        """``"1x2,2x1"`` -> layouts."""
+        out = []
+        for part in text.split(","):
+            if part.strip():
+                processes, threads = part.strip().lower().split("x")
+                out.append(cls(int(processes), int(threads)))
+        return out
+
+    def __str__(self) -> str:
+        return f"{self.processes}x{self.threads}"
+
+
+def alternating(codes: Sequence[Code], round_index: int) -> list[Code]:
+    """The codes in the order of round ``round_index``: A B, then B A, ... so that load that
+    drifts during a run falls on both alike."""
+    return list(codes) if round_index % 2 == 0 else list(reversed(codes))
+
+
+def session_cpu_seconds(session_id: int) -> float:
+    """CPU seconds used so far by the live processes of a session (a process started with
+    ``start_new_session`` and every child it forks, e.g. a Celery worker and its pool)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        if int(fields[3]) == session_id:
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
