@@ -249,18 +249,21 @@ class Facetrail:
         image: ImageInput | None = None,
         *,
         person: str | None = None,
+        cluster: str | int | None = None,
         threshold: float | None = None,
         limit: int | None = None,
     ) -> dict[str, Any]:
         """Every face the collection's identify jobs found that matches the largest face of
-        ``image``, or ``person``'s enrolled faces (as their template), with its job, image, box
-        and similarity, best first. ``threshold`` is identify's 0-100 scale
-        (FACETRAIL_MATCH_THRESHOLD, 80, by default)."""
+        ``image``, or ``person``'s enrolled faces, or a cluster's faces (``unknown-42``; both as
+        their template), with its job, image, box and similarity, best first. ``threshold`` is
+        identify's 0-100 scale (FACETRAIL_MATCH_THRESHOLD, 80, by default)."""
         payload: dict[str, Any] = {"collection": collection, "threshold": threshold, "limit": limit}
         if image is not None:
             payload["image"] = UploadedImage(data=image) if isinstance(image, bytes) else str(image)
         if person is not None:
             payload["person"] = person
+        if cluster is not None:
+            payload["cluster"] = cluster
         request = past.parse_request(payload)
         # A local user's photo: read wherever it is, as their jobs' are.
         loaded = past.request_image(self.settings, request, local=True)
@@ -408,10 +411,12 @@ class Facetrail:
         and the request ids its re-runs will have, without waiting)."""
         with session_scope(self.settings) as session:
             shown = unknowns.show(session, collection, cluster)
-        crops, unreadable = unknowns.naming_crops(self.settings, shown)
+            faces, refused = unknowns.naming_faces(session, collection, cluster, person)
+        crops, unreadable = unknowns.naming_crops(self.settings, faces)
+        left_out = refused + unreadable
         with session_scope(self.settings) as session:
             job = unknowns.start_naming(
-                session, self.settings, collection, cluster, person, crops, unreadable
+                session, self.settings, collection, cluster, person, crops, left_out
             )
             job_id, cid = job.id, job.parameters["unknown_cluster"]
             expected = [
@@ -421,7 +426,7 @@ class Facetrail:
             "cluster": shown["cluster"],
             "person": person,
             "job_id": job_id,
-            "unreadable": unreadable,
+            "left_out": left_out,
             "rerun_request_ids": expected,
         }
         enrolled = self._run(job_id, wait=wait, progress=progress)

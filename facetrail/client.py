@@ -110,12 +110,14 @@ class FacetrailClient:
         image: str | bytes | None = None,
         *,
         person: str | None = None,
+        cluster: str | None = None,
         threshold: float | None = None,
         limit: int | None = None,
         request_id: str | None = None,
     ) -> str:
-        """Search the collection's past faces with a photo's largest face or a person's enrolled
-        faces (docs/past.md); ``wait`` returns the answer (``matches``)."""
+        """Search the collection's past faces with a photo's largest face, a person's enrolled
+        faces or a cluster's unknown faces (docs/past.md); ``wait`` returns the answer
+        (``matches``)."""
         payload: dict[str, Any] = {
             "collection": collection,
             "request_id": request_id or uuid.uuid4().hex,
@@ -124,6 +126,8 @@ class FacetrailClient:
             payload["image"] = _image(image)
         if person is not None:
             payload["person"] = person
+        if cluster is not None:
+            payload["cluster"] = cluster
         if threshold is not None:
             payload["threshold"] = threshold
         if limit is not None:

@@ -1,5 +1,5 @@
-"""Face crops, and contact sheets: a cluster's faces in one image, since people would rather
-look than read (``facetrail unknowns show``).
+"""Contact sheets: a cluster's faces in one image, since people would rather look than read
+(``facetrail unknowns show``).
 
 A sheet is a title line over a grid of square tiles, ``COLUMNS`` wide; under each tile, its
 caption: the face's number, the job and the date, and the image's name. :func:`layout` gives the
@@ -27,7 +27,7 @@ BACKGROUND = (255, 255, 255)
 MISSING = (205, 205, 205)  # the tile of a face whose photo could not be read
 TEXT = (30, 30, 30)
 # Context kept around a face's box on every side, as a share of the box's longer side: enough
-# to see hair and chin (sheets), or for a detector to find the face again (enrollment).
+# to see hair and chin. (Crops for enrolling a face are services/corrections.face_crop's.)
 SHEET_MARGIN = 0.25
 
 

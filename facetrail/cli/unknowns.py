@@ -134,7 +134,7 @@ def _print_named(named: dict[str, Any]) -> None:
         f"face(s) enrolled (job {named['job_id']}), {named['newly_named']} newly named by "
         f"{len(named['reruns'])} re-run(s)"
     )
-    for bad in named["unreadable"] + named["failed"]:
+    for bad in named["left_out"] + named["failed"]:
         print(f"  not enrolled: {bad['image']}: {bad['error']}")
     for report in named["reruns"]:
         print(f"  job {report['rerun_of']} re-ran as job {report['job_id']}:")

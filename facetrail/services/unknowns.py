@@ -41,7 +41,7 @@ from facetrail.backends.base import BoundingBox
 from facetrail.backends.local.vectors import from_blob, to_blob
 from facetrail.contact_sheet import SHEET_MARGIN, Tile, draw_sheet, face_crop
 from facetrail.errors import FacetrailError, InvalidParameterError, NotFoundError
-from facetrail.images import open_image, to_jpeg
+from facetrail.images import LoadedImage, open_image
 from facetrail.images import upload as store_upload
 from facetrail.images.store import image_store
 from facetrail.jobs.base import TRUSTED_PATHS
@@ -61,7 +61,7 @@ from facetrail.models import (
     UnknownFaceStatus,
     cluster_label,
 )
-from facetrail.services import audit, past
+from facetrail.services import audit, corrections, past
 from facetrail.services.records import get_collection
 from facetrail.settings import Settings
 from facetrail.vectors import normalise
@@ -69,8 +69,6 @@ from facetrail.vectors import normalise
 log = logging.getLogger(__name__)
 
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED)
-# Context kept around a face for its enrollment crop: the detector finds the face again in it.
-NAME_MARGIN = 0.5
 # A re-run's face is an original's face when their boxes overlap this much (as rerun reports).
 SAME_FACE_IOU = 0.5
 # Faces drawn on one contact sheet (the newest); the title says how many there are.
@@ -429,45 +427,65 @@ def _apply_rerun(
         boxes = [_box(f) for f in item.faces if f.person_external_id is not None]
         if item.status == ItemStatus.SUCCEEDED and boxes:
             boxes_named[item.position] = boxes
-    if not boxes_named:
-        return {"job_id": job.id, "rerun_of": root.id, "named": 0, "left": []}
-    rows = session.execute(
-        select(UnknownFace, FaceResult, JobItem.position)
-        .join(FaceResult, UnknownFace.face_result_id == FaceResult.id)
-        .join(JobItem, FaceResult.job_item_id == JobItem.id)
-        .where(
-            JobItem.job_id == root.id,
-            JobItem.position.in_(list(boxes_named)),
+    originals = [
+        face.id
+        for face, position in session.execute(
+            select(FaceResult, JobItem.position)
+            .join(JobItem, FaceResult.job_item_id == JobItem.id)
+            .where(JobItem.job_id == root.id, JobItem.position.in_(list(boxes_named)))
+        ).tuples()
+        if any(_box(face).iou(other) >= SAME_FACE_IOU for other in boxes_named[position])
+    ]
+    named, left = _leave(session, originals)
+    if named:
+        audit.record(
+            session, settings, "unknowns_named_by_rerun", collection, job_id=job.id,
+            rerun_of=root.id, faces=named, clusters=left,
+        )  # fmt: skip
+    return {"job_id": job.id, "rerun_of": root.id, "named": named, "left": left}
+
+
+def faces_named(
+    session: Session,
+    settings: Settings,
+    collection: Collection,
+    face_result_ids: Sequence[int],
+    *,
+    reason: str,
+) -> int:
+    """Results that are named now (a correction said whose they are): their unknown faces leave
+    the pool and open clusters. Returns how many did."""
+    lock_collection(session, collection.id)
+    named, left = _leave(session, face_result_ids)
+    if named:
+        audit.record(
+            session, settings, f"unknowns_named_by_{reason}", collection, faces=named,
+            clusters=left,
+        )  # fmt: skip
+    return named
+
+
+def _leave(session: Session, face_result_ids: Sequence[int]) -> tuple[int, list[str]]:
+    """Unknown faces of these results that wait in the pool or an open cluster are named now:
+    they leave it (the clusters are recounted). Returns how many, and the clusters left."""
+    if not face_result_ids:
+        return 0, []
+    faces = session.scalars(
+        select(UnknownFace).where(
+            UnknownFace.face_result_id.in_(list(face_result_ids)),
             UnknownFace.status.in_([UnknownFaceStatus.POOL, UnknownFaceStatus.CLUSTERED]),
         )
     ).all()
     touched: set[int] = set()
-    named = 0
-    for unknown, face, position in rows:
-        box = _box(face)
-        if not any(box.iou(other) >= SAME_FACE_IOU for other in boxes_named[position]):
-            continue
+    for unknown in faces:
         cluster = session.get(UnknownCluster, unknown.cluster_id) if unknown.cluster_id else None
         if cluster is not None and cluster.status == ClusterStatus.OPEN:
             touched.add(cluster.id)
             unknown.cluster_id = None
         unknown.status = UnknownFaceStatus.NAMED
-        named += 1
     session.flush()
     refresh(session, touched)
-    left = sorted(cluster_label(c) for c in touched)
-    if named:
-        audit.record(
-            session,
-            settings,
-            "unknowns_named_by_rerun",
-            collection,
-            job_id=job.id,
-            rerun_of=root.id,
-            faces=named,
-            clusters=left,
-        )
-    return {"job_id": job.id, "rerun_of": root.id, "named": named, "left": left}
+    return len(faces), sorted(cluster_label(c) for c in touched)
 
 
 def _box(face: FaceResult) -> BoundingBox:
@@ -573,6 +591,7 @@ def show(session: Session, collection_name: str, ref: str | int) -> dict[str, An
         "members": [
             {
                 "face": unknown.id,
+                "face_result_id": face.id,
                 "status": unknown.status.value,
                 "job_id": job.id,
                 "image": item.source,
@@ -601,6 +620,27 @@ def remember_sheet(
     if cluster.sheet_sha256 and cluster.sheet_sha256 != key:
         image_store(settings).delete(cluster.sheet_sha256)
     cluster.sheet_sha256 = key
+
+
+def cluster_embeddings(
+    session: Session, collection: Collection, ref: str | int
+) -> tuple[str, np.ndarray]:
+    """A cluster's label and its faces' embeddings (n, dim), to search the past with."""
+    cluster = _cluster(session, collection, ref)
+    found = list(
+        _embeddings(
+            session,
+            select(UnknownFace.id, FaceResult.embedding)
+            .join(FaceResult, UnknownFace.face_result_id == FaceResult.id)
+            .where(
+                UnknownFace.cluster_id == cluster.id,
+                UnknownFace.status.in_([UnknownFaceStatus.CLUSTERED, UnknownFaceStatus.NAMED]),
+            ),
+        ).values()
+    )
+    if not found:
+        raise InvalidParameterError(f"{cluster.label} has no faces to search with")
+    return cluster.label, np.stack(found)
 
 
 def sheet_path(settings: Settings, collection_name: str, cid: int) -> Path:
@@ -750,6 +790,18 @@ def split(
 
 # Naming ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class NamingFace:
+    """A clustered face to enroll: where its photo is, how it may be read, where the face is,
+    and where the photo's other faces are (greyed out in its crop)."""
+
+    face: int
+    source: str
+    trusted: bool
+    box: BoundingBox
+    others: tuple[BoundingBox, ...]
+
+
+@dataclass(frozen=True)
 class Crop:
     """A cluster face cut out of its photo for enrollment: ``source`` is ``upload://...``."""
 
@@ -757,28 +809,59 @@ class Crop:
     source: str
 
 
+def naming_faces(
+    session: Session, collection_name: str, ref: str | int, person: str
+) -> tuple[list[NamingFace], list[dict[str, Any]]]:
+    """The faces of a cluster that naming it would enroll as ``person``, and those it will not:
+    a face a correction says is not ``person`` (services/corrections.py) stays out."""
+    collection = get_collection(session, collection_name)
+    cluster = _open(_cluster(session, collection, ref))
+    rows = session.execute(
+        select(UnknownFace.id, FaceResult, JobItem, Job)
+        .join(FaceResult, UnknownFace.face_result_id == FaceResult.id)
+        .join(JobItem, FaceResult.job_item_id == JobItem.id)
+        .join(Job, JobItem.job_id == Job.id)
+        .where(
+            UnknownFace.cluster_id == cluster.id,
+            UnknownFace.status == UnknownFaceStatus.CLUSTERED,
+        )
+        .order_by(UnknownFace.id)
+    ).all()
+    faces: list[NamingFace] = []
+    refused: list[dict[str, Any]] = []
+    for face_id, result, item, job in rows:
+        others = tuple(_box(f) for f in item.faces if f.id != result.id)
+        rules = corrections.rules_for(session, collection, item.image_id, [_box(result)])
+        if rules and rules[0] is not None and person in rules[0].not_people:
+            refused.append(
+                {"face": face_id, "image": item.source, "error": f"corrected: not {person}"}
+            )
+            continue
+        trusted = bool((job.parameters or {}).get(TRUSTED_PATHS))
+        faces.append(NamingFace(face_id, item.source, trusted, _box(result), others))
+    return faces, refused
+
+
 def naming_crops(
-    settings: Settings, shown: dict[str, Any]
+    settings: Settings, faces: Sequence[NamingFace]
 ) -> tuple[list[Crop], list[dict[str, Any]]]:
-    """Each clustered face of a cluster (``show``'s answer) cut out of its photo, with context
-    for the detector, and kept in the image store; and the faces whose photo could not be read,
-    with the reason. Photos are read as their jobs allowed (``trusted_paths``)."""
+    """Each face cut out of its photo as a correction's enrollment cuts it (context for the
+    detector, the photo's other faces greyed out: ``corrections.face_crop``) and kept in the
+    image store; and the faces whose photo could not be read, with the reason. Photos are read
+    as their jobs allowed (``trusted_paths``)."""
     crops: list[Crop] = []
     unreadable: list[dict[str, Any]] = []
-    photos: dict[str, Any] = {}
-    for face in shown["members"]:
-        if face["status"] != UnknownFaceStatus.CLUSTERED.value:
-            continue
-        source = face["image"]
+    photos: dict[str, LoadedImage] = {}
+    for face in faces:
         try:
-            if source not in photos:
-                photos[source] = open_image(settings, source, local=face[TRUSTED_PATHS]).pixels
-            crop = face_crop(photos[source], BoundingBox(**face["box"]), NAME_MARGIN)
-            crops.append(Crop(face["face"], store_upload(settings, to_jpeg(crop))))
+            if face.source not in photos:
+                photos[face.source] = open_image(settings, face.source, local=face.trusted)
+            crop = corrections.face_crop(photos[face.source], face.box, face.others)
+            crops.append(Crop(face.face, store_upload(settings, crop)))
         except FacetrailError as exc:
             if exc.retryable:
                 raise
-            unreadable.append({"face": face["face"], "image": source, "error": exc.message})
+            unreadable.append({"face": face.face, "image": face.source, "error": exc.message})
     return crops, unreadable
 
 
@@ -789,7 +872,7 @@ def start_naming(
     ref: str | int,
     person: str,
     crops: Sequence[Crop],
-    unreadable: Sequence[dict[str, Any]] = (),
+    left_out: Sequence[dict[str, Any]] = (),
 ) -> Job:
     """Create the enrollment job that names a cluster (its items are ``crops``, from
     :func:`naming_crops`); the caller commits, then starts it. When it finishes,
@@ -810,7 +893,7 @@ def start_naming(
     # Faces that left the cluster since the crops were cut are not enrolled.
     kept = [c for c in crops if c.face in clustered]
     if not kept:
-        reasons = "; ".join(u["error"] for u in unreadable[:3])
+        reasons = "; ".join(u["error"] for u in left_out[:3])
         raise InvalidParameterError(
             f"none of {cluster.label}'s photos could be read" + (f": {reasons}" if reasons else "")
         )
@@ -841,7 +924,7 @@ def start_naming(
         cluster=cluster.label,
         person=person,
         faces=len(kept),
-        unreadable=len(unreadable),
+        left_out=len(left_out),
     )
     return job
 

@@ -67,7 +67,7 @@ def test_naming_a_cluster_enrolls_reruns_and_reports_through_a_worker(served: Se
     named = ft.name_unknown("band", cluster["cluster"], "alice", timeout=300)
 
     assert named["status"] == "named" and named["enrolled"] == 4, named
-    assert named["unreadable"] == [] and named["failed"] == []
+    assert named["left_out"] == [] and named["failed"] == []
     # Both jobs were re-run; every face of the cluster is now named alice, nothing else moved.
     assert sorted(r["rerun_of"] for r in named["reruns"]) == sorted(
         [first["job_id"], second["job_id"]]

@@ -390,6 +390,30 @@ def test_erasing_a_cluster_erases_its_faces_in_reruns_too(world: World) -> None:
     assert {j for j, _ in left} == {job, rerun, again}
 
 
+def test_corrections_take_faces_out_and_keep_them_from_a_naming(world: World) -> None:
+    """A face a correction names leaves its cluster; a face a correction says is not alice is
+    not enrolled when the cluster is named alice."""
+    from facetrail.services import corrections
+    from facetrail.services.records import get_or_create_person
+
+    world.cluster(world.identify(photos("ann", "ann", "ann", "ann")))
+    (label,) = world.clusters()
+    first, second, *_ = [
+        m["face_result_id"] for m in Facetrail(world.settings).unknown("band", label)["members"]
+    ]
+    with session_scope(world.settings) as session:
+        collection = catalog.get_collection(session, "band")
+        get_or_create_person(session, collection, "alice", display_name="alice")
+        corrections.correct_is(session, world.settings, "band", first, "ann")
+        corrections.correct_not(session, world.settings, "band", second, "alice")
+    assert world.clusters()[label] == ["ann"] * 3
+    with session_scope(world.settings) as session:
+        faces, refused = unknowns.naming_faces(session, "band", label, "alice")
+        events = [e.action for e in session.scalars(select(AuditEvent))]
+    assert len(faces) == 2 and [r["error"] for r in refused] == ["corrected: not alice"]
+    assert "unknowns_named_by_correction" in events
+
+
 def test_references_and_refusals(world: World) -> None:
     assert unknowns.cluster_id("unknown-42") == unknowns.cluster_id(" 42 ") == 42
     with pytest.raises(InvalidParameterError):
@@ -461,6 +485,12 @@ def test_the_contact_sheet_of_a_real_cluster(settings: Settings) -> None:
     # Each face comes from a photo of the chosen people.
     images = {Path(m["image"]).name for m in shown["members"]}
     assert images <= {p.name for group in chosen for p in group}
+    # The cluster searches the past as one person: its own faces are found.
+    found = ft.search_past("band", cluster=label)
+    assert found["query"] == {"cluster": label, "faces": count}
+    assert {m["face_result_id"] for m in shown["members"]} <= {
+        m["face_result_id"] for m in found["matches"]
+    }
 
 
 def test_the_command_line(cli: Settings, capsys: pytest.CaptureFixture[str]) -> None:
