@@ -38,6 +38,7 @@ from facetrail.models import (
     JobItem,
     JobKind,
     JobStatus,
+    PastFaceChange,
     UnknownCluster,
     UnknownFace,
 )
@@ -385,6 +386,11 @@ def test_erasing_a_cluster_erases_its_faces_in_reruns_too(world: World) -> None:
         ).all()
         cluster = session.get_one(UnknownCluster, unknowns.cluster_id(ann))
         assert cluster.status == ClusterStatus.ERASED and cluster.centroid is None
+        # Out of every process's past-faces index too (services/past.py), at its next search.
+        removed = session.scalars(
+            select(PastFaceChange.face_result_id).where(PastFaceChange.added.is_(False))
+        ).all()
+        assert len(removed) == 6
     # In every job, ann's two faces lost their embeddings and bob's kept theirs.
     assert [kept for _, kept in left] == [False, False, True, True] * 3
     assert {j for j, _ in left} == {job, rerun, again}
