@@ -12,16 +12,22 @@ import time
 from typing import Any
 
 from celery import Task
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from facetrail.db import session_scope
 from facetrail.errors import FacetrailError, InvalidParameterError
 from facetrail.jobs import runner
 from facetrail.jobs.submit import request_id_of, submit_job
-from facetrail.models import JobItem
+from facetrail.models import Job, JobItem
 from facetrail.settings import Settings
 from facetrail.worker.app import app, settings_of
-from facetrail.worker.notify import notify_answer, notify_if_finished, notify_rejected
+from facetrail.worker.notify import (
+    FINISHED,
+    notify_answer,
+    notify_if_finished,
+    notify_rejected,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +51,15 @@ def _run_once(settings: Settings, item_id: int, *, final: bool) -> str:
 
     status = runner.run_item(settings, item_id, final_attempt=final)
     with session_scope(settings) as session:
-        job_id = session.get_one(JobItem, item_id).job_id
+        job_id, job_status = session.execute(
+            select(JobItem.job_id, Job.status)
+            .join(Job, JobItem.job_id == Job.id)
+            .where(JobItem.id == item_id)
+        ).one()
     notify_if_finished(settings, job_id)
-    follow_up(settings, job_id)  # after the item's commit: its job may have just finished
+    if job_status in FINISHED:
+        # Read after the item's commit: whichever item finished the job last sees it finished.
+        follow_up(settings, job_id)
     return str(status)
 
 
