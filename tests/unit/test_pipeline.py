@@ -26,6 +26,7 @@ from facetrail.errors import MissingExtraError, ModelNotInstalledError
 from facetrail.inference import detector as det
 from facetrail.inference.align import ARCFACE_TEMPLATE, align_face, similarity_transform
 from facetrail.inference.embedders import DlibEmbedder
+from facetrail.inference.runtime import TFLiteNet
 from facetrail.settings import Settings
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -190,13 +191,13 @@ def test_concurrent_detection_matches_serial(pipeline: FacePipeline) -> None:
 
 def test_pnet_tiles_reproduce_the_whole_level_map(models_dir: Path) -> None:
     # The packing in detector._pack must give exactly what P-net gives on each whole level.
-    net = det._Net((models_dir / "pnet.tflite").read_bytes(), threads=2, cache_size=8)
+    net = TFLiteNet((models_dir / "pnet.tflite").read_bytes(), threads=2)
     image = rgb(DEEPFACE / "img67.jpg")
     levels = []
     for scale in (0.3, 0.13, 0.04):
         levels.append((scale, det._normalise(resized(image, scale)).transpose(1, 0, 2)))
     canvases, places = det._pack(levels)
-    prob, _ = det._batched(net, canvases, det.PNET_OUT, det.PNET_BATCH)
+    prob, _ = net.run_batched(canvases, det.PNET_OUT, det.PNET_BATCH)
     for no, (_, xy) in enumerate(levels):
         (full, _) = net.run(np.ascontiguousarray(xy[None]), det.PNET_OUT)
         cells = ((xy.shape[0] - 12) // 2 + 1, (xy.shape[1] - 12) // 2 + 1)
