@@ -148,8 +148,9 @@ class MTCNNDetector(Model[list[Detection]]):
         return scales
 
     def _stage_p(self, pyramid: _Pyramid) -> FloatArray:
-        # (x - 127.5) / 128, transposed to (W, H) as the Caffe-trained nets expect.
-        levels = [(s, _normalise(level).transpose(1, 0, 2)) for s, level in pyramid.levels]
+        # Transposed to (W, H) as the Caffe-trained nets expect (cv2.transpose: packing from
+        # transposed views cost 4x more); _pack normalises.
+        levels = [np.asarray(cv2.transpose(level), np.uint8) for _, level in pyramid.levels]
         canvases, places = _pack(levels)
         if not places:
             return np.zeros((0, 5), np.float32)
@@ -163,7 +164,7 @@ class MTCNNDetector(Model[list[Detection]]):
                 reg[window],
                 p.cell_x,
                 p.cell_y,
-                levels[p.level][0],
+                pyramid.levels[p.level][0],
                 self.config.thresholds[0],
             )
             if len(boxes):
@@ -239,8 +240,9 @@ class _Place:
     cells_y: int
 
 
-def _pack(levels: list[tuple[float, FloatArray]]) -> tuple[FloatArray, list[_Place]]:
-    """Cut transposed pyramid levels (W, H, 3) into chunks and pack them into PNET_TILE squares.
+def _pack(levels: Sequence[UInt8Array]) -> tuple[FloatArray, list[_Place]]:
+    """Cut transposed pyramid levels (W, H, 3) into chunks and pack them into PNET_TILE squares,
+    normalised as P-net takes them.
 
     P-net is fully convolutional without padding: map cell i sees input [2i, 2i + 12). A chunk of
     n cells is 2n + 10 pixels wide, so chunks cut every 2n pixels reproduce the level's map
@@ -250,7 +252,7 @@ def _pack(levels: list[tuple[float, FloatArray]]) -> tuple[FloatArray, list[_Pla
     """
     per = PNET_TILE // 2 - 5
     chunks = []  # (width px, height px, level, cell x, cell y, cells x, cells y)
-    for no, (_, xy) in enumerate(levels):
+    for no, xy in enumerate(levels):
         cells_x, cells_y = (xy.shape[0] - PNET_CELL) // 2 + 1, (xy.shape[1] - PNET_CELL) // 2 + 1
         for cx in range(0, max(cells_x, 0), per):
             for cy in range(0, max(cells_y, 0), per):
@@ -276,12 +278,14 @@ def _pack(levels: list[tuple[float, FloatArray]]) -> tuple[FloatArray, list[_Pla
             shelves.append(shelf)
         places.append(_Place(shelf[0], shelf[1] // 2, shelf[3] // 2, no, cx, cy, nx, ny))
         shelf[3] += h
-    out = np.zeros((len(widths), PNET_TILE, PNET_TILE, 3), np.float32)
+    # Packed as uint8 and normalised at once. What lies between chunks is never read back (no
+    # cell of a chunk sees past its edges), so it may be anything.
+    out = np.zeros((len(widths), PNET_TILE, PNET_TILE, 3), np.uint8)
     for p in places:
         w, h = 2 * p.cells_x + 10, 2 * p.cells_y + 10
-        src = levels[p.level][1][2 * p.cell_x : 2 * p.cell_x + w, 2 * p.cell_y : 2 * p.cell_y + h]
+        src = levels[p.level][2 * p.cell_x : 2 * p.cell_x + w, 2 * p.cell_y : 2 * p.cell_y + h]
         out[p.canvas, 2 * p.at_x : 2 * p.at_x + w, 2 * p.at_y : 2 * p.at_y + h] = src
-    return out, places
+    return _normalise(out), places
 
 
 def _generate(

@@ -193,13 +193,11 @@ def test_pnet_tiles_reproduce_the_whole_level_map(models_dir: Path) -> None:
     # The packing in detector._pack must give exactly what P-net gives on each whole level.
     net = TFLiteNet((models_dir / "pnet.tflite").read_bytes(), threads=2)
     image = rgb(DEEPFACE / "img67.jpg")
-    levels = []
-    for scale in (0.3, 0.13, 0.04):
-        levels.append((scale, det._normalise(resized(image, scale)).transpose(1, 0, 2)))
+    levels = [resized(image, scale).transpose(1, 0, 2) for scale in (0.3, 0.13, 0.04)]
     canvases, places = det._pack(levels)
     prob, _ = net.run_batched(canvases, det.PNET_OUT, det.PNET_BATCH)
-    for no, (_, xy) in enumerate(levels):
-        (full, _) = net.run(np.ascontiguousarray(xy[None]), det.PNET_OUT)
+    for no, xy in enumerate(levels):
+        (full, _) = net.run(det._normalise(xy)[None], det.PNET_OUT)
         cells = ((xy.shape[0] - 12) // 2 + 1, (xy.shape[1] - 12) // 2 + 1)
         rebuilt = np.full(cells, np.nan, np.float32)
         for p in (p for p in places if p.level == no):
