@@ -172,11 +172,11 @@ class MTCNNDetector(Model[list[Detection]]):
         found = []
         for parts in per_level.values():
             boxes = np.concatenate(parts)
-            found.append(boxes[_nms(boxes, 0.5, "union")])
+            found.append(boxes[nms(boxes, 0.5, "union")])
         if not found:
             return np.zeros((0, 5), np.float32)
         boxes = np.concatenate(found)
-        boxes = boxes[_nms(boxes, 0.7, "union")]
+        boxes = boxes[nms(boxes, 0.7, "union")]
         boxes = _regress(boxes[:, :5], boxes[:, 5:9])
         return _square(boxes)
 
@@ -187,7 +187,7 @@ class MTCNNDetector(Model[list[Detection]]):
         boxes = boxes[keep].copy()
         boxes[:, 4] = prob[keep, 1]
         reg = reg[keep]
-        pick = _nms(boxes, 0.7, "union")
+        pick = nms(boxes, 0.7, "union")
         return _square(_regress(boxes[pick], reg[pick]))
 
     def _stage_o(self, pyramid: _Pyramid, boxes: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -213,7 +213,7 @@ class MTCNNDetector(Model[list[Detection]]):
         points[:, :5] = points[:, :5] * w + boxes[:, 0:1] - 1
         points[:, 5:] = points[:, 5:] * h + boxes[:, 1:2] - 1
         boxes = _regress(boxes, reg)
-        pick = _nms(boxes, 0.7, "min")
+        pick = nms(boxes, 0.7, "min")
         return boxes[pick], points[pick]
 
 
@@ -331,7 +331,7 @@ def _square(boxes: FloatArray) -> FloatArray:
     return out
 
 
-def _nms(boxes: FloatArray, threshold: float, method: str) -> npt.NDArray[np.intp]:
+def nms(boxes: FloatArray, threshold: float, method: str) -> npt.NDArray[np.intp]:
     """Greedy non-maximum suppression; ``min`` divides by the smaller area (drops nested boxes)."""
     if len(boxes) == 0:
         return np.zeros(0, np.intp)
