@@ -55,16 +55,12 @@ def iou(a: npt.NDArray[np.float32], b: tuple[float, float, float, float]) -> flo
     return box_a.iou(box_b)
 
 
-@pytest.fixture(scope="module")
-def pipeline(models_dir: Path) -> FacePipeline:
-    return FacePipeline(Settings(models_dir=models_dir))
-
-
-@pytest.fixture(scope="module")
-def dlib_pipeline(models_dir: Path) -> FacePipeline:
-    if not HAS_DLIB:
-        pytest.skip("the dlib extra is not installed")
-    return FacePipeline(Settings(models_dir=models_dir, embedder="dlib"))
+@pytest.fixture(scope="module", params=["mtcnn", "retinaface"])
+def pipeline(models_dir: Path, request: pytest.FixtureRequest) -> FacePipeline:
+    """Each test of the pipeline runs with each detector."""
+    if request.param == "retinaface" and importlib.util.find_spec("onnxruntime") is None:
+        pytest.skip("RetinaFace runs on onnxruntime (the tagging extra), not installed")
+    return FacePipeline(Settings(models_dir=models_dir, detector=request.param))
 
 
 def test_nothing_loads_before_use(tmp_path: Path) -> None:
@@ -160,9 +156,16 @@ def _largest_vector(pipeline: FacePipeline, path: Path) -> npt.NDArray[np.float3
     return np.asarray(vectors[0], np.float32)
 
 
-@pytest.mark.parametrize("which", ["pipeline", "dlib_pipeline"])
-def test_same_person_scores_above_different(which: str, request: pytest.FixtureRequest) -> None:
-    pipeline: FacePipeline = request.getfixturevalue(which)
+@pytest.mark.parametrize(
+    ("detector", "embedder"),
+    [("mtcnn", "mobilefacenet"), ("retinaface", "mobilefacenet"), ("mtcnn", "dlib")],
+)
+def test_same_person_scores_above_different(models_dir: Path, detector: str, embedder: str) -> None:
+    if embedder == "dlib" and not HAS_DLIB:
+        pytest.skip("the dlib extra is not installed")
+    if detector == "retinaface" and importlib.util.find_spec("onnxruntime") is None:
+        pytest.skip("RetinaFace runs on onnxruntime (the tagging extra), not installed")
+    pipeline = FacePipeline(Settings(models_dir=models_dir, detector=detector, embedder=embedder))
     obama = _largest_vector(pipeline, FR_TESTS / "obama.jpg")
     same = [
         float(obama @ _largest_vector(pipeline, FR_TESTS / n)) for n in ("obama2.jpg", "obama3.jpg")
