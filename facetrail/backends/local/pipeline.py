@@ -29,23 +29,22 @@ from facetrail.backends.base import (
 from facetrail.backends.local import calibration
 from facetrail.backends.local.attributes import estimate_pose, estimate_quality, face_attributes
 from facetrail.errors import ConfigurationError
-from facetrail.inference.base import Model
-from facetrail.inference.detector import Detection, DetectorConfig, MTCNNDetector
+from facetrail.inference.detector import (
+    DETECTORS,
+    Detection,
+    DetectorConfig,
+    MTCNNDetector,
+    RetinaFaceDetector,
+)
 from facetrail.inference.embedders import Embedder, create_embedder, embedder_class
 from facetrail.inference.face_attributes import AgeGenderModel, EmotionModel
 from facetrail.inference.face_mesh import FaceMeshModel
-from facetrail.inference.retinaface import RetinaFaceDetector
 from facetrail.modelfiles import MODELS, model_path
 from facetrail.settings import Settings
 
 FloatArray = npt.NDArray[np.float32]
 UInt8Array = npt.NDArray[np.uint8]
 
-# Settings.detector -> (the model version's detector part, the model files it loads).
-DETECTORS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "mtcnn": ("mtcnn-tflite", ("pnet", "rnet", "onet")),
-    "retinaface": ("retinaface-mnet025", ("retinaface",)),
-}
 # Images whose shorter side is below this are always searched on the padded copy.
 SMALL_SIDE = 160
 # Padding on every side, as a fraction of the image's side: room for the forehead and chin a
@@ -88,17 +87,14 @@ class FacePipeline:
         found by another detector are aligned on other landmarks, so their vectors differ."""
         embedder = self.embedder_class
         weights = MODELS[embedder.weights[-1]].sha256[:8]
-        detector = DETECTORS[self.settings.detector][0]
+        detector = DETECTORS[self.settings.detector].version
         return f"{detector}/{embedder.name}-{embedder.dim}@{weights}"
 
     @property
-    def detector(self) -> Model[list[Detection]]:
-        names = DETECTORS[self.settings.detector][1]
-        files = [model_path(self.settings, name) for name in names]
-        threads, config = self.settings.threads, self.detector_config
-        if self.settings.detector == "retinaface":
-            return RetinaFaceDetector.shared(files, threads=threads, config=config)
-        return MTCNNDetector.shared(files, threads=threads, config=config)
+    def detector(self) -> MTCNNDetector | RetinaFaceDetector:
+        cls = DETECTORS[self.settings.detector]
+        files = [model_path(self.settings, name) for name in cls.weights]
+        return cls.shared(files, threads=self.settings.threads, config=self.detector_config)
 
     @property
     def embedder(self) -> Embedder:
