@@ -18,7 +18,6 @@ from facetrail.db import session_scope
 from facetrail.errors import FacetrailError, InvalidParameterError
 from facetrail.jobs import runner
 from facetrail.jobs.submit import request_id_of, submit_job
-from facetrail.models import JobItem
 from facetrail.settings import Settings
 from facetrail.worker.app import app, settings_of
 from facetrail.worker.notify import notify_answer, notify_if_finished, notify_rejected
@@ -41,11 +40,11 @@ def _retry_or_raise(task: Task[Any, Any], exc: Exception, what: str) -> None:
 
 
 def _run_once(settings: Settings, item_id: int, *, final: bool) -> str:
-    status = runner.run_item(settings, item_id, final_attempt=final)
-    with session_scope(settings) as session:
-        job_id = session.get_one(JobItem, item_id).job_id
-    notify_if_finished(settings, job_id)
-    return str(status)
+    outcome = runner.run_item(settings, item_id, final_attempt=final)
+    # Only the item that finished its job (or a redelivery of a finished one) notifies.
+    if outcome.job_id is not None and outcome.job_finished:
+        notify_if_finished(settings, outcome.job_id)
+    return str(outcome.status)
 
 
 def _run_inline(settings: Settings, item_id: int) -> str:
