@@ -7,6 +7,8 @@
 3. ``--only layouts``: tag jobs (every operation) and identify jobs through one `facetrail worker`
    for each layout of processes x inference threads, the code of ``--baseline`` beside this
    checkout's, alternating; CPU time of the worker's processes per image and images per second.
+4. ``--only memory [--detector NAME]``: the peak resident memory of a worker's main and pool
+   process after identifying the throughput section's photos.
 
 Each figure is a ratio against a baseline measured in the same run.
 """
@@ -226,14 +228,51 @@ def rerun(n: int) -> dict[str, float]:
     }
 
 
+def _peak_mib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) // 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def worker_memory(detector: str) -> tuple[int, int]:
+    """Peak resident MiB of a `facetrail worker`'s main and pool process (concurrency 1,
+    Redis, PostgreSQL) after it identified the throughput section's 76 photos."""
+    from bench.plan import Plan
+
+    photos = [str(p) for p in Plan(DATA, None).photos]
+    with tempfile.TemporaryDirectory() as tmp, scratch_database("facetrail_bench") as url:
+        folder = Path(tmp)
+        redis = PrivateRedis(folder)
+        redis.start()
+        try:
+            settings = Settings(
+                home=folder / "home", models_dir=MODELS, database_url=url, detector=detector
+            )
+            upgrade(settings)
+            Facetrail(settings).enroll("bench", KNN / "train")
+            settings = settings.with_(broker_url=redis.url)
+            worker = Worker(settings, folder / "worker.log", FACETRAIL_DETECTOR=detector)
+            try:
+                timed_job(Facetrail(settings), photos)
+                pid = worker.proc.pid
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+                return _peak_mib(pid), max(_peak_mib(int(child)) for child in children)
+            finally:
+                worker.stop()
+        finally:
+            redis.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=120)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--only", choices=["workers", "rerun", "layouts"])
+    parser.add_argument("--only", choices=["workers", "rerun", "layouts", "memory"])
     parser.add_argument("--kinds", default="tag,identify", help="layouts: job kinds")
     parser.add_argument("--layouts", default="1x2,2x1,2x2", help="layouts: processes x threads")
     parser.add_argument("--baseline", default="", help="layouts: a git revision run beside")
+    parser.add_argument("--detector", default="mtcnn", help="for --only memory")
     args = parser.parse_args()
     if args.only == "layouts":
         with tempfile.TemporaryDirectory(prefix="facetrail-baseline-") as tmp:
@@ -248,6 +287,13 @@ def main() -> None:
         )
         print()
         print(layouts_table(runs))
+        return
+    if args.only == "memory":
+        main_mib, pool_mib = worker_memory(args.detector)
+        print(
+            f"facetrail worker ({args.detector}): main process {main_mib} MiB, pool process "
+            f"{pool_mib} MiB (peak resident sets after identifying 76 photos)"
+        )
         return
     print(
         f"{len(PHOTOS)} distinct photos from face_recognition's examples, cycled to {args.images}"

@@ -17,7 +17,7 @@ from facetrail.jobs.base import TRUSTED_PATHS, UploadedImage
 from facetrail.jobs.rerun import rerun_changes
 from facetrail.jobs.submit import parse_payload
 from facetrail.migrate import ensure_schema
-from facetrail.models import Job, JobStatus
+from facetrail.models import Job
 from facetrail.services import audit, corrections, past, people, unknowns
 from facetrail.services.records import get_collection
 from facetrail.services.reports import job_report, list_jobs
@@ -28,7 +28,6 @@ from facetrail.worker.dispatch import submit
 # An image: a path, URL, s3:// key or upload:// reference, or the image's bytes.
 ImageInput = str | Path | bytes
 Progress = Callable[[int, int], None]  # (done, total)
-FINISHED = {JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED}
 
 
 class Facetrail:
@@ -558,7 +557,7 @@ class Facetrail:
                 )
             if progress is not None:
                 progress(done, total)
-            if status in FINISHED:
+            if status.finished:
                 return self.job(job_id)
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {status.value} after {timeout}s")

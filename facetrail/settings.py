@@ -25,7 +25,9 @@ class Settings:
     # No broker: jobs run in-process with the same task code.
     broker_url: str = ""
     backend: str = "local"
-    # Local backend: which embedder and where model files live.
+    # Local backend: which face detector ("mtcnn" or "retinaface") and embedder, and where
+    # model files live.
+    detector: str = "mtcnn"
     embedder: str = "mobilefacenet"
     models_dir: Path | None = None
     min_face_size: int = 20

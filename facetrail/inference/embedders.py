@@ -18,7 +18,7 @@ from facetrail.errors import ConfigurationError
 from facetrail.inference.align import align_face
 from facetrail.inference.base import Model
 from facetrail.inference.detector import Detection, dlib_style_box
-from facetrail.inference.runtime import require, tflite_interpreter
+from facetrail.inference.runtime import TFLiteNet, require
 from facetrail.modelfiles import model_path
 from facetrail.settings import Settings
 
@@ -58,51 +58,42 @@ class Embedder(Model[Embeddings]):
 class MobileFaceNetEmbedder(Embedder):
     """MobileFaceNet (TFLite, 192-d) on 112x112 ArcFace-aligned crops.
 
-    The file's input is fixed at two faces, ``[2, 112, 112, 3]`` RGB scaled ``(x - 127.5) / 128``
-    (resizing the batch fails inside the graph: ``resize_tensor_input`` to 1, 3 or 4 faces, with
-    ``strict=False``, stops at allocation with "XNNPack delegate failed to reshape runtime" at
-    node 230, a reshape that pins the batch at two), so faces go two per call, an odd one padded.
-    ``flip=True`` sums each face's embedding with its mirror image's instead (one call per face);
-    on deepface's pairs it changed 1 decision in 580, so it is off (docs/models.md).
+    The file's input is fixed at two faces, ``[2, 112, 112, 3]`` RGB scaled ``(x - 127.5) / 128``,
+    and its last reshape pins the batch at two (``[2, 192]``: resizing the input alone fails at
+    allocation, "XNNPack delegate failed to reshape runtime", node 230). ``runtime.TFLiteNet``
+    loads it with that reshape's batch left free, so faces run in batches of their own count
+    (power-of-two pieces) and a one-face photo pays for one face, not two; the outputs equal the
+    original file's to the last bit. ``flip=True`` sums each face's embedding with its mirror
+    image's; on deepface's pairs it changed 1 decision in 580, so it is off (docs/models.md).
     """
 
     name = "mobilefacenet"
     dim = 192
     weights = ("mobilefacenet",)
     calibration = (31.4007, -15.6564)  # similarity 80 at cosine 0.543
+    max_batch = 8
+    output = "embeddings"
 
     def __init__(self, files: Sequence[Path], *, threads: int = 1, flip: bool = False) -> None:
         super().__init__(files, threads=threads)
         self.flip = flip
-        self._interpreter: Any = None
+        self._net: TFLiteNet | None = None
 
     def _load(self) -> None:
-        interpreter = tflite_interpreter(self.threads, path=self.files[0])
-        interpreter.allocate_tensors()
-        self._interpreter = interpreter
+        self._net = TFLiteNet(self.files[0].read_bytes(), self.threads)
 
     def _embed(
         self, rgb: UInt8Array, detections: Sequence[Detection]
     ) -> tuple[FloatArray, list[UInt8Array]]:
+        assert self._net is not None, "predict() loads the model first"
         crops = [align_face(rgb, d.landmarks) for d in detections]
         batch = (np.stack(crops).astype(np.float32) - 127.5) / 128.0
         if self.flip:
-            pairs = [np.stack([face, face[:, ::-1]]) for face in batch]
-            vectors = [self._run(pair).sum(axis=0) for pair in pairs]
-            return np.stack(vectors).astype(np.float32), crops
-        out = []
-        for start in range(0, len(batch), 2):
-            pair = batch[start : start + 2]
-            if len(pair) == 1:  # odd count: pad with a copy, drop its output
-                pair = np.concatenate([pair, pair])
-            out.append(self._run(pair)[: len(batch) - start])
-        return np.concatenate(out).astype(np.float32), crops
-
-    def _run(self, pair: FloatArray) -> FloatArray:
-        interp = self._interpreter
-        interp.set_tensor(interp.get_input_details()[0]["index"], np.ascontiguousarray(pair))
-        interp.invoke()
-        return np.array(interp.get_tensor(interp.get_output_details()[0]["index"]), np.float32)
+            batch = np.concatenate([batch, batch[:, :, ::-1]])
+        (vectors,) = self._net.run_batched(batch, [self.output], self.max_batch)
+        if self.flip:
+            vectors = vectors[: len(crops)] + vectors[len(crops) :]
+        return np.asarray(vectors, np.float32), crops
 
 
 class DlibEmbedder(Embedder):

@@ -49,6 +49,8 @@ class Context:
 
     settings: Settings
     claim: Claim
+    # Set by ``succeed``: whether the job had no unfinished item left after this one.
+    job_finished: bool = False
 
     def backend(self, name: str, options: dict[str, object]) -> Backend:
         return backend_for(self.settings, name, dict(options))
@@ -105,43 +107,60 @@ class Context:
                 finished_at=utcnow(),
             )
         )
-        return rollup(session, claim.job_id)
+        job = rollup(session, claim.job_id)
+        self.job_finished = job.status.finished
+        return job
 
 
-def run_item(settings: Settings, item_id: int, *, final_attempt: bool = True) -> ItemStatus:
+@dataclass(frozen=True)
+class Outcome:
+    """How an item ended, and what the caller needs for notifying without another query."""
+
+    status: ItemStatus
+    job_id: int | None  # None: no such item
+    job_finished: bool  # the job has no unfinished item left (True where not known)
+
+
+def run_item(settings: Settings, item_id: int, *, final_attempt: bool = True) -> Outcome:
     """Run one item. Raises a retryable FacetrailError when the caller should try again."""
     try:
         with session_scope(settings) as session:
             claimed = claim(session, item_id)
-        if claimed is None:
-            return ItemStatus.SUCCEEDED  # already finished by an earlier delivery
-        job_type(claimed.kind).run(Context(settings, claimed), claimed)
-        return ItemStatus.SUCCEEDED
+        if isinstance(claimed, int):  # already finished by an earlier delivery
+            return Outcome(ItemStatus.SUCCEEDED, claimed, job_finished=True)
+        ctx = Context(settings, claimed)
+        job_type(claimed.kind).run(ctx, claimed)
+        return Outcome(ItemStatus.SUCCEEDED, claimed.job_id, ctx.job_finished)
     except (OperationalError, DBAPIError) as exc:
         # The database went away: nothing was committed for this item, so try again later.
         raise BackendUnavailableError(f"database unavailable: {exc.orig}") from exc
     except FacetrailError as exc:
         if exc.retryable and not final_attempt:
             raise
-        fail(settings, item_id, exc.code, exc.message)
-        return ItemStatus.FAILED
+        return fail(settings, item_id, exc.code, exc.message)
     except Exception as exc:  # an unexpected bug must fail one item, not the batch
         log.exception("item %s failed unexpectedly", item_id)
-        fail(settings, item_id, "internal", f"{type(exc).__name__}: {exc}")
-        return ItemStatus.FAILED
+        return fail(settings, item_id, "internal", f"{type(exc).__name__}: {exc}")
 
 
-def claim(session: Session, item_id: int) -> Claim | None:
-    """Mark an unfinished item running and return what its run needs (None: it finished)."""
-    item = session.get(JobItem, item_id)
-    if item is None:
+def claim(session: Session, item_id: int) -> Claim | int:
+    """Mark an unfinished item running and return what its run needs (or, when it finished
+    already, its job's id)."""
+    # Item, job and collection in one statement (three before: item, lazy job, collection).
+    row = session.execute(
+        select(JobItem, Job, Collection)
+        .join(Job, JobItem.job_id == Job.id)
+        .outerjoin(Collection, Collection.id == Job.collection_id)
+        .where(JobItem.id == item_id)
+    ).first()
+    if row is None:
         raise NotFoundError(f"job item {item_id} does not exist")
+    item, job, collection = row.tuple()
     if item.status in (ItemStatus.SUCCEEDED, ItemStatus.FAILED):
-        return None
+        return job.id
     item.status = ItemStatus.RUNNING
     item.attempts += 1
     item.started_at = utcnow()
-    job = item.job
     if job.started_at is None:
         job.started_at = utcnow()
     # Running items are not counted, so the counts stand; only a pending job changes status
@@ -152,9 +171,8 @@ def claim(session: Session, item_id: int) -> Claim | None:
     backend, options = job.backend, {}
     collection_id = backend_collection_id = None
     if kind.uses_collection:
-        if job.collection_id is None:
+        if collection is None:
             raise NotFoundError(f"the collection of job {job.id} was deleted")
-        collection = session.get_one(Collection, job.collection_id)
         backend, options = collection.backend, dict(collection.backend_options)
         collection_id, backend_collection_id = collection.id, collection.backend_collection_id
     return Claim(
@@ -175,19 +193,20 @@ def claim(session: Session, item_id: int) -> Claim | None:
     )
 
 
-def fail(settings: Settings, item_id: int, code: str, message: str) -> None:
+def fail(settings: Settings, item_id: int, code: str, message: str) -> Outcome:
     """Record why an item failed, dropping anything an interrupted attempt wrote."""
     with session_scope(settings) as session:
         item = session.get(JobItem, item_id)
         if item is None:
-            return
+            return Outcome(ItemStatus.FAILED, None, job_finished=False)
         session.execute(delete(FaceResult).where(FaceResult.job_item_id == item_id))
         session.execute(delete(TagResult).where(TagResult.job_item_id == item_id))
         item.status = ItemStatus.FAILED
         item.error_code = code
         item.error = message
         item.finished_at = utcnow()
-        rollup(session, item.job_id)
+        job = rollup(session, item.job_id)
+        return Outcome(ItemStatus.FAILED, job.id, job.status.finished)
 
 
 def rollup(session: Session, job_id: int) -> Job:

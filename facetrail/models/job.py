@@ -24,6 +24,10 @@ class JobStatus(enum.StrEnum):
     PARTIAL = "partial"  # finished, some items failed
     FAILED = "failed"  # finished, every item failed
 
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED)
+
 
 class ItemStatus(enum.StrEnum):
     PENDING = "pending"

@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 
 from facetrail.db import session_scope
-from facetrail.models import Job, JobStatus
+from facetrail.models import Job
 from facetrail.services.reports import job_report
 from facetrail.settings import Settings
-
-FINISHED = {JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED}
 
 
 def done_key(request_id: str) -> str:
@@ -53,7 +51,7 @@ def notify_if_finished(settings: Settings, job_id: int) -> bool:
         return False
     with session_scope(settings) as session:
         job = session.get(Job, job_id)
-        if job is None or job.request_id is None or job.status not in FINISHED:
+        if job is None or job.request_id is None or not job.status.finished:
             return False
         request_id = job.request_id
         report = job_report(session, job_id)

@@ -12,22 +12,15 @@ import time
 from typing import Any
 
 from celery import Task
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from facetrail.db import session_scope
 from facetrail.errors import FacetrailError, InvalidParameterError
 from facetrail.jobs import runner
 from facetrail.jobs.submit import request_id_of, submit_job
-from facetrail.models import Job, JobItem
 from facetrail.settings import Settings
 from facetrail.worker.app import app, settings_of
-from facetrail.worker.notify import (
-    FINISHED,
-    notify_answer,
-    notify_if_finished,
-    notify_rejected,
-)
+from facetrail.worker.notify import notify_answer, notify_if_finished, notify_rejected
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +42,13 @@ def _retry_or_raise(task: Task[Any, Any], exc: Exception, what: str) -> None:
 def _run_once(settings: Settings, item_id: int, *, final: bool) -> str:
     from facetrail.worker.unknowns import follow_up
 
-    status = runner.run_item(settings, item_id, final_attempt=final)
-    with session_scope(settings) as session:
-        job_id, job_status = session.execute(
-            select(JobItem.job_id, Job.status)
-            .join(Job, JobItem.job_id == Job.id)
-            .where(JobItem.id == item_id)
-        ).one()
-    notify_if_finished(settings, job_id)
-    if job_status in FINISHED:
-        # Read after the item's commit: whichever item finished the job last sees it finished.
-        follow_up(settings, job_id)
-    return str(status)
+    outcome = runner.run_item(settings, item_id, final_attempt=final)
+    # Only the item that finished its job (or a redelivery of a finished one) notifies, and
+    # sends what a finished job sets off (clustering its unknown faces...).
+    if outcome.job_id is not None and outcome.job_finished:
+        notify_if_finished(settings, outcome.job_id)
+        follow_up(settings, outcome.job_id)
+    return str(outcome.status)
 
 
 def _run_inline(settings: Settings, item_id: int) -> str:

@@ -30,6 +30,7 @@ from facetrail.images import open_image
 from facetrail.images.store import SCHEME as UPLOAD_SCHEME
 from facetrail.images.store import image_store
 from facetrail.jobs import job_type
+from facetrail.jobs.base import Claim
 from facetrail.jobs.reindex import ReindexRequest
 from facetrail.jobs.runner import Context, claim, pending_item_ids, run_item
 from facetrail.migrate import upgrade
@@ -311,7 +312,7 @@ def test_items_running_while_their_person_is_erased_leave_nothing(settings: Sett
 
     ft.delete_person("crew", SUBJECT)
     for claimed in claims:
-        assert claimed is not None
+        assert isinstance(claimed, Claim)  # not finished: claim gives the job's id for those
         with pytest.raises(NotFoundError):
             job_type(claimed.kind).run(Context(settings, claimed), claimed)
     backend = LocalBackend(settings)

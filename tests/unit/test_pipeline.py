@@ -26,6 +26,7 @@ from facetrail.errors import MissingExtraError, ModelNotInstalledError
 from facetrail.inference import detector as det
 from facetrail.inference.align import ARCFACE_TEMPLATE, align_face, similarity_transform
 from facetrail.inference.embedders import DlibEmbedder
+from facetrail.inference.runtime import TFLiteNet
 from facetrail.settings import Settings
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -54,16 +55,12 @@ def iou(a: npt.NDArray[np.float32], b: tuple[float, float, float, float]) -> flo
     return box_a.iou(box_b)
 
 
-@pytest.fixture(scope="module")
-def pipeline(models_dir: Path) -> FacePipeline:
-    return FacePipeline(Settings(models_dir=models_dir))
-
-
-@pytest.fixture(scope="module")
-def dlib_pipeline(models_dir: Path) -> FacePipeline:
-    if not HAS_DLIB:
-        pytest.skip("the dlib extra is not installed")
-    return FacePipeline(Settings(models_dir=models_dir, embedder="dlib"))
+@pytest.fixture(scope="module", params=["mtcnn", "retinaface"])
+def pipeline(models_dir: Path, request: pytest.FixtureRequest) -> FacePipeline:
+    """Each test of the pipeline runs with each detector."""
+    if request.param == "retinaface" and importlib.util.find_spec("onnxruntime") is None:
+        pytest.skip("RetinaFace runs on onnxruntime (the tagging extra), not installed")
+    return FacePipeline(Settings(models_dir=models_dir, detector=request.param))
 
 
 def test_nothing_loads_before_use(tmp_path: Path) -> None:
@@ -159,9 +156,16 @@ def _largest_vector(pipeline: FacePipeline, path: Path) -> npt.NDArray[np.float3
     return np.asarray(vectors[0], np.float32)
 
 
-@pytest.mark.parametrize("which", ["pipeline", "dlib_pipeline"])
-def test_same_person_scores_above_different(which: str, request: pytest.FixtureRequest) -> None:
-    pipeline: FacePipeline = request.getfixturevalue(which)
+@pytest.mark.parametrize(
+    ("detector", "embedder"),
+    [("mtcnn", "mobilefacenet"), ("retinaface", "mobilefacenet"), ("mtcnn", "dlib")],
+)
+def test_same_person_scores_above_different(models_dir: Path, detector: str, embedder: str) -> None:
+    if embedder == "dlib" and not HAS_DLIB:
+        pytest.skip("the dlib extra is not installed")
+    if detector == "retinaface" and importlib.util.find_spec("onnxruntime") is None:
+        pytest.skip("RetinaFace runs on onnxruntime (the tagging extra), not installed")
+    pipeline = FacePipeline(Settings(models_dir=models_dir, detector=detector, embedder=embedder))
     obama = _largest_vector(pipeline, FR_TESTS / "obama.jpg")
     same = [
         float(obama @ _largest_vector(pipeline, FR_TESTS / n)) for n in ("obama2.jpg", "obama3.jpg")
@@ -190,15 +194,13 @@ def test_concurrent_detection_matches_serial(pipeline: FacePipeline) -> None:
 
 def test_pnet_tiles_reproduce_the_whole_level_map(models_dir: Path) -> None:
     # The packing in detector._pack must give exactly what P-net gives on each whole level.
-    net = det._Net((models_dir / "pnet.tflite").read_bytes(), threads=2, cache_size=8)
+    net = TFLiteNet((models_dir / "pnet.tflite").read_bytes(), threads=2)
     image = rgb(DEEPFACE / "img67.jpg")
-    levels = []
-    for scale in (0.3, 0.13, 0.04):
-        levels.append((scale, det._normalise(resized(image, scale)).transpose(1, 0, 2)))
+    levels = [resized(image, scale).transpose(1, 0, 2) for scale in (0.3, 0.13, 0.04)]
     canvases, places = det._pack(levels)
-    prob, _ = det._batched(net, canvases, det.PNET_OUT, det.PNET_BATCH)
-    for no, (_, xy) in enumerate(levels):
-        (full, _) = net.run(np.ascontiguousarray(xy[None]), det.PNET_OUT)
+    prob, _ = net.run_batched(canvases, det.PNET_OUT, det.PNET_BATCH)
+    for no, xy in enumerate(levels):
+        (full, _) = net.run(det._normalise(xy)[None], det.PNET_OUT)
         cells = ((xy.shape[0] - 12) // 2 + 1, (xy.shape[1] - 12) // 2 + 1)
         rebuilt = np.full(cells, np.nan, np.float32)
         for p in (p for p in places if p.level == no):

@@ -257,7 +257,7 @@ class LocalBackend(Backend):
             raise InvalidParameterError(
                 f"collection {collection.name!r} holds {collection.model_version} embeddings but "
                 f"this backend computes {self.model_version}; re-index the collection or "
-                "choose the matching embedder"
+                "choose the matching detector and embedder"
             )
 
     def _search(

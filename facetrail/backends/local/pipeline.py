@@ -28,7 +28,14 @@ from facetrail.backends.base import (
 )
 from facetrail.backends.local import calibration
 from facetrail.backends.local.attributes import estimate_pose, estimate_quality, face_attributes
-from facetrail.inference.detector import Detection, DetectorConfig, MTCNNDetector
+from facetrail.errors import ConfigurationError
+from facetrail.inference.detector import (
+    DETECTORS,
+    Detection,
+    DetectorConfig,
+    MTCNNDetector,
+    RetinaFaceDetector,
+)
 from facetrail.inference.embedders import Embedder, create_embedder, embedder_class
 from facetrail.inference.face_attributes import AgeGenderModel, EmotionModel
 from facetrail.inference.face_mesh import FaceMeshModel
@@ -39,7 +46,6 @@ from facetrail.settings import Settings
 FloatArray = npt.NDArray[np.float32]
 UInt8Array = npt.NDArray[np.uint8]
 
-DETECTOR_VERSION = "mtcnn-tflite"
 # Images whose shorter side is below this are always searched on the padded copy.
 SMALL_SIDE = 160
 # Padding on every side, as a fraction of the image's side: room for the forehead and chin a
@@ -65,6 +71,11 @@ def as_rgb_array(image: Image.Image | UInt8Array) -> UInt8Array:
 class FacePipeline:
     def __init__(self, settings: Settings) -> None:
         self.embedder_class = embedder_class(settings.embedder)
+        if settings.detector not in DETECTORS:
+            known = ", ".join(sorted(DETECTORS))
+            raise ConfigurationError(
+                f"unknown detector {settings.detector!r} (FACETRAIL_DETECTOR; known: {known})"
+            )
         self.settings = settings
         self.detector_config = DetectorConfig(
             min_face_size=settings.min_face_size,
@@ -73,17 +84,18 @@ class FacePipeline:
 
     @property
     def model_version(self) -> str:
-        """Detector + embedder + weights, e.g. ``mtcnn-tflite/mobilefacenet-192@d8ba40c0``."""
+        """Detector + embedder + weights, e.g. ``mtcnn-tflite/mobilefacenet-192@d8ba40c0``: faces
+        found by another detector are aligned on other landmarks, so their vectors differ."""
         embedder = self.embedder_class
         weights = MODELS[embedder.weights[-1]].sha256[:8]
-        return f"{DETECTOR_VERSION}/{embedder.name}-{embedder.dim}@{weights}"
+        detector = DETECTORS[self.settings.detector].version
+        return f"{detector}/{embedder.name}-{embedder.dim}@{weights}"
 
     @property
-    def detector(self) -> MTCNNDetector:
-        files = [model_path(self.settings, name) for name in ("pnet", "rnet", "onet")]
-        return MTCNNDetector.shared(
-            files, threads=self.settings.threads, config=self.detector_config
-        )
+    def detector(self) -> MTCNNDetector | RetinaFaceDetector:
+        cls = DETECTORS[self.settings.detector]
+        files = [model_path(self.settings, name) for name in cls.weights]
+        return cls.shared(files, threads=self.settings.threads, config=self.detector_config)
 
     @property
     def embedder(self) -> Embedder:

@@ -1,0 +1,101 @@
+"""Where an identification's CPU time goes: ``python -m bench.stages [--detector NAME]``.
+
+The throughput section's photos (``bench.plan``) are decoded, detected, described and embedded
+with the local pipeline (no database), and each stage's process CPU time (all threads) is summed
+and printed per photo. The detector's own steps (MTCNN's P-, R- and O-net stages, their crops
+and packing; RetinaFace's single pass) are timed by wrapping its methods for this run only.
+Untimed warm-up on the first photos; ``--repeat`` passes, averaged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import datasets
+from bench.plan import Plan
+from facetrail.backends.local.pipeline import FacePipeline
+from facetrail.images.decode import load_image
+from facetrail.inference import detector as mtcnn
+from facetrail.inference import runtime
+from facetrail.settings import Settings
+
+LIMITS = {"max_bytes": 1 << 30, "max_pixels": 1 << 30}
+
+
+@contextmanager
+def timing(spent: defaultdict[str, float], name: str) -> Iterator[None]:
+    start = time.process_time()
+    try:
+        yield
+    finally:
+        spent[name] += time.process_time() - start
+
+
+def wrap(owner: Any, attribute: str, name: str, spent: defaultdict[str, float]) -> None:
+    """Time every call of ``owner.attribute`` under ``name``."""
+    original: Callable[..., Any] = getattr(owner, attribute)
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        with timing(spent, name):
+            return original(*args, **kwargs)
+
+    setattr(owner, attribute, timed)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.stages", description=__doc__)
+    parser.add_argument("--detector", default="mtcnn")
+    parser.add_argument("--threads", type=int, default=Settings().threads)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--data", type=Path, default=datasets.DEFAULT_ROOT)
+    args = parser.parse_args(argv)
+    photos = Plan(args.data, None).photos
+    pipeline = FacePipeline(Settings.from_env(detector=args.detector, threads=args.threads))
+    spent: defaultdict[str, float] = defaultdict(float)
+    wrap(mtcnn.MTCNNDetector, "_stage_p", "detect: MTCNN P-net stage (pyramid, pack, run)", spent)
+    wrap(mtcnn.MTCNNDetector, "_stage_r", "detect: MTCNN R-net stage (crops, run)", spent)
+    wrap(mtcnn.MTCNNDetector, "_stage_o", "detect: MTCNN O-net stage (crops, run, mirror)", spent)
+    wrap(mtcnn._Pyramid, "__init__", "detect: MTCNN pyramid levels", spent)
+    wrap(mtcnn._Pyramid, "crops", "detect: MTCNN R/O-net crops", spent)
+    wrap(runtime.TFLiteNet, "run", "TFLite runs (P/R/O-net, MobileFaceNet)", spent)
+    for image in [load_image(p, **LIMITS) for p in photos[:4]]:  # models loaded, shapes built
+        rgb = np.asarray(image.pixels)
+        pipeline.embed(rgb, pipeline.detect(rgb))
+    spent.clear()
+    faces = 0
+    for _ in range(args.repeat):
+        for path in photos:
+            with timing(spent, "decode (bytes -> RGB)"):
+                image = load_image(path, **LIMITS)
+                rgb = np.asarray(image.pixels)
+            with timing(spent, "detect (all)"):
+                found = pipeline.detect(rgb)
+            with timing(spent, "describe (pose, quality)"):
+                for face in found:
+                    pipeline.describe(rgb, face)
+            with timing(spent, "align + embed"):
+                if found:
+                    pipeline.embed(rgb, found)
+            faces += len(found)
+    count = len(photos) * args.repeat
+    print(
+        f"{len(photos)} photos x {args.repeat} passes, {faces // args.repeat} faces per pass, "
+        f"detector {args.detector}, {args.threads} threads\n"
+    )
+    print("| stage | CPU ms per photo |")
+    print("|---|---|")
+    for name, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
+        print(f"| {name} | {1000 * seconds / count:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
