@@ -295,7 +295,7 @@ def correct_is(
     # The job registry imports this module (identify and re-runs honour corrections).
     from facetrail.jobs import job_type
     from facetrail.jobs.base import UploadedImage
-    from facetrail.services import unknowns  # it enrolls with this module's crops
+    from facetrail.services import unknowns  # it imports this module (its crops)
 
     collection = get_collection(session, collection_name)
     result, item, job = _result(session, collection, face_result_id)
