@@ -15,10 +15,10 @@ stay stable. One pass over the pool (new faces, and older ones still waiting):
 3. a cluster that grew is merged with the nearest other cluster it now reaches ``join`` with (the
    smaller into the larger); the merges are returned so that the caller records them.
 
-``join`` is stricter than ``link`` because a decision against an existing cluster is taken
-early, without the competition that grouping a whole pool gives: a face whose own people have
-not arrived yet must not settle for the closest stranger (measured in docs/unknowns.md). The
-thresholds were chosen by ``python -m bench.unknowns`` on sets it does not report.
+``join`` may be stricter than ``link`` (never looser): a decision against an existing cluster
+is taken early, without the competition that grouping a whole pool gives, and a face whose own
+people have not arrived yet must not settle for the closest stranger. The thresholds were
+chosen by ``python -m bench.unknowns`` on sets it does not report (docs/unknowns.md).
 Nothing here touches the database: :mod:`facetrail.services.unknowns` loads, calls and stores.
 """
 
