@@ -9,7 +9,7 @@ from typing import Any
 
 from facetrail.db import checkpoint, session_scope
 from facetrail.errors import FacetrailError, InvalidParameterError
-from facetrail.images import open_image
+from facetrail.images import open_image, to_jpeg
 from facetrail.images import upload as store_upload
 from facetrail.images.scan import EnrollEntry, enroll_sources, expand_sources
 from facetrail.jobs import job_type
@@ -18,7 +18,7 @@ from facetrail.jobs.rerun import rerun_changes
 from facetrail.jobs.submit import parse_payload
 from facetrail.migrate import ensure_schema
 from facetrail.models import Job
-from facetrail.services import audit, corrections, past, people
+from facetrail.services import audit, corrections, past, people, unknowns
 from facetrail.services.records import get_collection
 from facetrail.services.reports import job_report, list_jobs
 from facetrail.settings import Settings
@@ -248,18 +248,21 @@ class Facetrail:
         image: ImageInput | None = None,
         *,
         person: str | None = None,
+        cluster: str | int | None = None,
         threshold: float | None = None,
         limit: int | None = None,
     ) -> dict[str, Any]:
         """Every face the collection's identify jobs found that matches the largest face of
-        ``image``, or ``person``'s enrolled faces (as their template), with its job, image, box
-        and similarity, best first. ``threshold`` is identify's 0-100 scale
-        (FACETRAIL_MATCH_THRESHOLD, 80, by default)."""
+        ``image``, or ``person``'s enrolled faces, or a cluster's faces (``unknown-42``; both as
+        their template), with its job, image, box and similarity, best first. ``threshold`` is
+        identify's 0-100 scale (FACETRAIL_MATCH_THRESHOLD, 80, by default)."""
         payload: dict[str, Any] = {"collection": collection, "threshold": threshold, "limit": limit}
         if image is not None:
             payload["image"] = UploadedImage(data=image) if isinstance(image, bytes) else str(image)
         if person is not None:
             payload["person"] = person
+        if cluster is not None:
+            payload["cluster"] = cluster
         request = past.parse_request(payload)
         # A local user's photo: read wherever it is, as their jobs' are.
         loaded = past.request_image(self.settings, request, local=True)
@@ -349,6 +352,152 @@ class Facetrail:
     def list_corrections(self, collection: str, *, withdrawn: bool = False) -> list[dict[str, Any]]:
         with session_scope(self.settings) as session:
             return corrections.list_corrections(session, collection, withdrawn=withdrawn)
+
+    # Unknown faces (docs/unknowns.md) -----------------------------------------------------
+    def unknowns(self, collection: str, *, everything: bool = False) -> dict[str, Any]:
+        """The collection's clusters of unknown faces, largest first, and what waits in the
+        pool or was kept out (``everything``: merged, erased and empty clusters too)."""
+        with session_scope(self.settings) as session:
+            return unknowns.list_clusters(session, collection, everything=everything)
+
+    def unknown(self, collection: str, cluster: str | int) -> dict[str, Any]:
+        """One cluster (``unknown-42``) and its faces: job, image, box, when."""
+        with session_scope(self.settings) as session:
+            return unknowns.show(session, collection, cluster)
+
+    def contact_sheet(
+        self, collection: str, cluster: str | int, out: str | Path | None = None
+    ) -> Path:
+        """Draw a cluster's contact sheet into ``out`` (default:
+        ``FACETRAIL_HOME/unknowns/<collection>/unknown-N.jpg``, which erasure deletes)."""
+        shown = self.unknown(collection, cluster)
+        path = (
+            Path(out)
+            if out
+            else unknowns.sheet_path(self.settings, collection, unknowns.cluster_id(cluster))
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        unknowns.contact_sheet(self.settings, shown).save(path, quality=90)
+        return path
+
+    def store_contact_sheet(self, collection: str, cluster: str | int) -> str:
+        """Draw a cluster's contact sheet into the image store (for apps on other machines):
+        its ``upload://`` source. The cluster remembers it, so erasure deletes it."""
+        shown = self.unknown(collection, cluster)
+        source = store_upload(self.settings, to_jpeg(unknowns.contact_sheet(self.settings, shown)))
+        with session_scope(self.settings) as session:
+            unknowns.remember_sheet(session, self.settings, collection, cluster, source)
+        return source
+
+    def cluster_unknowns(self, collection: str) -> dict[str, Any]:
+        """Cluster the unknown faces of every finished identify job not yet clustered (jobs
+        whose clustering task was lost, or that ran before clustering existed)."""
+        with session_scope(self.settings) as session:
+            return unknowns.cluster_collection(session, self.settings, collection)
+
+    def name_unknown(
+        self,
+        collection: str,
+        cluster: str | int,
+        person: str,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Enroll a cluster's faces as ``person``, then re-run the identify jobs whose photos
+        hold them; returns each re-run's change report (``wait=False``: the enrollment job
+        and the request ids its re-runs will have, without waiting)."""
+        with session_scope(self.settings) as session:
+            shown = unknowns.show(session, collection, cluster)
+            faces, refused = unknowns.naming_faces(session, collection, cluster, person)
+        crops, unreadable = unknowns.naming_crops(self.settings, faces)
+        left_out = refused + unreadable
+        with session_scope(self.settings) as session:
+            job = unknowns.start_naming(
+                session, self.settings, collection, cluster, person, crops, left_out
+            )
+            job_id, cid = job.id, job.parameters["unknown_cluster"]
+            expected = [
+                unknowns.rerun_request_id(cid, job_id, j) for j in unknowns.jobs_of(session, cid)
+            ]
+        out: dict[str, Any] = {
+            "cluster": shown["cluster"],
+            "person": person,
+            "job_id": job_id,
+            "left_out": left_out,
+            "rerun_request_ids": expected,
+        }
+        enrolled = self._run(job_id, wait=wait, progress=progress)
+        if not wait:
+            return out
+        deadline = None if timeout is None else time.monotonic() + timeout
+        reruns = self._naming_reruns(job_id, deadline)
+        changes = []
+        for rerun in reruns:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self.wait(rerun, timeout=left)
+            changes.append(self.rerun_changes(rerun))
+        newly = [
+            c for report in changes for c in report["changes"]
+            if c["change"] in ("named", "renamed") and c["after"] == person
+        ]  # fmt: skip
+        return {
+            **out,
+            "enrolled": enrolled["succeeded"],
+            "failed": [
+                {"image": i["image"], "error": i["error"]}
+                for i in enrolled["images"]
+                if i["status"] == "failed"
+            ],
+            "status": self.unknown(collection, cid)["status"],
+            "reruns": changes,
+            "newly_named": len(newly),
+        }
+
+    def _naming_reruns(self, job_id: int, deadline: float | None) -> list[int]:
+        """The re-runs a naming enrollment set off, once it has (a worker's task makes them)."""
+        while True:
+            with session_scope(self.settings) as session:
+                naming = unknowns.still_naming(session, job_id)
+            with session_scope(self.settings) as session:
+                # Read after the cluster: a re-run list written meanwhile is seen here.
+                reruns = (session.get_one(Job, job_id).parameters or {}).get("reruns")
+            if reruns is not None:
+                return [int(r) for r in reruns]
+            if not naming:
+                return []  # nothing was enrolled: the cluster is open again
+            if not self.settings.broker_url:
+                # In-process, the follow-up ran already: it failed (the log says why).
+                raise FacetrailError(
+                    f"naming job {job_id} finished, but its re-runs could not be made; "
+                    f"try again with `facetrail jobs {job_id} --resume`"
+                )
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"the re-runs of naming job {job_id} did not start in time")
+            time.sleep(0.5)
+
+    def merge_unknowns(
+        self, collection: str, source: str | int, target: str | int
+    ) -> dict[str, Any]:
+        """Fold cluster ``source`` into ``target`` (the target keeps its id)."""
+        with session_scope(self.settings) as session:
+            return unknowns.merge(session, self.settings, collection, source, target)
+
+    def split_unknown(
+        self, collection: str, cluster: str | int, faces: Sequence[int] | None = None
+    ) -> dict[str, Any]:
+        """Take ``faces`` (numbers from :meth:`unknown`) out of a cluster into a new one, or with
+        none, split it where the clustering at a stricter similarity tells faces apart."""
+        with session_scope(self.settings) as session:
+            return unknowns.split(session, self.settings, collection, cluster, faces)
+
+    def erase_unknown(self, collection: str, cluster: str | int) -> dict[str, Any]:
+        """Erase a cluster: its faces' embeddings, records and contact sheets (docs/security.md)."""
+        with session_scope(self.settings) as session:
+            result = unknowns.erase(session, self.settings, collection, cluster)
+        checkpoint(self.settings)
+        return result
 
     def audit_log(self, collection: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         with session_scope(self.settings) as session:

@@ -38,10 +38,15 @@ class FacetrailClient:
 
     def submit(self, payload: dict[str, Any]) -> str:
         """Send a raw payload (see docs/tasks.md); returns its request id."""
+        return self.send(SUBMIT_TASK, payload)
+
+    def send(self, task: str, payload: dict[str, Any]) -> str:
+        """Send a payload to any payload task (``facetrail.unknowns.list``...); returns the
+        request id its answer will come under."""
         payload = {**payload, "request_id": payload.get("request_id") or uuid.uuid4().hex}
         if self.actor and "actor" not in payload:
             payload["actor"] = self.actor
-        self._celery.send_task(SUBMIT_TASK, args=[payload], queue=self.queue)
+        self._celery.send_task(task, args=[payload], queue=self.queue)
         return str(payload["request_id"])
 
     def identify(
@@ -105,12 +110,14 @@ class FacetrailClient:
         image: str | bytes | None = None,
         *,
         person: str | None = None,
+        cluster: str | None = None,
         threshold: float | None = None,
         limit: int | None = None,
         request_id: str | None = None,
     ) -> str:
-        """Search the collection's past faces with a photo's largest face or a person's enrolled
-        faces (docs/past.md); ``wait`` returns the answer (``matches``)."""
+        """Search the collection's past faces with a photo's largest face, a person's enrolled
+        faces or a cluster's unknown faces (docs/past.md); ``wait`` returns the answer
+        (``matches``)."""
         payload: dict[str, Any] = {
             "collection": collection,
             "request_id": request_id or uuid.uuid4().hex,
@@ -119,6 +126,8 @@ class FacetrailClient:
             payload["image"] = _image(image)
         if person is not None:
             payload["person"] = person
+        if cluster is not None:
+            payload["cluster"] = cluster
         if threshold is not None:
             payload["threshold"] = threshold
         if limit is not None:

@@ -42,6 +42,20 @@ class Settings:
     # Collections (and person templates) with at least this many vectors are searched through
     # an approximate graph index with exact re-ranking; smaller ones exactly.
     vector_exact_limit: int = 50_000
+    # Unknown faces (docs/unknowns.md): faces identify jobs leave unnamed are clustered when
+    # the detector is sure of them (confidence 0-100), the box's shorter side has this many
+    # pixels, and they are this sharp (0-100, where the backend measures it).
+    unknown_min_confidence: float = 95.0
+    unknown_min_face_size: int = 40
+    unknown_min_sharpness: float = 10.0
+    # Clustering them, on the similarity scale: pooled faces are one person when their mean
+    # similarity reaches unknown_link; a face or a group joins an existing cluster, and two
+    # clusters merge, at unknown_join; a new cluster needs unknown_min_cluster_size faces.
+    # Chosen on glint_celebrity_chips and half of celeba_identities' people by
+    # `python -m bench.unknowns` (docs/unknowns.md).
+    unknown_link: float = 40.0
+    unknown_join: float = 40.0
+    unknown_min_cluster_size: int = 2
     # Input guards.
     max_image_bytes: int = 40 * 1024 * 1024
     max_image_pixels: int = 50_000_000

@@ -434,7 +434,7 @@ def worker(settings: Settings, args: argparse.Namespace) -> int:
     if args.concurrency:
         settings = settings.with_(worker_concurrency=args.concurrency)
     configure(app, settings)
-    import facetrail.worker.tasks  # noqa: F401 - registers the tasks
+    from facetrail.worker import tasks, unknowns  # noqa: F401 - registers the tasks
 
     app.worker_main(
         [

@@ -11,6 +11,7 @@ from typing import Any
 from facetrail.cli import commands
 from facetrail.cli.past import add_past_parsers
 from facetrail.cli.serve import add_serve_parser
+from facetrail.cli.unknowns import add_unknowns_parser
 from facetrail.errors import FacetrailError
 from facetrail.settings import Settings
 
@@ -161,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--pool", default="prefork")
     add_serve_parser(sub)
     add_past_parsers(sub)
+    add_unknowns_parser(sub)
     return parser
 
 

@@ -21,6 +21,7 @@ def add_past_parsers(subparsers: argparse._SubParsersAction[Any]) -> None:
     search = subparsers.add_parser("search-past", help=SEARCH_HELP, description=SEARCH_HELP)
     search.add_argument("photo", nargs="?", help="a photo (its largest face); - reads stdin")
     search.add_argument("--person", help="search with this person's enrolled faces instead")
+    search.add_argument("--cluster", help="or with a cluster's unknown faces (unknown-N)")
     search.add_argument("--collection", "-c", required=True)
     search.add_argument(
         "--threshold", type=float, help="similarity needed, 0-100 (identify's; default 80)"
@@ -58,13 +59,14 @@ def search_past(settings: Settings, args: argparse.Namespace) -> int:
     from facetrail.api import Facetrail
     from facetrail.cli.commands import _with_stdin
 
-    if (args.photo is None) == (args.person is None):
-        raise InvalidParameterError("give a photo or --person, not both")
+    if sum(q is not None for q in (args.photo, args.person, args.cluster)) != 1:
+        raise InvalidParameterError("give one of a photo, --person and --cluster")
     image = None if args.photo is None else _with_stdin([args.photo])[0]
     result = Facetrail(settings).search_past(
         args.collection,
         image,
         person=args.person,
+        cluster=args.cluster,
         threshold=args.threshold,
         limit=args.limit,
     )

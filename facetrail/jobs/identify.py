@@ -9,7 +9,7 @@ from pydantic import Field
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from facetrail.backends.base import Backend, BoundingBox, DetectedFace, FaceSearch
+from facetrail.backends.base import Backend, BoundingBox, DetectedFace, FaceSearch, Quality
 from facetrail.backends.local.vectors import from_blob, to_blob
 from facetrail.images import LoadedImage
 from facetrail.jobs.base import (
@@ -110,7 +110,7 @@ class IdentifyJob(JobType):
                 session.execute(delete(FaceResult).where(FaceResult.job_item_id == claim.item_id))
             rows: list[FaceResult] = []
             for index, (search, assignment) in enumerate(zip(searches, assignments, strict=True)):
-                box = search.face.box
+                box, quality = search.face.box, search.face.quality
                 rows.append(
                     FaceResult(
                         job_item_id=claim.item_id,
@@ -120,6 +120,8 @@ class IdentifyJob(JobType):
                         box_width=box.width,
                         box_height=box.height,
                         confidence=search.face.confidence,
+                        brightness=quality.brightness if quality else None,
+                        sharpness=quality.sharpness if quality else None,
                         person_id=people.get(assignment.external_id or ""),
                         person_external_id=assignment.external_id,
                         similarity=assignment.similarity,
@@ -181,6 +183,11 @@ def _stored_searches(
             DetectedFace(
                 box=BoundingBox(f.box_left, f.box_top, f.box_width, f.box_height),
                 confidence=f.confidence,
+                quality=(
+                    None
+                    if f.brightness is None or f.sharpness is None
+                    else Quality(f.brightness, f.sharpness)
+                ),
             )
             for f in faces
         ]

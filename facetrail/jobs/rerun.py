@@ -163,6 +163,8 @@ def _finish_from_stored(
                     "box_width": face.box_width,
                     "box_height": face.box_height,
                     "confidence": face.confidence,
+                    "brightness": face.brightness,
+                    "sharpness": face.sharpness,
                     "person_id": people.get(assignment.external_id or ""),
                     "person_external_id": assignment.external_id,
                     "similarity": assignment.similarity,

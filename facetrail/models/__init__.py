@@ -15,11 +15,19 @@ from facetrail.models.job import (
 )
 from facetrail.models.local_index import LocalCollection, LocalFace, LocalFaceChange, LocalUser
 from facetrail.models.past import Correction, CorrectionKind, PastFaceChange
+from facetrail.models.unknowns import (
+    ClusterStatus,
+    UnknownCluster,
+    UnknownFace,
+    UnknownFaceStatus,
+    cluster_label,
+)
 
 __all__ = [
     "NAMING_CONVENTION",
     "AuditEvent",
     "Base",
+    "ClusterStatus",
     "Collection",
     "CollectionChange",
     "Correction",
@@ -39,4 +47,8 @@ __all__ = [
     "PastFaceChange",
     "Person",
     "TagResult",
+    "UnknownCluster",
+    "UnknownFace",
+    "UnknownFaceStatus",
+    "cluster_label",
 ]

@@ -148,6 +148,10 @@ class FaceResult(Base):
     box_width: Mapped[float]
     box_height: Mapped[float]
     confidence: Mapped[float]
+    # The detector's quality figures (0-100), where the backend gives them: unknown faces too
+    # blurry or dark to trust are kept out of clusters (services/unknowns.py).
+    brightness: Mapped[float | None]
+    sharpness: Mapped[float | None]
     person_id: Mapped[int | None] = mapped_column(
         ForeignKey("people.id", ondelete="SET NULL"), index=True
     )

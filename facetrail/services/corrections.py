@@ -295,6 +295,7 @@ def correct_is(
     # The job registry imports this module (identify and re-runs honour corrections).
     from facetrail.jobs import job_type
     from facetrail.jobs.base import UploadedImage
+    from facetrail.services import unknowns  # it imports this module (its crops)
 
     collection = get_collection(session, collection_name)
     result, item, job = _result(session, collection, face_result_id)
@@ -321,7 +322,9 @@ def correct_is(
     session.flush()
     correction = _record(session, settings, collection, result, item, CorrectionKind.IS, person)
     changed = 0
+    renamed: list[int] = []
     for row in _same_face(session, collection.id, item.image_id, box):
+        renamed.append(row.id)
         if row.person_id != person.id or row.person_external_id != external_id:
             changed += 1
         # A person appears once in a photo: another face named them there loses the name.
@@ -338,6 +341,8 @@ def correct_is(
         row.person_external_id = external_id
         row.similarity = None  # named by a person, not by a score
         row.candidates = [c for c in row.candidates or [] if c.get("person") != external_id]
+    # Named now: the face is no unknown any more (it leaves its cluster of unknown faces).
+    unknowns.faces_named(session, settings, collection, renamed, reason="correction")
     if crop is not None:
         enroll = job_type("enroll")
         request = enroll.parse(

@@ -131,7 +131,8 @@ def person_templates(session: Session, collection_id: int, recognizer: Backend) 
         with cached.lock:
             if cached.version == version:
                 return cached
-            if cached.version < version:
+            # Templates of a collection that had no faces have no dimension yet: reload.
+            if cached.version < version and cached.index.dim:
                 changed = _changed_people(session, collection_id, cached.version, version)
                 if changed is not None:
                     cached.index.remove(changed)

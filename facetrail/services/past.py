@@ -22,7 +22,14 @@ from collections.abc import Iterable, Sequence
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
@@ -336,17 +343,15 @@ def _describe(session: Session, found: dict[int, float]) -> list[dict[str, Any]]
 
 # Requests (the Python API, the CLI and the facetrail.search_past task) ----------------------
 class PastSearchRequest(BaseModel):
-    """What to look for in a collection's past: a photo's largest face or a person.
-
-    A search by cluster of unknown faces would add its field here and pass the cluster's face
-    embeddings to :func:`search`.
-    """
+    """What to look for in a collection's past: a photo's largest face, a person, or a cluster
+    of unknown faces (``unknown-42``: its faces' embeddings, as a template)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     collection: CollectionName
     image: ImageRef | None = None
     person: Name | None = None
+    cluster: Annotated[str, StringConstraints(min_length=1, max_length=40)] | int | None = None
     # On identify's 0-100 similarity scale; the settings' match_threshold when absent.
     threshold: Annotated[float, Field(ge=0, le=100, strict=True)] | None = None
     limit: Annotated[int, Field(ge=1, strict=True)] | None = None
@@ -355,8 +360,8 @@ class PastSearchRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_query(self) -> PastSearchRequest:
-        if (self.image is None) == (self.person is None):
-            raise ValueError("give exactly one of image and person")
+        if sum(q is not None for q in (self.image, self.person, self.cluster)) != 1:
+            raise ValueError("give exactly one of image, person and cluster")
         return self
 
 
@@ -399,6 +404,11 @@ def run_request(
     if request.person is not None:
         queries = person_query(session, collection, backend, request.person)
         query = {"person": request.person, "faces": len(queries)}
+    elif request.cluster is not None:
+        from facetrail.services import unknowns  # it logs its erasures here
+
+        label, queries = unknowns.cluster_embeddings(session, collection, request.cluster)
+        query = {"cluster": label, "faces": len(queries)}
     else:
         assert image is not None
         queries = image_query(backend, collection.backend_collection_id, image)

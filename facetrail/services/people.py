@@ -38,7 +38,7 @@ from facetrail.models import (
     TagResult,
 )
 from facetrail.models.base import utcnow
-from facetrail.services import audit, corrections, naming, past, users
+from facetrail.services import audit, corrections, naming, past, unknowns, users
 from facetrail.services.records import bump_version, get_collection
 from facetrail.settings import Settings
 
@@ -187,11 +187,13 @@ def delete(
     in the collection's index and in every staging index of a re-index; the embeddings and
     names of identification results that named them or left a face of theirs unnamed (and so
     those faces in every process's past-faces index, as logged removals), and their entries
-    among candidates; corrections naming them; their entries in known-people tag results; their
-    enrollment and re-index items (names, sources, error texts; unfinished ones fail); photos
-    only their enrollment used (rows and uploaded bytes); their names in earlier audit events;
-    this process's cached templates, vectors and past faces. What stays is one audit event,
-    "delete_person", whose ``person_sha256`` is :func:`person_digest`.
+    among candidates; corrections naming them; clusters of unknown faces named after them, and
+    unknown faces whose embedding goes (with the clusters' centroids and contact sheets); their
+    entries in known-people tag results; their enrollment and re-index items (names, sources,
+    error texts; unfinished ones fail); photos only their enrollment used (rows and uploaded
+    bytes); their names in earlier audit events; this process's cached templates, vectors and
+    past faces. What stays is one audit event, "delete_person", whose ``person_sha256`` is
+    :func:`person_digest`.
 
     External copies go first (backend faces, then uploaded bytes): if the transaction then
     fails, nothing the database still references is lost that a retry would need.
@@ -200,7 +202,10 @@ def delete(
     person = _person(session, collection, external_id)
     erasure = _find(session, collection, person)
     backend_faces = _erase_backend_faces(session, settings, erasure)
+    # Clusters named after them go whole, before their names are scrubbed from results.
+    clustered = unknowns.forget_person(session, settings, collection, person.id, erasure.aliases)
     results = _erase_face_results(session, erasure)
+    unknown_faces = clustered["unknown_faces"] + unknowns.drop_erased(session, settings, collection)
     corrected = corrections.erase_person(session, person.id)
     tags = _erase_tag_results(session, erasure)
     images = _erase_items_and_images(session, settings, erasure)
@@ -218,6 +223,8 @@ def delete(
         "job_items": len(erasure.items),
         "images": images,
         "audit_events": events,
+        "unknown_clusters": clustered["unknown_clusters"],
+        "unknown_faces": unknown_faces,
     }
     audit.record(
         session,

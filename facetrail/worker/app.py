@@ -62,5 +62,5 @@ def settings_of(app: Celery) -> Settings:
     return settings
 
 
-app = Celery("facetrail", include=["facetrail.worker.tasks"])
+app = Celery("facetrail", include=["facetrail.worker.tasks", "facetrail.worker.unknowns"])
 configure(app, Settings.from_env())

@@ -123,10 +123,18 @@ def start(
     """Start a committed job (or, with ``resume``, its unfinished items again): sent to the
     workers in chunks with a broker, run here without one. Returns the items queued or run."""
     if not settings.broker_url:
-        return run_here(settings, job_id, on_item)
-    if resume:
-        requeue(settings, job_id)
-    return fan_out_chunk(settings, job_id)
+        count = run_here(settings, job_id, on_item)
+    else:
+        if resume:
+            requeue(settings, job_id)
+        count = fan_out_chunk(settings, job_id)
+    if count == 0:
+        from facetrail.worker.unknowns import follow_up
+
+        # No item will run to set it off: a job finished as it was created (a re-run answered
+        # from stored faces) is followed up here.
+        follow_up(settings, job_id)
+    return count
 
 
 def submit(

@@ -40,10 +40,14 @@ def _retry_or_raise(task: Task[Any, Any], exc: Exception, what: str) -> None:
 
 
 def _run_once(settings: Settings, item_id: int, *, final: bool) -> str:
+    from facetrail.worker.unknowns import follow_up
+
     outcome = runner.run_item(settings, item_id, final_attempt=final)
-    # Only the item that finished its job (or a redelivery of a finished one) notifies.
+    # Only the item that finished its job (or a redelivery of a finished one) notifies, and
+    # sends what a finished job sets off (clustering its unknown faces...).
     if outcome.job_id is not None and outcome.job_finished:
         notify_if_finished(settings, outcome.job_id)
+        follow_up(settings, outcome.job_id)
     return str(outcome.status)
 
 

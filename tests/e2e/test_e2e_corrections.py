@@ -142,7 +142,10 @@ def test_a_worker_answers_search_past_on_redis(service_settings: Settings, worke
         refused = ask({"collection": "band", "image": str(KNN / "test" / "obama1.jpg")})
         assert (refused["status"], refused["code"]) == ("failed", "source_refused")
         bad = ask({"collection": "band"})
-        assert bad["status"] == "rejected" and "exactly one of image and person" in bad["error"]
+        assert (
+            bad["status"] == "rejected"
+            and "exactly one of image, person and cluster" in bad["error"]
+        )
         event = ft.audit_log("band", limit=1)[0]
         assert (event["action"], event["actor"]) == ("search_past", "app")
         # The standalone client sends the same payload; a photo as bytes needs no roots.

@@ -172,10 +172,12 @@ def test_every_face_above_the_threshold_comes_back_beyond_the_first_k(exact_limi
 
 
 def test_requests_take_exactly_one_query() -> None:
-    with pytest.raises(InvalidParameterError, match="exactly one of image and person"):
+    with pytest.raises(InvalidParameterError, match="exactly one of image, person and cluster"):
         past.parse_request({"collection": "band"})
-    with pytest.raises(InvalidParameterError, match="exactly one of image and person"):
+    with pytest.raises(InvalidParameterError, match="exactly one of image, person and cluster"):
         past.parse_request({"collection": "band", "image": "a.jpg", "person": "ann"})
+    with pytest.raises(InvalidParameterError, match="exactly one of image, person and cluster"):
+        past.parse_request({"collection": "band", "cluster": "unknown-1", "person": "ann"})
     with pytest.raises(InvalidParameterError, match="threshold"):
         past.parse_request({"collection": "band", "person": "ann", "threshold": 101})
     with pytest.raises(InvalidParameterError, match="JSON object"):
@@ -196,4 +198,4 @@ def test_search_past_on_the_command_line(cli: Settings, capsys: pytest.CaptureFi
     assert out.startswith("2 past face(s) at similarity >= 80 among 8 in 'band'")
     assert "obama1.jpg" in out and "obama_and_biden.jpg" in out
     assert main(["search-past", "-c", "band"]) == 2
-    assert "give a photo or --person" in capsys.readouterr().err
+    assert "give one of a photo, --person and --cluster" in capsys.readouterr().err

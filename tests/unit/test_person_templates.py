@@ -47,3 +47,20 @@ def test_template_changes_are_applied_not_reloaded(settings: Settings) -> None:
     ft.delete_person("band", "rose")
     assert named(ft.identify("band", photo)) == {"kit_with_rose.jpg": set()}
     assert counts() == (reloads + 2, deltas + 2)
+
+
+def test_templates_of_a_collection_that_had_no_faces_are_reloaded(settings: Settings) -> None:
+    """An identify job against an empty collection caches templates of no dimension; the first
+    enrollment after it is loaded whole, not applied as a delta to them."""
+    from facetrail.db import session_scope
+    from facetrail.services import catalog
+
+    ft = Facetrail(settings)
+    with session_scope(settings) as session:
+        catalog.create_collection(session, settings, "band")
+    photo = [KNN / "test" / "obama1.jpg"]
+    assert named(ft.identify("band", photo)) == {"obama1.jpg": set()}
+    ft.enroll("band", [e for e in enroll_entries(KNN / "train") if e.external_id == "obama"])
+    reloads, deltas = counts()
+    assert named(ft.identify("band", photo)) == {"obama1.jpg": {"obama"}}
+    assert counts() == (reloads + 1, deltas)

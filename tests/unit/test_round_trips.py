@@ -20,7 +20,9 @@ from tests.conftest import KNN
 # roll-up: 15.9 (21.9 before the claim stopped recounting the job and a first attempt stopped
 # clearing; 17.9 before the claim read item, job and collection in one statement and the task
 # stopped reading the item's job back after running it; 13.9 before the past faces' log).
-MAX_STATEMENTS_PER_ITEM = 16
+# Once per job, not per item, its unknown faces are clustered (docs/unknowns.md): about a
+# dozen statements, some 0.6 more per item over these 20 items.
+MAX_STATEMENTS_PER_ITEM = 17
 
 
 @contextmanager

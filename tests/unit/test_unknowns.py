@@ -1,0 +1,521 @@
+"""Clusters of unknown faces: the clustering itself, and the service on its records.
+
+Most tests build identify results directly (synthetic embeddings of a few made-up people, near
+orthogonal to each other), so they say exactly which face should go where; one runs the real
+pipeline on photos and draws the contact sheet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import func, select
+
+from bench.datasets import load_celeba_identities
+from facetrail import clustering, contact_sheet
+from facetrail.api import Facetrail
+from facetrail.backends.local.backend import LocalBackend
+from facetrail.backends.local.calibration import similarity as calibrated
+from facetrail.backends.local.vectors import to_blob
+from facetrail.db import session_scope
+from facetrail.errors import InvalidParameterError, NotFoundError
+from facetrail.migrate import ensure_schema
+from facetrail.models import (
+    AuditEvent,
+    ClusterStatus,
+    FaceResult,
+    Image,
+    ItemStatus,
+    Job,
+    JobItem,
+    JobKind,
+    JobStatus,
+    PastFaceChange,
+    UnknownCluster,
+    UnknownFace,
+)
+from facetrail.services import catalog, unknowns
+from facetrail.settings import Settings
+from tests.conftest import DATA
+
+DIM = 192
+RNG = np.random.default_rng(7)
+# Made-up people: random directions in 192 dimensions are nearly orthogonal (similarity ~0).
+CENTRES = {name: RNG.normal(size=DIM) for name in ("ann", "bob", "cid", "dee")}
+
+
+def face_of(person: str, noise: float = 0.5) -> np.ndarray:
+    """A face of ``person``: their direction plus noise (pairwise cosine ~0.8, similarity ~99)."""
+    centre = CENTRES[person] / np.linalg.norm(CENTRES[person])
+    v = centre + noise * RNG.normal(size=DIM) / np.sqrt(DIM)
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+def similarity(cosines: np.ndarray) -> np.ndarray:
+    return calibrated("mobilefacenet", cosines)
+
+
+# The clustering ----------------------------------------------------------------------------------
+def test_a_pool_of_two_people_becomes_two_clusters_and_a_single_face_waits() -> None:
+    faces = {i: face_of("ann") for i in range(4)} | {10 + i: face_of("bob") for i in range(3)}
+    faces[99] = face_of("cid")
+    decided = clustering.plan(faces, {}, similarity)
+    assert sorted(map(sorted, decided.groups)) == [[0, 1, 2, 3], [10, 11, 12]]
+    assert decided.joins == {} and decided.merges == []
+
+
+def test_new_faces_join_the_cluster_of_their_person() -> None:
+    clusters = {7: np.stack([face_of("ann") for _ in range(3)]), 8: np.stack([face_of("bob")])}
+    decided = clustering.plan(
+        {1: face_of("bob"), 2: face_of("ann"), 3: face_of("cid")}, clusters, similarity
+    )
+    assert decided.joins == {1: 8, 2: 7}
+    assert decided.groups == []  # one face of cid is not yet a cluster
+
+
+def test_a_group_from_the_pool_joins_a_cluster_it_is_like() -> None:
+    """Two faces that each fell short of joining alone still go to their cluster together, if
+    together they reach it (here: the join threshold set above any single face's score)."""
+    clusters = {5: np.stack([face_of("ann") for _ in range(3)])}
+    params = clustering.Params(link=20, join=20, min_size=2)
+    decided = clustering.plan({1: face_of("ann"), 2: face_of("ann")}, clusters, similarity, params)
+    assert decided.joins == {1: 5, 2: 5} and decided.groups == []
+
+
+def test_two_clusters_of_one_person_merge_into_the_larger() -> None:
+    clusters = {
+        3: np.stack([face_of("ann", 0.9) for _ in range(2)]),
+        4: np.stack([face_of("ann", 0.9) for _ in range(5)]),
+    }
+    decided = clustering.plan({1: face_of("ann", 0.9)}, clusters, similarity)
+    assert decided.merges == [(3, 4)]
+    assert decided.joins == {1: 4}  # wherever it first joined, it ends in the merged cluster
+
+
+def test_the_plan_does_not_depend_on_the_order_of_faces() -> None:
+    people = ["ann"] * 3 + ["bob"] * 3 + ["cid"] * 2 + ["dee"]
+    vectors = [face_of(p) for p in people]
+    first = clustering.plan(dict(enumerate(vectors)), {}, similarity)
+    order = [8, 3, 0, 6, 1, 4, 7, 2, 5]
+    shuffled = clustering.plan({order[i]: vectors[i] for i in range(9)}, {}, similarity)
+    relabel = {order[i]: i for i in range(9)}
+    assert sorted(sorted(g) for g in first.groups) == sorted(
+        sorted(relabel[f] for f in g) for g in shuffled.groups
+    )
+
+
+def test_members_are_read_only_for_candidate_clusters() -> None:
+    """With centroids given, only clusters near a face have their members read: its candidate,
+    and the cluster nearest to the one it joined (could they now be one person?)."""
+    read: list[int] = []
+
+    class Members(dict[int, np.ndarray]):
+        def __getitem__(self, key: int) -> np.ndarray:
+            read.append(key)
+            return super().__getitem__(key)
+
+    members = Members({c: np.stack([face_of(p) for _ in range(3)]) for c, p in enumerate(CENTRES)})
+    centroids = {c: m.mean(axis=0) for c, m in dict.items(members)}
+    decided = clustering.plan(
+        {1: face_of("ann")},
+        members,
+        similarity,
+        clustering.Params(candidates=1),
+        centroids=centroids,
+    )
+    assert decided.joins == {1: 0} and read[0] == 0 and len(set(read)) == 2
+
+
+# The service, on records -------------------------------------------------------------------------
+@dataclass
+class Photo:
+    """One photo of a synthetic identify job: its faces (person or None for a named face)."""
+
+    faces: Sequence[tuple[str, dict[str, float]]]
+
+
+class World:
+    """A collection and identify jobs whose results are written directly."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        ensure_schema(settings)
+        with session_scope(settings) as session:
+            catalog.create_collection(session, settings, "band")
+        self.model = LocalBackend(settings).model_version
+        self.counter = itertools.count()
+        self.truth: dict[int, str] = {}  # face result id -> person
+
+    def identify(
+        self, photos: Sequence[Photo], *, rerun_of: int | None = None, named: Sequence[str] = ()
+    ) -> int:
+        """An identify job (a re-run of ``rerun_of``); faces of people in ``named`` are named."""
+        with session_scope(self.settings) as session:
+            collection = catalog.get_collection(session, "band")
+            job = Job(
+                kind=JobKind.IDENTIFY,
+                backend="local",
+                collection_id=collection.id,
+                collection_version=collection.version,
+                status=JobStatus.SUCCEEDED,
+                parameters={"collection": "band"},
+                rerun_of_id=rerun_of,
+                total_items=len(photos),
+                succeeded_items=len(photos),
+            )
+            session.add(job)
+            session.flush()
+            for position, photo in enumerate(photos):
+                n = next(self.counter)
+                image = Image(
+                    sha256=hashlib.sha256(str(n).encode()).hexdigest(),
+                    source_uri=f"photo{n}.jpg",
+                    size_bytes=1,
+                    width=400,
+                    height=400,
+                    format="JPEG",
+                )
+                session.add(image)
+                session.flush()
+                item = JobItem(
+                    job_id=job.id,
+                    position=position,
+                    source=f"photo{n}.jpg",
+                    status=ItemStatus.SUCCEEDED,
+                    image_id=image.id,
+                )
+                session.add(item)
+                session.flush()
+                for index, (person, extra) in enumerate(photo.faces):
+                    result = FaceResult(
+                        job_item_id=item.id,
+                        face_index=index,
+                        box_left=0.2 * index,
+                        box_top=0.1,
+                        box_width=extra.get("width", 0.2),
+                        box_height=extra.get("width", 0.2),
+                        confidence=extra.get("confidence", 99.9),
+                        sharpness=extra.get("sharpness", 60.0),
+                        brightness=50.0,
+                        person_external_id=person if person in named else None,
+                        candidates=[],
+                        embedding=None if extra.get("no_embedding") else to_blob(face_of(person)),
+                        model_version=self.model,
+                    )
+                    session.add(result)
+                    session.flush()
+                    self.truth[result.id] = person
+            return job.id
+
+    def cluster(self, job_id: int) -> dict[str, object]:
+        with session_scope(self.settings) as session:
+            return unknowns.cluster_job(session, self.settings, job_id)
+
+    def clusters(self) -> dict[str, list[str]]:
+        """cluster label -> the people of its faces (sorted), for open and named clusters."""
+        out: dict[str, list[str]] = {}
+        with session_scope(self.settings) as session:
+            rows = session.execute(
+                select(UnknownFace.cluster_id, UnknownFace.face_result_id).where(
+                    UnknownFace.cluster_id.is_not(None)
+                )
+            ).tuples()
+            for cid, result in rows:
+                out.setdefault(f"unknown-{cid}", []).append(self.truth[result])
+        return {k: sorted(v) for k, v in out.items()}
+
+
+def photos(*people: str, **extra: float) -> list[Photo]:
+    return [Photo([(p, dict(extra))]) for p in people]
+
+
+@pytest.fixture
+def world(settings: Settings) -> World:
+    return World(settings)
+
+
+def test_clusters_keep_their_ids_as_faces_arrive(world: World) -> None:
+    world.cluster(world.identify(photos("ann", "ann", "bob", "bob", "cid")))
+    first = world.clusters()
+    assert sorted(first.values()) == [["ann", "ann"], ["bob", "bob"]]
+    ann = next(k for k, v in first.items() if v[0] == "ann")
+
+    summary = world.cluster(world.identify(photos("ann", "cid", "dee")))
+    after = world.clusters()
+    # ann's cluster kept its id and took the new face; cid's two faces (one waited in the
+    # pool since the first job) are a new cluster; dee's one face waits.
+    assert after[ann] == ["ann"] * 3
+    assert sorted(after.values()) == [["ann"] * 3, ["bob", "bob"], ["cid", "cid"]]
+    assert summary["joined"] == 1 and len(summary["new_clusters"]) == 1  # type: ignore[arg-type]
+    assert summary["pooled"] == 1
+    with session_scope(world.settings) as session:
+        sizes = dict(session.execute(select(UnknownCluster.id, UnknownCluster.size)).tuples().all())
+    assert sorted(sizes.values()) == [2, 2, 3]
+
+
+def test_clustering_a_job_twice_changes_nothing(world: World) -> None:
+    job = world.identify(photos("ann", "ann", "bob"))
+    world.cluster(job)
+    before = world.clusters()
+    again = world.cluster(job)
+    assert again["faces"] == 0 and world.clusters() == before
+    with session_scope(world.settings) as session:
+        events = session.scalar(select(func.count()).where(AuditEvent.action == "unknowns_cluster"))
+    assert events == 1  # nothing new, nothing recorded
+
+
+def test_a_job_clusters_its_own_faces_and_a_catch_up_takes_the_rest(world: World) -> None:
+    missed = world.identify(photos("ann", "ann"))  # its clustering task was lost
+    world.cluster(world.identify(photos("bob", "bob")))
+    assert list(world.clusters().values()) == [["bob", "bob"]]
+    caught = Facetrail(world.settings).cluster_unknowns("band")
+    assert caught["faces"] == 2 and sorted(world.clusters().values()) == [
+        ["ann", "ann"],
+        ["bob", "bob"],
+    ]
+    assert world.cluster(missed)["faces"] == 0  # its late task finds nothing left to do
+
+
+def test_named_faces_are_not_unknown_and_poor_faces_are_kept_out(world: World) -> None:
+    job = world.identify(
+        [
+            Photo([("ann", {}), ("bob", {})]),  # bob is named by the job
+            Photo([("ann", {})]),
+            Photo([("ann", {"width": 0.05})]),  # 20 px in a 400 px photo
+            Photo([("ann", {"sharpness": 3.0})]),
+            Photo([("ann", {"confidence": 91.0})]),
+            Photo([("ann", {"no_embedding": 1.0})]),
+        ],
+        named=["bob"],
+    )
+    summary = world.cluster(job)
+    assert summary["kept_out"] == {"blurry": 1, "no_embedding": 1, "small": 1, "unsure": 1}
+    assert list(world.clusters().values()) == [["ann", "ann"]]
+    listing = Facetrail(world.settings).unknowns("band")
+    assert listing["kept_out"] == summary["kept_out"] and listing["pool"] == 0
+
+
+def test_quality_limits_are_settings(world: World) -> None:
+    lenient = world.settings.with_(unknown_min_face_size=10, unknown_min_sharpness=1.0)
+    job = world.identify(photos("ann", "ann", width=0.05, sharpness=3.0))
+    with session_scope(lenient) as session:
+        unknowns.cluster_job(session, lenient, job)
+    assert list(world.clusters().values()) == [["ann", "ann"]]
+
+
+def test_a_rerun_that_names_faces_takes_them_out_of_clusters(world: World) -> None:
+    job = world.identify(photos("ann", "ann", "ann", "bob", "bob"))
+    world.cluster(job)
+    rerun = world.identify(photos("ann", "ann", "ann", "bob", "bob"), rerun_of=job, named=["ann"])
+    summary = world.cluster(rerun)
+    assert summary["named"] == 3 and len(summary["left"]) == 1  # type: ignore[arg-type]
+    assert list(world.clusters().values()) == [["bob", "bob"]]
+    # A re-run's faces are copies, never clustered themselves.
+    with session_scope(world.settings) as session:
+        assert session.scalar(select(func.count()).select_from(UnknownFace)) == 5
+        statuses = set(session.scalars(select(UnknownCluster.status)))
+    assert statuses == {ClusterStatus.OPEN}
+
+
+def test_merge_split_and_erase_are_recorded(world: World) -> None:
+    ft = Facetrail(world.settings.with_(actor="tester"))
+    world.cluster(world.identify(photos("ann", "ann", "ann", "bob", "bob")))
+    labels = {v[0]: k for k, v in world.clusters().items()}
+    ann, bob = labels["ann"], labels["bob"]
+
+    merged = ft.merge_unknowns("band", bob, ann)
+    assert merged == {"merged": bob, "into": ann, "faces_moved": 2, "faces": 5}
+    assert ft.unknown("band", bob)["merged_into"] == ann
+    with pytest.raises(InvalidParameterError, match="merged into"):
+        ft.merge_unknowns("band", bob, ann)
+
+    # Split by itself: at the stricter join similarity ann and bob are told apart again.
+    split = ft.split_unknown("band", ann)
+    assert split["cluster"] == ann and split["faces"] == 3 and split["pooled"] == 0
+    (new,) = split["into"]
+    assert world.clusters()[new["cluster"]] == ["bob", "bob"]
+
+    # Split by hand: one face of ann's into a cluster of its own.
+    face = ft.unknown("band", ann)["members"][0]["face"]
+    by_hand = ft.split_unknown("band", ann, [face])
+    assert by_hand["into"][0]["faces"] == 1 and by_hand["faces"] == 2
+    with pytest.raises(InvalidParameterError, match="not in"):
+        ft.split_unknown("band", ann, [face])
+
+    erased = ft.erase_unknown("band", ann)
+    assert erased["faces"] == 2 and erased["embeddings"] == 2
+    with pytest.raises(NotFoundError):
+        ft.unknown("band", "unknown-999")
+    assert ann not in world.clusters()
+    actions = [e["action"] for e in ft.audit_log("band") if e["action"].startswith("unknowns")]
+    assert actions == [
+        "unknowns_erase",
+        "unknowns_split",
+        "unknowns_split",
+        "unknowns_merge",
+        "unknowns_cluster",
+    ]
+    assert {e["actor"] for e in ft.audit_log("band")[:4]} == {"tester"}
+
+
+def test_erasing_a_cluster_erases_its_faces_in_reruns_too(world: World) -> None:
+    job = world.identify(photos("ann", "ann", "bob", "bob"))
+    world.cluster(job)
+    rerun = world.identify(photos("ann", "ann", "bob", "bob"), rerun_of=job)
+    again = world.identify(photos("ann", "ann", "bob", "bob"), rerun_of=rerun)
+    ann = next(k for k, v in world.clusters().items() if v[0] == "ann")
+    sheet = unknowns.sheet_path(world.settings, "band", unknowns.cluster_id(ann))
+    sheet.parent.mkdir(parents=True)
+    sheet.write_bytes(b"a contact sheet")
+
+    assert Facetrail(world.settings).erase_unknown("band", ann)["embeddings"] == 6
+    assert not sheet.exists()
+    with session_scope(world.settings) as session:
+        left = session.execute(
+            select(JobItem.job_id, FaceResult.embedding.is_not(None))
+            .join(FaceResult, FaceResult.job_item_id == JobItem.id)
+            .order_by(JobItem.job_id, JobItem.position)
+        ).all()
+        cluster = session.get_one(UnknownCluster, unknowns.cluster_id(ann))
+        assert cluster.status == ClusterStatus.ERASED and cluster.centroid is None
+        # Out of every process's past-faces index too (services/past.py), at its next search.
+        removed = session.scalars(
+            select(PastFaceChange.face_result_id).where(PastFaceChange.added.is_(False))
+        ).all()
+        assert len(removed) == 6
+    # In every job, ann's two faces lost their embeddings and bob's kept theirs.
+    assert [kept for _, kept in left] == [False, False, True, True] * 3
+    assert {j for j, _ in left} == {job, rerun, again}
+
+
+def test_corrections_take_faces_out_and_keep_them_from_a_naming(world: World) -> None:
+    """A face a correction names leaves its cluster; a face a correction says is not alice is
+    not enrolled when the cluster is named alice."""
+    from facetrail.services import corrections
+    from facetrail.services.records import get_or_create_person
+
+    world.cluster(world.identify(photos("ann", "ann", "ann", "ann")))
+    (label,) = world.clusters()
+    first, second, *_ = [
+        m["face_result_id"] for m in Facetrail(world.settings).unknown("band", label)["members"]
+    ]
+    with session_scope(world.settings) as session:
+        collection = catalog.get_collection(session, "band")
+        get_or_create_person(session, collection, "alice", display_name="alice")
+        corrections.correct_is(session, world.settings, "band", first, "ann")
+        corrections.correct_not(session, world.settings, "band", second, "alice")
+    assert world.clusters()[label] == ["ann"] * 3
+    with session_scope(world.settings) as session:
+        faces, refused = unknowns.naming_faces(session, "band", label, "alice")
+        events = [e.action for e in session.scalars(select(AuditEvent))]
+    assert len(faces) == 2 and [r["error"] for r in refused] == ["corrected: not alice"]
+    assert "unknowns_named_by_correction" in events
+
+
+def test_references_and_refusals(world: World) -> None:
+    assert unknowns.cluster_id("unknown-42") == unknowns.cluster_id(" 42 ") == 42
+    with pytest.raises(InvalidParameterError):
+        unknowns.cluster_id("alice")
+    world.cluster(world.identify(photos("ann", "ann")))
+    (label,) = world.clusters()
+    ft = Facetrail(world.settings)
+    with pytest.raises(InvalidParameterError, match="into itself"):
+        ft.merge_unknowns("band", label, label)
+    with pytest.raises(InvalidParameterError, match="all of"):
+        ft.split_unknown("band", label, [m["face"] for m in ft.unknown("band", label)["members"]])
+
+
+# Contact sheets ----------------------------------------------------------------------------------
+def tiles_drawn(sheet: PILImage.Image, count: int) -> list[bool]:
+    """For each cell of the grid :func:`contact_sheet.layout` gives, whether something other
+    than the background was drawn in it."""
+    grid = contact_sheet.layout(count)
+    pixels = np.asarray(sheet.convert("RGB"), dtype=np.int16)
+    drawn = []
+    for index in range(grid.columns * grid.rows):
+        left, top, right, bottom = grid.cell(index)
+        cell = pixels[top:bottom, left:right]
+        drawn.append(bool(np.abs(cell - 255).max() > 40))
+    return drawn
+
+
+@pytest.mark.parametrize("count", [1, 5, 6, 7, 14])
+def test_a_sheet_has_one_tile_per_face_in_its_grid(count: int, tmp_path: Path) -> None:
+    tiles = [
+        contact_sheet.Tile(PILImage.new("RGB", (90, 120), (i * 15 % 200, 80, 120)), ("#1", "a.jpg"))
+        for i in range(count)
+    ]
+    path = tmp_path / "sheet.jpg"
+    contact_sheet.draw_sheet("unknown-1", tiles).save(path, quality=90)
+    with PILImage.open(path) as read:
+        read.load()
+        grid = contact_sheet.layout(count)
+        assert read.format == "JPEG" and read.size == (grid.width, grid.height)
+        assert grid.columns == min(count, contact_sheet.COLUMNS)
+        assert tiles_drawn(read, count) == [True] * count + [False] * (
+            grid.columns * grid.rows - count
+        )
+
+
+def test_the_contact_sheet_of_a_real_cluster(settings: Settings) -> None:
+    """Photos of two people identified against an empty collection: their faces cluster, and
+    the sheet shows each face once, cut from its photo, readable as a JPEG."""
+    ft = Facetrail(settings)
+    with session_scope(settings) as session:
+        catalog.create_collection(session, settings, "band")
+    people = load_celeba_identities(DATA)
+    chosen = [sorted(people[p])[:4] for p in sorted(people)[:2]]
+    ft.identify("band", [p for group in chosen for p in group])
+    listing = ft.unknowns("band")
+    assert listing["clusters"], listing
+    label = listing["clusters"][0]["cluster"]
+    shown = ft.unknown("band", label)
+    path = ft.contact_sheet("band", label)
+    assert path == unknowns.sheet_path(settings, "band", unknowns.cluster_id(label))
+    count = len(shown["members"])
+    with PILImage.open(path) as sheet:
+        sheet.load()
+        grid = contact_sheet.layout(count)
+        assert sheet.size == (grid.width, grid.height)
+        assert tiles_drawn(sheet, count) == [True] * count + [False] * (
+            grid.columns * grid.rows - count
+        )
+    # Each face comes from a photo of the chosen people.
+    images = {Path(m["image"]).name for m in shown["members"]}
+    assert images <= {p.name for group in chosen for p in group}
+    # The cluster searches the past as one person: its own faces are found.
+    found = ft.search_past("band", cluster=label)
+    assert found["query"] == {"cluster": label, "faces": count}
+    assert {m["face_result_id"] for m in shown["members"]} <= {
+        m["face_result_id"] for m in found["matches"]
+    }
+
+
+def test_the_command_line(cli: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    from facetrail.cli.main import main
+
+    world = World(cli)
+    world.cluster(world.identify(photos("ann", "ann", "ann", "bob", "bob", "cid")))
+    assert main(["unknowns", "list", "-c", "band"]) == 0
+    assert "1 face(s) wait in the pool; kept out: none" in capsys.readouterr().out
+    assert main(["unknowns", "list", "-c", "band", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    ann, bob = (c["cluster"] for c in listing["clusters"])  # largest first
+    assert main(["unknowns", "show", ann, "-c", "band", "--no-sheet", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["members"]) == 3
+    assert main(["unknowns", "merge", bob, ann, "-c", "band"]) == 0
+    assert json.loads(capsys.readouterr().out)["faces"] == 5
+    assert main(["unknowns", "split", ann, "-c", "band"]) == 0
+    (split,) = json.loads(capsys.readouterr().out)["into"]
+    assert main(["unknowns", "erase", split["cluster"], "-c", "band"]) == 0
+    assert json.loads(capsys.readouterr().out)["faces"] == 2
+    assert main(["unknowns", "name", "unknown-999", "x", "-c", "band"]) == 2
+    assert "no cluster unknown-999" in capsys.readouterr().err
