@@ -37,6 +37,10 @@ class Settings:
     # Collections (and person templates) with at least this many vectors are searched through
     # an approximate graph index with exact re-ranking; smaller ones exactly.
     vector_exact_limit: int = 50_000
+    # Where large vector indexes are saved so that new workers load them instead of building
+    # them (facetrail.vectors.snapshots): ``home/vectors`` when unset. Workers that share the
+    # folder share the snapshots.
+    vector_snapshots: str = ""
     # Input guards.
     max_image_bytes: int = 40 * 1024 * 1024
     max_image_pixels: int = 50_000_000
@@ -128,6 +132,10 @@ class Settings:
     @property
     def resolved_models_dir(self) -> Path:
         return self.models_dir or self.home / "models"
+
+    @property
+    def resolved_vector_snapshots(self) -> Path:
+        return Path(self.vector_snapshots) if self.vector_snapshots else self.home / "vectors"
 
     @property
     def resolved_image_store(self) -> str:

@@ -202,6 +202,7 @@ def delete(
         **counts,
     )
     naming.forget(collection.id)
+    naming.drop_snapshots(session, settings, collection)
     return {"deleted": external_id, "faces_deleted": len(erasure.faces), **counts}
 
 
