@@ -88,8 +88,9 @@ def _load_templates(
     people: list[int] | None,
     templates: Templates,
 ) -> None:
-    """Add the templates of ``people`` (None: everyone), streamed in chunks: each person's mean
-    is summed from their embeddings in order of person, none kept as a Python object."""
+    """Add the templates of ``people`` (None: everyone): embeddings are streamed in chunks and
+    summed per person into one matrix, none kept as a Python object."""
+    names_query = select(Person.id, Person.external_id).where(Person.collection_id == collection_id)
     where = [
         Face.collection_id == collection_id,
         Face.backend == recognizer.name,
@@ -97,49 +98,38 @@ def _load_templates(
         Face.embedding.is_not(None),
     ]
     if people is not None:
-        where.append(Face.person_id.in_(people))
-    rows = session.execute(
-        select(Face.person_id, Face.embedding)
-        .where(*where)
-        .order_by(Face.person_id)
-        .execution_options(yield_per=LOAD_CHUNK)
-    )
-    names_query = select(Person.id, Person.external_id).where(Person.collection_id == collection_id)
-    if people is not None:
         names_query = names_query.where(Person.id.in_(people))
+        where.append(Face.person_id.in_(people))
     names = dict(session.execute(names_query).tuples().all())
-    held_ids = np.zeros(0, dtype=np.int64)
-    held: npt.NDArray[np.float32] | None = None
+    ids = np.fromiter(names, dtype=np.int64, count=len(names))
+    position = {person: i for i, person in enumerate(names)}
+    sums: npt.NDArray[np.float32] | None = None
+    counts = np.zeros(len(names), dtype=np.int64)
+    rows = session.execute(
+        select(Face.person_id, Face.embedding).where(*where).execution_options(yield_per=LOAD_CHUNK)
+    )
     for chunk in rows.partitions(LOAD_CHUNK):
-        ids = np.array([r.person_id for r in chunk], dtype=np.int64)
-        dim = len(chunk[0].embedding) // 4
-        matrix = np.frombuffer(b"".join(r.embedding for r in chunk), dtype=np.float32)
-        matrix = matrix.reshape(len(chunk), dim)
-        if held is not None:
-            ids, matrix = np.concatenate([held_ids, ids]), np.concatenate([held, matrix])
-        # The last person's faces may go on in the next chunk: hold them back.
-        cut = int(np.searchsorted(ids, ids[-1]))
-        _add_means(templates, names, ids[:cut], matrix[:cut])
-        held_ids, held = ids[cut:], matrix[cut:]
-    if held is not None:
-        _add_means(templates, names, held_ids, held)
-
-
-def _add_means(
-    templates: Templates,
-    names: dict[int, str],
-    ids: npt.NDArray[np.int64],
-    matrix: npt.NDArray[np.float32],
-) -> None:
-    if not len(ids):
+        # A face of someone added since ``names`` was read comes again as a logged change.
+        known = [r for r in chunk if r.person_id in position]
+        if not known:
+            continue
+        dim = len(known[0].embedding) // 4
+        if sums is None:
+            sums = np.zeros((len(names), dim), dtype=np.float32)
+        matrix = np.frombuffer(b"".join(r.embedding for r in known), dtype=np.float32)
+        at = np.array([position[r.person_id] for r in known], dtype=np.int64)
+        order = np.argsort(at, kind="stable")
+        at, matrix = at[order], matrix.reshape(len(known), dim)[order]
+        starts = np.flatnonzero(np.r_[True, at[1:] != at[:-1]])
+        sums[at[starts]] += np.add.reduceat(matrix, starts, axis=0)
+        counts += np.bincount(at, minlength=len(names))
+    if sums is None:
         return
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    people = ids[starts].tolist()
+    have = np.flatnonzero(counts)
     if not templates.index.dim:
-        templates.index = VectorIndex(matrix.shape[1], exact_limit=templates.index.exact_limit)
-    counts = np.diff(np.r_[starts, len(ids)])[:, None]
-    templates.index.add(people, np.add.reduceat(matrix, starts, axis=0) / counts)
-    templates.names.update({p: names[p] for p in people})
+        templates.index = VectorIndex(sums.shape[1], exact_limit=templates.index.exact_limit)
+    templates.index.add(ids[have].tolist(), sums[have] / counts[have, None])
+    templates.names.update({int(p): names[int(p)] for p in ids[have]})
 
 
 def _changed_people(
