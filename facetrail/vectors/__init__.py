@@ -149,6 +149,10 @@ class VectorIndex(Generic[K]):
         vector: Matrix = self._vectors(np.array([row]))[0]
         return vector
 
+    def present(self, labels: Sequence[K]) -> list[bool]:
+        """Whether each label is in the index (one vectorised lookup)."""
+        return cast(list[bool], (self._rows(labels) >= 0).tolist())
+
     def live_groups(self) -> npt.NDArray[np.int32]:
         """The group of every live row (in no particular order)."""
         return self._groups[: self._size][~self._dead[: self._size]]

@@ -109,7 +109,7 @@ class CollectionVectors:
                 number = self.numbers[name] = len(self.names)
                 self.names.append(name)
             groups[i] = number
-        self.remove([f for f in face_ids if f in self.index])
+        self.remove(face_ids)
         self.index.add(face_ids, vectors, groups)
         if len(self.counts) < len(self.names):
             self.counts = np.concatenate(
@@ -118,7 +118,7 @@ class CollectionVectors:
         np.add.at(self.counts, groups, 1)
 
     def remove(self, face_ids: list[str]) -> None:
-        present = [f for f in face_ids if f in self.index]
+        present = [f for f, on in zip(face_ids, self.index.present(face_ids), strict=True) if on]
         if not present:
             return
         groups = np.asarray(self.index.groups(present))
@@ -339,7 +339,7 @@ class VectorCache:
             if added
             else []
         )
-        if removed and any(f in cached.index for f in removed):
+        if any(cached.index.present(removed)):
             cached.covered.removed_at = collection.generation
         cached.remove(removed)
         if rows:
