@@ -28,9 +28,9 @@ vectors.py`` for faces, ``facetrail/services/naming.py`` for person templates):
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -40,8 +40,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from facetrail.settings import Settings
 from facetrail.vectors import K, VectorIndex
+
+log = logging.getLogger(__name__)
 
 RESNAPSHOT_EVERY = 10_000
 LOG_KEEP = 50_000
@@ -87,10 +91,11 @@ class Snapshots:
 
     def positions(self, group: Sequence[object], variant: Sequence[object]) -> list[int]:
         """Positions with a whole snapshot, oldest first."""
-        folder = self._variant(group, variant)
-        if not folder.is_dir():
+        try:
+            names = [p.name for p in self._variant(group, variant).iterdir()]
+        except FileNotFoundError:  # none yet, or being dropped
             return []
-        return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+        return sorted(int(name) for name in names if name.isdigit())
 
     def latest(
         self, group: Sequence[object], variant: Sequence[object], at_most: int
@@ -136,16 +141,18 @@ class Snapshots:
         appeared) deletes it again. Returns whether a snapshot stays at ``position``.
         """
         folder = self._variant(group, variant)
-        folder.mkdir(parents=True, exist_ok=True)
         final = folder / str(position)
         if final.exists():
             return True
-        for stale in folder.glob(f"{_TEMP}*"):
-            with contextlib.suppress(OSError):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for stale in folder.glob(f"{_TEMP}*"):
                 if time.time() - stale.stat().st_mtime > _STALE_TEMP_S:
                     shutil.rmtree(stale, ignore_errors=True)
-        temp = folder / f"{_TEMP}{uuid.uuid4().hex}"
-        temp.mkdir()
+            temp = folder / f"{_TEMP}{uuid.uuid4().hex}"
+            temp.mkdir()
+        except OSError:  # the group is being dropped
+            return False
         try:
             index.save(temp)
             (temp / "extra.json").write_text(json.dumps(extra))
@@ -154,7 +161,12 @@ class Snapshots:
             shutil.rmtree(temp, ignore_errors=True)
             # Another process renamed the same position into place first: theirs stays.
             return final.exists()
-        if not still_valid():
+        try:
+            valid = still_valid()
+        except SQLAlchemyError:
+            log.warning("could not check snapshot %s against the change log", final)
+            valid = False
+        if not valid:
             shutil.rmtree(final, ignore_errors=True)
             return False
         for older in self.positions(group, variant):
@@ -190,12 +202,18 @@ class Snapshots:
         if removed_at is not None:
             # Older snapshots (of any variant) may hold the removed rows' vectors.
             self.drop(group)
+        started = time.perf_counter()
         if self.save(group, variant, position, index, extra(), still_valid=still_valid):
             covered.position, covered.removed_at = position, None
+            took = time.perf_counter() - started
+            log.info("saved a vector index of %d rows at %d in %.1f s", len(index), position, took)
         else:
             covered.position = None
 
     def drop(self, group: Sequence[object]) -> None:
         """Delete every snapshot of a group (a collection), whatever its variant."""
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(self.root / digest(group))
+        folder = self.root / digest(group)
+        for _ in range(3):  # a writer may be adding files meanwhile (its snapshot fails then)
+            shutil.rmtree(folder, ignore_errors=True)
+            if not folder.exists():
+                return
