@@ -46,6 +46,10 @@ CONNECTIVITY = 16
 EXPANSION_ADD = 64
 EXPANSION_SEARCH = 256
 DTYPE = "f16"
+# The layout ``save`` writes.
+FORMAT = 1
+# What a saved index was written with (saved indexes of other parameters are built again).
+GRAPH = (DTYPE, CONNECTIVITY, EXPANSION_ADD, FORMAT)
 # Rows added to the graph per call while building (bounds the float32 copy held meanwhile).
 BUILD_CHUNK = 50_000
 # Labels added since the lookup table was last sorted are kept in a dict up to this many, then
@@ -53,7 +57,6 @@ BUILD_CHUNK = 50_000
 RECENT_LIMIT = 4096
 # Graph keys above every row number, for the placeholders that overwrite freed slots.
 _SCRUB_KEY = 1 << 62
-_FORMAT = 1
 
 
 def normalise(vectors: npt.ArrayLike) -> Matrix:
@@ -413,7 +416,7 @@ class VectorIndex(Generic[K]):
         self._flush_recent()
         self._merge(np.zeros(0, dtype=np.int64))  # drops removed labels from the table
         meta = {
-            "format": _FORMAT,
+            "format": FORMAT,
             "dim": self.dim,
             "size": self._size,
             "live": self._live,
@@ -438,7 +441,7 @@ class VectorIndex(Generic[K]):
     ) -> VectorIndex[K]:
         """An index as ``save`` wrote it into ``folder``, read into memory."""
         meta = json.loads((folder / "index.json").read_text())
-        if meta.get("format") != _FORMAT:
+        if meta.get("format") != FORMAT:
             raise ValueError(f"{folder}: not an index this version wrote")
         index: VectorIndex[K] = cls(
             meta["dim"], exact_limit=exact_limit, build_threads=build_threads

@@ -43,7 +43,7 @@ from typing import Any, Generic
 from sqlalchemy.exc import SQLAlchemyError
 
 from facetrail.settings import Settings
-from facetrail.vectors import K, VectorIndex
+from facetrail.vectors import GRAPH, K, VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,8 @@ class Snapshots:
         return cls(settings.resolved_vector_snapshots)
 
     def _variant(self, group: Sequence[object], variant: Sequence[object]) -> Path:
-        return self.root / digest(group) / digest(variant)
+        # Snapshots of other graph parameters are not this version's: they are built again.
+        return self.root / digest(group) / digest([*variant, *GRAPH])
 
     def positions(self, group: Sequence[object], variant: Sequence[object]) -> list[int]:
         """Positions with a whole snapshot, oldest first."""
