@@ -16,6 +16,14 @@ face. A photo where no face is found is counted apart, not scored.
   MouthOpen (Mouth_Slightly_Open) on the odd rows only (photos in file order, counting from 0):
   its threshold and the mesh crop were chosen on the even rows.
 
+* ``glint_celebrity_chips`` (24 named celebrities x 10 aligned 112x112 chips): KnownGender, the
+  verdict over a person's enrolled faces (``facetrail.services.known_people.gender_verdict``),
+  from the first 1, 3 and all 10 chips of each person, against each public figure's gender as
+  publicly known (``GLINT_GENDER``, a label added here by name).
+* EyeDirection: no shared set labels gaze, so only its mirror consistency is measured
+  (``eye_direction_mirrored``); the pupils are compared with the centre of each eye's 68-point
+  contour (no set marks pupils), beside MTCNN's eye points.
+
 No other threshold was chosen on these sets: AgeRange's 80 % mass and Smile's "happy above 0.5"
 were fixed before they were measured. Majority-class rates are printed for context.
 """
@@ -37,9 +45,10 @@ from PIL import Image
 
 from bench.datasets import DEFAULT_ROOT
 from bench.facetrail_side import bench_settings
-from facetrail.backends.base import FaceAttributes
+from facetrail.backends.base import LANDMARK_TYPES, FaceAttributes
 from facetrail.backends.local.attributes import EMOTION_TYPES, expected_age
 from facetrail.backends.local.pipeline import FacePipeline
+from facetrail.inference.detector import Detection
 from facetrail.inference.face_attributes import EMOTION_CLASSES
 from facetrail.modelfiles import install_models
 
@@ -50,11 +59,51 @@ UNAVAILABLE = (
     "Beard",
     "Mustache",
     "EyesOpen",
-    "EyeDirection",
     "FaceOccluded",
     "Emotions: CONFUSED",
-    "Landmarks: leftPupil, rightPupil",
 )
+# The pupils have no hand-placed points in any shared set: they are compared with the centre of
+# each eye's six 68-point contour points (where the pupil is when the eye looks ahead), beside
+# MTCNN's eye points against the same centre.
+PUPILS = {"leftPupil": (36, 42, "eyeLeft"), "rightPupil": (42, 48, "eyeRight")}
+# The publicly known gender of glint_celebrity_chips' people (the set labels names only).
+GLINT_GENDER = {
+    **dict.fromkeys(
+        [
+            "Barack Obama",
+            "Daniel Radcliffe",
+            "Hugh Jackman",
+            "Hugh Laurie",
+            "James Spader",
+            "Keanu Reeves",
+            "Leonardo DiCaprio",
+            "Mark Ruffalo",
+            "Robert Downey Jr",
+            "Simon Cowell",
+            "Tom Hanks",
+            "Will Smith",
+        ],
+        "Male",
+    ),
+    **dict.fromkeys(
+        [
+            "Drew Barrymore",
+            "Gwyneth Paltrow",
+            "Halle Berry",
+            "Jennifer Aniston",
+            "Jennifer Lopez",
+            "Jessica Alba",
+            "Kate Winslet",
+            "Keira Knightley",
+            "Lindsay Lohan",
+            "Miley Cyrus",
+            "Tina Fey",
+            "Victoria Beckham",
+        ],
+        "Female",
+    ),
+}
+KNOWN_GENDER_PHOTOS = (1, 3, 10)
 # Rekognition landmark type -> the 68-point annotation's points (averaged), 0-based.
 IBUG_POINTS = {
     "leftEyeBrowLeft": (17,),
@@ -206,12 +255,15 @@ def celeba(pipeline: FacePipeline, root: Path, limit: int | None) -> dict[str, T
 
 
 def landmarks(pipeline: FacePipeline, root: Path) -> tuple[int, int, float, dict[str, float]]:
-    """(faces annotated, faces matched, mean normalised error, per-type mean normalised error)."""
+    """(faces annotated, faces matched, mean normalised error, per-type mean normalised error);
+    per type also the pupils' error against the eye contour's centre (``PUPILS``) and MTCNN's
+    eye points' error against the same centre (``mtcnn eyeLeft``...)."""
     import xml.etree.ElementTree as ET
 
     folder = root / "dlib" / "examples" / "faces"
     tree = ET.parse(folder / "testing_with_face_landmarks.xml")
     errors: dict[str, list[float]] = {kind: [] for kind in IBUG_POINTS}
+    eyes: dict[str, list[float]] = {}
     annotated = matched = 0
     for image in tree.getroot().iter("image"):
         with Image.open(folder / str(image.get("file"))) as img:
@@ -244,9 +296,74 @@ def landmarks(pipeline: FacePipeline, root: Path) -> tuple[int, int, float, dict
             for kind, indices in IBUG_POINTS.items():
                 truth = np.mean([points[i] for i in indices], axis=0)
                 errors[kind].append(float(np.hypot(*(np.array(at[kind]) - truth))) / scale)
+            five = dict(zip(LANDMARK_TYPES, nearest.landmarks, strict=True))
+            for kind, (start, stop, mtcnn) in PUPILS.items():
+                centre = np.mean([points[i] for i in range(start, stop)], axis=0)
+                for name, point in ((kind, at[kind]), (f"mtcnn {mtcnn}", five[mtcnn])):
+                    error = float(np.hypot(*(np.asarray(point) - centre))) / scale
+                    eyes.setdefault(name, []).append(error)
     per_type = {kind: float(np.mean(values)) for kind, values in errors.items()}
     overall = float(np.mean([v for values in errors.values() for v in values]))
+    per_type.update({kind: float(np.mean(values)) for kind, values in eyes.items()})
     return annotated, matched, overall, per_type
+
+
+def known_gender(pipeline: FacePipeline, root: Path, limit: int | None) -> dict[str, Tally]:
+    """Per chip (the gender model's answer) and per person (the verdict over the first k chips
+    of each person, in file order): right answers against GLINT_GENDER."""
+    from facetrail.services.known_people import gender_verdict
+
+    folder = root / "glint_celebrity_chips"
+    answers: dict[str, list[tuple[str, float]]] = {}
+    per_chip = Tally()
+    for row in rows_of(folder / "labels.csv", limit):
+        result = analyse(pipeline, folder / row["path"])
+        if result is None:
+            per_chip.no_face += 1
+            continue
+        found = result[0].gender
+        assert found is not None
+        per_chip.add(GLINT_GENDER[row["identity"]], found.value)
+        answers.setdefault(row["identity"], []).append((found.value, found.confidence))
+    tallies = {"chip": per_chip}
+    for k in KNOWN_GENDER_PHOTOS:
+        tally = Tally()
+        for person, given in answers.items():
+            tally.add(GLINT_GENDER[person], str(gender_verdict(given[:k])))
+        tallies[f"person from {k}"] = tally
+    return tallies
+
+
+def eye_direction_mirrored(pipeline: FacePipeline, root: Path) -> tuple[int, float, float]:
+    """EyeDirection has no gaze-labelled photos to be scored on; its self-consistency is: on
+    each photo of dlib's examples/faces and its mirror image, a face's yaw should change sign
+    and its pitch stay (every face found in both, paired by box centre). (faces, mean
+    |yaw + mirrored yaw|, mean |pitch - mirrored pitch|), in degrees."""
+    folder = root / "dlib" / "examples" / "faces"
+    yaw, pitch = [], []
+    for photo in sorted(folder.glob("*.jpg")):
+        with Image.open(photo) as img:
+            rgb = np.asarray(img.convert("RGB"))
+        mirror = np.ascontiguousarray(rgb[:, ::-1])
+        faces, mirrored = pipeline.detect(rgb), pipeline.detect(mirror)
+        width = rgb.shape[1]
+        for face in faces:
+            x0, y0, x1, y1 = (float(v) for v in face.box)
+            at = np.array([width - (x0 + x1) / 2, (y0 + y1) / 2])
+            twins = [d for d in mirrored if _distance(d, at) < 0.25 * (x1 - x0)]
+            if not twins:
+                continue  # not found in the mirror image
+            a = pipeline.attributes(rgb, [face])[0].eye_direction
+            b = pipeline.attributes(mirror, [twins[0]])[0].eye_direction
+            if a is not None and b is not None:
+                yaw.append(abs(a.yaw + b.yaw))
+                pitch.append(abs(a.pitch - b.pitch))
+    return len(yaw), float(np.mean(yaw)), float(np.mean(pitch))
+
+
+def _distance(detection: Detection, point: np.ndarray) -> float:
+    box = detection.box
+    return float(np.hypot((box[0] + box[2]) / 2 - point[0], (box[1] + box[3]) / 2 - point[1]))
 
 
 def pct(value: float) -> str:
@@ -258,6 +375,8 @@ def render(
     fer: tuple[Tally, Counter[str]],
     cel: dict[str, Tally],
     marks: tuple[int, int, float, dict[str, float]],
+    known: dict[str, Tally],
+    mirrored: tuple[int, float, float],
 ) -> str:
     gender = utk["gender"]
     assert isinstance(gender, Tally)
@@ -285,17 +404,36 @@ def render(
         f"| Landmarks (19 further types): mean error / outer-eye distance | dlib testing "
         f"(68 points) | {marks[1]} | {marks[0] - marks[1]} | {marks[2]:.3f} | - |",
     ]
+    lines += [
+        f"| KnownGender: {name} | glint_celebrity_chips (gender by name) | {t.scored} "
+        f"| {t.no_face if name == 'chip' else '-'} | {pct(t.accuracy)} | {pct(t.majority_rate)} |"
+        for name, t in known.items()
+    ]
     recall = ", ".join(
         f"{name} {per_class[name]}/{per_class[name + ' total']}"
         for name in sorted({k.split()[0] for k in per_class})
     )
     lines += ["", f"Emotion recall per class (fer2013_sample): {recall}."]
-    worst = sorted(marks[3].items(), key=lambda kv: kv[1], reverse=True)[:4]
+    scored = {k: v for k, v in marks[3].items() if k in IBUG_POINTS}
+    worst = sorted(scored.items(), key=lambda kv: kv[1], reverse=True)[:4]
     lines += [
         "",
         "Landmark error per type, largest: "
         + ", ".join(f"{kind} {value:.3f}" for kind, value in worst)
         + ".",
+    ]
+    pupils = marks[3]
+    lines += [
+        "",
+        "Pupils against each eye's 68-point contour centre (mean error / outer-eye distance): "
+        f"leftPupil {pupils['leftPupil']:.3f}, rightPupil {pupils['rightPupil']:.3f}; "
+        f"MTCNN's eyeLeft {pupils['mtcnn eyeLeft']:.3f}, eyeRight {pupils['mtcnn eyeRight']:.3f}.",
+    ]
+    lines += [
+        "",
+        f"EyeDirection on {mirrored[0]} faces of dlib's examples/faces and their mirror images: "
+        f"mean |yaw + mirrored yaw| {mirrored[1]:.1f} degrees, mean |pitch - mirrored pitch| "
+        f"{mirrored[2]:.1f} degrees (self-consistency; no gaze-labelled photos to score).",
     ]
     lines += ["", "Not measured by any offline model here (absent from responses): "]
     lines[-1] += ", ".join(UNAVAILABLE) + "."
@@ -309,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="facetrail-bench-attributes-") as home:
         settings = bench_settings(Path(home))
-        names = ["pnet", "rnet", "onet", "age", "gender", "emotion", "face_mesh"]
+        names = ["pnet", "rnet", "onet", "age", "gender", "emotion", "face_mesh", "iris"]
         install_models(settings, names, log=log)
         pipeline = FacePipeline(settings)
         start = time.perf_counter()
@@ -321,7 +459,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"celeba_attributes: {time.perf_counter() - start:.0f}s")
         marks = landmarks(pipeline, args.data)
         log(f"landmarks: {time.perf_counter() - start:.0f}s")
-    print(render(utk, fer, cel, marks))
+        known = known_gender(pipeline, args.data, args.limit)
+        log(f"glint_celebrity_chips: {time.perf_counter() - start:.0f}s")
+        mirrored = eye_direction_mirrored(pipeline, args.data)
+        log(f"eye direction, mirrored: {time.perf_counter() - start:.0f}s")
+    print(render(utk, fer, cel, marks, known, mirrored))
     return 0
 
 

@@ -107,7 +107,7 @@ class Worker:
             index_cpu.append(time.process_time() - cpu)
             index_wall.append(time.perf_counter() - wall)
             top.append(labels[0][0])
-            owner.append(vectors.owners(labels)[0][0])
+            owner.append(vectors.meta_of(labels)[0][0])
             cpu, wall = time.process_time(), time.perf_counter()
             self.backend.search_embeddings("big", query, max_faces=16)
             backend_cpu.append(time.process_time() - cpu)

@@ -116,6 +116,17 @@ def load_celeba_identities(root: Path) -> dict[str, list[Path]]:
     return dict(clusters)
 
 
+def load_glint_chips(root: Path) -> dict[str, list[Path]]:
+    """``glint_celebrity_chips/labels.csv``: celebrity -> 10 aligned 112x112 chips. A calibration
+    set: no benchmark scores it, so an operating point fitted here is kept apart from the probes."""
+    clusters: dict[str, list[Path]] = defaultdict(list)
+    base = root / "glint_celebrity_chips"
+    with (base / "labels.csv").open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            clusters[row["identity"].strip()].append(base / row["path"].strip())
+    return dict(clusters)
+
+
 # Identification sets by name (``--dataset``): each maps a data root to cluster -> photos.
 IDENTITY_SETS: dict[str, Callable[[Path], dict[str, list[Path]]]] = {
     "deepface": load_identities,

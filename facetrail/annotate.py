@@ -27,7 +27,10 @@ def annotate(image: LoadedImage, faces: Sequence[dict[str, Any]]) -> Image.Image
         person = face.get("person")
         color = KNOWN if person else UNKNOWN
         draw.rectangle((x0, y0, x1, y1), outline=color, width=width)
-        label = f"{person} {face['similarity']:.0f}" if person else "unknown"
+        similarity = face.get("similarity")
+        label = person or "unknown"
+        if person and similarity is not None:  # none: named by a correction
+            label = f"{person} {similarity:.0f}"
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
         tw, th = right - left, bottom - top
         ty = y1 + width if y1 + th + 3 * width < canvas.height else max(0.0, y0 - th - 3 * width)

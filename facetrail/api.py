@@ -9,17 +9,20 @@ from typing import Any
 
 from facetrail.db import checkpoint, session_scope
 from facetrail.errors import FacetrailError, InvalidParameterError
+from facetrail.images import open_image
 from facetrail.images import upload as store_upload
 from facetrail.images.scan import EnrollEntry, enroll_sources, expand_sources
 from facetrail.jobs import job_type
-from facetrail.jobs.base import TRUSTED_PATHS
+from facetrail.jobs.base import TRUSTED_PATHS, UploadedImage
 from facetrail.jobs.rerun import rerun_changes
 from facetrail.jobs.submit import parse_payload
 from facetrail.migrate import ensure_schema
 from facetrail.models import Job, JobStatus
-from facetrail.services import audit, people
+from facetrail.services import audit, corrections, past, people
+from facetrail.services.records import get_collection
 from facetrail.services.reports import job_report, list_jobs
 from facetrail.settings import Settings
+from facetrail.vectors import Matrix
 from facetrail.worker.dispatch import submit
 
 # An image: a path, URL, s3:// key or upload:// reference, or the image's bytes.
@@ -238,6 +241,115 @@ class Facetrail:
             result = people.delete(session, self.settings, collection, external_id)
         checkpoint(self.settings)
         return result
+
+    # The past and corrections (docs/past.md) ------------------------------------------------
+    def search_past(
+        self,
+        collection: str,
+        image: ImageInput | None = None,
+        *,
+        person: str | None = None,
+        threshold: float | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """Every face the collection's identify jobs found that matches the largest face of
+        ``image``, or ``person``'s enrolled faces (as their template), with its job, image, box
+        and similarity, best first. ``threshold`` is identify's 0-100 scale
+        (FACETRAIL_MATCH_THRESHOLD, 80, by default)."""
+        payload: dict[str, Any] = {"collection": collection, "threshold": threshold, "limit": limit}
+        if image is not None:
+            payload["image"] = UploadedImage(data=image) if isinstance(image, bytes) else str(image)
+        if person is not None:
+            payload["person"] = person
+        request = past.parse_request(payload)
+        # A local user's photo: read wherever it is, as their jobs' are.
+        loaded = past.request_image(self.settings, request, local=True)
+        with session_scope(self.settings) as session:
+            return past.run_request(session, self.settings, request, loaded)
+
+    def search_past_embeddings(
+        self,
+        collection: str,
+        embeddings: Matrix,
+        *,
+        combine: past.Combine = "template",
+        threshold: float | None = None,
+        limit: int | None = None,
+    ) -> dict[str, Any]:
+        """Search the past with any faces' embeddings (n, dim) from the collection's model: a
+        cluster's faces, say. ``combine``: "template" searches with their normalised mean,
+        "any" with each face (a result's best similarity counts)."""
+        with session_scope(self.settings) as session:
+            found = get_collection(session, collection)
+            backend = past.recognizer(self.settings, found)
+            return past.search(
+                session,
+                self.settings,
+                found,
+                backend,
+                embeddings,
+                threshold=threshold,
+                limit=limit,
+                combine=combine,
+            )
+
+    def correct_not(self, collection: str, face_result_id: int, person: str) -> dict[str, Any]:
+        """Record that a face (a face result id, as job reports give) is not ``person``: they
+        are never named there again, in any job or re-run, until the correction is withdrawn."""
+        with session_scope(self.settings) as session:
+            return corrections.correct_not(
+                session, self.settings, collection, face_result_id, person
+            )
+
+    def correct_is(
+        self,
+        collection: str,
+        face_result_id: int,
+        person: str,
+        *,
+        enroll: bool = True,
+        wait: bool = True,
+    ) -> dict[str, Any]:
+        """Record that a face is ``person`` and move its results to them. ``enroll`` also
+        enrolls the face as them (a crop of its photo, through an enroll job), so that their
+        template learns it; the photo must still be readable."""
+        crop: bytes | None = None
+        skipped: str | None = None
+        if enroll:
+            with session_scope(self.settings) as session:
+                source, trusted, box, others = corrections.face_photo(
+                    session, collection, face_result_id
+                )
+            try:
+                photo = open_image(self.settings, source, local=trusted)
+                crop = corrections.face_crop(photo, box, others)
+            except FacetrailError as exc:
+                skipped = f"the photo could not be read: {exc.message}"
+        with session_scope(self.settings) as session:
+            result = corrections.correct_is(
+                session, self.settings, collection, face_result_id, person, crop=crop
+            )
+        if result["already"]:
+            return result
+        if result["enroll_job_id"] is not None:
+            job = self._run(result["enroll_job_id"], wait=wait, progress=None)
+            result["enrolled"] = job["status"] == "succeeded"
+            if job["status"] == "failed":
+                result["enroll_error"] = job["images"][0]["error"]
+        elif enroll:
+            result["enrolled"] = False
+            result["enroll_error"] = skipped
+        return result
+
+    def withdraw_correction(self, collection: str, correction_id: int) -> dict[str, Any]:
+        """Withdraw a correction: it no longer applies, and a face it enrolled leaves the
+        person again."""
+        with session_scope(self.settings) as session:
+            return corrections.withdraw(session, self.settings, collection, correction_id)
+
+    def list_corrections(self, collection: str, *, withdrawn: bool = False) -> list[dict[str, Any]]:
+        with session_scope(self.settings) as session:
+            return corrections.list_corrections(session, collection, withdrawn=withdrawn)
 
     def audit_log(self, collection: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         with session_scope(self.settings) as session:

@@ -25,6 +25,7 @@ import redis
 from celery import Celery
 
 SUBMIT_TASK = "facetrail.submit"
+SEARCH_PAST_TASK = "facetrail.search_past"
 QUEUE = "facetrail"
 
 
@@ -98,8 +99,38 @@ class FacetrailClient:
             payload["ops"] = list(ops)
         return self.submit(payload)
 
+    def search_past(
+        self,
+        collection: str,
+        image: str | bytes | None = None,
+        *,
+        person: str | None = None,
+        threshold: float | None = None,
+        limit: int | None = None,
+        request_id: str | None = None,
+    ) -> str:
+        """Search the collection's past faces with a photo's largest face or a person's enrolled
+        faces (docs/past.md); ``wait`` returns the answer (``matches``)."""
+        payload: dict[str, Any] = {
+            "collection": collection,
+            "request_id": request_id or uuid.uuid4().hex,
+        }
+        if image is not None:
+            payload["image"] = _image(image)
+        if person is not None:
+            payload["person"] = person
+        if threshold is not None:
+            payload["threshold"] = threshold
+        if limit is not None:
+            payload["limit"] = limit
+        if self.actor:
+            payload["actor"] = self.actor
+        self._celery.send_task(SEARCH_PAST_TASK, args=[payload], queue=self.queue)
+        return str(payload["request_id"])
+
     def wait(self, request_id: str, *, timeout: float | None = None, poll: float = 0.5) -> Any:
-        """Block until the job finishes; returns its report (``status`` rejected on bad input)."""
+        """Block until the job (or search) finishes; returns its report or answer (``status``
+        rejected on bad input)."""
         key = f"facetrail:done:{request_id}"
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:

@@ -11,6 +11,7 @@ from facetrail.backends.base import (
     BoundingBox,
     DetectedFace,
     Emotion,
+    EyeDirection,
     FaceAttributes,
     Flag,
     Gender,
@@ -85,6 +86,9 @@ def attributes_json(attributes: FaceAttributes) -> dict[str, Any]:
         ]
     for name, flag in attributes.flags:
         out[name] = {"Value": flag.value, "Confidence": flag.confidence}
+    if attributes.eye_direction is not None:
+        eyes = attributes.eye_direction
+        out["EyeDirection"] = {"Yaw": eyes.yaw, "Pitch": eyes.pitch, "Confidence": eyes.confidence}
     if attributes.landmarks:
         out["Landmarks"] = [{"Type": lm.type, "X": lm.x, "Y": lm.y} for lm in attributes.landmarks]
     return out
@@ -120,7 +124,17 @@ def attributes_from_json(raw: Mapping[str, Any]) -> FaceAttributes | None:
         for lm in raw.get("Landmarks") or []
         if lm.get("Type") and lm["Type"] not in five
     )
-    if age is None and sex is None and not emotions and not flags and not landmarks:
+    eyes = raw.get("EyeDirection")
+    eye_direction = (
+        EyeDirection(
+            yaw=float(eyes.get("Yaw", 0.0)),
+            pitch=float(eyes.get("Pitch", 0.0)),
+            confidence=float(eyes.get("Confidence", 0.0)),
+        )
+        if isinstance(eyes, Mapping)
+        else None
+    )
+    if not (age or sex or emotions or flags or landmarks or eye_direction):
         return None
     return FaceAttributes(
         age_range=AgeRange(low=int(age.get("Low", 0)), high=int(age.get("High", 0)))
@@ -132,4 +146,5 @@ def attributes_from_json(raw: Mapping[str, Any]) -> FaceAttributes | None:
         emotions=emotions,
         flags=flags,
         landmarks=landmarks,
+        eye_direction=eye_direction,
     )

@@ -113,6 +113,15 @@ class Flag:
 
 
 @dataclass(frozen=True)
+class EyeDirection:
+    """Where the eyes look, independent of the head's pose: degrees, and a confidence 0-100."""
+
+    yaw: float
+    pitch: float
+    confidence: float
+
+
+@dataclass(frozen=True)
 class FaceAttributes:
     """What attribute models said about a face; absent where no model measures it."""
 
@@ -123,6 +132,7 @@ class FaceAttributes:
     flags: tuple[tuple[str, Flag], ...] = ()
     # Landmark types beyond DetectedFace's five (leftEyeBrowUp, chinBottom...), image ratios.
     landmarks: tuple[Landmark, ...] = ()
+    eye_direction: EyeDirection | None = None
 
 
 @dataclass(frozen=True)
@@ -299,8 +309,10 @@ class Backend(abc.ABC):
         *,
         external_id: str | None = None,
         max_faces: int | None = None,
+        attributes: bool = False,
     ) -> IndexResult:
-        """Store the faces of ``image`` (largest first, up to ``max_faces``)."""
+        """Store the faces of ``image`` (largest first, up to ``max_faces``); ``attributes``:
+        each face comes with its attributes, as from ``detect_faces(attributes=True)``."""
 
     @abc.abstractmethod
     def search_faces_by_image(
@@ -385,6 +397,17 @@ class Backend(abc.ABC):
         raise self._unsupported("tags")
 
     # Users: faces of one person searched as one (Rekognition's Users API) --------------------
+    # Where identification searches a collection's users rather than its faces (the rekognition
+    # backend, once the collection has users), every enrolled person is a user holding their
+    # faces: ``facetrail.services.users`` keeps them so. Elsewhere people need no users (the
+    # local backend scores person templates itself).
+    people_as_users: bool = False
+
+    def user_match_id(self, external_id: str) -> str:
+        """The user id this backend's user searches report for the user ``external_id``: the
+        id itself, unless the backend had to store it in a form it cannot read back."""
+        return external_id
+
     def create_user(self, collection_id: str, user_id: str) -> None:
         """``facetrail.errors.UserExistsError`` where the user exists."""
         raise self._unsupported("users")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from facetrail.cli import commands
+from facetrail.cli.past import add_past_parsers
 from facetrail.cli.serve import add_serve_parser
 from facetrail.errors import FacetrailError
 from facetrail.settings import Settings
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--loglevel", default="INFO")
     worker.add_argument("--pool", default="prefork")
     add_serve_parser(sub)
+    add_past_parsers(sub)
     return parser
 
 

@@ -63,7 +63,15 @@ def describe_job(report: dict[str, Any], out: TextIO | None = None) -> None:
             out.write(f"  {image['image']}: {image['status']} as {image.get('person')}\n")
             continue
         names = [
-            f"{f['person']} ({f['similarity']:.1f})" if f["person"] else "unknown"
+            f"{_name(f)} #{f['face_result_id']}" if "face_result_id" in f else _name(f)
             for f in image["faces"]
         ]
         out.write(f"  {image['image']}: {', '.join(names) or 'no faces'}\n")
+
+
+def _name(face: dict[str, Any]) -> str:
+    if not face["person"]:
+        return "unknown"
+    if face["similarity"] is None:  # named by a correction, not by a score
+        return f"{face['person']} (corrected)"
+    return f"{face['person']} ({face['similarity']:.1f})"

@@ -21,7 +21,7 @@ from facetrail.jobs.base import (
     with_names,
 )
 from facetrail.models import Collection, ItemStatus, Job, JobItem, JobKind
-from facetrail.services import audit
+from facetrail.services import audit, users
 from facetrail.services.faces import record_indexed
 from facetrail.services.records import (
     bump_version,
@@ -92,19 +92,37 @@ class EnrollJob(JobType):
         assert claim.person_external_id is not None and claim.backend_collection_id is not None
         backend = ctx.backend(claim.backend, claim.backend_options)
         image = ctx.open_image(claim.source)
-        backend.ensure_collection(claim.backend_collection_id)
+        index, person_id = claim.backend_collection_id, claim.person_external_id
+        info = backend.ensure_collection(index)
+        with ctx.session() as session:
+            # A public figure's known gender is the gender model's verdict over their faces.
+            public = session.get_one(Collection, claim.collection_id).public_figures
         # An enrollment photo shows one person: index its largest face only.
         result = backend.index_faces(
-            claim.backend_collection_id, image, external_id=claim.person_external_id, max_faces=1
+            index, image, external_id=person_id, max_faces=1, attributes=public
         )
         if not result.indexed:
             raise NoFaceError(f"{image.source}: no face found to enroll")
+        face_ids = [i.face_id for i in result.indexed]
+        # The person is a user holding this face, where the backend identifies by users.
+        users.add_faces(backend, index, person_id, face_ids)
+        if backend.people_as_users:
+            assert claim.collection_id is not None
+            with ctx.session() as session:
+                # Users are made before faces are recorded, so fewer users than recorded
+                # people means a collection enrolled before people were users: catch up.
+                recorded = users.people_with_faces(session, claim.collection_id, backend.name)
+                earlier = (
+                    users.enrolled_faces(session, claim.collection_id, backend.name)
+                    if info.user_count < recorded
+                    else {}
+                )
+            users.catch_up(backend, index, earlier)
         with ctx.session() as session:
             if session.get_one(JobItem, claim.item_id).status == ItemStatus.FAILED:
                 # The person was erased while this item ran: undo the backend's copy.
-                backend.delete_faces(
-                    claim.backend_collection_id, [i.face_id for i in result.indexed]
-                )
+                backend.delete_faces(index, face_ids)
+                users.drop_user(backend, index, person_id)
                 raise NotFoundError("the person was deleted meanwhile")
             collection = session.get_one(Collection, claim.collection_id)
             person = get_or_create_person(

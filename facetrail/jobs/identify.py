@@ -24,7 +24,8 @@ from facetrail.jobs.base import (
     store_images,
     with_names,
 )
-from facetrail.models import FaceResult, ItemStatus, Job, JobItem, JobKind, Person
+from facetrail.models import Collection, FaceResult, ItemStatus, Job, JobItem, JobKind, Person
+from facetrail.services import corrections, past
 from facetrail.services.naming import name_faces, search_depth
 from facetrail.services.records import get_collection, get_or_create_image
 from facetrail.settings import Settings
@@ -84,7 +85,13 @@ class IdentifyJob(JobType):
         with ctx.session() as session:
             if image is not None:
                 image_id = get_or_create_image(session, image).id
-            assignments = name_faces(session, claim.collection_id, backend, searches, threshold)
+            # The collection row is read for its templates' version anyway: this loads it.
+            collection = session.get_one(Collection, claim.collection_id)
+            boxes = [s.face.box for s in searches]
+            rules = corrections.rules_for(session, collection, image_id, boxes)
+            assignments = name_faces(
+                session, claim.collection_id, backend, searches, threshold, rules=rules
+            )
             named = {a.external_id for a in assignments if a.external_id}
             people: dict[str, int] = {}
             if named:
@@ -101,9 +108,10 @@ class IdentifyJob(JobType):
             if claim.attempts > 1:
                 # A retried item replaces what an interrupted attempt may have written.
                 session.execute(delete(FaceResult).where(FaceResult.job_item_id == claim.item_id))
+            rows: list[FaceResult] = []
             for index, (search, assignment) in enumerate(zip(searches, assignments, strict=True)):
                 box = search.face.box
-                session.add(
+                rows.append(
                     FaceResult(
                         job_item_id=claim.item_id,
                         face_index=index,
@@ -124,6 +132,12 @@ class IdentifyJob(JobType):
                         attributes=attributes[index],
                     )
                 )
+            session.add_all(rows)
+            session.flush()
+            # Searchable in the past from this commit on (services/past.py).
+            past.log_changes(
+                session, claim.collection_id, [r.id for r in rows if r.embedding is not None], []
+            )
             ctx.succeed(session, claim, image_id)
 
 

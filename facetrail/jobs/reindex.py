@@ -32,7 +32,7 @@ from facetrail.jobs.base import (
     add_job,
 )
 from facetrail.models import Collection, Face, Job, JobItem, JobKind, JobStatus, Person
-from facetrail.services import audit
+from facetrail.services import audit, users
 from facetrail.services.faces import record_indexed
 from facetrail.services.records import bump_version, get_collection, get_or_create_image
 from facetrail.settings import Settings
@@ -160,6 +160,11 @@ class ReindexJob(JobType):
             if not result.indexed:
                 raise NoFaceError(f"{claim.source}: no face found in the photo or its stored crop")
         assert result is not None
+        # The person is a user holding the face in the new index too, where the target
+        # identifies by users.
+        users.add_faces(
+            target, staging, claim.person_external_id, [i.face_id for i in result.indexed]
+        )
         with ctx.session() as session:
             collection = session.get_one(Collection, claim.collection_id)
             person = session.scalars(
@@ -171,11 +176,12 @@ class ReindexJob(JobType):
             if person is None:
                 # Erased while this item ran: what it just indexed must not outlive them.
                 target.delete_faces(staging, [i.face_id for i in result.indexed])
+                users.drop_user(target, staging, claim.person_external_id)
                 raise NotFoundError("the person was deleted meanwhile")
             image_id = None
             if from_photo and image is not None:
                 image_id = get_or_create_image(session, image).id
-            record_indexed(
+            rows = record_indexed(
                 session,
                 target,
                 result,
@@ -184,6 +190,11 @@ class ReindexJob(JobType):
                 image_id=image_id,
                 item_id=claim.item_id,
             )
+            source = session.get(Face, face_pk)
+            for row in rows:
+                # The same photo: the gender model's answer on it carries over.
+                if source is not None:
+                    row.gender, row.gender_confidence = source.gender, source.gender_confidence
             job = ctx.succeed(session, claim, image_id)
             old_index = switch_over(session, job)
         if old_index is not None:

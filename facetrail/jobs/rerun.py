@@ -2,11 +2,11 @@
 
 A re-run is an identify job over the same images, linked to the job it repeats. No photo is read
 where the first run stored its faces' embeddings: when the collection is unchanged since that run
-(its version), each face's result is copied; otherwise every stored embedding of the job is scored
-against the people's current templates in one matrix product and each photo's faces are assigned
-again. Both happen in the transaction that creates the job, so only items that need their photo
-(the first run failed, another model, a backend without templates) are left to run as identify
-items.
+(its version) and no correction was made on the photo, each face's result is copied; otherwise
+every stored embedding of the job is scored against the people's current templates in one matrix
+product and each photo's faces are assigned again, honouring corrections. Both happen in the
+transaction that creates the job, so only items that need their photo (the first run failed,
+another model, a backend without templates) are left to run as identify items.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from facetrail.backends import backend_for
 from facetrail.backends.base import Backend, BoundingBox
 from facetrail.backends.local.vectors import from_blob
 from facetrail.errors import InvalidParameterError, NotFoundError
-from facetrail.identification import Assignment, Candidate, assign_scores
+from facetrail.identification import Assignment, Candidate, FaceRule, assign_scores
 from facetrail.jobs.base import Claim, JobType, Request, add_job, collection_job
 from facetrail.jobs.identify import IdentifyJob
 from facetrail.models import Collection, FaceResult, ItemStatus, Job, JobItem, JobKind, Person
 from facetrail.models.base import utcnow
-from facetrail.services import audit
+from facetrail.services import audit, corrections, past
 from facetrail.services.naming import template_scores
 from facetrail.services.records import get_collection_by_id
 from facetrail.settings import Settings
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 # Smaller moves are rounding, not news.
 SIMILARITY_EPSILON = 0.5
-SAME_FACE_IOU = 0.5
 
 
 class RerunRequest(Request):
@@ -109,14 +108,35 @@ def _finish_from_stored(
     }
     if not ready:
         return
-    if collection.version == original.collection_version:
-        assignments = {item_id: [_recorded(f) for f in old.faces] for item_id, old in ready.items()}
-    else:
+    unchanged = collection.version == original.collection_version
+    corrected = corrections.corrected_photos(
+        session, collection, [old.image_id for old in ready.values() if old.image_id]
+    )
+    # Copied where nothing changed; scored again where the collection changed or a correction
+    # was made (or withdrawn) on the photo.
+    assignments = {
+        item_id: [_recorded(f) for f in old.faces]
+        for item_id, old in ready.items()
+        if unchanged and old.image_id not in corrected
+    }
+    again = [item_id for item_id in ready if item_id not in assignments]
+    if again:
         threshold = float(job.parameters.get("threshold", settings.match_threshold))
-        rescored = _rescore(session, collection.id, backend, list(ready.values()), threshold)
+        rules = corrections.rules_by_photo(
+            session,
+            collection,
+            [(ready[i].image_id, [_box(f) for f in ready[i].faces]) for i in again],
+        )
+        rescored = _rescore(
+            session, collection.id, backend, [ready[i] for i in again], threshold, rules
+        )
         if rescored is None:
-            return
-        assignments = dict(zip(ready, rescored, strict=True))
+            # No templates: those photos run as identify items (which honour corrections).
+            ready = {i: old for i, old in ready.items() if i in assignments}
+        else:
+            assignments.update(zip(again, rescored, strict=True))
+    if not ready:
+        return
     named = {a.external_id for faces in assignments.values() for a in faces if a.external_id}
     people = dict(
         session.execute(
@@ -159,6 +179,7 @@ def _finish_from_stored(
         item.started_at = item.finished_at = now
     if rows:
         session.execute(insert(FaceResult), rows)
+        past.log_added_items(session, collection.id, ready)
     job.started_at = job.started_at or now
     rollup(session, job.id)
 
@@ -171,10 +192,16 @@ def _recorded(face: FaceResult) -> Assignment:
 
 
 def _rescore(
-    session: Session, collection_id: int, backend: Backend, items: list[JobItem], threshold: float
+    session: Session,
+    collection_id: int,
+    backend: Backend,
+    items: list[JobItem],
+    threshold: float,
+    rules: list[list[FaceRule | None] | None],
 ) -> list[list[Assignment]] | None:
     """Each item's faces assigned again from one scoring of every stored embedding against the
-    current templates; None where the backend keeps no templates."""
+    current templates, honouring each item's correction ``rules``; None where the backend keeps
+    no templates."""
     stored = [f.embedding or b"" for item in items for f in item.faces]
     queries = np.stack([from_blob(b) for b in stored]) if stored else np.zeros((0, 0), np.float32)
     most = max((len(item.faces) for item in items), default=0)
@@ -182,7 +209,14 @@ def _rescore(
     if scored is None:
         return None
     rows = iter(scored)
-    return [assign_scores([next(rows) for _ in item.faces], threshold) for item in items]
+    return [
+        assign_scores([next(rows) for _ in item.faces], threshold, item_rules)
+        for item, item_rules in zip(items, rules, strict=True)
+    ]
+
+
+def _box(face: FaceResult) -> BoundingBox:
+    return BoundingBox(face.box_left, face.box_top, face.box_width, face.box_height)
 
 
 @dataclass(frozen=True)
@@ -215,7 +249,7 @@ def _pair(before: list[_Face], after: list[_Face]) -> list[tuple[_Face | None, _
     used_a: set[int] = set()
     pairs: list[tuple[_Face | None, _Face | None]] = []
     for iou, i, j in candidates:
-        if iou < SAME_FACE_IOU or i in used_b or j in used_a:
+        if iou < corrections.SAME_FACE_IOU or i in used_b or j in used_a:
             continue
         used_b.add(i)
         used_a.add(j)

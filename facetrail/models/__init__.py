@@ -14,6 +14,7 @@ from facetrail.models.job import (
     TagResult,
 )
 from facetrail.models.local_index import LocalCollection, LocalFace, LocalFaceChange, LocalUser
+from facetrail.models.past import Correction, CorrectionKind, PastFaceChange
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -21,6 +22,8 @@ __all__ = [
     "Base",
     "Collection",
     "CollectionChange",
+    "Correction",
+    "CorrectionKind",
     "Face",
     "FaceResult",
     "Image",
@@ -33,6 +36,7 @@ __all__ = [
     "LocalFace",
     "LocalFaceChange",
     "LocalUser",
+    "PastFaceChange",
     "Person",
     "TagResult",
 ]

@@ -26,6 +26,12 @@ class Collection(Timestamped, Base):
     version: Mapped[int] = mapped_column(default=0)
     # People in it are public figures: tag jobs name them (RecognizeCelebrities).
     public_figures: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Bumped with every change to the faces its identify jobs found (``past_face_changes``), so
+    # per-process past-faces indexes know when to apply deltas (``services/past.py``).
+    past_generation: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Whether a correction was ever made in it (``services/corrections.py``): until then its
+    # identify items and re-runs look none up.
+    has_corrections: Mapped[bool] = mapped_column(default=False, server_default=false())
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     people: Mapped[list[Person]] = relationship(
@@ -102,6 +108,10 @@ class Face(Timestamped, Base):
     )
     image_sha256: Mapped[str] = mapped_column(String(64))
     crop_jpeg: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The gender model's answer on this photo ("Male"/"Female", confidence 0-100): recorded for
+    # public figures only, whose known gender is the verdict over their faces.
+    gender: Mapped[str | None] = mapped_column(String(8))
+    gender_confidence: Mapped[float | None]
     job_item_id: Mapped[int | None] = mapped_column(
         ForeignKey("job_items.id", ondelete="SET NULL"), index=True
     )

@@ -300,8 +300,10 @@ class RekognitionService:
         external_id = params.get("ExternalImageId")
         max_faces = min(params.get("MaxFaces", MAX_FACES_PER_IMAGE), MAX_FACES_PER_IMAGE)
         # QualityFilter is accepted and not applied: the local backend has no quality classes.
+        # DetectionAttributes as DetectFaces' Attributes: anything beyond DEFAULT adds them all.
+        wanted = set(params.get("DetectionAttributes") or ["DEFAULT"]) - {"DEFAULT"}
         result = self.backend.index_faces(
-            collection, image, external_id=external_id, max_faces=max_faces
+            collection, image, external_id=external_id, max_faces=max_faces, attributes=bool(wanted)
         )
         image_uuid = image_id(image.sha256, image.sha256)
         records = []

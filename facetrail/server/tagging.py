@@ -31,7 +31,6 @@ MAX_CELEBRITY_FACES = 64
 # A word is inside a region of interest when at least half of its box is (as the service says).
 REGION_SHARE = 0.5
 MAX_URLS = 255  # the Urls list's maximum in the service model
-KNOWN_GENDERS = frozenset({"Male", "Female", "Nonbinary", "Unlisted"})
 
 # Celebrity ids must match [0-9A-Za-z]*; person external ids may hold any character. Letters and
 # digits other than "Z" stay as they are; "Z" and every other character become "Z" followed by
@@ -149,10 +148,7 @@ class TaggingOperations:
         kept = {(kind, i) for kind, i, _ in largest}
         return {
             "CelebrityFaces": [
-                self._with_gender(
-                    {**c, "Id": celebrity_id(c["Id"]), "Urls": list(c["Urls"])[:MAX_URLS]},
-                    c["Id"],
-                )
+                {**c, "Id": celebrity_id(c["Id"]), "Urls": list(c["Urls"])[:MAX_URLS]}
                 for i, c in enumerate(celebrities)
                 if ("celebrity", i) in kept
             ],
@@ -166,6 +162,7 @@ class TaggingOperations:
 
         from facetrail.db import session_scope
         from facetrail.models import Collection, Person
+        from facetrail.services.known_people import known_genders
 
         celebrity = params["Id"]
         external_id = external_id_of(celebrity)
@@ -183,22 +180,14 @@ class TaggingOperations:
             )
             if person is None:
                 raise not_found
-            response = {"Name": person.display_name, "Urls": list(person.urls or [])[:MAX_URLS]}
-            return self._with_gender(response, external_id)
-
-    def known_gender(self, external_id: str) -> str | None:
-        """A public figure's KnownGender type (Male, Female, Nonbinary, Unlisted), or None where
-        nothing gives one: then the member is left out, never guessed. The hook a gender source
-        (a person's recorded gender, or a gender model's verdict on their enrolled faces)
-        plugs into."""
-        return None
-
-    def _with_gender(self, entry: dict[str, Any], external_id: str) -> dict[str, Any]:
-        entry.pop("KnownGender", None)
-        gender = self.known_gender(external_id)
-        if gender in KNOWN_GENDERS:
-            entry["KnownGender"] = {"Type": gender}
-        return entry
+            response: Response = {
+                "Name": person.display_name,
+                "Urls": list(person.urls or [])[:MAX_URLS],
+            }
+            gender = known_genders(session, [person.id]).get(person.id)
+            if gender is not None:
+                response["KnownGender"] = {"Type": gender}
+            return response
 
 
 def filter_labels(labels: Sequence[Label], general: Params) -> list[Label]:

@@ -41,6 +41,9 @@ def upsert_face(
     row.image_id = image_id
     row.image_sha256 = indexed.image_sha256
     row.crop_jpeg = indexed.crop_jpeg
+    sex = face.attributes.gender if face.attributes is not None else None
+    row.gender = sex.value if sex is not None else None
+    row.gender_confidence = sex.confidence if sex is not None else None
     row.job_item_id = item_id
     return row
 

@@ -1,8 +1,15 @@
 """Known people in a photo (Rekognition's RecognizeCelebrities), from the collections users mark
-as public figures: no built-in celebrity list exists, so users curate their own."""
+as public figures: no built-in celebrity list exists, so users curate their own.
+
+A public figure's ``KnownGender`` is the gender model's verdict over the faces enrolled for them
+(each face's answer is recorded when it is enrolled into a public-figure collection): Male or
+Female as the mean probability of Male is above or below one half, absent where no face has an
+answer (faces enrolled before the collection was marked) or on an exact tie.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -12,7 +19,7 @@ from facetrail.backends import backend_for
 from facetrail.backends.base import DetectedFace
 from facetrail.db import session_scope
 from facetrail.images import LoadedImage
-from facetrail.models import Collection, Person
+from facetrail.models import Collection, Face, Person
 from facetrail.services.naming import name_faces
 from facetrail.settings import Settings
 from facetrail.shapes import face_detail_json
@@ -82,6 +89,7 @@ def _response(
         )
         if person is not None:
             people[(collection_id, external_id)] = person
+    genders = known_genders(session, [p.id for p in people.values()])
     celebrities: list[dict[str, Any]] = []
     unrecognized: list[dict[str, Any]] = []
     for face, match in zip(faces, best, strict=True):
@@ -89,13 +97,40 @@ def _response(
         if match is None or person is None:
             unrecognized.append(face_detail_json(face))
             continue
-        celebrities.append(
-            {
-                "Urls": list(person.urls or []),
-                "Name": person.display_name,
-                "Id": person.external_id,
-                "Face": face_detail_json(face),
-                "MatchConfidence": round(match[0], 2),
-            }
-        )
+        entry = {
+            "Urls": list(person.urls or []),
+            "Name": person.display_name,
+            "Id": person.external_id,
+            "Face": face_detail_json(face),
+            "MatchConfidence": round(match[0], 2),
+        }
+        if person.id in genders:
+            entry["KnownGender"] = {"Type": genders[person.id]}
+        celebrities.append(entry)
     return {"CelebrityFaces": celebrities, "UnrecognizedFaces": unrecognized}
+
+
+def known_genders(session: Session, person_ids: Iterable[int]) -> dict[int, str]:
+    """Person id -> KnownGender type ("Male" or "Female") where their faces give one."""
+    ids = sorted(set(person_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Face.person_id, Face.gender, Face.gender_confidence).where(
+            Face.person_id.in_(ids), Face.gender.is_not(None)
+        )
+    ).tuples()
+    answers: dict[int, list[tuple[str, float]]] = {}
+    for person_id, gender, confidence in rows:
+        answers.setdefault(person_id, []).append((str(gender), confidence or 50.0))
+    verdicts = {person_id: gender_verdict(given) for person_id, given in answers.items()}
+    return {person_id: v for person_id, v in verdicts.items() if v is not None}
+
+
+def gender_verdict(answers: Iterable[tuple[str, float]]) -> str | None:
+    """The gender model's verdict over one person's faces, from each face's (value, confidence
+    0-100): Male or Female as the mean probability of Male is above or below one half."""
+    male = [c / 100.0 if value == "Male" else 1.0 - c / 100.0 for value, c in answers]
+    if not male or sum(male) * 2 == len(male):
+        return None
+    return "Male" if sum(male) / len(male) > 0.5 else "Female"

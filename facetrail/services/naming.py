@@ -19,7 +19,13 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from facetrail.backends.base import Backend, Embedding, FaceMatch, FaceSearch
-from facetrail.identification import RUNNERS_UP, Assignment, assign_scores, person_scores
+from facetrail.identification import (
+    RUNNERS_UP,
+    Assignment,
+    FaceRule,
+    assign_scores,
+    person_scores,
+)
 from facetrail.models import Collection, CollectionChange, Face, Person
 from facetrail.settings import Settings
 from facetrail.vectors import VectorIndex
@@ -334,16 +340,21 @@ def name_faces(
     recognizer: Backend,
     searches: list[FaceSearch],
     threshold: float,
+    rules: list[FaceRule | None] | None = None,
 ) -> list[Assignment]:
+    """Each face named (or not) from its scores, honouring corrections' ``rules`` per face."""
     scores = _template_scores(session, collection_id, recognizer, searches)
     if scores is None and searches and all(s.user_matches is not None for s in searches):
         # Searched among users (people's faces scored as one by the backend): a user is the
         # person whose external id it is, where that person is still in the collection.
-        people = set(
-            session.scalars(select(Person.external_id).where(Person.collection_id == collection_id))
-        )
+        people = {
+            recognizer.user_match_id(p): p
+            for p in session.scalars(
+                select(Person.external_id).where(Person.collection_id == collection_id)
+            )
+        }
         scores = [
-            {m.user_id: m.similarity for m in s.user_matches or [] if m.user_id in people}
+            {people[m.user_id]: m.similarity for m in s.user_matches or [] if m.user_id in people}
             for s in searches
         ]
     if scores is None:
@@ -358,4 +369,4 @@ def name_faces(
             )
             for search in searches
         ]
-    return assign_scores(scores, threshold)
+    return assign_scores(scores, threshold, rules)

@@ -38,7 +38,7 @@ from facetrail.models import (
     TagResult,
 )
 from facetrail.models.base import utcnow
-from facetrail.services import audit, naming
+from facetrail.services import audit, corrections, naming, past, users
 from facetrail.services.records import bump_version, get_collection
 from facetrail.settings import Settings
 
@@ -78,6 +78,9 @@ def rename(
             raise InvalidParameterError(
                 f"{new_external_id!r} already exists in {collection_name!r}; merge instead"
             )
+        # Where people are users, the user goes by the new id too (the backend first: a
+        # failure leaves our records as they were, and a second try finishes the move).
+        _move_user(session, settings, collection, external_id, new_external_id, person.id)
         person.external_id = new_external_id
     if display_name:
         person.display_name = display_name
@@ -115,18 +118,38 @@ def merge(
     source = _person(session, collection, source_id)
     target = _person(session, collection, target_id)
     moved = session.scalar(select(func.count()).where(Face.person_id == source.id)) or 0
+    _move_user(session, settings, collection, source_id, target_id, source.id)
     session.execute(update(Face).where(Face.person_id == source.id).values(person_id=target.id))
     # Past results that named the source now point at the merged person; their recorded
     # name stays what it was at the time.
     session.execute(
         update(FaceResult).where(FaceResult.person_id == source.id).values(person_id=target.id)
     )
+    corrections.move_person(session, source.id, target.id)
     session.delete(source)
     bump_version(session, collection, people=[source.id, target.id])
     audit.record(
         session, settings, "merge", collection, source=source_id, target=target_id, faces=moved
     )
     return {"merged": source_id, "into": target_id, "faces_moved": moved}
+
+
+def _move_user(
+    session: Session, settings: Settings, collection: Collection, old: str, new: str, person: int
+) -> None:
+    """The backend user ``old`` (if people are users there) gives its faces, the faces our
+    records give person ``person``, to the user ``new``."""
+    backend = backend_for(settings, collection.backend, dict(collection.backend_options))
+    if not backend.people_as_users:
+        return
+    faces = session.scalars(
+        select(Face.face_id).where(
+            Face.person_id == person,
+            Face.collection_id == collection.id,
+            Face.backend == collection.backend,
+        )
+    ).all()
+    users.move_faces(backend, collection.backend_collection_id, old, new, list(faces))
 
 
 def person_digest(collection_name: str, external_id: str) -> str:
@@ -162,12 +185,13 @@ def delete(
 
     The list is docs/security.md's "Erasure": their faces and crops; their faces on the backend,
     in the collection's index and in every staging index of a re-index; the embeddings and
-    names of identification results that named them or left a face of theirs unnamed, and
-    their entries among candidates; their entries in known-people tag results; their enrollment
-    and re-index items (names, sources, error texts; unfinished ones fail); photos only their
-    enrollment used (rows and uploaded bytes); their names in earlier audit events; this
-    process's cached templates and vectors. What stays is one audit event, "delete_person",
-    whose ``person_sha256`` is :func:`person_digest`.
+    names of identification results that named them or left a face of theirs unnamed (and so
+    those faces in every process's past-faces index, as logged removals), and their entries
+    among candidates; corrections naming them; their entries in known-people tag results; their
+    enrollment and re-index items (names, sources, error texts; unfinished ones fail); photos
+    only their enrollment used (rows and uploaded bytes); their names in earlier audit events;
+    this process's cached templates, vectors and past faces. What stays is one audit event,
+    "delete_person", whose ``person_sha256`` is :func:`person_digest`.
 
     External copies go first (backend faces, then uploaded bytes): if the transaction then
     fails, nothing the database still references is lost that a retry would need.
@@ -177,6 +201,7 @@ def delete(
     erasure = _find(session, collection, person)
     backend_faces = _erase_backend_faces(session, settings, erasure)
     results = _erase_face_results(session, erasure)
+    corrected = corrections.erase_person(session, person.id)
     tags = _erase_tag_results(session, erasure)
     images = _erase_items_and_images(session, settings, erasure)
     events = _erase_audit_names(session, erasure)
@@ -188,6 +213,7 @@ def delete(
         "faces": len(erasure.faces),
         "backend_faces": backend_faces,
         "face_results": results,
+        "corrections": corrected,
         "tag_results": tags,
         "job_items": len(erasure.items),
         "images": images,
@@ -202,6 +228,7 @@ def delete(
         **counts,
     )
     naming.forget(collection.id)
+    past.forget(session, collection.id)
     naming.drop_snapshots(session, settings, collection)
     return {"deleted": external_id, "faces_deleted": len(erasure.faces), **counts}
 
@@ -323,6 +350,7 @@ def _erase_face_results(session: Session, erasure: _Erasure) -> int:
         .where(Job.collection_id == erasure.collection.id)
     )
     changed = 0
+    unsearchable: list[int] = []
     for row in rows:
         named = row.person_id == erasure.person.id or row.person_external_id in erasure.aliases
         candidates = list(row.candidates or [])
@@ -336,10 +364,13 @@ def _erase_face_results(session: Session, erasure: _Erasure) -> int:
             row.person_id = None
             row.person_external_id = None
             row.similarity = None
-        if named or leading:
+        if (named or leading) and row.embedding is not None:
             row.embedding = None
+            unsearchable.append(row.id)
         row.candidates = kept
         changed += 1
+    # Out of every process's past-faces index too (at its next search).
+    past.log_changes(session, erasure.collection.id, [], unsearchable)
     return changed
 
 

@@ -112,6 +112,8 @@ def _item(item: JobItem) -> dict[str, Any]:
         return out
     out["faces"] = [
         {
+            # What corrections and searches of the past name a face by.
+            "face_result_id": f.id,
             "box": {
                 "left": round(f.box_left, 4),
                 "top": round(f.box_top, 4),

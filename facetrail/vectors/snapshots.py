@@ -165,7 +165,7 @@ class Snapshots:
         try:
             valid = still_valid()
         except SQLAlchemyError:
-            log.warning("could not check snapshot %s against the change log", final)
+            log.warning("could not check snapshot %s against the change log", final, exc_info=True)
             valid = False
         if not valid:
             shutil.rmtree(final, ignore_errors=True)

@@ -40,6 +40,14 @@ def notify_rejected(settings: Settings, request_id: str | None, message: str) ->
     _push(settings, request_id, {"request_id": request_id, "status": "rejected", "error": message})
 
 
+def notify_answer(settings: Settings, request_id: str, answer: dict[str, object]) -> bool:
+    """An answer that is no job's report (a search of the past) on the same doorbell."""
+    if not settings.broker_url.startswith(("redis://", "rediss://")):
+        return False
+    _push(settings, request_id, {**answer, "request_id": request_id})
+    return True
+
+
 def notify_if_finished(settings: Settings, job_id: int) -> bool:
     if not settings.broker_url.startswith(("redis://", "rediss://")):
         return False

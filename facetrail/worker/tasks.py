@@ -15,13 +15,13 @@ from celery import Task
 from sqlalchemy.exc import DBAPIError
 
 from facetrail.db import session_scope
-from facetrail.errors import FacetrailError
+from facetrail.errors import FacetrailError, InvalidParameterError
 from facetrail.jobs import runner
 from facetrail.jobs.submit import request_id_of, submit_job
 from facetrail.models import JobItem
 from facetrail.settings import Settings
 from facetrail.worker.app import app, settings_of
-from facetrail.worker.notify import notify_if_finished, notify_rejected
+from facetrail.worker.notify import notify_answer, notify_if_finished, notify_rejected
 
 log = logging.getLogger(__name__)
 
@@ -123,3 +123,33 @@ def run_job(job_id: int) -> int:
     from facetrail.worker.dispatch import start
 
     return start(settings_of(app), job_id, resume=True)
+
+
+@app.task(name="facetrail.search_past", bind=True, acks_late=True, max_retries=None)
+def search_past(self: Task[Any, Any], payload: Any) -> int:
+    """Search a collection's past faces (docs/past.md); the answer goes to the payload's
+    ``request_id`` as job reports do. Returns the number of matches."""
+    from facetrail.services import past
+
+    settings = settings_of(self.app)
+    request_id = request_id_of(payload)
+    if request_id is None:
+        log.warning("search_past without a request_id: nowhere to answer, not run")
+        return 0
+    try:
+        request = past.parse_request(payload)
+        image = past.request_image(settings, request, local=False)
+        with session_scope(settings) as session:
+            answer = past.run_request(session, settings, request, image)
+    except (FacetrailError, DBAPIError) as exc:
+        if isinstance(exc, FacetrailError) and not exc.retryable:
+            # Bad payloads and bad photos are answered, never retried.
+            status = "rejected" if isinstance(exc, InvalidParameterError) else "failed"
+            notify_answer(
+                settings, request_id, {"status": status, "error": exc.message, "code": exc.code}
+            )
+            return 0
+        _retry_or_raise(self, exc, f"search_past {request_id}")
+        raise
+    notify_answer(settings, request_id, {"status": "succeeded", **answer})
+    return len(answer["matches"])

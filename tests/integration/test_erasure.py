@@ -27,6 +27,8 @@ from facetrail.backends.local.vectors import from_blob
 from facetrail.db import session_scope
 from facetrail.errors import NotFoundError
 from facetrail.images import open_image
+from facetrail.images.store import SCHEME as UPLOAD_SCHEME
+from facetrail.images.store import image_store
 from facetrail.jobs import job_type
 from facetrail.jobs.reindex import ReindexRequest
 from facetrail.jobs.runner import Context, claim, pending_item_ids, run_item
@@ -148,8 +150,14 @@ def serve(settings: Settings) -> AbstractContextManager[str]:
 def subject_traces(settings: Settings) -> Traces:
     """Everything made of the subject's face, read before the erasure."""
     traces = Traces(names=[SUBJECT, DISPLAY])
-    traces.add_jpeg(sorted(ROSE.iterdir())[1].read_bytes())  # uploaded for their enrollment
     with session_scope(settings) as session:
+        # Photos uploaded for their enrollment (one by the test, one crop by a correction).
+        for source in session.scalars(
+            select(JobItem.source).where(JobItem.person_external_id == SUBJECT)
+        ):
+            if source.startswith(UPLOAD_SCHEME):
+                key = source[len(UPLOAD_SCHEME) :]
+                traces.add_jpeg(image_store(settings).get(key, max_bytes=1 << 30))
         for face in session.scalars(select(Face)):
             if face.person.external_id == SUBJECT:
                 assert face.embedding is not None and face.crop_jpeg is not None
@@ -205,6 +213,14 @@ def prepare(settings: Settings) -> tuple[Facetrail, str, int, Traces]:
         ]
     for item_id in run:
         run_item(settings, item_id)
+
+    # Corrections: one of their faces left unnamed is said to be theirs (which enrolls a crop
+    # of it, uploaded), kit's face is said not to be theirs; and a search of the past by them.
+    theirs = next(f for f in faces if f["candidates"][0]["person"] == SUBJECT)
+    assert ft.correct_is("crew", theirs["face_result_id"], SUBJECT)["enrolled"]
+    kits = next(f for i in named["images"] for f in i["faces"] if f["person"] == "kit")
+    ft.correct_not("crew", kits["face_result_id"], SUBJECT)
+    assert ft.search_past("crew", person=SUBJECT)["matches"]
     return ft, staging, named["job_id"], subject_traces(settings)
 
 
@@ -232,7 +248,9 @@ def erase_and_scan(settings: Settings) -> None:
         assert SUBJECT in {f.get("ExternalImageId") for f in list_faces(endpoint, staging)}
 
         result = ft.delete_person("crew", SUBJECT)
-        assert result["faces_deleted"] == 4 and result["backend_faces"] == 4, result
+        # Two enrolled, their copies in the staging index, and the crop a correction enrolled.
+        assert result["faces_deleted"] == 5 and result["backend_faces"] == 5, result
+        assert result["corrections"] == 2, result
 
         staged = list_faces(endpoint, staging)
         assert staged and SUBJECT not in {f.get("ExternalImageId") for f in staged}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,14 @@ import numpy as np
 import pytest
 from botocore.config import Config
 
-from facetrail.backends.local.attributes import MOUTH_OPEN_RATIO, age_range, emotions, mouth_open
+from facetrail.backends.local.attributes import (
+    EYE_CORNER_POINTS,
+    MOUTH_OPEN_RATIO,
+    age_range,
+    emotions,
+    eye_direction,
+    mouth_open,
+)
 from facetrail.backends.local.backend import LocalBackend
 from facetrail.cli.main import main as cli_main
 from facetrail.images import open_image
@@ -51,6 +59,20 @@ def test_mouth_open_from_mesh_geometry() -> None:
     assert 50 <= closed.confidence <= 100 and wide.confidence == 100
 
 
+def test_eye_direction_from_iris_geometry() -> None:
+    mesh = np.zeros((468, 2), np.float32)
+    for (a, b), x in zip(EYE_CORNER_POINTS, (100.0, 200.0), strict=True):
+        mesh[a], mesh[b] = (x - 20, 100), (x + 20, 100)  # level eyes, 40 px between corners
+    ahead = eye_direction(mesh, np.array([[100, 100], [200, 100]], np.float32))
+    assert ahead.yaw == ahead.pitch == 0 and ahead.confidence == 100
+    # Both irises 8 px to the image's right and 4 px up: looking right and up.
+    turned = eye_direction(mesh, np.array([[108, 96], [208, 96]], np.float32))
+    assert turned.yaw > 20 and 10 < turned.pitch < turned.yaw and turned.confidence == 100
+    # Eyes that disagree (one right, one left) lower the confidence.
+    crossed = eye_direction(mesh, np.array([[108, 100], [192, 100]], np.float32))
+    assert abs(crossed.yaw) < 1e-6 and crossed.confidence == 0
+
+
 def test_local_backend_attributes(settings: Settings) -> None:
     backend = LocalBackend(settings)
     image = open_image(settings, str(GROUP))
@@ -68,6 +90,37 @@ def test_local_backend_attributes(settings: Settings) -> None:
     assert dict(biden.flags)["Smile"].value and biden.emotions[0].type == "HAPPY"
     assert dict(biden.flags)["MouthOpen"].value
     assert not dict(obama.flags)["Smile"].value
+    for face in faces:
+        assert face.attributes is not None
+        at = {lm.type: (lm.x, lm.y) for lm in face.attributes.landmarks}
+        # Each pupil lies between its eye's corners and lids.
+        for side in ("left", "right"):
+            x, y = at[f"{side}Pupil"]
+            assert at[f"{side}EyeLeft"][0] < x < at[f"{side}EyeRight"][0]
+            assert at[f"{side}EyeUp"][1] - 0.01 < y < at[f"{side}EyeDown"][1] + 0.01
+        direction = face.attributes.eye_direction
+        assert direction is not None and 0 <= direction.confidence <= 100
+
+
+def test_eye_direction_mirrors_with_the_photo(settings: Settings) -> None:
+    """The same photo mirrored: the gaze's yaw changes sign, its pitch stays (within 10
+    degrees: the mesh and iris models are not exactly mirror-symmetric; docs/attributes.md
+    gives the mean disagreement over dlib's test faces)."""
+    from PIL import Image, ImageOps
+
+    from facetrail.images import open_bytes
+
+    backend = LocalBackend(settings)
+    photo = IMAGES / "obama.jpg"
+    mirrored = io.BytesIO()
+    ImageOps.mirror(Image.open(photo).convert("RGB")).save(mirrored, "PNG")
+    faces = [
+        backend.detect_faces(image, attributes=True)[0].attributes
+        for image in (open_image(settings, str(photo)), open_bytes(settings, mirrored.getvalue()))
+    ]
+    straight, flipped = (f.eye_direction for f in faces if f is not None)
+    assert straight is not None and flipped is not None
+    assert abs(straight.yaw + flipped.yaw) < 10 and abs(straight.pitch - flipped.pitch) < 10
 
 
 @pytest.fixture
@@ -112,8 +165,11 @@ def test_serve_detect_faces_all(client: Any) -> None:
         assert at["leftEyeLeft"][0] < at["leftEyeRight"][0] < at["rightEyeLeft"][0]
         assert at["rightEyeLeft"][0] < at["rightEyeRight"][0]
         assert at["noseLeft"][0] < at["noseRight"][0]
+        assert at["leftEyeLeft"][0] < at["leftPupil"][0] < at["leftEyeRight"][0]
+        assert at["rightEyeLeft"][0] < at["rightPupil"][0] < at["rightEyeRight"][0]
+        assert {"Yaw", "Pitch", "Confidence"} == set(face["EyeDirection"])
         # Nothing invented: no model here measures these.
-        assert not {"Eyeglasses", "Beard", "Mustache", "FaceOccluded"} & set(face)
+        assert not {"Eyeglasses", "Beard", "Mustache", "FaceOccluded", "EyesOpen"} & set(face)
 
 
 def test_cli_detect_attributes_json(cli: Settings, capsys: pytest.CaptureFixture[str]) -> None:
@@ -127,6 +183,7 @@ def test_cli_detect_attributes_json(cli: Settings, capsys: pytest.CaptureFixture
         "Emotions",
         "Smile",
         "MouthOpen",
+        "EyeDirection",
         "Landmarks",
     }
 

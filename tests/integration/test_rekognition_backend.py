@@ -452,3 +452,134 @@ def test_enroll_and_identify_jobs_on_rekognition(
     ft.delete_person("band", "조 바이든")
     rec = RekognitionBackend(settings.with_(aws_endpoint_url=endpoint))
     assert [f.external_id for f in rec.list_faces("band")] == ["Barack Obama"]
+
+
+def test_enrolled_people_are_users_on_rekognition(
+    settings: Settings, endpoint: str, aws_env: None
+) -> None:
+    """Enrollment makes each person a user holding their faces (their name encoded into
+    UserId's pattern); identification then searches users; re-runs, renames, merges and
+    erasure keep the users in step with our people."""
+    from facetrail.api import Facetrail
+    from facetrail.backends import backend_for
+    from facetrail.backends.rekognition.ids import USER_ID_PATTERN
+
+    options = {"aws_region": "us-east-1"}
+    ft = Facetrail(settings.with_(backend="rekognition", aws_endpoint_url=endpoint, **options))
+    backend = backend_for(ft.settings, "rekognition", options)
+    calls: list[str] = []
+    backend.client.meta.events.register(
+        "before-call.rekognition", lambda model, **_: calls.append(model.name)
+    )
+    raw_user_ids: list[str] = []
+    backend.client.meta.events.register(
+        "provide-client-params.rekognition.CreateUser",
+        lambda params, **_: raw_user_ids.append(params["UserId"]),
+    )
+    train = KNN / "train"
+    photos = [
+        (str(train / "obama" / "obama.jpg"), "Barack Obama"),
+        (str(train / "obama" / "obama2.jpg"), "Barack Obama"),
+        (str(train / "biden" / "biden.jpg"), "biden"),
+    ]
+    assert ft.enroll("band", photos)["status"] == "succeeded"
+    rec = RekognitionBackend(settings.with_(aws_endpoint_url=endpoint))
+
+    def users_faces() -> dict[str, list[str | None]]:
+        faces: dict[str, list[str | None]] = {}
+        for face in rec.list_faces("band"):
+            faces.setdefault(face.external_id or "", []).append(face.user_id)
+        return faces
+
+    assert rec.list_users("band") == ["Barack Obama", "biden"]
+    assert all(USER_ID_PATTERN.fullmatch(u) for u in raw_user_ids)
+    assert users_faces() == {"Barack Obama": ["Barack Obama"] * 2, "biden": ["biden"]}
+
+    calls.clear()
+    report = ft.identify("band", [str(GROUP)])
+    named = {f["person"] for f in report["images"][0]["faces"]} - {None}
+    assert named == {"Barack Obama", "biden"}
+    assert "SearchUsersByImage" in calls and "SearchFacesByImage" not in calls
+
+    # Enrolling again: the users are there already, the new faces join them.
+    assert ft.enroll("band", photos[2:])["status"] == "succeeded"
+    assert rec.list_users("band") == ["Barack Obama", "biden"]
+    assert set(users_faces()["biden"]) == {"biden"}
+
+    # A rename moves the user; a merge folds one user into the other.
+    ft.rename_person("band", "biden", new_external_id="joe")
+    assert rec.list_users("band") == ["Barack Obama", "joe"]
+    report = ft.identify("band", [str(GROUP)])
+    assert {f["person"] for f in report["images"][0]["faces"]} - {None} == {"Barack Obama", "joe"}
+    ft.merge_people("band", "joe", "Barack Obama")
+    assert rec.list_users("band") == ["Barack Obama"]
+    assert {f.user_id for f in rec.list_faces("band")} == {"Barack Obama"}
+
+    # Erasure deletes the user with the person.
+    ft.delete_person("band", "Barack Obama")
+    assert rec.list_users("band") == []
+
+
+def test_collections_enrolled_before_people_were_users_catch_up(
+    settings: Settings, endpoint: str, aws_env: None
+) -> None:
+    """A collection whose people have no users (enrolled by an earlier version) gets every
+    person's user at the next enrollment, so that searching users misses nobody."""
+    from facetrail.api import Facetrail
+
+    ft = Facetrail(
+        settings.with_(backend="rekognition", aws_endpoint_url=endpoint, aws_region="us-east-1")
+    )
+    train = KNN / "train"
+    enrolled = ft.enroll(
+        "old",
+        [
+            (str(train / "obama" / "obama.jpg"), "obama"),
+            (str(train / "biden" / "biden.jpg"), "biden"),
+        ],
+    )
+    assert enrolled["status"] == "succeeded"
+    rec = RekognitionBackend(settings.with_(aws_endpoint_url=endpoint))
+    for user in rec.list_users("old"):  # as an earlier version left it
+        rec.delete_user("old", user)
+    # A rename there makes no user: one user would hide everyone else from identification.
+    ft.rename_person("old", "obama", new_external_id="barack")
+    assert rec.list_users("old") == []
+    assert ft.enroll("old", [(str(train / "biden" / "biden2.jpg"), "biden")])["status"] == (
+        "succeeded"
+    )
+    assert rec.list_users("old") == ["barack", "biden"]
+    users = {f.face_id: f.user_id for f in rec.list_faces("old")}
+    assert sorted(users.values()) == ["barack", "biden", "biden"]
+    report = ft.identify("old", [str(GROUP)])
+    assert {f["person"] for f in report["images"][0]["faces"]} - {None} == {"barack", "biden"}
+
+
+def test_users_take_face_ids_in_batches_of_100(rekognition: RekognitionBackend) -> None:
+    rekognition.create_collection("c")
+    face = rekognition.index_faces("c", img(IMAGES / "obama.jpg"), external_id="o").indexed[0]
+    rekognition.create_user("c", "o")
+    sizes: list[int] = []
+    rekognition.client.meta.events.register(
+        "provide-client-params.rekognition.AssociateFaces",
+        lambda params, **_: sizes.append(len(params["FaceIds"])),
+    )
+    missing = [f"00000000-0000-0000-0000-{i:012d}" for i in range(150)]
+    result = rekognition.associate_faces("c", "o", [face.face_id, *missing], threshold=0)
+    assert sizes == [100, 51]
+    assert result.associated == [face.face_id]
+    assert set(result.refused) == set(missing)
+    assert set(result.refused.values()) == {"FACE_NOT_FOUND"}
+
+
+def test_user_ids_fit_the_services_pattern() -> None:
+    from facetrail.backends.rekognition.ids import USER_ID_PATTERN, encode_user_id
+
+    for name in ["obama", "Rose Leslie", "김연아", "x" * 128, "x" * 129, "김" * 200]:
+        stored = encode_user_id(name)
+        assert USER_ID_PATTERN.fullmatch(stored) and len(stored) <= 128
+        # Decodable unless hashed (then identification matches it by encoding the name again).
+        if not stored.startswith("ft64h:"):
+            assert decode_external_id(stored) == name
+    assert RekognitionBackend(Settings()).user_match_id("김" * 200) == encode_user_id("김" * 200)
+    assert RekognitionBackend(Settings()).user_match_id("Rose Leslie") == "Rose Leslie"

@@ -38,7 +38,7 @@ MODEL = botocore.session.get_session().get_service_model("rekognition")
 # What DetectFaces returns here for DEFAULT; ALL adds what the attribute models measure, and
 # nothing else (no Eyeglasses, Beard...).
 MEASURED = {"BoundingBox", "Landmarks", "Pose", "Quality", "Confidence"}
-ATTRIBUTES = {"AgeRange", "Gender", "Emotions", "Smile", "MouthOpen"}
+ATTRIBUTES = {"AgeRange", "Gender", "Emotions", "Smile", "MouthOpen", "EyeDirection"}
 
 
 # A validator over botocore's service model ------------------------------------------------------
@@ -207,9 +207,10 @@ def test_notebook_flow(client: Any) -> None:
         assert set(face) == MEASURED | ATTRIBUTES
         types = [lm["Type"] for lm in face["Landmarks"]]
         assert types[:5] == ["eyeLeft", "eyeRight", "nose", "mouthLeft", "mouthRight"]
-        # ALL adds the face mesh's 23 further types (no pupils); all distinct, all the model's.
-        assert len(types) == 28 == len(set(types))
-        assert set(types) <= set(MODEL.shape_for("LandmarkType").enum)
+        # ALL adds the face mesh's 23 further types and the iris model's pupils: every one of
+        # the service's 30 types, once each.
+        assert len(types) == 30 == len(set(types))
+        assert set(types) == set(MODEL.shape_for("LandmarkType").enum)
 
     same = client.compare_faces(
         SourceImage={"Bytes": read(IMAGES / "obama.jpg")},

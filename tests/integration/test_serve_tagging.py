@@ -27,6 +27,7 @@ from facetrail.db import session_scope
 from facetrail.models import Collection, Person
 from facetrail.server import make_server
 from facetrail.server.tagging import celebrity_id, external_id_of, filter_text
+from facetrail.services.catalog import set_public_figures
 from facetrail.settings import Settings
 from facetrail.tagging.text import Point, TextDetection
 from tests.conftest import DATA, KNN, ROOT
@@ -55,17 +56,20 @@ def _people(root: Path, names: list[str]) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[str]:
     """A server whose database has a public-figure collection "band" (Kit Harington, Rose
-    Leslie, Obama) and a private one, "family" (Biden)."""
+    Leslie, Obama) and a private one, "family" (Biden). Obama was enrolled before "band" was
+    marked as public figures, so no gender was recorded for his faces."""
     tmp = tmp_path_factory.mktemp("serve-tagging")
     # S3Object inputs are read from an endpoint where nothing listens: unreadable objects.
     settings = Settings(home=tmp / "home", models_dir=models_dir, s3_endpoint_url=NO_S3)
     api = Facetrail(settings)
-    api.enroll("band", _people(tmp / "band", ["kit_harington", "rose_leslie", "obama"]))
+    api.enroll("band", _people(tmp / "band-before", ["obama"]))
+    with session_scope(settings) as session:
+        set_public_figures(session, settings, "band", True)
+    api.enroll("band", _people(tmp / "band", ["kit_harington", "rose_leslie"]))
     api.enroll("family", _people(tmp / "family", ["biden"]))
     with session_scope(settings) as session:
         band = session.scalar(select(Collection).where(Collection.name == "band"))
         assert band is not None
-        band.public_figures = True
         rose = session.scalar(
             select(Person).where(
                 Person.collection_id == band.id, Person.external_id == "rose_leslie"
@@ -226,11 +230,19 @@ def test_recognize_celebrities(client: Any) -> None:
 
     info = client.get_celebrity_info(Id=rose["Id"])
     assert info["Name"] == "Rose Leslie" and info["Urls"] == ROSE_URLS
-    assert client.get_celebrity_info(Id="obama")["Urls"] == []
+    obama = client.get_celebrity_info(Id="obama")
+    assert obama["Urls"] == []
+
+    # KnownGender: the gender model's verdict over the faces enrolled for each person, where
+    # their faces were enrolled into the collection once it was marked as public figures.
+    assert rose["KnownGender"] == {"Type": "Female"} == info["KnownGender"]
+    assert celebrities["kit harington"]["KnownGender"] == {"Type": "Male"}
+    assert "KnownGender" not in obama
 
     # Biden is enrolled only in a collection that is not marked as public figures.
     group = client.recognize_celebrities(Image={"Bytes": OBAMA_AND_BIDEN.read_bytes()})
     assert [c["Id"] for c in group["CelebrityFaces"]] == ["obama"]
+    assert "KnownGender" not in group["CelebrityFaces"][0]
     assert len(group["UnrecognizedFaces"]) == 2  # Biden and the girl at the edge
     with pytest.raises(client.exceptions.ResourceNotFoundException):
         client.get_celebrity_info(Id="biden")

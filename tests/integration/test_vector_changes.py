@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from facetrail.backends.local import vectors as local_vectors
 from facetrail.backends.local.backend import LocalBackend
 from facetrail.backends.local.vectors import log_changes
 from facetrail.db import session_scope
@@ -23,6 +22,7 @@ from facetrail.models import CollectionChange, LocalFaceChange
 from facetrail.services import records
 from facetrail.services.records import bump_version, get_or_create_collection
 from facetrail.settings import Settings
+from facetrail.vectors import logged
 from tests.conftest import KNN, ROOT
 
 TRAIN = KNN / "train"
@@ -174,7 +174,7 @@ def test_a_new_process_loads_the_saved_index_and_applies_later_changes(
 def test_change_logs_keep_only_the_newest_positions(
     database_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for module in (local_vectors, records):
+    for module in (logged, records):
         monkeypatch.setattr(module, "PRUNE_EVERY", 4)
         monkeypatch.setattr(module, "LOG_KEEP", 6)
     settings = database_settings

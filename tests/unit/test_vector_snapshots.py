@@ -12,13 +12,12 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from facetrail.backends.local import vectors as local_vectors
-from facetrail.backends.local.vectors import VectorCache, log_changes
+from facetrail.backends.local.vectors import VectorCache, log_changes, snapshot_group
 from facetrail.db import session_scope
 from facetrail.migrate import upgrade
 from facetrail.models import LocalCollection, LocalFace, LocalFaceChange
 from facetrail.settings import Settings
-from facetrail.vectors import VectorIndex, normalise
+from facetrail.vectors import VectorIndex, logged, normalise
 from facetrail.vectors import snapshots as snapshots_module
 from facetrail.vectors.snapshots import Covered, Snapshots
 
@@ -41,8 +40,8 @@ def test_the_newest_whole_snapshot_at_or_below_a_position_is_loaded(tmp_path: Pa
     assert loaded is not None and loaded.position == 5 and loaded.extra == {"at": 5}
     assert len(loaded.index) == 20 and loaded.index.approximate
     # A writer that died halfway leaves a temporary folder that is never read.
-    temp = store.root / snapshots_module.digest(group) / snapshots_module.digest(variant) / ".tmp-x"
-    temp.mkdir()
+    (saved,) = store.root.rglob("5")
+    (saved.parent / ".tmp-x").mkdir()
     assert store.positions(group, variant) == [5]
     assert store.save(group, variant, 9, graph(30), {"at": 9})
     assert store.positions(group, variant) == [9]  # the older one went
@@ -138,7 +137,7 @@ def search(settings: Settings, cache: VectorCache, query: np.ndarray) -> tuple[s
         collection = session.get_one(LocalCollection, "big")
         vectors = cache.get(session, collection, MODEL)
         labels, _ = vectors.index.search(query[None, :], 1)
-        return labels[0][0], vectors.owners(labels)[0][0]
+        return labels[0][0], vectors.meta_of(labels)[0][0]
 
 
 def snapshot_files(settings: Settings) -> bytes:
@@ -184,8 +183,8 @@ def test_a_new_worker_loads_the_snapshot_and_applies_only_later_changes(
 def test_the_change_log_is_pruned_and_a_worker_behind_it_loads_again(
     database: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(local_vectors, "PRUNE_EVERY", 5)
-    monkeypatch.setattr(local_vectors, "LOG_KEEP", 8)
+    monkeypatch.setattr(logged, "PRUNE_EVERY", 5)
+    monkeypatch.setattr(logged, "LOG_KEEP", 8)
     monkeypatch.setattr(snapshots_module, "RESNAPSHOT_EVERY", 4)
     settings = database
     rng = np.random.default_rng(2)
@@ -200,7 +199,7 @@ def test_the_change_log_is_pruned_and_a_worker_behind_it_loads_again(
     store = Snapshots.for_settings(settings)
     with session_scope(settings) as session:
         collection = session.get_one(LocalCollection, "big")
-        group = VectorCache.group(session, "big", collection.created_at)
+        group = snapshot_group(session, "big", collection.created_at)
         generations = session.scalars(
             select(func.distinct(LocalFaceChange.generation)).order_by(LocalFaceChange.generation)
         ).all()

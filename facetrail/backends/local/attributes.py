@@ -1,6 +1,7 @@
 """Pose and quality of a detected face, estimated cheaply from its 5 landmarks and pixels; and
 the attribute models' probabilities (``facetrail.inference.face_attributes``) in Rekognition's
-terms: AgeRange, Gender, Emotions, Smile, and MouthOpen from the face mesh's geometry.
+terms: AgeRange, Gender, Emotions, Smile, MouthOpen from the face mesh's geometry, and the pupils
+and EyeDirection from the iris model's iris centres between the mesh's eye corners.
 
 Pose is a geometric approximation, not a fitted 3D head model: expect errors of ~10 degrees, and
 values that saturate beyond ~60 degrees of yaw or pitch, where 5 points stop being informative.
@@ -17,6 +18,7 @@ import numpy.typing as npt
 from facetrail.backends.base import (
     AgeRange,
     Emotion,
+    EyeDirection,
     FaceAttributes,
     Flag,
     Gender,
@@ -161,9 +163,48 @@ def mouth_open(mesh: npt.NDArray[np.float32]) -> Flag:
     return Flag(value=ratio > MOUTH_OPEN_RATIO, confidence=50.0 + 50.0 * margin)
 
 
+# EyeDirection: each iris centre's offset from the midpoint of its eye's corners, along and across
+# the corner line, over half the corner distance, is the sine of the eye's turn times
+# EYE_HALF_WIDTH_OVER_RADIUS (an eye opening of ~30 mm on an eyeball of ~12 mm radius: average
+# adult anatomy, not fitted to any photos; no gaze-labelled photos were at hand). Yaw is positive
+# towards the image's right and pitch upwards, as Pose; the two eyes are averaged.
+EYE_HALF_WIDTH_OVER_RADIUS = 1.25
+# Each eye's mesh corners, image-left first (as the iris model's centres are ordered).
+EYE_CORNER_POINTS = ((33, 133), (362, 263))
+
+
+def eye_direction(mesh: npt.NDArray[np.float32], irises: npt.NDArray[np.float32]) -> EyeDirection:
+    """Yaw and pitch of the eyes relative to the head; the confidence falls as the two eyes'
+    estimates disagree (100 when they agree, 0 when they differ by 30 degrees or more)."""
+    points = np.asarray(mesh, np.float64)
+    turns = []
+    for (a, b), iris in zip(EYE_CORNER_POINTS, np.asarray(irises, np.float64), strict=True):
+        along = points[b] - points[a]
+        half = max(float(np.linalg.norm(along)) / 2, 1e-6)
+        unit = along / (2 * half)
+        across = np.array([-unit[1], unit[0]])  # downwards in the image for a level eye
+        offset = iris - (points[a] + points[b]) / 2
+        sines = np.array([offset @ unit, -(offset @ across)]) / half * EYE_HALF_WIDTH_OVER_RADIUS
+        turns.append(np.degrees(np.arcsin(np.clip(sines, -1.0, 1.0))))
+    yaw, pitch = np.mean(turns, axis=0)
+    spread = float(np.max(np.abs(turns[0] - turns[1])))
+    return EyeDirection(
+        yaw=float(yaw), pitch=float(pitch), confidence=max(0.0, 100.0 * (1 - spread / 30.0))
+    )
+
+
+def pupils(irises: npt.NDArray[np.float32], width: int, height: int) -> tuple[Landmark, ...]:
+    """leftPupil and rightPupil (the image's left and right) as image ratios."""
+    left, right = np.asarray(irises, np.float64)
+    return (
+        Landmark(type="leftPupil", x=float(left[0]) / width, y=float(left[1]) / height),
+        Landmark(type="rightPupil", x=float(right[0]) / width, y=float(right[1]) / height),
+    )
+
+
 # Rekognition's landmark types -> MediaPipe face mesh points. "left" is the image's left, as in
-# Rekognition (eyeLeft has the smaller X): the subject's right eye and brow. The pupils are not
-# mapped (the 468-point mesh has no iris points); the five DEFAULT types come from MTCNN.
+# Rekognition (eyeLeft has the smaller X): the subject's right eye and brow. The pupils come from
+# the iris model (``pupils``); the five DEFAULT types come from MTCNN.
 MESH_LANDMARKS = {
     "leftEyeBrowLeft": 70,
     "leftEyeBrowRight": 107,
@@ -204,18 +245,27 @@ def face_attributes(
     emotion: npt.NDArray[np.float32] | None,
     mesh: npt.NDArray[np.float32] | None = None,
     size: tuple[int, int] = (1, 1),
+    irises: npt.NDArray[np.float32] | None = None,
 ) -> FaceAttributes:
     """One face's attributes from whichever models ran (None: that model did not); ``size``:
-    the image's (width, height), for landmark ratios."""
+    the image's (width, height), for landmark ratios; ``irises``: the iris model's two centres
+    (image-left eye first), which need the mesh."""
     flags: list[tuple[str, Flag]] = []
     if emotion is not None:
         flags.append(("Smile", smile(emotion)))
+    landmarks: tuple[Landmark, ...] = ()
+    direction = None
     if mesh is not None:
         flags.append(("MouthOpen", mouth_open(mesh)))
+        landmarks = mesh_landmarks(mesh, *size)
+        if irises is not None:
+            landmarks += pupils(irises, *size)
+            direction = eye_direction(mesh, irises)
     return FaceAttributes(
         age_range=age_range(age_gender.age) if age_gender is not None else None,
         gender=gender(age_gender.gender) if age_gender is not None else None,
         emotions=emotions(emotion) if emotion is not None else (),
         flags=tuple(flags),
-        landmarks=mesh_landmarks(mesh, *size) if mesh is not None else (),
+        landmarks=landmarks,
+        eye_direction=direction,
     )

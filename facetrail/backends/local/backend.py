@@ -38,7 +38,13 @@ from facetrail.backends.base import (
     check_confidence,
 )
 from facetrail.backends.local.pipeline import FacePipeline
-from facetrail.backends.local.vectors import VectorCache, from_blob, log_changes, to_blob
+from facetrail.backends.local.vectors import (
+    VectorCache,
+    from_blob,
+    log_changes,
+    snapshot_group,
+    to_blob,
+)
 from facetrail.db import session_factory
 from facetrail.errors import (
     CollectionExistsError,
@@ -85,25 +91,29 @@ class LocalBackend(Backend):
         return self.pipeline.model_version
 
     # Faces in one image -------------------------------------------------------------------
-    def _analyse(self, image: LoadedImage, *, embed: bool) -> Analysis:
+    def _analyse(self, image: LoadedImage, *, embed: bool, attributes: bool = False) -> Analysis:
         # The same bytes decode to the same pixels; the size guards against other load limits.
         key = (image.sha256, image.width, image.height)
         with self._last_lock:
             last = self._last
         if last is not None and last[0] == key:
             faces, embeddings, crops = last[1]
-            if not embed or not faces or len(embeddings):
+            described = not attributes or all(f.attributes is not None for f in faces)
+            if (not embed or not faces or len(embeddings)) and described:
                 return list(faces), embeddings, list(crops)
-        analysis = self._analyse_pixels(image, embed=embed)
+        analysis = self._analyse_pixels(image, embed=embed, attributes=attributes)
         analysis[1].setflags(write=False)  # shared with the next caller of the same photo
         with self._last_lock:
             self._last = (key, analysis)
         return list(analysis[0]), analysis[1], list(analysis[2])
 
-    def _analyse_pixels(self, image: LoadedImage, *, embed: bool) -> Analysis:
+    def _analyse_pixels(self, image: LoadedImage, *, embed: bool, attributes: bool) -> Analysis:
         rgb = np.asarray(image.pixels)
         detections = self.pipeline.detect(rgb)
         faces = [self.pipeline.describe(rgb, d) for d in detections]
+        if attributes:
+            found = self.pipeline.attributes(rgb, detections)
+            faces = [replace(f, attributes=a) for f, a in zip(faces, found, strict=True)]
         if embed and detections:
             embeddings, crops = self.pipeline.embed(rgb, detections)
         else:
@@ -111,15 +121,7 @@ class LocalBackend(Backend):
         return faces, embeddings, crops
 
     def detect_faces(self, image: LoadedImage, *, attributes: bool = False) -> list[DetectedFace]:
-        if not attributes:
-            return self._analyse(image, embed=False)[0]
-        rgb = np.asarray(image.pixels)
-        detections = self.pipeline.detect(rgb)
-        found = self.pipeline.attributes(rgb, detections)
-        return [
-            replace(self.pipeline.describe(rgb, d), attributes=a)
-            for d, a in zip(detections, found, strict=True)
-        ]
+        return self._analyse(image, embed=False, attributes=attributes)[0]
 
     def compare_faces(
         self, source: LoadedImage, target: LoadedImage, *, threshold: float | None = None
@@ -190,7 +192,7 @@ class LocalBackend(Backend):
             session.execute(
                 delete(LocalFaceChange).where(LocalFaceChange.collection_name == collection_id)
             )
-            snapshots = self._vectors.group(session, row.name, row.created_at)
+            snapshots = snapshot_group(session, row.name, row.created_at)
             session.delete(row)
         self._vectors.forget(collection_id)
         self._vectors.drop_snapshots(snapshots)
@@ -203,8 +205,9 @@ class LocalBackend(Backend):
         *,
         external_id: str | None = None,
         max_faces: int | None = None,
+        attributes: bool = False,
     ) -> IndexResult:
-        faces, embeddings, crops = self._analyse(image, embed=True)
+        faces, embeddings, crops = self._analyse(image, embed=True, attributes=attributes)
         keep = len(faces) if max_faces is None else max(0, max_faces)
         with self._sessions.begin() as session:
             collection = self._collection(session, collection_id)
@@ -283,7 +286,7 @@ class LocalBackend(Backend):
             # Only the top ``max_faces`` (one more for the excluded face) become Python objects.
             with vectors.lock:
                 labels, cosines = vectors.index.search(queries, max_faces + (exclude is not None))
-                owners = vectors.owners(labels)
+                owners = vectors.meta_of(labels)
         sims = np.atleast_2d(np.asarray(self.pipeline.similarity(cosines)))
         results: list[list[FaceMatch]] = []
         for faces, people, row in zip(labels, owners, sims.tolist(), strict=True):
@@ -386,7 +389,7 @@ class LocalBackend(Backend):
     def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:
         with self._sessions.begin() as session:
             row = self._collection(session, collection_id)
-            snapshots = self._vectors.group(session, row.name, row.created_at)
+            snapshots = snapshot_group(session, row.name, row.created_at)
             deleted = list(
                 session.scalars(
                     select(LocalFace.face_id).where(

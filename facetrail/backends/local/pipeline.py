@@ -32,6 +32,7 @@ from facetrail.inference.detector import Detection, DetectorConfig, MTCNNDetecto
 from facetrail.inference.embedders import Embedder, create_embedder, embedder_class
 from facetrail.inference.face_attributes import AgeGenderModel, EmotionModel
 from facetrail.inference.face_mesh import FaceMeshModel
+from facetrail.inference.iris import IrisModel
 from facetrail.modelfiles import MODELS, model_path
 from facetrail.settings import Settings
 
@@ -103,20 +104,27 @@ class FacePipeline:
         files = [model_path(self.settings, "face_mesh")]
         return FaceMeshModel.shared(files, threads=self.settings.threads)
 
+    @property
+    def iris_model(self) -> IrisModel:
+        files = [model_path(self.settings, "iris")]
+        return IrisModel.shared(files, threads=self.settings.threads)
+
     def attributes(
         self, rgb: Image.Image | UInt8Array, detections: Sequence[Detection]
     ) -> list[FaceAttributes]:
-        """Age range, gender, emotions, smile, mouth open and further landmarks of each
-        detected face, in order."""
+        """Age range, gender, emotions, smile, mouth open, eye direction and further landmarks
+        (pupils among them) of each detected face, in order."""
         if not detections:
             return []
         pixels = as_rgb_array(rgb)
         age_gender = self.age_gender_model.predict(pixels, detections)
         emotion = self.emotion_model.predict(pixels, detections)
         meshes = self.face_mesh_model.predict(pixels, detections)
+        irises = self.iris_model.predict(pixels, meshes)
+        size = (pixels.shape[1], pixels.shape[0])
         return [
-            face_attributes(ag, em, mesh, (pixels.shape[1], pixels.shape[0]))
-            for ag, em, mesh in zip(age_gender, emotion, meshes, strict=True)
+            face_attributes(ag, em, mesh, size, iris)
+            for ag, em, mesh, iris in zip(age_gender, emotion, meshes, irises, strict=True)
         ]
 
     def detect(self, rgb: Image.Image | UInt8Array) -> list[Detection]:

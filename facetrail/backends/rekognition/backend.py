@@ -62,6 +62,7 @@ from facetrail.backends.rekognition.ids import (
     check_collection_id,
     decode_external_id,
     encode_external_id,
+    encode_user_id,
     is_face_id,
 )
 from facetrail.backends.rekognition.images import (
@@ -106,6 +107,7 @@ log = logging.getLogger(__name__)
 MAX_SEARCH_FACES = 4096
 DELETE_BATCH = 4096
 MAX_USERS = 500  # SearchUsers' and SearchUsersByImage's MaxUsers maximum
+FACE_ID_BATCH = 100  # face ids one AssociateFaces or DisassociateFaces call takes
 # A crop's search is trusted only when the face the service searched with is the one we cropped
 # around (a bigger neighbour at the crop's edge would otherwise be searched in its place).
 MIN_CROP_IOU = 0.3
@@ -479,6 +481,7 @@ class RekognitionBackend(Backend):
         *,
         external_id: str | None = None,
         max_faces: int | None = None,
+        attributes: bool = False,
     ) -> IndexResult:
         check_collection_id(collection_id)
         stored_id = None if external_id is None else encode_external_id(external_id)
@@ -490,7 +493,7 @@ class RekognitionBackend(Backend):
         request: dict[str, Any] = {
             "CollectionId": collection_id,
             "Image": {"Bytes": data},
-            "DetectionAttributes": ["DEFAULT"],
+            "DetectionAttributes": ["ALL"] if attributes else ["DEFAULT"],
             # No quality filter: then MaxFaces keeps the largest faces, as the interface promises.
             "QualityFilter": "NONE",
         }
@@ -688,7 +691,7 @@ class RekognitionBackend(Backend):
                             # The service keeps an ImageId of its own, not the image's hash.
                             image_sha256=None,
                             model=f"rekognition@{face.get('IndexFacesModelVersion') or version}",
-                            user_id=face.get("UserId"),
+                            user_id=decode_external_id(face.get("UserId")),
                         )
                     )
         records.sort(key=lambda r: r.face_id)
@@ -735,6 +738,13 @@ class RekognitionBackend(Backend):
 
     # Users ---------------------------------------------------------------------------------
     # User ids are encoded as external ids are (the service takes [a-zA-Z0-9_.\-:]+ only).
+    # Identification searches users where a collection has them, so people are users here.
+    people_as_users = True
+
+    def user_match_id(self, external_id: str) -> str:
+        stored = encode_user_id(external_id)
+        return decode_external_id(stored) or stored
+
     @contextmanager
     def _user_errors(self, collection_id: str, user_id: str) -> Iterator[None]:
         """The service answers ResourceNotFoundException for a missing collection or user."""
@@ -750,12 +760,12 @@ class RekognitionBackend(Backend):
     def create_user(self, collection_id: str, user_id: str) -> None:
         check_collection_id(collection_id)
         with service_errors():
-            self.client.create_user(CollectionId=collection_id, UserId=encode_external_id(user_id))
+            self.client.create_user(CollectionId=collection_id, UserId=encode_user_id(user_id))
 
     def delete_user(self, collection_id: str, user_id: str) -> None:
         check_collection_id(collection_id)
         with self._user_errors(collection_id, user_id):
-            self.client.delete_user(CollectionId=collection_id, UserId=encode_external_id(user_id))
+            self.client.delete_user(CollectionId=collection_id, UserId=encode_user_id(user_id))
 
     def list_users(self, collection_id: str) -> list[str]:
         check_collection_id(collection_id)
@@ -778,26 +788,34 @@ class RekognitionBackend(Backend):
         threshold: float = 75.0,
     ) -> FaceAssociation:
         check_collection_id(collection_id)
+        results = []
         with self._user_errors(collection_id, user_id):
-            response = self.client.associate_faces(
-                CollectionId=collection_id,
-                UserId=encode_external_id(user_id),
-                FaceIds=list(face_ids),
-                UserMatchThreshold=_percent(threshold),
-            )
-        return _association(response, "AssociatedFaces", "UnsuccessfulFaceAssociations")
+            for batch in _batches(face_ids):
+                response = self.client.associate_faces(
+                    CollectionId=collection_id,
+                    UserId=encode_user_id(user_id),
+                    FaceIds=batch,
+                    UserMatchThreshold=_percent(threshold),
+                )
+                results.append(
+                    _association(response, "AssociatedFaces", "UnsuccessfulFaceAssociations")
+                )
+        return _merged(results)
 
     def disassociate_faces(
         self, collection_id: str, user_id: str, face_ids: Sequence[str]
     ) -> FaceAssociation:
         check_collection_id(collection_id)
+        results = []
         with self._user_errors(collection_id, user_id):
-            response = self.client.disassociate_faces(
-                CollectionId=collection_id,
-                UserId=encode_external_id(user_id),
-                FaceIds=list(face_ids),
-            )
-        return _association(response, "DisassociatedFaces", "UnsuccessfulFaceDisassociations")
+            for batch in _batches(face_ids):
+                response = self.client.disassociate_faces(
+                    CollectionId=collection_id, UserId=encode_user_id(user_id), FaceIds=batch
+                )
+                results.append(
+                    _association(response, "DisassociatedFaces", "UnsuccessfulFaceDisassociations")
+                )
+        return _merged(results)
 
     def search_users(
         self,
@@ -815,7 +833,7 @@ class RekognitionBackend(Backend):
             "MaxUsers": max(1, min(max_users, MAX_USERS)),
         }
         if user_id is not None:
-            request["UserId"] = encode_external_id(user_id)
+            request["UserId"] = encode_user_id(user_id)
         else:
             request["FaceId"] = face_id
         with self._user_errors(collection_id, user_id or ""):
@@ -895,6 +913,22 @@ class RekognitionBackend(Backend):
                 Image={"Bytes": prepare_image(image)}, MinConfidence=floor
             )
         return [ModerationLabel.from_rekognition(m) for m in response.get("ModerationLabels", [])]
+
+
+def _batches(face_ids: Sequence[str]) -> list[list[str]]:
+    """Face ids in the service's batches (AssociateFaces and DisassociateFaces take 1-100);
+    one batch even when empty, so that the service still checks the user and collection."""
+    unique = list(dict.fromkeys(face_ids))
+    return [unique[i : i + FACE_ID_BATCH] for i in range(0, len(unique), FACE_ID_BATCH)] or [[]]
+
+
+def _merged(results: Sequence[FaceAssociation]) -> FaceAssociation:
+    """One answer for several batches: the user's status is the last batch's."""
+    return FaceAssociation(
+        [f for r in results for f in r.associated],
+        {f: reason for r in results for f, reason in r.refused.items()},
+        results[-1].user_status if results else "ACTIVE",
+    )
 
 
 def _association(response: Any, done: str, refused: str) -> FaceAssociation:

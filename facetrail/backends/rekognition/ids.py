@@ -7,6 +7,8 @@ back when results come in. Ids that already start with the prefix are encoded to
 is one-to-one and decoding never guesses. An id too long even for that (over 187 UTF-8 bytes)
 is stored as ``ft64h:`` + the start of its encoding + its sha256: still accepted, no longer
 decodable, which facetrail does not need, since it names people through its own face records.
+User ids (a person's external id, where people are users) are encoded the same way within
+UserId's 128 characters; a hashed one is matched back by encoding the person's id again.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from facetrail.errors import InvalidParameterError
 
 COLLECTION_ID_PATTERN = re.compile(r"[a-zA-Z0-9_.\-]+")
 EXTERNAL_ID_PATTERN = re.compile(r"[a-zA-Z0-9_.\-:]+")
+USER_ID_PATTERN = EXTERNAL_ID_PATTERN  # the same rule in the service model, 128 at most
 FACE_ID_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MAX_ID_LENGTH = 255
+MAX_USER_ID_LENGTH = 128  # UserId is shorter than ExternalImageId in the service model
 ENCODED_PREFIX = "ft64:"
 HASHED_PREFIX = "ft64h:"
 _BASE64URL = re.compile(r"[A-Za-z0-9_\-]*")
@@ -43,16 +47,22 @@ def is_face_id(value: str) -> bool:
     return FACE_ID_PATTERN.fullmatch(value) is not None
 
 
-def encode_external_id(external_id: str) -> str:
+def encode_external_id(external_id: str, *, max_length: int = MAX_ID_LENGTH) -> str:
     """The ExternalImageId to store for ``external_id``; see :func:`decode_external_id`."""
     if not external_id:
         raise InvalidParameterError("an external id cannot be empty")
-    encoded = _encode(external_id)
-    if len(encoded) > MAX_ID_LENGTH:
+    encoded = _encode(external_id, max_length)
+    if len(encoded) > max_length:
         digest = hashlib.sha256(external_id.encode("utf-8")).hexdigest()
-        keep = MAX_ID_LENGTH - len(HASHED_PREFIX) - len(digest) - 1
+        keep = max_length - len(HASHED_PREFIX) - len(digest) - 1
         return f"{HASHED_PREFIX}{encoded[len(ENCODED_PREFIX) :][:keep]}.{digest}"
     return encoded
+
+
+def encode_user_id(user_id: str) -> str:
+    """The UserId to store for a facetrail user id (a person's external id): encoded as
+    external ids are, within UserId's 128 characters."""
+    return encode_external_id(user_id, max_length=MAX_USER_ID_LENGTH)
 
 
 def decode_external_id(stored: str | None) -> str | None:
@@ -67,13 +77,15 @@ def decode_external_id(stored: str | None) -> str | None:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return stored
     # Only a value this module would have produced is decoded (e.g. not "ft64:abc" from elsewhere).
-    return decoded if _encode(decoded) == stored else stored
+    # (A user id of 129-255 plain characters is encoded where an external id is not.)
+    lengths = (MAX_ID_LENGTH, MAX_USER_ID_LENGTH)
+    return decoded if any(_encode(decoded, n) == stored for n in lengths) else stored
 
 
-def _encode(external_id: str) -> str:
+def _encode(external_id: str, max_length: int) -> str:
     if (
         EXTERNAL_ID_PATTERN.fullmatch(external_id)
-        and len(external_id) <= MAX_ID_LENGTH
+        and len(external_id) <= max_length
         and not external_id.startswith((ENCODED_PREFIX, HASHED_PREFIX))
     ):
         return external_id
