@@ -28,7 +28,7 @@ from facetrail.identification import (
 )
 from facetrail.models import Collection, CollectionChange, Face, Person
 from facetrail.settings import Settings
-from facetrail.vectors import VectorIndex
+from facetrail.vectors import VectorIndex, trim_heap
 from facetrail.vectors.snapshots import Covered, Snapshots
 
 # People scored per face: every person in collections up to this size (so small collections
@@ -234,6 +234,7 @@ def _load(session: Session, collection: Collection, recognizer: Backend) -> Temp
             return loaded
     fresh = Templates(version=collection.version, index=VectorIndex(0, exact_limit=limit))
     _load_templates(session, collection.id, recognizer, None, fresh)
+    trim_heap()
     return fresh
 
 

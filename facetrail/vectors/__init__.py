@@ -22,6 +22,7 @@ instead of 0.6 ms on a busy 2-core machine.
 
 from __future__ import annotations
 
+import ctypes
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -87,6 +88,17 @@ def top_k(scores: Matrix, k: int) -> Rows:
     picked = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -picked), axis=-1)
     return np.take_along_axis(part, order, axis=1).astype(np.int64)
+
+
+def trim_heap() -> None:
+    """Give freed heap memory back to the system. After a set is streamed from the database,
+    glibc keeps the freed row objects' memory (63 of 161 MiB grown loading 100,000 faces); other
+    C libraries are left alone."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.malloc_trim(0)
 
 
 _blas_limited = False

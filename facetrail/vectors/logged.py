@@ -30,7 +30,7 @@ from sqlalchemy import Executable, Select, insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Update
 
-from facetrail.vectors import EXACT_LIMIT, K, Matrix, VectorIndex
+from facetrail.vectors import EXACT_LIMIT, K, Matrix, VectorIndex, trim_heap
 from facetrail.vectors.snapshots import LOG_KEEP, PRUNE_EVERY, Covered, Snapshots
 
 M = TypeVar("M", bound=Hashable)
@@ -272,6 +272,7 @@ class LoggedVectors(Generic[K, M]):
             if rows.labels and not vectors.index.dim:
                 vectors.index = self._new_index(rows.vectors.shape[1])
             vectors.add(rows)
+        trim_heap()
         self._update_snapshot(session, vectors, log)
         return vectors
 
