@@ -35,7 +35,7 @@ class Settings:
     match_threshold: float = 80.0
     compare_threshold: float = 80.0
     # Collections (and person templates) with at least this many vectors are searched through
-    # an approximate graph index with exact re-ranking; smaller ones exactly.
+    # an approximate graph index (float16 vectors); smaller ones exactly.
     vector_exact_limit: int = 50_000
     # Where large vector indexes are saved so that new workers load them instead of building
     # them (facetrail.vectors.snapshots): ``home/vectors`` when unset. Workers that share the
