@@ -34,9 +34,12 @@ class Settings:
     # Decisions, on the 0-100 similarity scale.
     match_threshold: float = 80.0
     compare_threshold: float = 80.0
-    # Collections (and person templates) with at least this many vectors are searched through
-    # an approximate graph index (float16 vectors); smaller ones exactly.
+    # Collections (and past faces) with at least this many vectors are searched through an
+    # approximate graph index (float16 vectors); smaller ones exactly.
     vector_exact_limit: int = 50_000
+    # The same for person templates: scoring every template costs ~3 ms per photo at 100,000
+    # people, and naming is where a missed candidate costs a wrong name (docs/benchmarks.md).
+    template_exact_limit: int = 250_000
     # Where large vector indexes are saved so that new workers load them instead of building
     # them (facetrail.vectors.snapshots): ``home/vectors`` when unset. Workers that share the
     # folder share the snapshots.

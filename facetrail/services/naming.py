@@ -216,11 +216,11 @@ def _update_snapshot(
 
 
 def _variant(recognizer: Backend) -> tuple[str, str, int]:
-    return (recognizer.name, recognizer.model_version, recognizer.settings.vector_exact_limit)
+    return (recognizer.name, recognizer.model_version, recognizer.settings.template_exact_limit)
 
 
 def _load(session: Session, collection: Collection, recognizer: Backend) -> Templates:
-    limit = recognizer.settings.vector_exact_limit
+    limit = recognizer.settings.template_exact_limit
     snapshot = Snapshots.for_settings(recognizer.settings).load(
         _group(session, collection), _variant(recognizer), collection.version, exact_limit=limit
     )
@@ -242,7 +242,7 @@ def person_templates(session: Session, collection_id: int, recognizer: Backend) 
     """The collection's templates as of its current version, applying logged changes."""
     collection = session.get_one(Collection, collection_id)
     version = collection.version
-    limit = recognizer.settings.vector_exact_limit
+    limit = recognizer.settings.template_exact_limit
     key = (_database(session), collection_id, recognizer.model_version, limit)
     with _templates_lock:
         cached = _templates.get(key)

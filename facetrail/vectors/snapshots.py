@@ -15,7 +15,8 @@ reader sees whole snapshots only; older positions of the variant are then delete
 When snapshots are written, and how long change logs are kept (``facetrail/backends/local/
 vectors.py`` for faces, ``facetrail/services/naming.py`` for person templates):
 
-- after an index is built from the database, if it is a graph (the costly kind to build);
+- after an index is loaded from the database, if it is a graph (the costly kind to build) or
+  holds ``SNAPSHOT_MIN`` rows or more;
 - after ``RESNAPSHOT_EVERY`` positions of changes applied since the newest snapshot, and after
   any applied change that removed rows, so no older snapshot keeps a removed vector (a deletion
   also drops the collection's snapshots in this folder as soon as it commits);
@@ -47,6 +48,8 @@ from facetrail.vectors import GRAPH, K, VectorIndex
 
 log = logging.getLogger(__name__)
 
+# Sets smaller than this that are not graphs load from the database about as fast.
+SNAPSHOT_MIN = 10_000
 RESNAPSHOT_EVERY = 10_000
 LOG_KEEP = 50_000
 PRUNE_EVERY = 1_000
@@ -189,7 +192,7 @@ class Snapshots:
         """Called by an index's owner whenever it has brought the index to ``position``: write
         a snapshot if the rules above ask for one, and record in ``covered`` which one now
         covers the index."""
-        if not index.approximate:
+        if not index.approximate and len(index) < SNAPSHOT_MIN:
             return
         saved, removed_at = covered.position, covered.removed_at
         if removed_at is None and saved is not None and position - saved < RESNAPSHOT_EVERY:

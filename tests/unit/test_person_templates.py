@@ -75,7 +75,7 @@ def saved(settings: Settings) -> bytes:
 
 
 def test_a_new_worker_loads_saved_templates_and_erasure_leaves_none(settings: Settings) -> None:
-    settings = settings.with_(vector_exact_limit=1)  # templates in a graph, which is saved
+    settings = settings.with_(template_exact_limit=1)  # templates in a graph, which is saved
     ft = Facetrail(settings)
     entries = enroll_entries(KNN / "train")
     ft.enroll("saved", [e for e in entries if e.external_id != "rose_leslie"])

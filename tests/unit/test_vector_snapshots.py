@@ -70,7 +70,10 @@ def test_update_writes_when_the_rules_ask(tmp_path: Path, monkeypatch: pytest.Mo
     exact: VectorIndex[int] = VectorIndex(8)
     exact.add([1], np.ones((1, 8)))
     store.update(group, variant, 1, exact, dict, Covered())
-    assert store.positions(group, variant) == []  # exact indexes load fast: never saved
+    assert store.positions(group, variant) == []  # small exact indexes load fast: not saved
+    monkeypatch.setattr(snapshots_module, "SNAPSHOT_MIN", 1)
+    store.update(("large",), variant, 1, exact, dict, Covered())
+    assert store.positions(("large",), variant) == [1]
     assert update(3) == [3] and covered.position == 3  # built: saved
     assert update(12) == [3]  # fewer than RESNAPSHOT_EVERY positions since
     assert update(13) == [13] and covered.position == 13
