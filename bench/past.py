@@ -17,7 +17,7 @@ Both summed over people (micro) and averaged per person (macro). For the search 
 identify's own names on the same faces are shown beside it: the faces that the identify job
 named as that person at the same threshold.
 
-Also: the same searches through the approximate path (a usearch graph with exact re-ranking,
+Also: the same searches through the approximate path (a usearch graph over float16 vectors,
 forced by a tiny ``vector_exact_limit``), compared with the exact answers; and the CPU time of a
 search by person from the cached index against a baseline without it (every past embedding read
 from the database and scored in one product), alternated A/B per query.
@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> str:
         by_person.row("a person (the template of their enrolled faces)"),
         by_identify.row("identify's own names (same faces, same threshold)"),
         "",
-        f"Approximate path (usearch graph + exact re-ranking, `vector_exact_limit="
+        f"Approximate path (usearch graph over float16 vectors, `vector_exact_limit="
         f"{args.approximate_limit}`): {agree}/{total} searches returned exactly the exact "
         "path's faces.",
         "",

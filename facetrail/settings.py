@@ -39,9 +39,16 @@ class Settings:
     # Decisions, on the 0-100 similarity scale.
     match_threshold: float = 80.0
     compare_threshold: float = 80.0
-    # Collections (and person templates) with at least this many vectors are searched through
-    # an approximate graph index with exact re-ranking; smaller ones exactly.
+    # Collections (and past faces) with at least this many vectors are searched through an
+    # approximate graph index (float16 vectors); smaller ones exactly.
     vector_exact_limit: int = 50_000
+    # The same for person templates: scoring every template costs ~3 ms per photo at 100,000
+    # people, and naming is where a missed candidate costs a wrong name (docs/benchmarks.md).
+    template_exact_limit: int = 250_000
+    # Where large vector indexes are saved so that new workers load them instead of building
+    # them (facetrail.vectors.snapshots): ``home/vectors`` when unset. Workers that share the
+    # folder share the snapshots.
+    vector_snapshots: str = ""
     # Unknown faces (docs/unknowns.md): faces identify jobs leave unnamed are clustered when
     # the detector is sure of them (confidence 0-100), the box's shorter side has this many
     # pixels, and they are this sharp (0-100, where the backend measures it).
@@ -160,6 +167,10 @@ class Settings:
     @property
     def resolved_models_dir(self) -> Path:
         return self.models_dir or self.home / "models"
+
+    @property
+    def resolved_vector_snapshots(self) -> Path:
+        return Path(self.vector_snapshots) if self.vector_snapshots else self.home / "vectors"
 
     @property
     def resolved_image_store(self) -> str:

@@ -1,7 +1,8 @@
 """A second process using the local backend: reads query vectors on stdin, answers on stdout.
 
 Each line in is a JSON list of floats; each line out is the matching face ids, best first, and
-how this process's collection cache got up to date so far (full reloads, applied deltas).
+how this process's collection cache got up to date so far (whole loads, those of them from a
+snapshot, applied deltas).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def main() -> None:
             "faces": [m.face_id for m in matches],
             "people": [m.external_id for m in matches],
             "reloads": stats.reloads,
+            "snapshot_loads": stats.snapshot_loads,
             "deltas": stats.deltas,
         }
         print(json.dumps(answer), flush=True)

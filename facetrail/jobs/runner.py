@@ -155,7 +155,7 @@ def claim(session: Session, item_id: int) -> Claim | int:
     ).first()
     if row is None:
         raise NotFoundError(f"job item {item_id} does not exist")
-    item, job, collection = row.tuple()
+    item, job, collection = row._tuple()
     if item.status in (ItemStatus.SUCCEEDED, ItemStatus.FAILED):
         return job.id
     item.status = ItemStatus.RUNNING

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from facetrail.backends import backend_for, backend_options
 from facetrail.errors import CollectionNotFoundError, InvalidParameterError
 from facetrail.models import Collection, Face, Person
-from facetrail.services import audit
+from facetrail.services import audit, naming
 from facetrail.services.records import (
     COLLECTION_NAME,
     get_collection,
@@ -84,6 +84,7 @@ def delete_collection(session: Session, settings: Settings, name: str) -> None:
     with contextlib.suppress(CollectionNotFoundError):
         backend_for(settings, backend, options).delete_collection(backend_collection_id)
     audit.record(session, settings, "delete_collection", c)
+    naming.drop_snapshots(session, settings, c)
     session.delete(c)
 
 

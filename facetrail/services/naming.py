@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+import numpy.typing as npt
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from facetrail.backends.base import Backend, Embedding, FaceMatch, FaceSearch
-from facetrail.backends.local.vectors import from_blob
 from facetrail.identification import (
     RUNNERS_UP,
     Assignment,
@@ -26,7 +27,9 @@ from facetrail.identification import (
     person_scores,
 )
 from facetrail.models import Collection, CollectionChange, Face, Person
-from facetrail.vectors import VectorIndex
+from facetrail.settings import Settings
+from facetrail.vectors import VectorIndex, trim_heap
+from facetrail.vectors.snapshots import Covered, Snapshots
 
 # People scored per face: every person in collections up to this size (so small collections
 # are scored exactly as before), else the best ones. A one-to-one assignment of n faces only
@@ -49,14 +52,19 @@ class Templates:
     version: int
     index: VectorIndex[int]
     names: dict[int, str] = field(default_factory=dict)
+    covered: Covered = field(default_factory=Covered)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def extra(self) -> dict[str, Any]:
+        return {"people": list(self.names), "names": list(self.names.values())}
 
 
 @dataclass
 class TemplateStats:
     """How templates were brought up to date in this process (tests and bench read these)."""
 
-    reloads: int = 0
+    reloads: int = 0  # loads of every person, from a snapshot or the database
+    snapshot_loads: int = 0
     deltas: int = 0
 
 
@@ -64,36 +72,70 @@ class TemplateStats:
 _templates: dict[tuple[str, int, str, int], Templates] = {}
 _templates_lock = threading.Lock()
 stats = TemplateStats()
+# Embeddings read from the database at a time when templates are computed.
+LOAD_CHUNK = 20_000
 
 
-def _embeddings(
-    session: Session, collection_id: int, recognizer: Backend, people: list[int] | None
-) -> dict[int, tuple[str, list[Embedding]]]:
-    query = (
-        select(Person.id, Person.external_id, Face.embedding)
-        .join(Person, Face.person_id == Person.id)
-        .where(
-            Face.collection_id == collection_id,
-            Face.backend == recognizer.name,
-            Face.model_version == recognizer.model_version,
-            Face.embedding.is_not(None),
-        )
-    )
+def _database(session: Session) -> str:
+    # Ids and versions repeat across databases (a process may serve several).
+    return session.get_bind().engine.url.render_as_string(hide_password=True)
+
+
+def _group(session: Session, collection: Collection) -> tuple[str, ...]:
+    """What a collection's template snapshots are of (``Snapshots`` groups)."""
+    created = collection.created_at.isoformat()
+    return ("templates", _database(session), str(collection.id), created)
+
+
+def _load_templates(
+    session: Session,
+    collection_id: int,
+    recognizer: Backend,
+    people: list[int] | None,
+    templates: Templates,
+) -> None:
+    """Add the templates of ``people`` (None: everyone): embeddings are streamed in chunks and
+    summed per person into one matrix, none kept as a Python object."""
+    names_query = select(Person.id, Person.external_id).where(Person.collection_id == collection_id)
+    where = [
+        Face.collection_id == collection_id,
+        Face.backend == recognizer.name,
+        Face.model_version == recognizer.model_version,
+        Face.embedding.is_not(None),
+    ]
     if people is not None:
-        query = query.where(Person.id.in_(people))
-    grouped: dict[int, tuple[str, list[Embedding]]] = {}
-    for person_id, external_id, blob in session.execute(query).tuples():
-        if blob is not None:
-            grouped.setdefault(person_id, (external_id, []))[1].append(from_blob(blob))
-    return grouped
-
-
-def _apply(templates: Templates, grouped: dict[int, tuple[str, list[Embedding]]]) -> None:
-    ids = list(grouped)
-    if ids:
-        means = np.stack([np.stack(grouped[p][1]).mean(axis=0) for p in ids])
-        templates.index.add(ids, means)
-    templates.names.update({p: grouped[p][0] for p in ids})
+        names_query = names_query.where(Person.id.in_(people))
+        where.append(Face.person_id.in_(people))
+    names = dict(session.execute(names_query).tuples().all())
+    ids = np.fromiter(names, dtype=np.int64, count=len(names))
+    position = {person: i for i, person in enumerate(names)}
+    sums: npt.NDArray[np.float32] | None = None
+    counts = np.zeros(len(names), dtype=np.int64)
+    rows = session.execute(
+        select(Face.person_id, Face.embedding).where(*where).execution_options(yield_per=LOAD_CHUNK)
+    )
+    for chunk in rows.partitions(LOAD_CHUNK):
+        # A face of someone added since ``names`` was read comes again as a logged change.
+        known = [r for r in chunk if r.person_id in position]
+        if not known:
+            continue
+        dim = len(known[0].embedding) // 4
+        if sums is None:
+            sums = np.zeros((len(names), dim), dtype=np.float32)
+        matrix = np.frombuffer(b"".join(r.embedding for r in known), dtype=np.float32)
+        at = np.array([position[r.person_id] for r in known], dtype=np.int64)
+        order = np.argsort(at, kind="stable")
+        at, matrix = at[order], matrix.reshape(len(known), dim)[order]
+        starts = np.flatnonzero(np.r_[True, at[1:] != at[:-1]])
+        sums[at[starts]] += np.add.reduceat(matrix, starts, axis=0)
+        counts += np.bincount(at, minlength=len(names))
+    if sums is None:
+        return
+    have = np.flatnonzero(counts)
+    if not templates.index.dim:
+        templates.index = VectorIndex(sums.shape[1], exact_limit=templates.index.exact_limit)
+    templates.index.add(ids[have].tolist(), sums[have] / counts[have, None])
+    templates.names.update({int(p): names[int(p)] for p in ids[have]})
 
 
 def _changed_people(
@@ -117,35 +159,105 @@ def _changed_people(
     return sorted(people) if len(versions) == until - since else None
 
 
+def _apply_changes(
+    session: Session, collection_id: int, recognizer: Backend, templates: Templates, version: int
+) -> bool:
+    """Bring templates up to ``version`` from the change log; False if the log cannot say."""
+    changed = _changed_people(session, collection_id, templates.version, version)
+    if changed is None:
+        return False
+    had = [p for p in changed if p in templates.index]
+    templates.index.remove(changed)
+    for person in changed:
+        templates.names.pop(person, None)
+    _load_templates(session, collection_id, recognizer, changed, templates)
+    if any(p not in templates.index for p in had):
+        templates.covered.removed_at = version  # someone's template went (erased, merged)
+    templates.version = version
+    return True
+
+
+def _update_snapshot(
+    session: Session, collection: Collection, recognizer: Backend, templates: Templates
+) -> None:
+    collection_id, created_at, position = collection.id, collection.created_at, templates.version
+    bind = session.get_bind()
+
+    def still_valid() -> bool:
+        # Whether everyone changed since ``position`` still exists (no erasure or merge since).
+        with Session(bind) as check:
+            current = check.get(Collection, collection_id)
+            if current is None or current.created_at != created_at:
+                return False
+            changed = set(
+                check.scalars(
+                    select(CollectionChange.person_id).where(
+                        CollectionChange.collection_id == collection_id,
+                        CollectionChange.version > position,
+                    )
+                )
+            )
+            if None in changed:
+                return False
+            present = check.scalar(
+                select(func.count()).select_from(Person).where(Person.id.in_(changed))
+            )
+            return present == len(changed)
+
+    Snapshots.for_settings(recognizer.settings).update(
+        _group(session, collection),
+        _variant(recognizer),
+        position,
+        templates.index,
+        templates.extra,
+        templates.covered,
+        still_valid=still_valid,
+    )
+
+
+def _variant(recognizer: Backend) -> tuple[str, str, int]:
+    return (recognizer.name, recognizer.model_version, recognizer.settings.template_exact_limit)
+
+
+def _load(session: Session, collection: Collection, recognizer: Backend) -> Templates:
+    limit = recognizer.settings.template_exact_limit
+    snapshot = Snapshots.for_settings(recognizer.settings).load(
+        _group(session, collection), _variant(recognizer), collection.version, exact_limit=limit
+    )
+    if snapshot is not None:
+        names = dict(zip(snapshot.extra["people"], snapshot.extra["names"], strict=True))
+        loaded = Templates(snapshot.position, snapshot.index, names, Covered(snapshot.position))
+        if loaded.version == collection.version or _apply_changes(
+            session, collection.id, recognizer, loaded, collection.version
+        ):
+            stats.snapshot_loads += 1
+            return loaded
+    fresh = Templates(version=collection.version, index=VectorIndex(0, exact_limit=limit))
+    _load_templates(session, collection.id, recognizer, None, fresh)
+    trim_heap()
+    return fresh
+
+
 def person_templates(session: Session, collection_id: int, recognizer: Backend) -> Templates:
     """The collection's templates as of its current version, applying logged changes."""
-    version = session.get_one(Collection, collection_id).version
-    # Ids and versions repeat across databases (a process may serve several), so the database
-    # is part of the key.
-    database = session.get_bind().engine.url.render_as_string(hide_password=True)
-    limit = recognizer.settings.vector_exact_limit
-    key = (database, collection_id, recognizer.model_version, limit)
+    collection = session.get_one(Collection, collection_id)
+    version = collection.version
+    limit = recognizer.settings.template_exact_limit
+    key = (_database(session), collection_id, recognizer.model_version, limit)
     with _templates_lock:
         cached = _templates.get(key)
     if cached is not None:
         with cached.lock:
             if cached.version == version:
                 return cached
-            # Templates of a collection that had no faces have no dimension yet: reload.
-            if cached.version < version and cached.index.dim:
-                changed = _changed_people(session, collection_id, cached.version, version)
-                if changed is not None:
-                    cached.index.remove(changed)
-                    for person in changed:
-                        cached.names.pop(person, None)
-                    _apply(cached, _embeddings(session, collection_id, recognizer, changed))
-                    cached.version = version
-                    stats.deltas += 1
-                    return cached
-    grouped = _embeddings(session, collection_id, recognizer, None)
-    dim = next((len(v[1][0]) for v in grouped.values()), 0)
-    fresh = Templates(version=version, index=VectorIndex(dim, exact_limit=limit))
-    _apply(fresh, grouped)
+            if cached.version < version and _apply_changes(
+                session, collection_id, recognizer, cached, version
+            ):
+                stats.deltas += 1
+                _update_snapshot(session, collection, recognizer, cached)
+                return cached
+    fresh = _load(session, collection, recognizer)
+    _update_snapshot(session, collection, recognizer, fresh)
     stats.reloads += 1
     with _templates_lock:
         # Drop other model versions of this collection; keep other collections' entries.
@@ -159,6 +271,17 @@ def forget(collection_id: int) -> None:
     """Drop this process's templates of a collection (after a person's erasure)."""
     for key in [k for k in _templates if k[1] == collection_id]:
         del _templates[key]
+
+
+def drop_snapshots(session: Session, settings: Settings, collection: Collection) -> None:
+    """Delete the collection's template snapshots once ``session`` commits (they hold the
+    templates of people being erased, or of a collection being deleted)."""
+    group = _group(session, collection)
+
+    def drop(_: Session) -> None:
+        Snapshots.for_settings(settings).drop(group)
+
+    event.listen(session, "after_commit", drop, once=True)
 
 
 def _template_scores(

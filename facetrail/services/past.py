@@ -18,7 +18,7 @@ would have been named at identify's default threshold had that person been its b
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -30,7 +30,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from sqlalchemy import Select, select, update
+from sqlalchemy import Delete, Select, delete, select, update
 from sqlalchemy.orm import Session
 
 from facetrail.backends import backend_for
@@ -52,7 +52,14 @@ from facetrail.services import audit
 from facetrail.services.records import get_collection
 from facetrail.settings import Settings
 from facetrail.vectors import logged, normalise, template
-from facetrail.vectors.logged import LoggedVectors, Rows, VectorLog, VectorSet, stack_blobs
+from facetrail.vectors.logged import (
+    LoggedVectors,
+    Rows,
+    VectorLog,
+    VectorSet,
+    chunks,
+    stack_blobs,
+)
 
 # Neighbours asked for first; a query whose last neighbour still clears the threshold asks for
 # FANOUT times more, until one falls below it or the index is exhausted.
@@ -72,6 +79,12 @@ def log_changes(
     no generation is spent, since a reader bridges a gap only where each generation logged)."""
     if not added and not removed:
         return
+
+    def prune(through: int) -> Delete:
+        return delete(PastFaceChange).where(
+            PastFaceChange.collection_id == collection_id, PastFaceChange.generation <= through
+        )
+
     logged.log_changes(
         session,
         update(Collection)
@@ -88,6 +101,7 @@ def log_changes(
         },
         added,
         removed,
+        prune,
     )
 
 
@@ -123,12 +137,12 @@ class _PastLog(VectorLog[int, None]):
         )
 
     @staticmethod
-    def _rows(session: Session, query: Select[tuple[int, bytes | None]]) -> Rows[int, None]:
-        found = [(i, b) for i, b in session.execute(query).tuples() if b is not None]
+    def _rows(rows: Sequence[tuple[int, bytes | None]]) -> Rows[int, None]:
+        found = [(i, b) for i, b in rows if b is not None]
         return Rows([i for i, _ in found], stack_blobs([b for _, b in found]), [None] * len(found))
 
-    def load(self, session: Session) -> Rows[int, None]:
-        return self._rows(session, self._select().order_by(FaceResult.id))
+    def load(self, session: Session) -> Iterator[Rows[int, None]]:
+        return chunks(session, self._select().order_by(FaceResult.id), self._rows)
 
     def changes(
         self, session: Session, after: int, upto: int, limit: int
@@ -151,7 +165,8 @@ class _PastLog(VectorLog[int, None]):
         )
 
     def rows(self, session: Session, labels: Sequence[int]) -> Rows[int, None]:
-        return self._rows(session, self._select().where(FaceResult.id.in_(list(labels))))
+        query = self._select().where(FaceResult.id.in_(list(labels)))
+        return self._rows(session.execute(query).tuples().all())
 
 
 # One cache per exact limit (settings may differ between callers of one process).

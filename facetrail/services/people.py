@@ -236,6 +236,7 @@ def delete(
     )
     naming.forget(collection.id)
     past.forget(session, collection.id)
+    naming.drop_snapshots(session, settings, collection)
     return {"deleted": external_id, "faces_deleted": len(erasure.faces), **counts}
 
 

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -15,6 +15,7 @@ from facetrail.errors import CollectionNotFoundError, InvalidParameterError
 from facetrail.images import LoadedImage
 from facetrail.models import Collection, CollectionChange, Image, Person
 from facetrail.models.base import utcnow
+from facetrail.vectors.snapshots import LOG_KEEP, PRUNE_EVERY
 
 # Rekognition's CollectionId pattern, so a collection can move to any backend.
 COLLECTION_NAME = re.compile(r"[a-zA-Z0-9_.\-]{1,255}")
@@ -64,7 +65,19 @@ def bump_version(
         CollectionChange(collection_id=collection.id, version=version, person_id=person)
         for person in changed
     )
+    if version % PRUNE_EVERY == 0:
+        prune_changes(session, collection.id, version - LOG_KEEP)
     return int(version)
+
+
+def prune_changes(session: Session, collection_id: int, through: int) -> None:
+    """Delete a collection's logged changes up to version ``through`` (the log keeps the newest
+    ``LOG_KEEP`` versions: facetrail.vectors.snapshots says why that is enough)."""
+    session.execute(
+        delete(CollectionChange).where(
+            CollectionChange.collection_id == collection_id, CollectionChange.version <= through
+        )
+    )
 
 
 def get_or_create_collection(

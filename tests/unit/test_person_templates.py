@@ -1,13 +1,21 @@
-"""Person templates follow enrollments, renames, merges and deletions as deltas."""
+"""Person templates follow enrollments, renames, merges and deletions as deltas; saved
+templates are loaded by a new worker, and erasure leaves none of the erased person's."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+from sqlalchemy import select
+
 from facetrail.api import Facetrail
+from facetrail.backends.local.vectors import from_blob
+from facetrail.db import session_scope
 from facetrail.images.scan import enroll_entries
+from facetrail.models import Collection, Face, Person
 from facetrail.services import naming
 from facetrail.settings import Settings
+from facetrail.vectors import template
 from tests.conftest import KNN
 
 
@@ -64,3 +72,45 @@ def test_templates_of_a_collection_that_had_no_faces_are_reloaded(settings: Sett
     reloads, deltas = counts()
     assert named(ft.identify("band", photo)) == {"obama1.jpg": {"obama"}}
     assert counts() == (reloads + 1, deltas)
+
+
+def template_of(settings: Settings, collection: str, person: str) -> bytes:
+    """A person's template as the graph stores it (float16 bytes)."""
+    with session_scope(settings) as session:
+        embeddings = session.scalars(
+            select(Face.embedding)
+            .join(Person, Face.person_id == Person.id)
+            .join(Collection, Person.collection_id == Collection.id)
+            .where(Collection.name == collection, Person.external_id == person)
+        ).all()
+    return template(np.stack([from_blob(e) for e in embeddings])).astype(np.float16).tobytes()
+
+
+def saved(settings: Settings) -> bytes:
+    files = sorted(settings.resolved_vector_snapshots.rglob("*"))
+    return b"".join(p.read_bytes() for p in files if p.is_file())
+
+
+def test_a_new_worker_loads_saved_templates_and_erasure_leaves_none(settings: Settings) -> None:
+    settings = settings.with_(template_exact_limit=1)  # templates in a graph, which is saved
+    ft = Facetrail(settings)
+    entries = enroll_entries(KNN / "train")
+    ft.enroll("saved", [e for e in entries if e.external_id != "rose_leslie"])
+    photo = [KNN / "test" / "kit_with_rose.jpg"]
+    assert named(ft.identify("saved", photo)) == {"kit_with_rose.jpg": {"kit_harington"}}
+    kit = template_of(settings, "saved", "kit_harington")
+    assert kit in saved(settings)
+
+    ft.enroll("saved", [e for e in entries if e.external_id == "rose_leslie"])
+    naming._templates.clear()  # a worker started now, with nothing in memory
+    loads = naming.stats.snapshot_loads
+    assert named(ft.identify("saved", photo)) == {
+        "kit_with_rose.jpg": {"kit_harington", "rose_leslie"}
+    }
+    assert naming.stats.snapshot_loads == loads + 1  # the saved templates and one change
+
+    ft.delete_person("saved", "kit_harington")
+    assert kit not in saved(settings)
+    assert named(ft.identify("saved", photo)) == {"kit_with_rose.jpg": {"rose_leslie"}}
+    assert kit not in saved(settings)
+    assert template_of(settings, "saved", "rose_leslie") in saved(settings)

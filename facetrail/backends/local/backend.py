@@ -38,7 +38,13 @@ from facetrail.backends.base import (
     check_confidence,
 )
 from facetrail.backends.local.pipeline import FacePipeline
-from facetrail.backends.local.vectors import VectorCache, from_blob, log_changes, to_blob
+from facetrail.backends.local.vectors import (
+    VectorCache,
+    from_blob,
+    log_changes,
+    snapshot_group,
+    to_blob,
+)
 from facetrail.db import session_factory
 from facetrail.errors import (
     CollectionExistsError,
@@ -186,8 +192,10 @@ class LocalBackend(Backend):
             session.execute(
                 delete(LocalFaceChange).where(LocalFaceChange.collection_name == collection_id)
             )
+            snapshots = snapshot_group(session, row.name, row.created_at)
             session.delete(row)
         self._vectors.forget(collection_id)
+        self._vectors.drop_snapshots(snapshots)
 
     # Faces in collections ------------------------------------------------------------------
     def index_faces(
@@ -278,7 +286,7 @@ class LocalBackend(Backend):
             # Only the top ``max_faces`` (one more for the excluded face) become Python objects.
             with vectors.lock:
                 labels, cosines = vectors.index.search(queries, max_faces + (exclude is not None))
-                owners = [[vectors.meta[f] for f in row] for row in labels]
+                owners = vectors.meta_of(labels)
         sims = np.atleast_2d(np.asarray(self.pipeline.similarity(cosines)))
         results: list[list[FaceMatch]] = []
         for faces, people, row in zip(labels, owners, sims.tolist(), strict=True):
@@ -380,7 +388,8 @@ class LocalBackend(Backend):
 
     def delete_faces(self, collection_id: str, face_ids: Sequence[str]) -> list[str]:
         with self._sessions.begin() as session:
-            self._collection(session, collection_id)
+            row = self._collection(session, collection_id)
+            snapshots = snapshot_group(session, row.name, row.created_at)
             deleted = list(
                 session.scalars(
                     select(LocalFace.face_id).where(
@@ -394,8 +403,10 @@ class LocalBackend(Backend):
                 log_changes(session, collection_id, [], deleted)
         if deleted:
             # Other processes apply the logged removal at their next search; this one drops its
-            # copies now: the collection's vectors and the last photo's analysis.
+            # copies now: the collection's vectors, its snapshots (which hold the deleted faces)
+            # and the last photo's analysis.
             self._vectors.forget(collection_id)
+            self._vectors.drop_snapshots(snapshots)
             with self._last_lock:
                 self._last = None
         return deleted
