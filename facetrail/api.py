@@ -488,7 +488,8 @@ class Facetrail:
         self, collection: str, cluster: str | int, faces: Sequence[int] | None = None
     ) -> dict[str, Any]:
         """Take ``faces`` (numbers from :meth:`unknown`) out of a cluster into a new one, or with
-        none, split it where the clustering at a stricter similarity tells faces apart."""
+        none, split it where average linkage of its faces at the join similarity tells them
+        apart."""
         with session_scope(self.settings) as session:
             return unknowns.split(session, self.settings, collection, cluster, faces)
 

@@ -48,7 +48,7 @@ def add_unknowns_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         "faces",
         nargs="*",
         type=int,
-        help="face numbers (from show); none: split where a stricter similarity tells apart",
+        help="face numbers (from show); none: split where the clustering tells its faces apart",
     )
     add("erase", "erase a cluster: its faces' embeddings, records and contact sheets").add_argument(
         "cluster"

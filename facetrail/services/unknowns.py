@@ -718,9 +718,10 @@ def split(
     faces: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Take faces out of a cluster into a new one: the ``faces`` named (numbers from ``show``),
-    or, with none named, every group that average linkage at the join similarity (stricter than
-    the link) tells apart: the largest keeps the id, groups of fewer than the minimum cluster
-    size go back to the pool."""
+    or, with none named, every group that average linkage of its faces at the join similarity
+    tells apart (a cluster grows by joins taken one at a time; this looks at all its faces at
+    once): the largest keeps the id, groups of fewer than the minimum cluster size go back to
+    the pool."""
     collection = lock_collection(session, get_collection(session, collection_name).id)
     cluster = _open(_cluster(session, collection, ref))
     members = _embeddings(session, _members_query([cluster.id]))
