@@ -58,7 +58,7 @@ from facetrail.models import (
     UnknownCluster,
     UnknownFace,
 )
-from facetrail.services import catalog, unknowns
+from facetrail.services import catalog, records, unknowns
 from facetrail.settings import Settings
 
 TUNING = ("glint", "celeba-a")
@@ -201,7 +201,7 @@ def identify_set(
 def placement(settings: Settings, collection: str) -> tuple[dict[int, int | None], set[int]]:
     """face result id -> cluster (None: pool), and the faces kept out."""
     with session_scope(settings) as session:
-        cid = catalog.get_collection(session, collection).id
+        cid = records.get_collection(session, collection).id
         rows = session.execute(
             select(UnknownFace.face_result_id, UnknownFace.cluster_id, UnknownFace.reason).where(
                 UnknownFace.collection_id == cid
@@ -226,7 +226,7 @@ def replay(settings: Settings, run: Run, order: Sequence[int], *, timed: bool = 
     """Forget the collection's clusters and cluster its jobs again, one by one in ``order``,
     with ``settings``: the service's own code, as if the jobs had finished in that order."""
     with session_scope(settings) as session:
-        cid = catalog.get_collection(session, run.collection).id
+        cid = records.get_collection(session, run.collection).id
         session.execute(delete(UnknownFace).where(UnknownFace.collection_id == cid))
         session.execute(delete(UnknownCluster).where(UnknownCluster.collection_id == cid))
         session.execute(delete(AuditEvent).where(AuditEvent.collection_id == cid))
@@ -256,17 +256,15 @@ def with_params(settings: Settings, link: float, join: float, min_size: int) -> 
 
 
 def mean_score(scores: Sequence[Score]) -> Score:
-    fields = Score.__dataclass_fields__
-    return Score(
-        **{
-            name: (
-                float(np.mean([getattr(s, name) for s in scores]))
-                if name in ("purity", "completeness")
-                else round(float(np.mean([getattr(s, name) for s in scores])))
-            )
-            for name in fields
-        }
-    )
+    def mean(name: str) -> float:
+        return float(np.mean([getattr(s, name) for s in scores]))
+
+    counts = {
+        name: round(mean(name))
+        for name in Score.__dataclass_fields__
+        if name not in ("purity", "completeness")
+    }
+    return Score(purity=mean("purity"), completeness=mean("completeness"), **counts)
 
 
 def choose(
