@@ -239,8 +239,9 @@ MESH_LANDMARKS = {
 # points 0 and 8), the two eyes averaged, above EYES_OPEN_RATIO. The face mesh's own lid points
 # were tried first and do not close with the eyes (closed and open eyes overlap), the iris model's
 # do. The cut has the fewest errors on hand-labelled faces of celeba_attributes,
-# celeba_identities and glint_celebrity_chips (98 % of 101 faces, 9 closed; bench/labels/), the
-# middle of the widest tying gap; the attribute benchmark scores other sets (docs/attributes.md).
+# celeba_identities and glint_celebrity_chips (2 of 101 faces, 9 of them closed; bench/labels/),
+# the middle of the widest tying gap; the attribute benchmark scores other sets
+# (docs/attributes.md).
 EYES_OPEN_RATIO = 0.176
 LID_CORNERS = (0, 8)
 LID_PAIRS = ((3, 11), (4, 12), (5, 13))

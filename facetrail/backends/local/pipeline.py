@@ -124,8 +124,8 @@ class FacePipeline:
     def attributes(
         self, rgb: Image.Image | UInt8Array, detections: Sequence[Detection]
     ) -> list[FaceAttributes]:
-        """Age range, gender, emotions, smile, mouth open, eye direction and further landmarks
-        (pupils among them) of each detected face, in order."""
+        """Age range, gender, emotions, smile, mouth and eyes open, eye direction and further
+        landmarks (pupils among them) of each detected face, in order."""
         if not detections:
             return []
         pixels = as_rgb_array(rgb)
