@@ -351,10 +351,10 @@ def known_gender(pipeline: FacePipeline, root: Path, limit: int | None) -> dict[
 
 
 def eye_direction_mirrored(pipeline: FacePipeline, root: Path) -> tuple[int, float, float]:
-    """EyeDirection has no gaze-labelled photos to be scored on; its self-consistency is: on
-    each photo of dlib's examples/faces and its mirror image, a face's yaw should change sign
-    and its pitch stay (every face found in both, paired by box centre). (faces, mean
-    |yaw + mirrored yaw|, mean |pitch - mirrored pitch|), in degrees."""
+    """EyeDirection's self-consistency (its agreement with hand labels is
+    ``eye_direction_labelled``): on each photo of dlib's examples/faces and its mirror image, a
+    face's yaw should change sign and its pitch stay (every face found in both, paired by box
+    centre). (faces, mean |yaw + mirrored yaw|, mean |pitch - mirrored pitch|), in degrees."""
     folder = root / "dlib" / "examples" / "faces"
     yaw, pitch = [], []
     for photo in sorted(folder.glob("*.jpg")):
@@ -596,7 +596,7 @@ def render(
         "",
         f"EyeDirection on {mirrored[0]} faces of dlib's examples/faces and their mirror images: "
         f"mean |yaw + mirrored yaw| {mirrored[1]:.1f} degrees, mean |pitch - mirrored pitch| "
-        f"{mirrored[2]:.1f} degrees (self-consistency; no gaze-labelled photos to score).",
+        f"{mirrored[2]:.1f} degrees (self-consistency; against hand labels below).",
     ]
     lines += ["", "Not measured by any offline model here (absent from responses): "]
     lines[-1] += ", ".join(UNAVAILABLE) + "."
