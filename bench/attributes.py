@@ -20,9 +20,15 @@ face. A photo where no face is found is counted apart, not scored.
   verdict over a person's enrolled faces (``facetrail.services.known_people.gender_verdict``),
   from the first 1, 3 and all 10 chips of each person, against each public figure's gender as
   publicly known (``GLINT_GENDER``, a label added here by name).
-* EyeDirection: no shared set labels gaze, so only its mirror consistency is measured
-  (``eye_direction_mirrored``); the pupils are compared with the centre of each eye's 68-point
-  contour (no set marks pupils), beside MTCNN's eye points.
+* EyeDirection: its mirror consistency (``eye_direction_mirrored``); the pupils are compared
+  with the centre of each eye's 68-point contour (no set marks pupils), beside MTCNN's eye points.
+* EyesOpen and EyeDirection against hand labels (``bench/labels/``, made by looking at contact
+  sheets from ``python -m bench.eye_survey``; no shared set labels eye state or gaze). Each
+  labelled face is in group ``choose`` (celeba_attributes, celeba_identities,
+  glint_celebrity_chips) or ``score`` (utkface_balanced, fer2013_sample, deepface,
+  face_recognition, dlib). EyesOpen's cut was chosen on ``choose`` (``fewest_errors_cut``
+  recomputes it from the labels) and is scored on ``score`` only; likewise the dead zone that
+  turns EyeDirection's yaw into left / centre / right.
 
 No other threshold was chosen on these sets: AgeRange's 80 % mass and Smile's "happy above 0.5"
 were fixed before they were measured. Majority-class rates are printed for context.
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import sys
 import tempfile
 import time
@@ -44,9 +51,15 @@ import numpy as np
 from PIL import Image
 
 from bench.datasets import DEFAULT_ROOT
+from bench.eye_survey import same_box
 from bench.facetrail_side import bench_settings
 from facetrail.backends.base import LANDMARK_TYPES, FaceAttributes
-from facetrail.backends.local.attributes import EMOTION_TYPES, expected_age
+from facetrail.backends.local.attributes import (
+    EMOTION_TYPES,
+    EYES_OPEN_RATIO,
+    expected_age,
+    eye_openings,
+)
 from facetrail.backends.local.pipeline import FacePipeline
 from facetrail.inference.detector import Detection
 from facetrail.inference.face_attributes import EMOTION_CLASSES
@@ -58,7 +71,6 @@ UNAVAILABLE = (
     "Sunglasses",
     "Beard",
     "Mustache",
-    "EyesOpen",
     "FaceOccluded",
     "Emotions: CONFUSED",
 )
@@ -104,6 +116,10 @@ GLINT_GENDER = {
     ),
 }
 KNOWN_GENDER_PHOTOS = (1, 3, 10)
+LABELS = Path(__file__).resolve().parent / "labels"
+# The sets whose hand-labelled faces choose EyesOpen's cut and the gaze dead zone; the others'
+# labelled faces are scored.
+CHOOSE_SETS = ("celeba_attributes", "celeba_identities", "glint_celebrity_chips")
 # Rekognition landmark type -> the 68-point annotation's points (averaged), 0-based.
 IBUG_POINTS = {
     "leftEyeBrowLeft": (17,),
@@ -335,10 +351,10 @@ def known_gender(pipeline: FacePipeline, root: Path, limit: int | None) -> dict[
 
 
 def eye_direction_mirrored(pipeline: FacePipeline, root: Path) -> tuple[int, float, float]:
-    """EyeDirection has no gaze-labelled photos to be scored on; its self-consistency is: on
-    each photo of dlib's examples/faces and its mirror image, a face's yaw should change sign
-    and its pitch stay (every face found in both, paired by box centre). (faces, mean
-    |yaw + mirrored yaw|, mean |pitch - mirrored pitch|), in degrees."""
+    """EyeDirection's self-consistency (its agreement with hand labels is
+    ``eye_direction_labelled``): on each photo of dlib's examples/faces and its mirror image, a
+    face's yaw should change sign and its pitch stay (every face found in both, paired by box
+    centre). (faces, mean |yaw + mirrored yaw|, mean |pitch - mirrored pitch|), in degrees."""
     folder = root / "dlib" / "examples" / "faces"
     yaw, pitch = [], []
     for photo in sorted(folder.glob("*.jpg")):
@@ -364,6 +380,153 @@ def eye_direction_mirrored(pipeline: FacePipeline, root: Path) -> tuple[int, flo
 def _distance(detection: Detection, point: np.ndarray) -> float:
     box = detection.box
     return float(np.hypot((box[0] + box[2]) / 2 - point[0], (box[1] + box[3]) / 2 - point[1]))
+
+
+@dataclass
+class Labelled:
+    """A hand-labelled face (a row of ``bench/labels/*.csv``) and what the pipeline found there."""
+
+    row: dict[str, str]
+    attributes: FaceAttributes
+    opening: float  # the two eyes' mean lid opening (EyesOpen's ratio)
+
+
+def labelled_faces(pipeline: FacePipeline, root: Path, name: str) -> tuple[list[Labelled], int]:
+    """Every face labelled in ``bench/labels/NAME`` (unsure labels skipped), matched by its box
+    to a detection of its photo, and the count of labelled faces not found again."""
+    with (LABELS / name).open() as handle:
+        rows = list(csv.DictReader(handle))
+    found, missing = [], 0
+    for row in rows:
+        if "eyes" in row and row["eyes"] == "unsure":
+            continue
+        if "across" in row and row["across"] == row["up"] == "unsure":
+            continue
+        with Image.open(root / row["dataset"] / row["file"]) as img:
+            rgb = np.asarray(img.convert("RGB"))
+        box = [float(v) for v in row["box"].split()]
+        same = [d for d in pipeline.detect(rgb) if same_box(d.box, box)]
+        if not same:
+            missing += 1
+            continue
+        (attributes,) = pipeline.attributes(rgb, same[:1])
+        mesh = pipeline.face_mesh_model.predict(rgb, same[:1])
+        opening = sum(eye_openings(pipeline.iris_model.predict(rgb, mesh)[0])) / 2
+        found.append(Labelled(row=row, attributes=attributes, opening=opening))
+    return found, missing
+
+
+def fewest_errors_cut(values: Sequence[float], positive: Sequence[bool]) -> float:
+    """The cut (value > cut is positive) with the fewest errors; among cuts that tie, the middle
+    of the widest gap between neighbouring values."""
+    points = sorted(set(values))
+    gaps = list(itertools.pairwise(points))
+    best: tuple[int, float, float] | None = None
+    for low, high in gaps:
+        errors = sum((v > low) != p for v, p in zip(values, positive, strict=True))
+        key = (-errors, high - low, (low + high) / 2)
+        if best is None or key > best:
+            best = key
+    assert best is not None
+    return best[2]
+
+
+@dataclass
+class EyesOpenScore:
+    """EyesOpen against hand labels: (called right, labelled) overall, for closed and open eyes,
+    and for the randomly drawn reviews alone."""
+
+    cut_from_labels: float
+    chosen_on: tuple[int, int]  # (closed, open) labelled faces the cut was chosen on
+    right: tuple[int, int] = (0, 0)
+    closed: tuple[int, int] = (0, 0)
+    open: tuple[int, int] = (0, 0)
+    random: tuple[int, int] = (0, 0)
+    missing: int = 0
+
+
+def _add(pair: tuple[int, int], ok: bool) -> tuple[int, int]:
+    return pair[0] + int(ok), pair[1] + 1
+
+
+def eyes_open_labelled(pipeline: FacePipeline, root: Path) -> EyesOpenScore:
+    faces, missing = labelled_faces(pipeline, root, "eyes_open.csv")
+    choose = [f for f in faces if f.row["dataset"] in CHOOSE_SETS]
+    truths = [f.row["eyes"] == "open" for f in choose]
+    cut = fewest_errors_cut([f.opening for f in choose], truths)
+    score = EyesOpenScore(
+        cut_from_labels=cut, chosen_on=(truths.count(False), truths.count(True)), missing=missing
+    )
+    for face in faces:
+        if face.row["dataset"] in CHOOSE_SETS:
+            continue
+        said = dict(face.attributes.flags)["EyesOpen"].value
+        truth = face.row["eyes"] == "open"
+        score.right = _add(score.right, said == truth)
+        if truth:
+            score.open = _add(score.open, said)
+        else:
+            score.closed = _add(score.closed, not said)
+        if face.row["reviewed_because"] == "random":
+            score.random = _add(score.random, said == truth)
+    return score
+
+
+def gaze_side(yaw: float, dead_zone: float) -> str:
+    """EyeDirection's yaw as a hand label's word: positive yaw is towards the image's right."""
+    return "right" if yaw > dead_zone else "left" if yaw < -dead_zone else "centre"
+
+
+@dataclass
+class GazeScore:
+    """EyeDirection against hand labels of where the irises sit in the eyes."""
+
+    dead_zone: float  # degrees, chosen on the choose group
+    chosen_on: Counter[str]  # labels of the faces it was chosen on
+    agree: tuple[int, int] = (0, 0)  # left / centre / right, scored faces
+    per_label: dict[str, tuple[int, int]] = field(default_factory=dict)
+    sign: tuple[int, int] = (0, 0)  # yaw's sign on faces labelled left or right, no dead zone
+    up_down: tuple[int, int] = (0, 0)  # pitch's sign on faces labelled up or down (all groups)
+    missing: int = 0
+
+
+def eye_direction_labelled(pipeline: FacePipeline, root: Path) -> GazeScore:
+    faces, missing = labelled_faces(pipeline, root, "eye_direction.csv")
+    sided = [f for f in faces if f.row["across"] != "unsure" and f.attributes.eye_direction]
+    choose = [f for f in sided if f.row["dataset"] in CHOOSE_SETS]
+
+    def yaw(face: Labelled) -> float:
+        assert face.attributes.eye_direction is not None
+        return face.attributes.eye_direction.yaw
+
+    # The dead zone with the most agreements on the choose group (0-45 degrees in halves);
+    # among ties, the middle of the tying run.
+    zones = [z / 2 for z in range(91)]
+    hits = [sum(gaze_side(yaw(f), z) == f.row["across"] for f in choose) for z in zones]
+    tied = [z for z, h in zip(zones, hits, strict=True) if h == max(hits)]
+    dead_zone = tied[len(tied) // 2]
+    score = GazeScore(
+        dead_zone=dead_zone, chosen_on=Counter(f.row["across"] for f in choose), missing=missing
+    )
+    for face in sided:
+        if face.row["dataset"] in CHOOSE_SETS:
+            continue
+        label = face.row["across"]
+        ok = gaze_side(yaw(face), dead_zone) == label
+        score.agree = _add(score.agree, ok)
+        score.per_label[label] = _add(score.per_label.get(label, (0, 0)), ok)
+        if label != "centre":
+            score.sign = _add(score.sign, (yaw(face) > 0) == (label == "right"))
+    for face in faces:
+        direction = face.attributes.eye_direction
+        if face.row["up"] in ("up", "down") and direction is not None:
+            score.up_down = _add(score.up_down, (direction.pitch > 0) == (face.row["up"] == "up"))
+    return score
+
+
+def frac(pair: tuple[int, int]) -> str:
+    right, total = pair
+    return f"{pct(right / total) if total else '-'} ({right}/{total})"
 
 
 def pct(value: float) -> str:
@@ -433,10 +596,42 @@ def render(
         "",
         f"EyeDirection on {mirrored[0]} faces of dlib's examples/faces and their mirror images: "
         f"mean |yaw + mirrored yaw| {mirrored[1]:.1f} degrees, mean |pitch - mirrored pitch| "
-        f"{mirrored[2]:.1f} degrees (self-consistency; no gaze-labelled photos to score).",
+        f"{mirrored[2]:.1f} degrees (self-consistency; against hand labels below).",
     ]
     lines += ["", "Not measured by any offline model here (absent from responses): "]
     lines[-1] += ", ".join(UNAVAILABLE) + "."
+    return "\n".join(lines)
+
+
+def render_labelled(eyes: EyesOpenScore, gaze: GazeScore) -> str:
+    """EyesOpen and EyeDirection against the hand labels: table rows, then notes."""
+    sets = "utkface_balanced, fer2013_sample, deepface, face_recognition, dlib (hand-labelled)"
+    lines = [
+        "| attribute (Rekognition member) | set | faces scored | result |",
+        "|---|---|---|---|",
+        f"| EyesOpen | {sets} | {eyes.right[1]} | {frac(eyes.right)} |",
+        f"| EyesOpen: closed eyes called closed | same | {eyes.closed[1]} | {frac(eyes.closed)} |",
+        f"| EyesOpen: open eyes called open | same | {eyes.open[1]} | {frac(eyes.open)} |",
+        f"| EyesOpen: the randomly drawn reviews alone | same | {eyes.random[1]} "
+        f"| {frac(eyes.random)} |",
+        f"| EyeDirection: left / centre / right (dead zone {gaze.dead_zone:.1f} degrees) "
+        f"| utkface_balanced, deepface, face_recognition, dlib (hand-labelled) "
+        f"| {gaze.agree[1]} | {frac(gaze.agree)} |",
+        f"| EyeDirection: yaw's sign, faces labelled left or right | same | {gaze.sign[1]} "
+        f"| {frac(gaze.sign)} |",
+        f"| EyeDirection: pitch's sign, faces labelled up or down | all hand-labelled "
+        f"| {gaze.up_down[1]} | {frac(gaze.up_down)} |",
+    ]
+    per_label = ", ".join(f"{k} {frac(v)}" for k, v in sorted(gaze.per_label.items()))
+    chosen_on = ", ".join(f"{k} {v}" for k, v in sorted(gaze.chosen_on.items()))
+    lines += [
+        "",
+        f"EyesOpen's cut recomputed from the choose group's labels ({eyes.chosen_on[0]} closed, "
+        f"{eyes.chosen_on[1]} open): {eyes.cut_from_labels:.3f} (the code's EYES_OPEN_RATIO: "
+        f"{EYES_OPEN_RATIO}). Labelled faces not found again: {eyes.missing}.",
+        f"EyeDirection per hand label (scored group): {per_label}. Dead zone chosen on "
+        f"{chosen_on}. Labelled faces not found again: {gaze.missing}.",
+    ]
     return "\n".join(lines)
 
 
@@ -444,6 +639,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.attributes", description=__doc__)
     parser.add_argument("--data", type=Path, default=DEFAULT_ROOT, help="shared data root")
     parser.add_argument("--limit", type=int, default=None, help="at most N photos per set")
+    parser.add_argument(
+        "--hand-labelled",
+        action="store_true",
+        help="only EyesOpen and EyeDirection against the hand labels (about 2 minutes)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="facetrail-bench-attributes-") as home:
         settings = bench_settings(Path(home))
@@ -451,6 +651,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         install_models(settings, names, log=log)
         pipeline = FacePipeline(settings)
         start = time.perf_counter()
+        eyes = eyes_open_labelled(pipeline, args.data)
+        gaze = eye_direction_labelled(pipeline, args.data)
+        log(f"hand-labelled eyes and gaze: {time.perf_counter() - start:.0f}s")
+        if args.hand_labelled:
+            print(render_labelled(eyes, gaze))
+            return 0
         utk = utkface(pipeline, args.data, args.limit)
         log(f"utkface_balanced: {time.perf_counter() - start:.0f}s")
         fer = fer2013(pipeline, args.data, args.limit)
@@ -464,6 +670,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         mirrored = eye_direction_mirrored(pipeline, args.data)
         log(f"eye direction, mirrored: {time.perf_counter() - start:.0f}s")
     print(render(utk, fer, cel, marks, known, mirrored))
+    print()
+    print(render_labelled(eyes, gaze))
     return 0
 
 

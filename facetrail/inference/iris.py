@@ -1,7 +1,10 @@
 """MediaPipe's iris model (``iris_landmark.tflite`` of PyPI ``mediapipe==0.10.21``): pupils.
 
 The network takes a 64x64 RGB crop of one eye scaled to [0, 1] and returns 71 eye-contour and
-brow points and 5 iris points (the centre first), (x, y, z) in the crop's pixels. The crop is
+brow points and 5 iris points (the centre first), (x, y, z) in the crop's pixels; the first 16
+of the 71 are the eyelids' contour (MediaPipe's ``iris_landmark_left_eye_landmarks``: a corner,
+seven lower-lid points, the other corner, seven upper-lid points, each lid from the first corner
+towards the second, so lower point i faces upper point i). The crop is
 MediaPipe's own (``IrisLandmarkLandmarksToRoi``): centred between the eye's two corners from the
 face mesh, turned so that the corners are level, its side 2.3 times the corners' larger extent
 (x or y). The network was trained on the image-left eye (mesh corners 33, 133); the image-right
@@ -11,6 +14,7 @@ eye (362, 263) is mirrored before and after, as MediaPipe does.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -26,6 +30,18 @@ IRIS_SCALE = 2.3
 # Each eye's corners in the 468-point mesh, image-left corner first; whether it is mirrored.
 EYE_CORNERS = (((33, 133), False), ((362, 263), True))
 IRIS_OUTPUT = "output_iris"
+CONTOUR_OUTPUT = "output_eyes_contours_and_brows"
+CONTOUR_POINTS = 71
+LID_POINTS = 16
+
+
+@dataclass(frozen=True)
+class Eyes:
+    """One face's eyes, image-left eye first, in the image's pixels: ``centres`` (2, 2) the iris
+    centres; ``lids`` (2, 16, 2) each eye's lid contour in the model's order (see module)."""
+
+    centres: FloatArray
+    lids: FloatArray
 
 
 def eye_transform(corners: npt.NDArray[np.float64], flip: bool) -> npt.NDArray[np.float64]:
@@ -43,12 +59,12 @@ def eye_transform(corners: npt.NDArray[np.float64], flip: bool) -> npt.NDArray[n
     return np.asarray(matrix, np.float64)
 
 
-class IrisModel(TFLiteModel[list[FloatArray]]):
+class IrisModel(TFLiteModel[list[Eyes]]):
     """``files``: iris_landmark.tflite. ``predict(rgb, meshes)``: per face (one 468-point mesh
-    each, image pixels), its two iris centres (2, 2) in the image's pixels, image-left eye
-    first."""
+    each, image pixels), its ``Eyes``: iris centres and lid contours in the image's pixels,
+    image-left eye first."""
 
-    def _predict(self, rgb: UInt8Array, meshes: Sequence[FloatArray]) -> list[FloatArray]:
+    def _predict(self, rgb: UInt8Array, meshes: Sequence[FloatArray]) -> list[Eyes]:
         pixels = np.ascontiguousarray(rgb)
         source = self.interpreter.get_input_details()[0]["index"]
         outputs = {d["name"]: d["index"] for d in self.interpreter.get_output_details()}
@@ -56,6 +72,7 @@ class IrisModel(TFLiteModel[list[FloatArray]]):
         for mesh in meshes:
             points = np.asarray(mesh, np.float64)
             centres = np.zeros((2, 2), np.float32)
+            lids = np.zeros((2, LID_POINTS, 2), np.float32)
             for eye, (corners, flip) in enumerate(EYE_CORNERS):
                 matrix = eye_transform(points[list(corners)], flip)
                 crop = cv2.warpAffine(
@@ -69,7 +86,10 @@ class IrisModel(TFLiteModel[list[FloatArray]]):
                 self.interpreter.invoke()
                 iris = np.asarray(self.interpreter.get_tensor(outputs[IRIS_OUTPUT]), np.float64)
                 centre = iris.reshape(5, 3)[0, :2]
+                contour = np.asarray(self.interpreter.get_tensor(outputs[CONTOUR_OUTPUT]))
+                lid = contour.reshape(CONTOUR_POINTS, 3)[:LID_POINTS, :2].astype(np.float64)
                 back = cv2.invertAffineTransform(matrix)
                 centres[eye] = back[:, :2] @ centre + back[:, 2]
-            out.append(centres)
+                lids[eye] = lid @ back[:, :2].T + back[:, 2]
+            out.append(Eyes(centres=centres, lids=lids))
         return out

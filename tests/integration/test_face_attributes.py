@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -16,15 +18,20 @@ from botocore.config import Config
 
 from facetrail.backends.local.attributes import (
     EYE_CORNER_POINTS,
+    EYES_OPEN_RATIO,
+    LID_CORNERS,
+    LID_PAIRS,
     MOUTH_OPEN_RATIO,
     age_range,
     emotions,
     eye_direction,
+    eyes_open,
     mouth_open,
 )
 from facetrail.backends.local.backend import LocalBackend
 from facetrail.cli.main import main as cli_main
 from facetrail.images import open_image
+from facetrail.inference.iris import LID_POINTS, Eyes
 from facetrail.server import make_server
 from facetrail.settings import Settings
 from tests.conftest import DATA, KNN
@@ -34,6 +41,24 @@ GROUP = KNN / "test" / "obama_and_biden.jpg"
 IMAGES = DATA / "face_recognition" / "tests" / "test_images"
 MODEL = botocore.session.get_session().get_service_model("rekognition")
 EMOTION_TYPES = set(MODEL.shape_for("EmotionName").enum)
+EYE_LABELS = Path(__file__).resolve().parents[2] / "bench" / "labels" / "eyes_open.csv"
+# Hand-labelled faces (bench/labels/eyes_open.csv) of sets EyesOpen's cut was not chosen on: two
+# labelled closed, two open. The expected answer is read from the labels.
+EYES_OPEN_PHOTOS = (
+    ("utkface_balanced", "images/1_1_0_20170109192402736.jpg.chip.jpg"),
+    ("utkface_balanced", "images/9_0_1_20170110215449668.jpg.chip.jpg"),
+    ("utkface_balanced", "images/1_1_0_20170109193455503.jpg.chip.jpg"),
+    ("deepface", "tests/unit/dataset/img9.jpg"),
+)
+
+
+def eye_label(dataset: str, file: str) -> tuple[str, str]:
+    """(label, group) of a photo's largest face in the hand labels."""
+    with EYE_LABELS.open() as handle:
+        for row in csv.DictReader(handle):
+            if (row["dataset"], row["file"], row["face"]) == (dataset, file, "0"):
+                return row["eyes"], row["group"]
+    raise LookupError(f"{dataset}/{file} is not labelled")
 
 
 def test_age_range_and_emotions_from_probabilities() -> None:
@@ -57,6 +82,25 @@ def test_mouth_open_from_mesh_geometry() -> None:
     wide = mouth_open(mesh)
     assert not closed.value and wide.value
     assert 50 <= closed.confidence <= 100 and wide.confidence == 100
+
+
+def test_eyes_open_from_lid_geometry() -> None:
+    def eyes(gap: float) -> Eyes:
+        """Two level eyes 40 px wide whose facing lid points are ``gap`` px apart."""
+        lids = np.zeros((2, LID_POINTS, 2), np.float32)
+        for eye, x in enumerate((100.0, 200.0)):
+            lids[eye, LID_CORNERS[0]], lids[eye, LID_CORNERS[1]] = (x - 20, 100), (x + 20, 100)
+            for lower, upper in LID_PAIRS:
+                lids[eye, lower], lids[eye, upper] = (x, 100 + gap / 2), (x, 100 - gap / 2)
+        return Eyes(centres=np.array([[100, 100], [200, 100]], np.float32), lids=lids)
+
+    shut, wide = eyes_open(eyes(1.0)), eyes_open(eyes(40 * EYES_OPEN_RATIO * 2))
+    assert not shut.value and wide.value
+    assert 50 <= shut.confidence <= 100 and wide.confidence == 100
+    # Just either side of the cut: right answers, little confidence.
+    below, above = (eyes_open(eyes(40 * EYES_OPEN_RATIO * k)) for k in (0.95, 1.05))
+    assert not below.value and above.value
+    assert below.confidence < 55 and above.confidence < 55
 
 
 def test_eye_direction_from_iris_geometry() -> None:
@@ -123,6 +167,20 @@ def test_eye_direction_mirrors_with_the_photo(settings: Settings) -> None:
     assert abs(straight.yaw + flipped.yaw) < 10 and abs(straight.pitch - flipped.pitch) < 10
 
 
+@pytest.mark.parametrize(("dataset", "file"), EYES_OPEN_PHOTOS)
+def test_eyes_open_on_hand_labelled_faces(settings: Settings, dataset: str, file: str) -> None:
+    label, group = eye_label(dataset, file)
+    assert group == "score" and label in {"open", "closed"}  # not a face the cut was chosen on
+    backend = LocalBackend(settings)
+    (face, *_) = backend.detect_faces(
+        open_image(settings, str(DATA / dataset / file)), attributes=True
+    )
+    assert face.attributes is not None
+    found = dict(face.attributes.flags)["EyesOpen"]
+    assert found.value == (label == "open")
+    assert 50 <= found.confidence <= 100
+
+
 @pytest.fixture
 def client(settings: Settings) -> Iterator[Any]:
     srv = make_server(settings, "127.0.0.1", 0)
@@ -152,7 +210,7 @@ def test_serve_detect_faces_all(client: Any) -> None:
     raw = {k: v for k, v in found.items() if k != "ResponseMetadata"}
     assert shape_errors(output, raw) == []
     for face in found["FaceDetails"]:
-        assert {"AgeRange", "Gender", "Emotions", "Smile", "MouthOpen"} <= set(face)
+        assert {"AgeRange", "Gender", "Emotions", "Smile", "MouthOpen", "EyesOpen"} <= set(face)
         assert face["AgeRange"]["Low"] < face["AgeRange"]["High"]
         assert face["Gender"]["Value"] in {"Male", "Female"}
         confidences = [e["Confidence"] for e in face["Emotions"]]
@@ -169,7 +227,22 @@ def test_serve_detect_faces_all(client: Any) -> None:
         assert at["rightEyeLeft"][0] < at["rightPupil"][0] < at["rightEyeRight"][0]
         assert {"Yaw", "Pitch", "Confidence"} == set(face["EyeDirection"])
         # Nothing invented: no model here measures these.
-        assert not {"Eyeglasses", "Beard", "Mustache", "FaceOccluded", "EyesOpen"} & set(face)
+        assert not {"Eyeglasses", "Sunglasses", "Beard", "Mustache", "FaceOccluded"} & set(face)
+
+
+def test_serve_detect_faces_eyes_open(client: Any) -> None:
+    """Attributes=['EYES_OPEN'] on a face labelled closed and one labelled open: the answer
+    follows the labels and the response conforms to botocore's model."""
+    output = MODEL.operation_model("DetectFaces").output_shape
+    for dataset, file in (EYES_OPEN_PHOTOS[0], EYES_OPEN_PHOTOS[-1]):
+        label, _ = eye_label(dataset, file)
+        data = (DATA / dataset / file).read_bytes()
+        found = client.detect_faces(Image={"Bytes": data}, Attributes=["EYES_OPEN"])
+        raw = {k: v for k, v in found.items() if k != "ResponseMetadata"}
+        assert shape_errors(output, raw) == []
+        eyes = found["FaceDetails"][0]["EyesOpen"]
+        assert set(eyes) == {"Value", "Confidence"}
+        assert eyes["Value"] is (label == "open") and 50 <= eyes["Confidence"] <= 100
 
 
 def test_cli_detect_attributes_json(cli: Settings, capsys: pytest.CaptureFixture[str]) -> None:
@@ -183,6 +256,7 @@ def test_cli_detect_attributes_json(cli: Settings, capsys: pytest.CaptureFixture
         "Emotions",
         "Smile",
         "MouthOpen",
+        "EyesOpen",
         "EyeDirection",
         "Landmarks",
     }
@@ -202,4 +276,6 @@ def test_identify_job_reports_attributes_when_asked(settings: Settings) -> None:
     assert faces["biden"]["attributes"]["Smile"]["Value"] is True
     assert faces["obama"]["attributes"]["Gender"]["Value"] == "Male"
     for face in faces.values():
-        assert {"AgeRange", "Gender", "Emotions", "Smile", "MouthOpen"} < set(face["attributes"])
+        assert {"AgeRange", "Gender", "Emotions", "Smile", "MouthOpen", "EyesOpen"} < set(
+            face["attributes"]
+        )

@@ -38,7 +38,7 @@ MODEL = botocore.session.get_session().get_service_model("rekognition")
 # What DetectFaces returns here for DEFAULT; ALL adds what the attribute models measure, and
 # nothing else (no Eyeglasses, Beard...).
 MEASURED = {"BoundingBox", "Landmarks", "Pose", "Quality", "Confidence"}
-ATTRIBUTES = {"AgeRange", "Gender", "Emotions", "Smile", "MouthOpen", "EyeDirection"}
+ATTRIBUTES = {"AgeRange", "Gender", "Emotions", "Smile", "MouthOpen", "EyesOpen", "EyeDirection"}
 
 
 # A validator over botocore's service model ------------------------------------------------------

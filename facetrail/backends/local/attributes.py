@@ -1,7 +1,8 @@
 """Pose and quality of a detected face, estimated cheaply from its 5 landmarks and pixels; and
 the attribute models' probabilities (``facetrail.inference.face_attributes``) in Rekognition's
-terms: AgeRange, Gender, Emotions, Smile, MouthOpen from the face mesh's geometry, and the pupils
-and EyeDirection from the iris model's iris centres between the mesh's eye corners.
+terms: AgeRange, Gender, Emotions, Smile, MouthOpen from the face mesh's geometry, EyesOpen from
+the iris model's eyelid contour, and the pupils and EyeDirection from the iris model's iris centres
+between the mesh's eye corners.
 
 Pose is a geometric approximation, not a fitted 3D head model: expect errors of ~10 degrees, and
 values that saturate beyond ~60 degrees of yaw or pitch, where 5 points stop being informative.
@@ -32,6 +33,7 @@ from facetrail.inference.face_attributes import (
     GENDER_CLASSES,
     AgeGender,
 )
+from facetrail.inference.iris import Eyes
 
 # Nose tip depth in front of the eye/mouth plane, over the inter-eye distance (yaw) and over the
 # eye-to-mouth distance (pitch). Average adult proportions; they set the degrees-per-offset slope.
@@ -232,6 +234,38 @@ MESH_LANDMARKS = {
 }
 
 
+# EyesOpen: each eye's lid gap (the iris model's lid contour: lower points 3, 4, 5 facing upper
+# points 11, 12, 13, i.e. mesh points 144-160, 145-159, 153-158) over its corner distance (contour
+# points 0 and 8), the two eyes averaged, above EYES_OPEN_RATIO. The face mesh's own lid points
+# were tried first and do not close with the eyes (closed and open eyes overlap), the iris model's
+# do. The cut has the fewest errors on hand-labelled faces of celeba_attributes,
+# celeba_identities and glint_celebrity_chips (2 of 101 faces, 9 of them closed; bench/labels/),
+# the middle of the widest tying gap; the attribute benchmark scores other sets
+# (docs/attributes.md).
+EYES_OPEN_RATIO = 0.176
+LID_CORNERS = (0, 8)
+LID_PAIRS = ((3, 11), (4, 12), (5, 13))
+
+
+def eye_openings(eyes: Eyes) -> tuple[float, float]:
+    """Each eye's mean lid gap over its corner distance, image-left eye first."""
+    out = []
+    lower, upper = (list(side) for side in zip(*LID_PAIRS, strict=True))
+    for lid in np.asarray(eyes.lids, np.float64):
+        width = max(float(np.linalg.norm(lid[LID_CORNERS[0]] - lid[LID_CORNERS[1]])), 1e-6)
+        gap = np.linalg.norm(lid[upper] - lid[lower], axis=1).mean()
+        out.append(float(gap) / width)
+    return out[0], out[1]
+
+
+def eyes_open(eyes: Eyes) -> Flag:
+    """EyesOpen from the iris model's lids (both eyes); confidence grows with the distance from
+    the cut, as MouthOpen's."""
+    ratio = sum(eye_openings(eyes)) / 2
+    margin = min(1.0, abs(ratio - EYES_OPEN_RATIO) / EYES_OPEN_RATIO)
+    return Flag(value=ratio > EYES_OPEN_RATIO, confidence=50.0 + 50.0 * margin)
+
+
 def mesh_landmarks(mesh: npt.NDArray[np.float32], width: int, height: int) -> tuple[Landmark, ...]:
     """MESH_LANDMARKS' points as Rekognition landmarks (ratios of the image's size)."""
     return tuple(
@@ -245,11 +279,11 @@ def face_attributes(
     emotion: npt.NDArray[np.float32] | None,
     mesh: npt.NDArray[np.float32] | None = None,
     size: tuple[int, int] = (1, 1),
-    irises: npt.NDArray[np.float32] | None = None,
+    eyes: Eyes | None = None,
 ) -> FaceAttributes:
     """One face's attributes from whichever models ran (None: that model did not); ``size``:
-    the image's (width, height), for landmark ratios; ``irises``: the iris model's two centres
-    (image-left eye first), which need the mesh."""
+    the image's (width, height), for landmark ratios; ``eyes``: the iris model's answer, which
+    needs the mesh."""
     flags: list[tuple[str, Flag]] = []
     if emotion is not None:
         flags.append(("Smile", smile(emotion)))
@@ -258,9 +292,10 @@ def face_attributes(
     if mesh is not None:
         flags.append(("MouthOpen", mouth_open(mesh)))
         landmarks = mesh_landmarks(mesh, *size)
-        if irises is not None:
-            landmarks += pupils(irises, *size)
-            direction = eye_direction(mesh, irises)
+        if eyes is not None:
+            flags.append(("EyesOpen", eyes_open(eyes)))
+            landmarks += pupils(eyes.centres, *size)
+            direction = eye_direction(mesh, eyes.centres)
     return FaceAttributes(
         age_range=age_range(age_gender.age) if age_gender is not None else None,
         gender=gender(age_gender.gender) if age_gender is not None else None,

@@ -124,19 +124,19 @@ class FacePipeline:
     def attributes(
         self, rgb: Image.Image | UInt8Array, detections: Sequence[Detection]
     ) -> list[FaceAttributes]:
-        """Age range, gender, emotions, smile, mouth open, eye direction and further landmarks
-        (pupils among them) of each detected face, in order."""
+        """Age range, gender, emotions, smile, mouth and eyes open, eye direction and further
+        landmarks (pupils among them) of each detected face, in order."""
         if not detections:
             return []
         pixels = as_rgb_array(rgb)
         age_gender = self.age_gender_model.predict(pixels, detections)
         emotion = self.emotion_model.predict(pixels, detections)
         meshes = self.face_mesh_model.predict(pixels, detections)
-        irises = self.iris_model.predict(pixels, meshes)
+        eyes = self.iris_model.predict(pixels, meshes)
         size = (pixels.shape[1], pixels.shape[0])
         return [
-            face_attributes(ag, em, mesh, size, iris)
-            for ag, em, mesh, iris in zip(age_gender, emotion, meshes, irises, strict=True)
+            face_attributes(ag, em, mesh, size, found)
+            for ag, em, mesh, found in zip(age_gender, emotion, meshes, eyes, strict=True)
         ]
 
     def detect(self, rgb: Image.Image | UInt8Array) -> list[Detection]:
