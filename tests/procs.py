@@ -85,6 +85,7 @@ class Worker:
             "FACETRAIL_MODELS_DIR": str(settings.resolved_models_dir),
             "FACETRAIL_HOME": str(settings.home),
             "FACETRAIL_VISIBILITY_TIMEOUT": str(settings.visibility_timeout),
+            "FACETRAIL_REQUEUE_AFTER": str(settings.requeue_after),
             **env,
         }
         self.proc = subprocess.Popen(

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from celery import Task
+from celery.signals import worker_ready, worker_shutdown
 from sqlalchemy.exc import DBAPIError
 
 from facetrail.db import session_scope
@@ -23,6 +24,23 @@ from facetrail.worker.app import app, settings_of
 from facetrail.worker.notify import notify_answer, notify_if_finished, notify_rejected
 
 log = logging.getLogger(__name__)
+
+
+_requeuers: list[Any] = []
+
+
+@worker_ready.connect
+def _start_requeuer(**_: Any) -> None:
+    """A worker's main process sends again what the broker lost (dispatch.Requeuer)."""
+    from facetrail.worker.dispatch import Requeuer
+
+    _requeuers.append(Requeuer(settings_of(app)).start())
+
+
+@worker_shutdown.connect
+def _stop_requeuer(**_: Any) -> None:
+    while _requeuers:
+        _requeuers.pop().stop()
 
 
 def _retryable(exc: Exception) -> bool:

@@ -1,13 +1,17 @@
-"""Failure tests on real services: killed workers, a restarted broker, racing workers, and a
-database that goes away for a while. Each batch must end with exactly one result per image."""
+"""Failure tests on real services: killed workers, a restarted broker, messages the broker
+lost, racing workers, and a database that goes away for a while. Each batch must end with
+exactly one result per image."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
@@ -17,6 +21,7 @@ from facetrail.images.scan import EnrollEntry
 from facetrail.migrate import upgrade
 from facetrail.models import Face, FaceResult, ItemStatus, Job, JobItem, Person
 from facetrail.settings import Settings
+from facetrail.worker.app import QUEUE
 from tests.conftest import DATA, KNN
 from tests.procs import PrivateRedis, TcpProxy, Worker
 
@@ -116,7 +121,9 @@ def test_worker_killed_mid_batch(
 def test_broker_restarted_mid_batch(
     base: Settings, redis_server: PrivateRedis, tmp_path: Path
 ) -> None:
-    settings = base.with_(broker_url=redis_server.url, visibility_timeout=5)
+    # A restart can lose a message the worker was taking (Redis's transport pops it before it
+    # records it as unacknowledged): the worker sends such an item again after requeue_after.
+    settings = base.with_(broker_url=redis_server.url, visibility_timeout=5, requeue_after=30)
     ft = Facetrail(settings)
     job_id = ft.identify("band", batch(120), wait=False)["job_id"]
     worker = Worker(settings, tmp_path / "w.log")
@@ -128,6 +135,33 @@ def test_broker_restarted_mid_batch(
     finally:
         worker.stop()
     assert_one_result_per_image(settings, job_id, 120)
+
+
+def test_lost_messages_are_sent_again_once(
+    base: Settings, redis_server: PrivateRedis, tmp_path: Path
+) -> None:
+    """Two items' messages taken off the queue and dropped, as Redis does with one it popped
+    and could not hand over: a worker sends them again after requeue_after, and each runs once."""
+    settings = base.with_(broker_url=redis_server.url, visibility_timeout=5, requeue_after=8)
+    ft = Facetrail(settings)
+    job_id = ft.identify("band", batch(8), wait=False)["job_id"]
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        lost = [json.loads(client.rpop(QUEUE) or b"{}") for _ in range(2)]
+    finally:
+        client.close()
+    lost_ids = [json.loads(base64.b64decode(m["body"]))[0][0] for m in lost]
+    assert [m["headers"]["task"] for m in lost] == ["facetrail.run_item"] * 2
+    worker = Worker(settings, tmp_path / "w.log")
+    try:
+        ft.wait(job_id, timeout=300)
+    finally:
+        worker.stop()
+    assert_one_result_per_image(settings, job_id, 8)
+    with session_scope(settings) as session:
+        attempts = session.scalars(select(JobItem.attempts).where(JobItem.id.in_(lost_ids)))
+        assert list(attempts) == [1, 1]
+    assert "sent again" in (tmp_path / "w.log").read_text(errors="replace")
 
 
 def test_two_workers_enrolling_the_same_new_person(
