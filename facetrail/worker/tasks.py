@@ -13,6 +13,7 @@ from typing import Any
 
 from celery import Task
 from celery.signals import worker_ready, worker_shutdown
+from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError
 
 from facetrail.db import session_scope
@@ -44,7 +45,12 @@ def _stop_requeuer(**_: Any) -> None:
 
 
 def _retryable(exc: Exception) -> bool:
-    return isinstance(exc, DBAPIError) or (isinstance(exc, FacetrailError) and exc.retryable)
+    if isinstance(exc, FacetrailError):
+        return exc.retryable
+    # A send that failed (the broker away past the publish retries) is retried like a database
+    # outage; the retry is itself a send, which may fail too: then the message's redelivery or
+    # the workers' requeue (dispatch.requeue_lost) takes over.
+    return isinstance(exc, (DBAPIError, BrokerError))
 
 
 def _retry_or_raise(task: Task[Any, Any], exc: Exception, what: str) -> None:
@@ -112,7 +118,7 @@ def submit(self: Task[Any, Any], payload: Any) -> int:
         start(settings, job_id)
         notify_if_finished(settings, job_id)  # an empty job is finished at once
         return job_id
-    except (FacetrailError, DBAPIError) as exc:
+    except (FacetrailError, DBAPIError, BrokerError) as exc:
         request_id = request_id_of(payload)
         if isinstance(exc, FacetrailError) and not exc.retryable:
             # A payload that cannot become a job is answered, never retried.
@@ -131,7 +137,7 @@ def fan_out(self: Task[Any, Any], job_id: int, after_position: int = -1) -> int:
     settings = settings_of(self.app)
     try:
         return fan_out_chunk(settings, job_id, after_position)
-    except DBAPIError as exc:
+    except (DBAPIError, BrokerError) as exc:
         _retry_or_raise(self, exc, f"fan-out of job {job_id}")
         raise
 
