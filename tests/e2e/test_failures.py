@@ -123,7 +123,7 @@ def test_broker_restarted_mid_batch(
 ) -> None:
     # A restart can lose a message the worker was taking (Redis's transport pops it before it
     # records it as unacknowledged): the worker sends such an item again after requeue_after.
-    settings = base.with_(broker_url=redis_server.url, visibility_timeout=5, requeue_after=30)
+    settings = base.with_(broker_url=redis_server.url, visibility_timeout=5, requeue_after=90)
     ft = Facetrail(settings)
     job_id = ft.identify("band", batch(120), wait=False)["job_id"]
     worker = Worker(settings, tmp_path / "w.log")
