@@ -98,6 +98,9 @@ def fan_out_chunk(
 def requeue(settings: Settings, job_id: int) -> int:
     """Forget which unfinished items were queued, so the next fan-out sends them all again."""
     with session_scope(settings) as session:
+        # The job is the workers' now: no longer an in-process run (shown interrupted once its
+        # runner is gone, and left alone by requeue_lost).
+        session.execute(update(Job).where(Job.id == job_id).values(runner=None, heartbeat_at=None))
         result = session.execute(
             update(JobItem)
             .where(JobItem.job_id == job_id, JobItem.status.in_(UNFINISHED))

@@ -15,8 +15,10 @@ import pytest
 import redis
 
 from facetrail.api import Facetrail
+from facetrail.db import session_scope
 from facetrail.errors import InvalidParameterError
 from facetrail.migrate import upgrade
+from facetrail.models import Job
 from facetrail.settings import Settings
 from facetrail.worker import tasks
 from facetrail.worker.app import QUEUE, app, configure
@@ -88,8 +90,13 @@ def test_submit_redelivered_queues_each_item_once_in_chunks(brokered: Settings) 
         queued = drain(client, deliveries=3, taken=first)
         assert len(queued) == 10 and set(queued.values()) == {1}, queued
 
-        # Resume re-queues the unfinished items (queued before, never run: a lost broker).
+        # Resume re-queues the unfinished items (queued before, never run: a lost broker), and
+        # a job an in-process runner had left becomes the workers'.
+        with session_scope(brokered) as session:
+            session.get_one(Job, job_id).runner = "elsewhere:1"
         assert tasks.run_job.apply(args=[job_id]).result == 4
+        with session_scope(brokered) as session:
+            assert session.get_one(Job, job_id).runner is None
         again = drain(client, deliveries=1)
         assert sorted(again) == sorted(queued) and set(again.values()) == {1}
     finally:
@@ -110,7 +117,6 @@ def test_requeue_lost_sends_again_what_the_broker_lost(brokered: Settings) -> No
     among them, are sent again once ``requeue_after`` has passed, and only then, and once."""
     from sqlalchemy import select, update
 
-    from facetrail.db import session_scope
     from facetrail.models import ItemStatus, JobItem
     from facetrail.models.base import utcnow
     from facetrail.worker.dispatch import requeue_lost
