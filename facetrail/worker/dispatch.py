@@ -13,8 +13,9 @@ unfinished item and fans out again: it re-queues items that were queued but neve
 broker), and a running item that gets a second delivery still ends with one result.
 
 A broker can lose a message it was sent: Redis's transport takes a message off the queue
-(BRPOP) before it records it as unacknowledged, so a broker that goes down in between, or whose
-reply never reaches the worker, loses it, and that item would wait forever. Every worker
+(BRPOP) before it records it as unacknowledged, so a worker killed in between, or a broker that
+goes down in between or whose reply never reaches the worker, loses it, and that item would
+wait forever. Every worker
 therefore runs :func:`requeue_lost` every little while (:class:`Requeuer`): an item whose task
 was sent ``requeue_after`` seconds ago and has not started is sent again, and a job whose
 fan-out stopped is continued. A message that was only slow runs twice, which the item's
