@@ -92,8 +92,8 @@ class Settings:
     visibility_timeout: int = 3600
     # Seconds after which workers send again an item whose task was sent but never started (a
     # message the broker lost), and continue a job whose fan-out stopped; 0: never. Set it
-    # above the longest time a task waits in the queue: one sent again early only runs twice,
-    # which item idempotency absorbs (docs/tasks.md#delivery-guarantees).
+    # above the longest time a task waits in the queue: an item sent again early is delivered
+    # twice, which its idempotency absorbs (docs/tasks.md#delivery-guarantees).
     requeue_after: int = 1800
     # How long a finished job's report waits in Redis for the app that submitted it.
     notify_ttl: int = 86400

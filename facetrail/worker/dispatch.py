@@ -15,11 +15,10 @@ broker), and a running item that gets a second delivery still ends with one resu
 A broker can lose a message it was sent: Redis's transport takes a message off the queue
 (BRPOP) before it records it as unacknowledged, so a worker killed in between, or a broker that
 goes down in between or whose reply never reaches the worker, loses it, and that item would
-wait forever. Every worker
-therefore runs :func:`requeue_lost` every little while (:class:`Requeuer`): an item whose task
-was sent ``requeue_after`` seconds ago and has not started is sent again, and a job whose
-fan-out stopped is continued. A message that was only slow runs twice, which the item's
-idempotency absorbs.
+wait forever. Every worker therefore runs :func:`requeue_lost` every little while
+(:class:`Requeuer`): an item whose task was sent ``requeue_after`` seconds ago and has not
+started is sent again, and a job whose fan-out stopped is continued. An item whose message was
+only slow is delivered twice, which its idempotency absorbs.
 
 Without a broker the items run here, one after another; the job records this process as its
 runner ("host:pid") with a heartbeat every 30 s, so a job whose process was killed shows as

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Task
 from celery.signals import worker_ready, worker_shutdown
@@ -24,10 +24,13 @@ from facetrail.settings import Settings
 from facetrail.worker.app import app, settings_of
 from facetrail.worker.notify import notify_answer, notify_if_finished, notify_rejected
 
+if TYPE_CHECKING:
+    from facetrail.worker.dispatch import Requeuer
+
 log = logging.getLogger(__name__)
 
 
-_requeuers: list[Any] = []
+_requeuers: list[Requeuer] = []
 
 
 @worker_ready.connect
