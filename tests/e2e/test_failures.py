@@ -77,6 +77,15 @@ def wait_until(condition: object, timeout: float = 240.0) -> None:
     raise TimeoutError("condition not reached")
 
 
+def wait_for_job(ft: Facetrail, job_id: int, server: PrivateRedis, timeout: float) -> None:
+    """``ft.wait``; a job that does not finish is reported with the messages the broker lost."""
+    try:
+        ft.wait(job_id, timeout=timeout)
+    except TimeoutError as exc:
+        lost = [json.loads(base64.b64decode(m["body"]))[0] for m in server.lost_messages(QUEUE)]
+        raise TimeoutError(f"{exc}; popped, never recorded as unacknowledged: {lost}") from exc
+
+
 def assert_one_result_per_image(settings: Settings, job_id: int, n: int) -> None:
     with session_scope(settings) as session:
         job = session.get_one(Job, job_id)
@@ -115,7 +124,7 @@ def test_worker_killed_mid_batch(
     assert killed_at < 200
     second = Worker(settings, tmp_path / "w2.log")
     try:
-        ft.wait(job_id, timeout=400)
+        wait_for_job(ft, job_id, redis_server, timeout=400)
     finally:
         second.stop()
     assert_one_result_per_image(settings, job_id, 200)
@@ -134,7 +143,7 @@ def test_broker_restarted_mid_batch(
         wait_until(lambda: done_items(settings, job_id) >= 10)
         redis_server.restart(down_for=3)
         assert done_items(settings, job_id) < 120
-        ft.wait(job_id, timeout=400)
+        wait_for_job(ft, job_id, redis_server, timeout=400)
     finally:
         worker.stop()
     assert_one_result_per_image(settings, job_id, 120)
@@ -155,6 +164,10 @@ def test_lost_messages_are_sent_again_once(
         client.close()
     lost_ids = [json.loads(base64.b64decode(m["body"]))[0][0] for m in lost]
     assert [m["headers"]["task"] for m in lost] == ["facetrail.run_item"] * 2
+    # What the append-only file tells of them: popped, never recorded (the failure report).
+    assert [m["properties"]["delivery_tag"] for m in redis_server.lost_messages(QUEUE)] == [
+        m["properties"]["delivery_tag"] for m in lost
+    ]
     worker = Worker(settings, tmp_path / "w.log")
     try:
         ft.wait(job_id, timeout=300)
