@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +18,8 @@ from facetrail.settings import Settings
 
 @functools.cache
 def engine_for(url: str) -> Engine:
+    """The engine of ``url`` in this process. A forked child (a worker's pool process started
+    after its main process used the database) starts with empty pools, see ``_after_fork``."""
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -23,9 +27,21 @@ def engine_for(url: str) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
     engine = create_engine(url, **kwargs)
+    _engines.add(engine)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _after_fork() -> None:
+    # A pooled connection inherited from the parent shares its socket: the child must never
+    # use one. close=False leaves the parent's connections open for the parent.
+    for engine in list(_engines):
+        engine.dispose(close=False)
+
+
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

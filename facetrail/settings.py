@@ -90,6 +90,11 @@ class Settings:
     fan_out_chunk: int = 500
     # Seconds before Redis hands an unacknowledged task to another worker.
     visibility_timeout: int = 3600
+    # Seconds after which workers send again an item whose task was sent but never started (a
+    # message the broker lost), and continue a job whose fan-out stopped; 0: never. Set it
+    # above the longest time a task waits in the queue: an item sent again early is delivered
+    # twice, which its idempotency absorbs (docs/tasks.md#delivery-guarantees).
+    requeue_after: int = 1800
     # How long a finished job's report waits in Redis for the app that submitted it.
     notify_ttl: int = 86400
     actor: str = ""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
 import shutil
 import signal
@@ -15,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from facetrail.settings import Settings
 
@@ -85,6 +88,7 @@ class Worker:
             "FACETRAIL_MODELS_DIR": str(settings.resolved_models_dir),
             "FACETRAIL_HOME": str(settings.home),
             "FACETRAIL_VISIBILITY_TIMEOUT": str(settings.visibility_timeout),
+            "FACETRAIL_REQUEUE_AFTER": str(settings.requeue_after),
             **env,
         }
         self.proc = subprocess.Popen(
@@ -149,6 +153,41 @@ class PrivateRedis:
         self.stop()
         time.sleep(down_for)
         self.start()
+
+    def lost_messages(self, queue: str) -> list[dict[str, Any]]:
+        """Messages of ``queue`` this Redis popped that no consumer recorded as unacknowledged
+        (kombu's ``unacked`` hash), replayed from the append-only file: what a pop leaves whose
+        worker was killed, or whose reply was lost, before the record."""
+        waiting: list[bytes] = []
+        popped: list[bytes] = []
+        recorded: set[bytes] = set()
+        for command in _aof_commands(self.folder / "appendonlydir"):
+            if len(command) < 2:  # MULTI, EXEC
+                continue
+            op, key, rest = command[0].upper(), command[1], command[2:]
+            if key == queue.encode() and op == b"LPUSH":
+                waiting[0:0] = reversed(rest)
+            elif key == queue.encode() and op == b"RPUSH":  # kombu's restores
+                waiting.extend(rest)
+            elif key == queue.encode() and op == b"RPOP":  # BRPOP, as Redis logs it
+                popped.append(waiting.pop())
+            elif key == b"unacked" and op == b"HSET":
+                recorded.add(rest[0])
+        messages = [json.loads(raw) for raw in popped]
+        return [m for m in messages if m["properties"]["delivery_tag"].encode() not in recorded]
+
+
+def _aof_commands(folder: Path) -> Iterator[list[bytes]]:
+    """The commands of a Redis 7 append-only folder's incremental files, in order."""
+    files = sorted(folder.glob("*.incr.aof"), key=lambda p: int(p.name.split(".")[-3]))
+    for path in files:
+        stream = io.BytesIO(path.read_bytes())
+        while header := stream.readline():  # *<count>
+            command = []
+            for _ in range(int(header[1:])):
+                size = int(stream.readline()[1:])  # $<size>
+                command.append(stream.read(size + 2)[:size])
+            yield command
 
 
 class TcpProxy:

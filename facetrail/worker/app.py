@@ -12,6 +12,9 @@ from facetrail.settings import Settings
 
 QUEUE = "facetrail"
 
+# kombu's retry policy for sending a task: waits of 0.2, 0.7, 1.2, 1.7, 2, 2 s (about 8 s).
+PUBLISH_RETRY = {"max_retries": 6, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
+
 
 def configure(app: Celery, settings: Settings) -> Celery:
     """Point ``app`` at ``settings``. Without a broker, tasks run in-process (eager); with one,
@@ -37,6 +40,9 @@ def configure(app: Celery, settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
+        # Sends ride out a broker restart of several seconds (Celery's default gives up after
+        # about one); a send retried after a lost reply is sent twice, which items absorb.
+        task_publish_retry_policy=PUBLISH_RETRY,
         broker_transport_options={"visibility_timeout": settings.visibility_timeout},
         worker_hijack_root_logger=False,
     )

@@ -9,9 +9,11 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Task
+from celery.signals import worker_ready, worker_shutdown
+from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError
 
 from facetrail.db import session_scope
@@ -22,11 +24,36 @@ from facetrail.settings import Settings
 from facetrail.worker.app import app, settings_of
 from facetrail.worker.notify import notify_answer, notify_if_finished, notify_rejected
 
+if TYPE_CHECKING:
+    from facetrail.worker.dispatch import Requeuer
+
 log = logging.getLogger(__name__)
 
 
+_requeuers: list[Requeuer] = []
+
+
+@worker_ready.connect
+def _start_requeuer(**_: Any) -> None:
+    """A worker's main process sends again what the broker lost (dispatch.Requeuer)."""
+    from facetrail.worker.dispatch import Requeuer
+
+    _requeuers.append(Requeuer(settings_of(app)).start())
+
+
+@worker_shutdown.connect
+def _stop_requeuer(**_: Any) -> None:
+    while _requeuers:
+        _requeuers.pop().stop()
+
+
 def _retryable(exc: Exception) -> bool:
-    return isinstance(exc, DBAPIError) or (isinstance(exc, FacetrailError) and exc.retryable)
+    if isinstance(exc, FacetrailError):
+        return exc.retryable
+    # A send that failed (the broker away past the publish retries) is retried like a database
+    # outage; the retry is itself a send, which may fail too: then the message's redelivery or
+    # the workers' requeue (dispatch.requeue_lost) takes over.
+    return isinstance(exc, (DBAPIError, BrokerError))
 
 
 def _retry_or_raise(task: Task[Any, Any], exc: Exception, what: str) -> None:
@@ -94,7 +121,7 @@ def submit(self: Task[Any, Any], payload: Any) -> int:
         start(settings, job_id)
         notify_if_finished(settings, job_id)  # an empty job is finished at once
         return job_id
-    except (FacetrailError, DBAPIError) as exc:
+    except (FacetrailError, DBAPIError, BrokerError) as exc:
         request_id = request_id_of(payload)
         if isinstance(exc, FacetrailError) and not exc.retryable:
             # A payload that cannot become a job is answered, never retried.
@@ -113,7 +140,7 @@ def fan_out(self: Task[Any, Any], job_id: int, after_position: int = -1) -> int:
     settings = settings_of(self.app)
     try:
         return fan_out_chunk(settings, job_id, after_position)
-    except DBAPIError as exc:
+    except (DBAPIError, BrokerError) as exc:
         _retry_or_raise(self, exc, f"fan-out of job {job_id}")
         raise
 

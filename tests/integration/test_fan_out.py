@@ -7,6 +7,7 @@ import base64
 import json
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,10 @@ import pytest
 import redis
 
 from facetrail.api import Facetrail
+from facetrail.db import session_scope
 from facetrail.errors import InvalidParameterError
 from facetrail.migrate import upgrade
+from facetrail.models import Job
 from facetrail.settings import Settings
 from facetrail.worker import tasks
 from facetrail.worker.app import QUEUE, app, configure
@@ -87,8 +90,13 @@ def test_submit_redelivered_queues_each_item_once_in_chunks(brokered: Settings) 
         queued = drain(client, deliveries=3, taken=first)
         assert len(queued) == 10 and set(queued.values()) == {1}, queued
 
-        # Resume re-queues the unfinished items (queued before, never run: a lost broker).
+        # Resume re-queues the unfinished items (queued before, never run: a lost broker), and
+        # a job an in-process runner had left becomes the workers'.
+        with session_scope(brokered) as session:
+            session.get_one(Job, job_id).runner = "elsewhere:1"
         assert tasks.run_job.apply(args=[job_id]).result == 4
+        with session_scope(brokered) as session:
+            assert session.get_one(Job, job_id).runner is None
         again = drain(client, deliveries=1)
         assert sorted(again) == sorted(queued) and set(again.values()) == {1}
     finally:
@@ -101,3 +109,67 @@ def test_images_per_job_limit_for_every_entry_point(brokered: Settings) -> None:
         ft.tag([f"https://example.com/{i}.jpg" for i in range(21)], ops=["labels"])
     with pytest.raises(InvalidParameterError, match="at most 20"):
         ft.enroll("band", [(f"https://example.com/{i}.jpg", "x") for i in range(21)])
+
+
+def test_requeue_lost_sends_again_what_the_broker_lost(brokered: Settings) -> None:
+    """Messages taken off the queue and never delivered (a broker going down between its pop and
+    the worker's record of it): their items, and the rest of a job whose fan-out message was
+    among them, are sent again once ``requeue_after`` has passed, and only then, and once."""
+    from sqlalchemy import select, update
+
+    from facetrail.models import ItemStatus, JobItem
+    from facetrail.models.base import utcnow
+    from facetrail.worker.dispatch import requeue_lost
+
+    settings = brokered.with_(requeue_after=600)
+    configure(app, settings)
+    client = redis.Redis.from_url(settings.broker_url)
+    payload = {
+        "kind": "tag",
+        "images": [f"https://example.com/{i}.jpg" for i in range(10)],
+        "ops": ["labels"],
+        "request_id": "lost-1",
+    }
+    try:
+        job_id = tasks.submit.apply(args=[payload]).result
+        first = take_messages(client)  # the first chunk and its continuation, all lost
+        assert [name for name, _ in first] == ["facetrail.run_item"] * 4 + ["facetrail.fan_out"]
+        lost = [args[0] for name, args in first if name == "facetrail.run_item"]
+        # One lost item started meanwhile (its message came back from the unacked set): it is
+        # left to the broker's redelivery; another finished.
+        with session_scope(settings) as session:
+            session.execute(
+                update(JobItem).where(JobItem.id == lost[0]).values(status=ItemStatus.RUNNING)
+            )
+            session.execute(
+                update(JobItem).where(JobItem.id == lost[1]).values(status=ItemStatus.SUCCEEDED)
+            )
+
+        # Not yet: a message may still be on its way.
+        assert requeue_lost(settings) == 0
+        assert take_messages(client) == []
+
+        later = utcnow() + timedelta(seconds=601)
+        # The two never-started items, and the next chunk of the stalled fan-out with its
+        # continuation.
+        assert requeue_lost(settings, now=later) == 2 + 4
+        again = take_messages(client)
+        run = Counter(args[0] for name, args in again if name == "facetrail.run_item")
+        assert set(run.values()) == {1}
+        assert set(lost[2:]) <= set(run) and not {lost[0], lost[1]} & set(run)
+        assert [args for name, args in again if name == "facetrail.fan_out"] == [[job_id, 7]]
+        with session_scope(settings) as session:
+            marks = dict(
+                session.execute(
+                    select(JobItem.id, JobItem.queued_at).where(JobItem.id.in_(lost[2:]))
+                )
+                .tuples()
+                .all()
+            )
+        assert set(marks.values()) == {later}
+        # Sent again once: nothing more at the same time, nor with requeue_after at 0 (off).
+        assert requeue_lost(settings, now=later) == 0
+        assert requeue_lost(settings.with_(requeue_after=0), now=later + timedelta(days=1)) == 0
+        assert take_messages(client) == []
+    finally:
+        client.close()
