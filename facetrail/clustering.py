@@ -206,8 +206,9 @@ def _link_pool(
     at least ``min_size`` rows); rows yielded nowhere stay in the pool.
 
     Two groups merge only when some pair of faces between them reaches the threshold, so the
-    linkage runs separately on each connected part of the graph of such pairs: a pool of
-    thousands splits into small parts, and only clusters linked to a part have members read."""
+    linkage runs separately on each connected part of the graph of such pairs (pool faces, and
+    each face's candidate clusters it reaches ``join`` with through a member): a pool of people
+    unlike each other splits into small parts. Only candidate clusters have members read."""
     n = len(vectors)
     pool = similarity(vectors @ vectors.T).astype(np.float64)
     lowest = min(params.link, params.join)
