@@ -454,7 +454,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "## Scores",
             "",
             f"Jobs of {args.job_size} photos; each set's mean over {args.orders} job orders "
-            "(the first is the order the jobs ran in), then the same linkage on all faces at once.",
+            "(order 0 is the order the jobs ran in), each order, then the same linkage on all "
+            "faces at once.",
             "",
             HEADER,
         ]
@@ -465,6 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             low = min(s.purity for s in scores)
             note = "settings chosen here" if name in TUNING else "reported"
             out.append(mean.row(name, f"{note}; purity min {low:.3f}"))
+            # Every order too: a mean can hide one order's mistake.
+            out += [s.row(f"{name}, order {i}", note) for i, s in enumerate(scores)]
             out.append(one_shot(tuned, run).row(f"{name}, all at once", "reference"))
         out += [
             "",

@@ -2,33 +2,40 @@
 
 Two groups of faces are one person when the mean similarity (the backend's calibrated 0-100
 scale) over every pair of faces between them reaches a threshold: that is average linkage.
-scikit-learn's ``AgglomerativeClustering`` runs it on the pool of faces no cluster took yet; the
-same test, against an existing cluster, lets clusters grow without being rebuilt, so their ids
-stay stable. One pass over the pool (new faces, and older ones still waiting):
+Existing clusters keep their faces (their ids are stable), so a pass over the pool (new faces,
+and older ones still waiting) runs average linkage on the pool *together with* the existing
+clusters near it, each cluster a group from the start that never breaks up:
 
-1. each face joins the existing cluster it is most like, when their mean similarity reaches
-   ``join``; the clusters considered are its ``candidates`` nearest by centroid (a
-   :class:`facetrail.vectors.VectorIndex`), and only their members are read;
-2. the faces left are grouped by average linkage at ``link``; a group of at least ``min_size``
-   faces joins an existing cluster it reaches ``join`` with, or else becomes a new cluster;
-   smaller groups stay in the pool;
-3. a cluster that grew is merged with the nearest other cluster it now reaches ``join`` with (the
-   smaller into the larger); the merges are returned so that the caller records them.
+1. the two groups with the highest mean similarity merge first, while that reaches ``link``
+   (two groups of pool faces) or ``join`` (pool faces and a cluster: they join it); two
+   existing clusters are not merged here. So a pool face goes to a cluster only if nothing in
+   the pool is more like it: a look-alike of a cluster's person waits with the faces of its
+   own person, as clustering everything at once would have it. The clusters compared are each
+   face's ``candidates`` nearest by centroid (a :class:`facetrail.vectors.VectorIndex`) that it
+   reaches ``join`` with through some member, and only their members are read. Pool groups of
+   at least ``min_size`` faces become new clusters; smaller ones stay in the pool;
+2. a cluster that grew is merged with the nearest other cluster it now reaches ``join`` with
+   (the smaller into the larger); the merges are returned so that the caller records them.
 
 ``join`` may be stricter than ``link`` (never looser): a decision against an existing cluster
-is taken early, without the competition that grouping a whole pool gives, and a face whose own
-people have not arrived yet must not settle for the closest stranger. The thresholds were
-chosen by ``python -m bench.unknowns`` on sets it does not report (docs/unknowns.md).
+is final, and a face whose own people have not arrived yet must not settle for the closest
+stranger. The thresholds were chosen by ``python -m bench.unknowns`` on sets it does not report
+(docs/unknowns.md). scikit-learn's ``AgglomerativeClustering`` (``pool_groups``) has no way to
+start from groups that must stay whole, so step 1 is written here; with no cluster near, it
+groups a pool as scikit-learn does (a unit test holds them to it), and ``pool_groups`` serves
+where there is no existing cluster to respect (splitting a cluster, the bench's reference).
 Nothing here touches the database: :mod:`facetrail.services.unknowns` loads, calls and stores.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from facetrail.settings import Settings
 from facetrail.vectors import VectorIndex, normalise
@@ -146,8 +153,8 @@ def plan(
 ) -> Plan:
     """Decide where ``faces`` (id -> embedding) go, given ``clusters`` (id -> its members'
     embeddings, one row each). With ``centroids`` (id -> mean embedding), a cluster's members
-    are read from ``clusters`` only when a face or group is compared with it. See the module's
-    docstring for the three steps."""
+    are read from ``clusters`` only when a face near it is compared with it. See the module's
+    docstring for the two steps."""
     params = params or Params()
     out = Plan()
     if not faces:
@@ -155,36 +162,24 @@ def plan(
     ids = sorted(faces)
     vectors = normalise(np.stack([faces[i] for i in ids]))
     existing = _Clusters(clusters, centroids, vectors.shape[1])
-    touched: set[int] = set()
 
-    # 1. Faces join the cluster they are most like, all against the clusters as they were.
-    singles = [vectors[i : i + 1] for i in range(len(ids))]
-    best = _best_clusters(existing, singles, similarity, params, params.join)
+    # 1. The pool and its nearby clusters, by average linkage; the clusters stay whole.
+    for target, group in _link_pool(existing, vectors, similarity, params):
+        if target is None:
+            out.groups.append([ids[row] for row in group])
+        else:
+            out.joins.update({ids[row]: target for row in group})
     joined: dict[int, list[int]] = {}
-    for row, cluster in enumerate(best):
-        if cluster is not None:
-            out.joins[ids[row]] = cluster
-            joined.setdefault(cluster, []).append(row)
+    for row, face in enumerate(ids):
+        if face in out.joins:
+            joined.setdefault(out.joins[face], []).append(row)
     for cluster, rows in sorted(joined.items()):
         existing.grow(cluster, vectors[rows])
-        touched.add(cluster)
+    # Largest first, then by first face: the same input always gives the same order.
+    out.groups.sort(key=lambda g: (-len(g), g[0]))
 
-    # 2. The rest are clustered among themselves; a group may still join a cluster whole.
-    left = [row for row in range(len(ids)) if ids[row] not in out.joins]
-    groups = [[left[i] for i in g] for g in pool_groups(similarity, vectors[left], params)]
-    targets = _best_clusters(
-        existing, [vectors[g] for g in groups], similarity, params, params.join
-    )
-    for group, cluster in zip(groups, targets, strict=True):
-        if cluster is None:
-            out.groups.append([ids[row] for row in group])
-            continue
-        out.joins.update({ids[row]: cluster for row in group})
-        existing.grow(cluster, vectors[group])
-        touched.add(cluster)
-
-    # 3. A cluster that grew may now be one person with another.
-    for cluster in sorted(touched):
+    # 2. A cluster that grew may now be one person with another.
+    for cluster in sorted(joined):
         if cluster not in existing:
             continue  # merged away already
         mine = existing.members(cluster)
@@ -202,22 +197,152 @@ def plan(
     return out
 
 
-def _best_clusters(
-    clusters: _Clusters,
-    groups: Sequence[Matrix],
-    similarity: Similarity,
-    params: Params,
-    threshold: float,
-) -> list[int | None]:
-    """For each group of vectors, the candidate cluster with the highest mean similarity to
-    it, where that reaches ``link``; else None."""
-    if not groups or not len(clusters.index):
-        return [None] * len(groups)
-    centroids = normalise(np.stack([g.mean(axis=0) for g in groups]))
-    nearest = clusters.nearest(centroids, params.candidates)
-    out: list[int | None] = []
-    for group, candidates in zip(groups, nearest, strict=True):
-        scored = [(mean_similarity(similarity, group, clusters.members(c)), c) for c in candidates]
-        score, cluster = max(scored, key=lambda s: (s[0], -s[1]), default=(0.0, -1))
-        out.append(cluster if score >= threshold else None)
-    return out
+def _link_pool(
+    existing: _Clusters, vectors: Matrix, similarity: Similarity, params: Params
+) -> Iterator[tuple[int | None, list[int]]]:
+    """Average linkage of the pool's faces (rows of ``vectors``) together with the existing
+    clusters near them, each cluster a group from the start that never breaks up nor merges
+    with another here. Yields (cluster, the pool rows that join it) and (None, a new group of
+    at least ``min_size`` rows); rows yielded nowhere stay in the pool.
+
+    Two groups merge only when some pair of faces between them reaches the threshold, so the
+    linkage runs separately on each connected part of the graph of such pairs (pool faces, and
+    each face's candidate clusters it reaches ``join`` with through a member): a pool of people
+    unlike each other splits into small parts. Only candidate clusters have members read."""
+    n = len(vectors)
+    pool = similarity(vectors @ vectors.T).astype(np.float64)
+    lowest = min(params.link, params.join)
+    # The clusters worth comparing: each face's nearest by centroid, that it reaches
+    # ``join`` with through at least one member (else no group holding it can join them).
+    nearby: list[int] = []
+    slot: dict[int, int] = {}  # cluster -> its node in the graph below
+    sums: dict[int, dict[int, float]] = {}  # cluster -> pool row -> sum of similarities to it
+    edges: list[tuple[int, int]] = []
+    for row, candidates in enumerate(existing.nearest(vectors, params.candidates)):
+        for cluster in candidates:
+            members = existing.members(cluster)
+            if not len(members):
+                continue
+            if cluster not in slot:
+                slot[cluster] = n + len(nearby)
+                nearby.append(cluster)
+                sums[cluster] = {}
+            scores = similarity(vectors[row] @ members.T)
+            sums[cluster][row] = float(scores.sum())
+            if scores.max() >= params.join:
+                edges.append((row, slot[cluster]))
+    linked = pool >= lowest
+    np.fill_diagonal(linked, False)
+    rows, cols = np.nonzero(linked)
+    graph_rows = np.concatenate([rows, [e[0] for e in edges]]).astype(np.int64)
+    graph_cols = np.concatenate([cols, [e[1] for e in edges]]).astype(np.int64)
+    size = n + len(nearby)
+    graph = coo_matrix((np.ones(len(graph_rows)), (graph_rows, graph_cols)), shape=(size, size))
+    _, part_of = connected_components(graph, directed=False)
+    parts: dict[int, list[int]] = {}
+    for node, part in enumerate(part_of.tolist()):
+        parts.setdefault(part, []).append(node)
+    for nodes in sorted(parts.values()):
+        faces = [node for node in nodes if node < n]
+        near = [nearby[node - n] for node in nodes if node >= n]
+        if not faces:
+            continue
+        # Atoms: the part's clusters, then its faces; sums of pairwise similarities between them.
+        k = len(near) + len(faces)
+        totals = np.zeros((k, k))
+        sizes = np.ones(k)
+        for j, cluster in enumerate(near):
+            members = existing.members(cluster)
+            known = sums[cluster]
+            missing = [row for row in faces if row not in known]
+            if missing:
+                scores = similarity(vectors[missing] @ members.T).sum(axis=1)
+                known.update(zip(missing, scores.tolist(), strict=True))
+            totals[j, len(near) :] = totals[len(near) :, j] = [known[row] for row in faces]
+            sizes[j] = len(members)
+        totals[len(near) :, len(near) :] = pool[np.ix_(faces, faces)]
+        owner = _agglomerate(totals, sizes, len(near), params.link, params.join)
+        grouped: dict[int, list[int]] = {}
+        for atom in range(len(near), k):
+            grouped.setdefault(owner[atom], []).append(faces[atom - len(near)])
+        for atom, group in sorted(grouped.items()):
+            if atom < len(near):
+                yield near[atom], group
+            elif len(group) >= params.min_size:
+                yield None, group
+
+
+def _agglomerate(
+    totals: npt.NDArray[np.float64],
+    sizes: npt.NDArray[np.float64],
+    fixed: int,
+    link: float,
+    join: float,
+) -> list[int]:
+    """Average linkage over atoms, the first ``fixed`` of them existing clusters: ``totals``
+    holds the sums of pairwise similarities between atoms' faces, ``sizes`` their face counts.
+    The two groups with the highest mean similarity merge first, while it reaches ``link``
+    (two groups of the pool) or ``join`` (a pool group and a cluster; two clusters never merge
+    here), a cluster keeping its place. Returns, for each atom, the atom whose group it ended in."""
+    k = len(sizes)
+    parent = np.arange(k)
+    active = np.ones(k, bool)
+    is_cluster = np.arange(k) < fixed
+    best = np.full(k, -np.inf)  # each atom's best mean similarity to an atom it may merge with
+    partner = np.zeros(k, np.int64)  # and that atom
+
+    def scan(row: int) -> None:
+        means = totals[row] / (sizes[row] * sizes)
+        if is_cluster[row]:
+            allowed = active & ~is_cluster & (means >= join)
+        else:
+            allowed = active & (means >= np.where(is_cluster, join, link))
+        allowed[row] = False
+        if allowed.any():
+            means = np.where(allowed, means, -np.inf)
+            partner[row] = int(np.argmax(means))
+            best[row] = means[partner[row]]
+        else:
+            best[row] = -np.inf
+
+    for row in range(k):
+        scan(row)
+    while True:
+        row = int(np.argmax(best))
+        if best[row] == -np.inf:
+            break
+        other = int(partner[row])
+        # A cluster keeps its place (and id); of two pool groups, the first one's.
+        if is_cluster[other] or (not is_cluster[row] and other < row):
+            keep, gone = other, row
+        else:
+            keep, gone = row, other
+        totals[keep] += totals[gone]
+        totals[:, keep] += totals[:, gone]
+        sizes[keep] += sizes[gone]
+        active[gone] = False
+        best[gone] = -np.inf
+        parent[gone] = keep
+        scan(keep)
+        # Others' best partners: rescan those that had one of the two; the rest may prefer
+        # the merged group (average linkage never makes it closer than the closer of the two).
+        rest = np.flatnonzero(active)
+        rest = rest[rest != keep]
+        stale = np.isfinite(best[rest]) & np.isin(partner[rest], (keep, gone))
+        for again in rest[stale].tolist():
+            scan(again)
+        rest = rest[~stale]
+        means = totals[rest, keep] / (sizes[rest] * sizes[keep])
+        if is_cluster[keep]:
+            better = ~is_cluster[rest] & (means >= join)
+        else:
+            better = means >= np.where(is_cluster[rest], join, link)
+        better &= means > best[rest]
+        best[rest[better]] = means[better]
+        partner[rest[better]] = keep
+    roots = []
+    for atom in range(k):  # each atom -> the atom whose group it ended in
+        while parent[atom] != atom:
+            atom = int(parent[atom])
+        roots.append(atom)
+    return roots

@@ -60,7 +60,7 @@ class Settings:
     # clusters merge, at unknown_join; a new cluster needs unknown_min_cluster_size faces.
     # Chosen on glint_celebrity_chips and half of celeba_identities' people by
     # `python -m bench.unknowns` (docs/unknowns.md).
-    unknown_link: float = 40.0
+    unknown_link: float = 30.0
     unknown_join: float = 40.0
     unknown_min_cluster_size: int = 2
     # Input guards.

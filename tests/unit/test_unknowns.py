@@ -112,6 +112,78 @@ def test_the_plan_does_not_depend_on_the_order_of_faces() -> None:
     )
 
 
+def look_alikes() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Two faces of kim, two of lee: lee_1 is a look-alike of kim (similarity about 51 to
+    kim's faces) and far more like lee_2 (about 100), who is not like kim (about 0.2)."""
+    basis = np.eye(DIM, dtype=np.float32)
+    kim = [basis[0], basis[0] + 0.05 * basis[3]]
+    lee = [
+        0.5 * basis[0] + np.sqrt(0.75) * basis[1],
+        0.3 * basis[0] + 0.866 * basis[1] + 0.4 * basis[2],
+    ]
+    return [v / np.linalg.norm(v) for v in kim], [v / np.linalg.norm(v) for v in lee]
+
+
+def test_a_look_alike_does_not_join_a_cluster_when_its_own_person_is_in_the_pool() -> None:
+    """Two look-alike people arriving one after the other: kim's faces make a cluster, then two
+    faces of lee arrive together. lee_1 reaches the join similarity with kim's cluster, but
+    average linkage over the pool and the cluster puts lee's faces together first, and
+    together they are not kim (mean about 26), as clustering all four faces at once says.
+    Taking each pool face greedily to its best cluster first would put lee_1 in kim's cluster."""
+    kim, lee = look_alikes()
+    first = clustering.plan({1: kim[0], 2: kim[1]}, {}, similarity)
+    assert first.groups == [[1, 2]]
+    assert float(similarity(np.float32(lee[0] @ kim[0]))) > Settings.unknown_join  # a look-alike
+
+    decided = clustering.plan({3: lee[0], 4: lee[1]}, {7: np.stack(kim)}, similarity)
+    assert decided.joins == {} and decided.merges == []
+    assert decided.groups == [[3, 4]]
+    at_once = clustering.pool_groups(similarity, np.stack([*kim, *lee]), clustering.Params())
+    assert sorted(at_once) == [[0, 1], [2, 3]]
+
+
+@pytest.mark.parametrize(("join", "joins"), [(40.0, True), (60.0, False)])
+def test_a_pool_group_joins_a_cluster_at_the_join_similarity(join: float, joins: bool) -> None:
+    """Two faces like each other, both about 51 like a cluster: together they join it when
+    the join similarity allows that, else they become a cluster of their own (the link
+    similarity, lower, only groups pool faces)."""
+    kim, lee = look_alikes()
+    twin = lee[0] + 0.05 * np.eye(DIM, dtype=np.float32)[4]
+    params = clustering.Params(link=20, join=join, min_size=2)
+    decided = clustering.plan(
+        {3: lee[0], 4: twin / np.linalg.norm(twin)}, {7: np.stack(kim)}, similarity, params
+    )
+    if joins:
+        assert decided.joins == {3: 7, 4: 7} and decided.groups == []
+    else:
+        assert decided.joins == {} and decided.groups == [[3, 4]]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_without_clusters_the_pool_groups_as_scikit_learn_groups_it(seed: int) -> None:
+    """The linkage that places a pool among clusters is average linkage: with no cluster
+    there, it groups the pool exactly as scikit-learn's AgglomerativeClustering does."""
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(size=DIM)
+    # People who share a direction, so that some are look-alikes (similarities spread 0-100).
+    centres = [shared + rng.normal(size=DIM) * rng.uniform(0.6, 1.2) for _ in range(8)]
+    vectors = []
+    for centre in centres:
+        for _ in range(int(rng.integers(1, 6))):
+            v = centre / np.linalg.norm(centre) + rng.uniform(0.3, 0.9) * rng.normal(
+                size=DIM
+            ) / np.sqrt(DIM)
+            vectors.append((v / np.linalg.norm(v)).astype(np.float32))
+    matrix = np.stack(vectors)
+    pairs = similarity(matrix @ matrix.T)[np.triu_indices(len(matrix), 1)]
+    assert ((pairs > 5) & (pairs < 95)).any()  # not all clear-cut
+    for params in (clustering.Params(), clustering.Params(link=20, join=60, min_size=1)):
+        expected = clustering.pool_groups(similarity, matrix, params)
+        found = clustering.plan(dict(enumerate(vectors)), {}, similarity, params).groups
+        assert sorted(found) == sorted(expected)
+        assert len(expected) > 1
+
+
 def test_members_are_read_only_for_candidate_clusters() -> None:
     """With centroids given, only clusters near a face have their members read: its candidate,
     and the cluster nearest to the one it joined (could they now be one person?)."""
