@@ -46,6 +46,23 @@ T = TypeVar("T")
 MODELS = Path.home() / ".local/share/facetrail/models"
 
 
+def shrink(photos: Sequence[Path], max_side: int, folder: Path) -> list[Path]:
+    """``photos`` with their longest side at most ``max_side`` (copies of the larger ones)."""
+    from PIL import Image
+
+    out = []
+    for i, photo in enumerate(photos):
+        with Image.open(photo) as image:
+            if max(image.size) <= max_side:
+                out.append(photo)
+                continue
+            image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            target = folder / f"{i:02d}-{photo.name}"
+            image.save(target, quality=92) if photo.suffix == ".jpg" else image.save(target)
+            out.append(target)
+    return out
+
+
 def batch(n: int) -> list[str]:
     return [str(PHOTOS[i % len(PHOTOS)]) for i in range(n)]
 
@@ -273,7 +290,13 @@ def main() -> None:
     parser.add_argument("--layouts", default="1x2,2x1,2x2", help="layouts: processes x threads")
     parser.add_argument("--baseline", default="", help="layouts: a git revision run beside")
     parser.add_argument("--detector", default="mtcnn", help="for --only memory")
+    parser.add_argument(
+        "--max-side", type=int, default=0, help="photos shrunk to at most this many pixels a side"
+    )
     args = parser.parse_args()
+    shrunk = tempfile.TemporaryDirectory(prefix="facetrail-photos-")
+    if args.max_side:
+        PHOTOS[:] = shrink(PHOTOS, args.max_side, Path(shrunk.name))
     if args.only == "layouts":
         with tempfile.TemporaryDirectory(prefix="facetrail-baseline-") as tmp:
             codes = [THIS]
@@ -295,8 +318,10 @@ def main() -> None:
             f"{pool_mib} MiB (peak resident sets after identifying 76 photos)"
         )
         return
+    shrunk_to = f", shrunk to at most {args.max_side} px a side" if args.max_side else ""
     print(
-        f"{len(PHOTOS)} distinct photos from face_recognition's examples, cycled to {args.images}"
+        f"{len(PHOTOS)} distinct photos from face_recognition's examples{shrunk_to}, "
+        f"cycled to {args.images}"
     )
     print()
     print("| measurement | baseline | measured | ratio |")
