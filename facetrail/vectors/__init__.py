@@ -469,7 +469,6 @@ class VectorIndex(Generic[K]):
         if meta["graph"]:
             graph = _new_graph(index.dim)
             graph.load(str(folder / "graph.usearch"))
-            graph.expansion_search = EXPANSION_SEARCH  # a setting, not part of the saved graph
             index._graph, index._matrix = graph, None
         else:
             index._matrix = np.load(folder / "vectors.npy")
