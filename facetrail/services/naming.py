@@ -36,9 +36,10 @@ from facetrail.vectors.snapshots import Covered, Snapshots
 # ever needs each face's n best people, and the runners-up one more each.
 TEMPLATE_CANDIDATES = 64
 # Face matches an identify job asks for: every one where they are averaged per person
-# (Rekognition), a few where templates name people and the matches only back them up.
+# (Rekognition); none where templates name people, since a collection with no templates has no
+# enrolled person for a match to name either (and the face index need not be loaded at all).
 SEARCH_DEPTH = 4096
-SEARCH_DEPTH_WITH_TEMPLATES = 16
+SEARCH_DEPTH_WITH_TEMPLATES = 0
 
 
 def search_depth(backend: Backend) -> int:

@@ -280,6 +280,8 @@ class LocalBackend(Backend):
         with self._sessions() as session:
             collection = self._collection(session, collection_id)
             self._check_model(collection)
+            if max_faces <= 0:
+                return [[] for _ in range(len(queries))]
             vectors = self._vectors.get(session, collection, self.model_version)
             if len(queries) == 0:
                 return []
