@@ -42,9 +42,11 @@ class Settings:
     # Collections (and past faces) with at least this many vectors are searched through an
     # approximate graph index (float16 vectors); smaller ones exactly.
     vector_exact_limit: int = 50_000
-    # The same for person templates: scoring every template costs ~3 ms per photo at 100,000
-    # people, and naming is where a missed candidate costs a wrong name (docs/benchmarks.md).
-    template_exact_limit: int = 250_000
+    # The same for person templates. Scoring every template reads the whole matrix for each
+    # photo (77 MB at 100,000 people, 12% more CPU per identified photo at a million faces on
+    # 2 cores); the graph finds the best people with the same recall as face search
+    # (docs/benchmarks.md, "Collections of many faces").
+    template_exact_limit: int = 50_000
     # Where large vector indexes are saved so that new workers load them instead of building
     # them (facetrail.vectors.snapshots): ``home/vectors`` when unset. Workers that share the
     # folder share the snapshots.

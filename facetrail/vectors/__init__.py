@@ -40,14 +40,15 @@ K = TypeVar("K", int, str)
 
 # Below this many live rows a matrix product is as fast as a graph and needs no build.
 EXACT_LIMIT = 50_000
-# usearch graph parameters, chosen with ``bench.graph_params`` at a million synthetic faces
-# (docs/benchmarks.md, "Collections of many faces"): connectivity 16 with build depth 64 gave
-# recall@1 0.85 against exact search at search depth 256; 32 and 256 give 0.996 at 384 with a
-# p95 under 4 ms per query. Building that graph takes about 15 minutes per million faces on 2
-# cores, once per collection: snapshots carry it to other workers.
+# usearch graph parameters, chosen with ``bench.graph_params`` and ``bench.collections`` at a
+# million synthetic faces (docs/benchmarks.md, "Collections of many faces"): connectivity 16
+# with build depth 64 gave recall@1 0.85 against exact search at search depth 256; 32 and 256
+# give 0.99 at 320 with a p95 under 5 ms per search through the backend. Building that graph
+# takes about 15 minutes per million faces on 2 cores, once per collection: snapshots carry it
+# to other workers.
 CONNECTIVITY = 32
 EXPANSION_ADD = 256
-EXPANSION_SEARCH = 384
+EXPANSION_SEARCH = 320
 DTYPE = "f16"
 # The layout ``save`` writes.
 FORMAT = 1
