@@ -58,3 +58,11 @@ def align_face(
         rgb, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
     return np.asarray(crop, np.uint8)
+
+
+def to_image(points: npt.ArrayLike, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``points`` (n, 2) in a crop that the affine ``matrix`` (image to crop) produced, mapped
+    back to the image's pixels."""
+    back = cv2.invertAffineTransform(matrix)
+    mapped: npt.NDArray[np.float64] = np.asarray(points, np.float64) @ back[:, :2].T + back[:, 2]
+    return mapped

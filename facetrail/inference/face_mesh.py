@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from facetrail.inference.align import to_image
 from facetrail.inference.base import TFLiteModel
 from facetrail.inference.detector import Detection
 
@@ -62,7 +63,5 @@ class FaceMeshModel(TFLiteModel[list[FloatArray]]):
             self.interpreter.invoke()
             points = np.asarray(self.interpreter.get_tensor(outputs[POINTS_OUTPUT]), np.float64)
             xy = points.reshape(MESH_POINTS, 3)[:, :2]
-            back = cv2.invertAffineTransform(matrix)
-            image_xy = xy @ back[:, :2].T + back[:, 2]
-            out.append(image_xy.astype(np.float32))
+            out.append(to_image(xy, matrix).astype(np.float32))
         return out

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from facetrail.inference.align import to_image
 from facetrail.inference.base import TFLiteModel
 
 FloatArray = npt.NDArray[np.float32]
@@ -88,8 +89,7 @@ class IrisModel(TFLiteModel[list[Eyes]]):
                 centre = iris.reshape(5, 3)[0, :2]
                 contour = np.asarray(self.interpreter.get_tensor(outputs[CONTOUR_OUTPUT]))
                 lid = contour.reshape(CONTOUR_POINTS, 3)[:LID_POINTS, :2].astype(np.float64)
-                back = cv2.invertAffineTransform(matrix)
-                centres[eye] = back[:, :2] @ centre + back[:, 2]
-                lids[eye] = lid @ back[:, :2].T + back[:, 2]
+                mapped = to_image(np.vstack([centre, lid]), matrix)
+                centres[eye], lids[eye] = mapped[0], mapped[1:]
             out.append(Eyes(centres=centres, lids=lids))
         return out
