@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,6 +53,7 @@ from facetrail.images.scan import enroll_entries
 from facetrail.models import Collection, Face, LocalCollection, LocalFace, Person
 from facetrail.services.records import bump_version
 from facetrail.settings import Settings
+from tests.procs import LineProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -175,48 +174,14 @@ def prepare(settings: Settings, generator: Generator, faces: int, probes: int) -
     return probes_path
 
 
-class WorkerProcess:
+class WorkerProcess(LineProcess):
     """``bench.collection_worker`` in its own process."""
 
     def __init__(self, settings: Settings, limit: int) -> None:
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "FACETRAIL_HOME": str(settings.home),
-            "FACETRAIL_DATABASE_URL": settings.resolved_database_url,
-            "FACETRAIL_MODELS_DIR": str(MODELS),
-            "FACETRAIL_VECTOR_EXACT_LIMIT": str(limit),
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.collection_worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=ROOT,
+        super().__init__(
+            "bench.collection_worker", settings, FACETRAIL_VECTOR_EXACT_LIMIT=str(limit)
         )
-        self.base = self.read()["ready"]
-
-    def read(self) -> Any:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the worker exited")
-        return json.loads(line)
-
-    def send(self, **command: Any) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(command) + "\n")
-        self.proc.stdin.flush()
-
-    def ask(self, **command: Any) -> Any:
-        self.send(**command)
-        return self.read()
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=120)
+        self.base = self.ready["ready"]
 
 
 def change_visibility(
@@ -229,14 +194,14 @@ def change_visibility(
     committed = time.time()
     face = enrolled.indexed[0]
     assert face.embedding is not None
-    vector = [float(v) for v in face.embedding]
+    change = {"face_id": face.face_id, "vector": [float(v) for v in face.embedding]}
     for worker in workers:
-        worker.send(do="visible", face_id=face.face_id, vector=vector, committed=committed)
+        worker.send({"do": "visible", **change, "committed": committed})
     visible = [worker.read() for worker in workers]
     writer.delete_faces("big", [face.face_id])
     committed = time.time()
     for worker in workers:
-        worker.send(do="gone", face_id=face.face_id, vector=vector, committed=committed)
+        worker.send({"do": "gone", **change, "committed": committed})
     gone = [worker.read() for worker in workers]
     return visible, gone
 
@@ -251,19 +216,19 @@ def run_size(
     results: dict[str, dict[str, Any]] = {}
     for kind, limit in KINDS.items():
         first = WorkerProcess(settings, limit)
-        loaded = [first.ask(do="load")]
+        loaded = [first.ask({"do": "load"})]
         log(f"  {kind}: first worker loaded {loaded[0]}")
         second = WorkerProcess(settings, limit)
-        loaded.append(second.ask(do="load"))
+        loaded.append(second.ask({"do": "load"}))
         log(f"  {kind}: second worker loaded {loaded[1]}")
-        searched = first.ask(do="search", probes=str(probes_path))
+        searched = first.ask({"do": "search", "probes": str(probes_path)})
         shown = {k: v for k, v in searched.items() if k not in ("top", "owner")}
         log(f"  {kind}: search {shown}")
-        identified = first.ask(do="identify", rounds=rounds)
+        identified = first.ask({"do": "identify", "rounds": rounds})
         log(f"  {kind}: identify {identified}")
         visible, gone = change_visibility(settings, [first, second], KNN / "test" / "obama1.jpg")
         log(f"  {kind}: enrollment seen {visible}, deletion seen {gone}")
-        memory = [first.ask(do="memory"), second.ask(do="memory")]
+        memory = [first.ask({"do": "memory"}), second.ask({"do": "memory"})]
         results[kind] = {
             "loaded": loaded,
             "search": searched,
@@ -273,8 +238,8 @@ def run_size(
             "memory": memory,
             "base": [first.base, second.base],
         }
-        first.close()
-        second.close()
+        first.close(timeout=120)
+        second.close(timeout=120)
     return results
 
 

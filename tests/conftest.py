@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from facetrail.migrate import upgrade
 from facetrail.settings import Settings
 from tests.procs import scratch_database
 
@@ -57,6 +58,15 @@ def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for one test, dropped afterwards."""
     with scratch_database() as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """``settings`` on a migrated SQLite, then on a migrated PostgreSQL database."""
+    if request.param == "postgresql":
+        settings = settings.with_(database_url=request.getfixturevalue("postgres_url"))
+    upgrade(settings)
+    return settings
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from typing import Any
 
 from facetrail.settings import Settings
 
+ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_ADMIN_URL = os.environ.get(
     "FACETRAIL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -63,6 +64,53 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
         except OSError:
             time.sleep(0.1)
     raise TimeoutError(f"nothing listens on port {port}")
+
+
+class LineProcess:
+    """``python -m module *args`` with ``settings``' database, models and home in its
+    environment (and ``env``), speaking one JSON value per line on stdin and stdout; ``ready``
+    is the first line it writes."""
+
+    def __init__(self, module: str, settings: Settings, *args: str, **env: str) -> None:
+        self.module = module
+        environ = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "FACETRAIL_DATABASE_URL": settings.resolved_database_url,
+            "FACETRAIL_MODELS_DIR": str(settings.resolved_models_dir),
+            "FACETRAIL_HOME": str(settings.home),
+            **env,
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=environ,
+            cwd=ROOT,
+        )
+        self.ready = self.read()
+
+    def read(self) -> Any:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.module} exited")
+        return json.loads(line)
+
+    def send(self, value: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(value) + "\n")
+        self.proc.stdin.flush()
+
+    def ask(self, value: Any) -> Any:
+        self.send(value)
+        return self.read()
+
+    def close(self, timeout: float = 30) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=timeout)
 
 
 class Worker:

@@ -2,65 +2,23 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from typing import Any
 
-import pytest
-
 from facetrail.api import Facetrail
-from facetrail.migrate import upgrade
 from facetrail.settings import Settings
-from tests.conftest import KNN, ROOT
+from tests.conftest import KNN
+from tests.procs import LineProcess
 
 
-class PastSearcher:
+class PastSearcher(LineProcess):
     """``tests.past_searcher`` in its own process."""
 
     def __init__(self, settings: Settings) -> None:
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "FACETRAIL_DATABASE_URL": settings.resolved_database_url,
-            "FACETRAIL_MODELS_DIR": str(settings.resolved_models_dir),
-            "FACETRAIL_HOME": str(settings.home),
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.past_searcher"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=ROOT,
-        )
-        assert self.read() == {"ready": True}
-
-    def read(self) -> Any:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line, "the searcher process exited"
-        return json.loads(line)
+        super().__init__("tests.past_searcher", settings)
+        assert self.ready == {"ready": True}
 
     def search(self, collection: str, **query: str) -> Any:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps([collection, query]) + "\n")
-        self.proc.stdin.flush()
-        return self.read()
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=30)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
-    if request.param == "postgresql":
-        settings = settings.with_(database_url=request.getfixturevalue("postgres_url"))
-    upgrade(settings)
-    return settings
+        return self.ask([collection, query])
 
 
 def test_past_faces_reach_another_process_without_a_reload(database_settings: Settings) -> None:

@@ -3,10 +3,6 @@ process loads a saved index and applies only the changes since; change logs are 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from typing import Any
 
 import numpy as np
@@ -23,57 +19,26 @@ from facetrail.services import records
 from facetrail.services.records import bump_version, get_or_create_collection
 from facetrail.settings import Settings
 from facetrail.vectors import logged
-from tests.conftest import KNN, ROOT
+from tests.conftest import KNN
+from tests.procs import LineProcess
 
 TRAIN = KNN / "train"
 
 
-class Searcher:
+class Searcher(LineProcess):
     """``tests.vector_searcher`` in its own process, searching one collection."""
 
     def __init__(self, settings: Settings, collection: str) -> None:
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "FACETRAIL_DATABASE_URL": settings.resolved_database_url,
-            "FACETRAIL_MODELS_DIR": str(settings.resolved_models_dir),
-            "FACETRAIL_HOME": str(settings.home),
-            "FACETRAIL_VECTOR_EXACT_LIMIT": str(settings.vector_exact_limit),
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.vector_searcher", collection],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=ROOT,
+        super().__init__(
+            "tests.vector_searcher",
+            settings,
+            collection,
+            FACETRAIL_VECTOR_EXACT_LIMIT=str(settings.vector_exact_limit),
         )
-        assert self.ask_line() == {"ready": True}
-
-    def ask_line(self) -> Any:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line, "the searcher process exited"
-        return json.loads(line)
+        assert self.ready == {"ready": True}
 
     def search(self, vector: Any) -> Any:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps([float(v) for v in vector]) + "\n")
-        self.proc.stdin.flush()
-        return self.ask_line()
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        self.proc.wait(timeout=30)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
-    if request.param == "postgresql":
-        settings = settings.with_(database_url=request.getfixturevalue("postgres_url"))
-    upgrade(settings)
-    return settings
+        return self.ask([float(v) for v in vector])
 
 
 def photo(person: str, name: str) -> Any:
