@@ -41,6 +41,16 @@ def brokered(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[Sett
     configure(app, Settings(home=tmp_path / "home"))
 
 
+def tag_payload(request_id: str) -> dict[str, Any]:
+    """A submit payload: a tag job of 10 images (three chunks of ``brokered``'s 4)."""
+    return {
+        "kind": "tag",
+        "images": [f"https://example.com/{i}.jpg" for i in range(10)],
+        "ops": ["labels"],
+        "request_id": request_id,
+    }
+
+
 def take_messages(client: redis.Redis) -> list[tuple[str, list[Any]]]:
     """Every task message waiting on the queue, removed: (task name, args)."""
     out = []
@@ -72,12 +82,7 @@ def drain(
 
 def test_submit_redelivered_queues_each_item_once_in_chunks(brokered: Settings) -> None:
     client = redis.Redis.from_url(brokered.broker_url)
-    payload = {
-        "kind": "tag",
-        "images": [f"https://example.com/{i}.jpg" for i in range(10)],
-        "ops": ["labels"],
-        "request_id": "big-1",
-    }
+    payload = tag_payload("big-1")
     try:
         job_id = tasks.submit.apply(args=[payload]).result
         first = take_messages(client)
@@ -124,12 +129,7 @@ def test_requeue_lost_sends_again_what_the_broker_lost(brokered: Settings) -> No
     settings = brokered.with_(requeue_after=600)
     configure(app, settings)
     client = redis.Redis.from_url(settings.broker_url)
-    payload = {
-        "kind": "tag",
-        "images": [f"https://example.com/{i}.jpg" for i in range(10)],
-        "ops": ["labels"],
-        "request_id": "lost-1",
-    }
+    payload = tag_payload("lost-1")
     try:
         job_id = tasks.submit.apply(args=[payload]).result
         first = take_messages(client)  # the first chunk and its continuation, all lost
