@@ -58,7 +58,7 @@ def shrink(photos: Sequence[Path], max_side: int, folder: Path) -> list[Path]:
                 continue
             image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
             target = folder / f"{i:02d}-{photo.name}"
-            image.save(target, quality=92) if photo.suffix == ".jpg" else image.save(target)
+            image.save(target, quality=92)  # PNG ignores quality
             out.append(target)
     return out
 
@@ -294,8 +294,8 @@ def main() -> None:
         "--max-side", type=int, default=0, help="photos shrunk to at most this many pixels a side"
     )
     args = parser.parse_args()
-    shrunk = tempfile.TemporaryDirectory(prefix="facetrail-photos-")
     if args.max_side:
+        shrunk = tempfile.TemporaryDirectory(prefix="facetrail-photos-")  # for the whole run
         PHOTOS[:] = shrink(PHOTOS, args.max_side, Path(shrunk.name))
     if args.only == "layouts":
         with tempfile.TemporaryDirectory(prefix="facetrail-baseline-") as tmp:
