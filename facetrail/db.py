@@ -44,6 +44,12 @@ _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 os.register_at_fork(after_in_child=_after_fork)
 
 
+def database_of(session: Session) -> str:
+    """The database ``session`` is bound to, password hidden: part of the key of anything cached
+    per collection, since ids and versions repeat across databases (a process may serve several)."""
+    return session.get_bind().engine.url.render_as_string(hide_password=True)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")

@@ -19,6 +19,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from facetrail.backends.base import Backend, Embedding, FaceMatch, FaceSearch
+from facetrail.db import database_of
 from facetrail.identification import (
     RUNNERS_UP,
     Assignment,
@@ -77,15 +78,10 @@ stats = TemplateStats()
 LOAD_CHUNK = 20_000
 
 
-def _database(session: Session) -> str:
-    # Ids and versions repeat across databases (a process may serve several).
-    return session.get_bind().engine.url.render_as_string(hide_password=True)
-
-
 def _group(session: Session, collection: Collection) -> tuple[str, ...]:
     """What a collection's template snapshots are of (``Snapshots`` groups)."""
     created = collection.created_at.isoformat()
-    return ("templates", _database(session), str(collection.id), created)
+    return ("templates", database_of(session), str(collection.id), created)
 
 
 def _load_templates(
@@ -244,7 +240,7 @@ def person_templates(session: Session, collection_id: int, recognizer: Backend) 
     collection = session.get_one(Collection, collection_id)
     version = collection.version
     limit = recognizer.settings.template_exact_limit
-    key = (_database(session), collection_id, recognizer.model_version, limit)
+    key = (database_of(session), collection_id, recognizer.model_version, limit)
     with _templates_lock:
         cached = _templates.get(key)
     if cached is not None:

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from facetrail.backends import backend_for
 from facetrail.backends.base import Backend, Embedding
 from facetrail.backends.local.vectors import from_blob
+from facetrail.db import database_of
 from facetrail.errors import InvalidParameterError, NoFaceError, UnsupportedOperationError
 from facetrail.images import LoadedImage, open_bytes, open_image
 from facetrail.jobs.base import CollectionName, ImageRef, Name, RequestId, UploadedImage
@@ -184,9 +185,7 @@ def cache(settings: Settings) -> LoggedVectors[int, None]:
 
 
 def _family(session: Session, collection_id: int) -> tuple[str, int]:
-    # Ids repeat across databases (a process may serve several), so the database is part of
-    # the key.
-    return (session.get_bind().engine.url.render_as_string(hide_password=True), collection_id)
+    return (database_of(session), collection_id)
 
 
 def past_faces(

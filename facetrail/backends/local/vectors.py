@@ -17,6 +17,7 @@ from sqlalchemy import Delete, Select, delete, select, update
 from sqlalchemy.orm import Session
 
 from facetrail.backends.base import Embedding
+from facetrail.db import database_of
 from facetrail.models import LocalCollection, LocalFace, LocalFaceChange
 from facetrail.settings import Settings
 from facetrail.vectors import logged
@@ -68,8 +69,7 @@ def log_changes(
 
 def snapshot_group(session: Session, collection_name: str, created_at: datetime) -> tuple[str, ...]:
     """What a collection's snapshots are grouped under (``Snapshots``)."""
-    database = session.get_bind().engine.url.render_as_string(hide_password=True)
-    return ("local_faces", database, collection_name, created_at.isoformat())
+    return ("local_faces", database_of(session), collection_name, created_at.isoformat())
 
 
 class _CollectionLog(VectorLog[str, str | None]):
