@@ -65,6 +65,10 @@ class Settings:
     unknown_link: float = 30.0
     unknown_join: float = 40.0
     unknown_min_cluster_size: int = 2
+    # After each pass, an existing cluster that grew is split where average linkage of all its
+    # faces at unknown_join tells people apart (as `facetrail unknowns split` without faces),
+    # unless a user merged, split or named it.
+    unknown_auto_split: bool = True
     # Input guards.
     max_image_bytes: int = 40 * 1024 * 1024
     max_image_pixels: int = 50_000_000
