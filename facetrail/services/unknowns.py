@@ -333,10 +333,9 @@ def _recluster(
         moved = _move_members(session, source, target)
         gone = session.get_one(UnknownCluster, source)
         kept = session.get_one(UnknownCluster, target)
-        # A user's merge or split inside the source stays whole in the target.
-        if gone.curated_at is not None and (
-            kept.curated_at is None or kept.curated_at < gone.curated_at
-        ):
+        # A user's merge or split inside the source stays whole in the target (the plan
+        # never merges two curated clusters).
+        if kept.curated_at is None:
             kept.curated_at = gone.curated_at
         _retire(gone, ClusterStatus.MERGED, into=target)
         _drop_sheets(settings, collection, [gone])  # they showed faces it no longer holds

@@ -62,9 +62,10 @@ def _look_alike(centre: np.ndarray, cosine: float, rng: np.random.Generator) -> 
 
 
 # Two look-alikes, as deepface's K and L: with little noise (0.05) their faces are about 34
-# like each other's, between the link (30) and join (40) similarities, and about 100 like
-# their own person's. (Their own generator: the people above stay as they were.)
+# like each other's, between the link (30) and a stricter join (40, STRICT_JOIN), and about
+# 100 like their own person's. (Their own generator: the people above stay as they were.)
 _LOOKS = np.random.default_rng(11)
+STRICT_JOIN = {"unknown_link": 30.0, "unknown_join": 40.0}
 CENTRES["kim"] = _LOOKS.normal(size=DIM)
 CENTRES["lee"] = _look_alike(CENTRES["kim"], 0.48, _LOOKS)
 
@@ -124,9 +125,9 @@ def test_two_clusters_of_one_person_merge_into_the_larger() -> None:
 
 
 def test_split_parts_are_the_people_of_a_cluster_the_largest_first() -> None:
-    """A cluster of one kim face, one lee face, then three lee faces: at the join similarity
-    the parts are lee's (the largest: it keeps the id) and kim's; a cluster of one person is
-    one part; on a tie the part holding the oldest face (the first row) comes first."""
+    """A cluster of one kim face, one lee face, then three lee faces: at 40 the parts are
+    lee's (the largest: it keeps the id) and kim's; at 30 (below their 34) it is one part; on
+    a tie the part holding the oldest face (the first row) comes first."""
     kim = [face_of("kim", 0.05) for _ in range(2)]
     lee = [face_of("lee", 0.05) for _ in range(4)]
     assert 30 < similarity(np.array([kim[0] @ lee[0]]))[0] < 40
@@ -448,7 +449,7 @@ def test_merge_split_and_erase_are_recorded(world: World) -> None:
     with pytest.raises(InvalidParameterError, match="merged into"):
         ft.merge_unknowns("band", bob, ann)
 
-    # Split by itself: at the stricter join similarity ann and bob are told apart again.
+    # Split by itself: at the join similarity ann and bob are told apart again.
     split = ft.split_unknown("band", ann)
     assert split["cluster"] == ann and split["faces"] == 3 and split["pooled"] == 0
     (new,) = split["into"]
@@ -493,10 +494,12 @@ def test_look_alikes_whose_first_faces_paired_up_are_split_as_their_faces_arrive
 ) -> None:
     """deepface's order 1 in small: kim's first face waits alone, lee's first face arrives in
     the next job and the two (about 34 alike, above the link similarity) become a cluster.
-    More faces of kim join it; looked at all at once, its faces are two people at the join
-    similarity, so lee's face leaves (back to the pool: one face is no cluster), the cluster
-    keeping its id with kim's faces. When lee's faces come, they make a cluster of their own
-    instead of joining kim's (as, without the split, they would)."""
+    More faces of kim join it; looked at all at once, its faces are two people at a join
+    similarity stricter than the link (40), so lee's face leaves (back to the pool: one face
+    is no cluster), the cluster keeping its id with kim's faces. When lee's faces come, they
+    make a cluster of their own instead of joining kim's (as, without the split, they
+    would)."""
+    world.settings = world.settings.with_(**STRICT_JOIN)
     look = {"noise": 0.05}
     world.cluster(world.identify(photos("kim", **look)))
     world.cluster(world.identify(photos("lee", **look)))
@@ -518,7 +521,7 @@ def test_look_alikes_whose_first_faces_paired_up_are_split_as_their_faces_arrive
 def test_without_the_automatic_split_look_alikes_share_a_cluster(world: World) -> None:
     """The same arrivals with ``unknown_auto_split`` off: one cluster of both people, as before
     the split existed."""
-    world.settings = world.settings.with_(unknown_auto_split=False)
+    world.settings = world.settings.with_(unknown_auto_split=False, **STRICT_JOIN)
     look = {"noise": 0.05}
     for people in (["kim"], ["lee"], ["kim", "kim"], ["lee", "lee"]):
         world.cluster(world.identify(photos(*people, **look)))
@@ -530,6 +533,7 @@ def test_a_cluster_split_apart_keeps_its_id_with_its_largest_part(world: World) 
     """Two faces of kim and one of lee make one cluster (the pool links them at about 34);
     three more of lee join it: lee's four faces keep the id, kim's two (the older faces) leave
     for a new cluster split from it: fewer faces change cluster."""
+    world.settings = world.settings.with_(**STRICT_JOIN)
     look = {"noise": 0.05}
     world.cluster(world.identify(photos("kim", "kim", "lee", **look)))
     ((label, _),) = world.clusters().items()
