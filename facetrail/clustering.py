@@ -20,8 +20,9 @@ clusters near it, each cluster a group from the start that never breaks up:
    that the caller records them.
 
 The caller then re-checks each existing cluster that grew (:func:`split_parts`): a cluster
-keeps its faces while it is placed among the pool, so two look-alikes whose first faces paired
-up in the pool would otherwise share it for good as both their faces join.
+keeps its faces while it is placed among the pool, so what was the best match when few faces
+had arrived (two look-alikes whose first faces paired up, a pool group that joined whole) would
+otherwise stay together for good as more faces of both join it.
 
 ``join`` may be stricter than ``link`` (never looser): a decision against an existing cluster
 is final, and a face whose own people have not arrived yet must not settle for the closest
