@@ -2,15 +2,16 @@
 
 The labelled photos are treated as unknown: they are identified, in jobs of ``--job-size``
 photos in a shuffled order, against an empty collection, and the service clusters each job's
-unknown faces as it finishes (``facetrail.services.unknowns``, the code workers run). Each photo's
+unknown faces as it finishes (``facetrail.services.unknowns``, the code workers run: placing
+the pool, then the automatic split of clusters that grew). Each photo's
 largest face carries its label; other faces in a photo are clustered but not scored.
 
 - purity: of the labelled faces in clusters, the share that belongs to their cluster's main
   person;
 - completeness: of a person's labelled faces (every one detected, clustered or not), the share
   in their main cluster (the cluster holding most of them);
-- also how many faces were kept out (too small, blurry, unsure), waited in the pool, and the
-  clusters per person.
+- also how many faces were kept out (too small, blurry, unsure), waited in the pool, the
+  clusters per person, and how many automatic splits the clustering made.
 
 Protocol. The settings (link and join similarities, minimum cluster size) are chosen on
 ``glint_celebrity_chips`` and on half of ``celeba_identities``' people (every other identity,
@@ -110,18 +111,19 @@ class Score:
     kept_out: int
     clusters: int  # clusters holding at least one labelled face
     no_face: int = 0  # photos where no face was found
+    splits: int = 0  # automatic splits while the jobs were clustered
 
     def row(self, name: str, note: str = "") -> str:
         return (
             f"| {name} | {self.people} | {self.faces} | {self.purity:.3f} | "
             f"{self.completeness:.3f} | {self.clusters} | {self.clustered} | {self.pooled} | "
-            f"{self.kept_out} | {self.no_face} | {note} |"
+            f"{self.kept_out} | {self.no_face} | {self.splits} | {note} |"
         )
 
 
 HEADER = (
     "| set | people | faces | purity | completeness | clusters | clustered | pooled | kept out "
-    "| no face | |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    "| no face | automatic splits | |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -161,7 +163,8 @@ class Run:
     no_face: int
     identify_cpu: float
     photos: int
-    cluster_cpu: list[float] = field(default_factory=list)
+    # CPU seconds of each timed replay, with the automatic split (True) and without (False)
+    cluster_cpu: dict[bool, list[float]] = field(default_factory=dict)
 
 
 def identify_set(
@@ -216,10 +219,23 @@ def placement(settings: Settings, collection: str) -> tuple[dict[int, int | None
     return placed, kept
 
 
+def automatic_splits(settings: Settings, collection: str) -> int:
+    """The collection's automatic splits (audit events) since its clusters were last forgotten."""
+    with session_scope(settings) as session:
+        cid = records.get_collection(session, collection).id
+        events = session.scalars(
+            select(AuditEvent.details).where(
+                AuditEvent.collection_id == cid, AuditEvent.action == "unknowns_split"
+            )
+        )
+        return sum(1 for details in events if details.get("automatic"))
+
+
 def score_run(settings: Settings, run: Run) -> Score:
     placed, kept = placement(settings, run.collection)
     score = score_labels(run.truth, placed, kept)
-    return Score(**{**score.__dict__, "no_face": run.no_face})
+    splits = automatic_splits(settings, run.collection)
+    return Score(**{**score.__dict__, "no_face": run.no_face, "splits": splits})
 
 
 def replay(settings: Settings, run: Run, order: Sequence[int], *, timed: bool = False) -> Score:
@@ -237,7 +253,8 @@ def replay(settings: Settings, run: Run, order: Sequence[int], *, timed: bool = 
                 session, settings, run.collection, jobs=[run.jobs[i] for i in order[: k + 1]]
             )
     if timed:
-        run.cluster_cpu.append(time.process_time() - started)
+        spent = time.process_time() - started
+        run.cluster_cpu.setdefault(settings.unknown_auto_split, []).append(spent)
     return score_run(settings, run)
 
 
@@ -454,8 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "## Scores",
             "",
             f"Jobs of {args.job_size} photos; each set's mean over {args.orders} job orders "
-            "(order 0 is the order the jobs ran in), each order, then the same linkage on all "
-            "faces at once.",
+            "(order 0 is the order the jobs ran in), each order, the same without the automatic "
+            "split, then the same linkage on all faces at once.",
             "",
             HEADER,
         ]
@@ -468,22 +485,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             out.append(mean.row(name, f"{note}; purity min {low:.3f}"))
             # Every order too: a mean can hide one order's mistake.
             out += [s.row(f"{name}, order {i}", note) for i, s in enumerate(scores)]
+            # What the automatic split changes: the same settings and orders without it.
+            plain = [
+                replay(tuned.with_(unknown_auto_split=False), run, o, timed=True)
+                for o in orders(run, args.orders)
+            ]
+            low = min(s.purity for s in plain)
+            out.append(
+                mean_score(plain).row(
+                    f"{name}, no automatic split", f"reference; purity min {low:.3f}"
+                )
+            )
             out.append(one_shot(tuned, run).row(f"{name}, all at once", "reference"))
         out += [
             "",
             "## CPU time",
             "",
             "Identify jobs (with their clustering as they finished, at the defaults), and the "
-            "clustering alone (the replays above), per photo:",
+            "clustering alone (the replays above, with and without the automatic split), per "
+            "photo:",
             "",
-            "| set | photos | identify jobs, ms/photo | clustering alone, ms/photo |",
-            "|---|---|---|---|",
+            "| set | photos | identify jobs, ms/photo | clustering alone, ms/photo "
+            "| without the automatic split |",
+            "|---|---|---|---|---|",
         ]
         for name, run in runs.items():
-            per_photo = 1000 * np.mean(run.cluster_cpu) / run.photos if run.cluster_cpu else 0.0
+            alone = [
+                1000 * np.mean(run.cluster_cpu[split]) / run.photos
+                if run.cluster_cpu.get(split)
+                else 0.0
+                for split in (True, False)
+            ]
             out.append(
                 f"| {name} | {run.photos} | {1000 * run.identify_cpu / run.photos:.1f} | "
-                f"{per_photo:.1f} |"
+                f"{alone[0]:.1f} | {alone[1]:.1f} |"
             )
         print("\n".join(out))
     return 0

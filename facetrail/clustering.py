@@ -15,7 +15,14 @@ clusters near it, each cluster a group from the start that never breaks up:
    reaches ``join`` with through some member, and only their members are read. Pool groups of
    at least ``min_size`` faces become new clusters; smaller ones stay in the pool;
 2. a cluster that grew is merged with the nearest other cluster it now reaches ``join`` with
-   (the smaller into the larger); the merges are returned so that the caller records them.
+   (the smaller into the larger), unless both are ``curated`` (a user merged, split or named
+   them: two such clusters stay apart unless a user merges them); the merges are returned so
+   that the caller records them.
+
+The caller then re-checks each existing cluster that grew (:func:`split_parts`): a cluster
+keeps its faces while it is placed among the pool, so what was the best match when few faces
+had arrived (two look-alikes whose first faces paired up, a pool group that joined whole) would
+otherwise stay together for good as more faces of both join it.
 
 ``join`` may be stricter than ``link`` (never looser): a decision against an existing cluster
 is final, and a face whose own people have not arrived yet must not settle for the closest
@@ -23,13 +30,13 @@ stranger. The thresholds were chosen by ``python -m bench.unknowns`` on sets it 
 (docs/unknowns.md). scikit-learn's ``AgglomerativeClustering`` (``pool_groups``) has no way to
 start from groups that must stay whole, so step 1 is written here; with no cluster near, it
 groups a pool as scikit-learn does (a unit test holds them to it), and ``pool_groups`` serves
-where there is no existing cluster to respect (splitting a cluster, the bench's reference).
+where there is no existing cluster to respect (:func:`split_parts`, the bench's reference).
 Nothing here touches the database: :mod:`facetrail.services.unknowns` loads, calls and stores.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +55,9 @@ Similarity = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float64]]
 CANDIDATES = 4
 # Pool faces clustered at once (the newest): average linkage keeps an n x n matrix.
 POOL_LIMIT = 4000
+# Clusters larger than this are not re-checked when they grow (split_parts keeps an n x n
+# matrix, and a few strange faces among so many barely change a cluster's purity).
+SPLIT_LIMIT = 2000
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,18 @@ def pool_groups(similarity: Similarity, vectors: Matrix, params: Params) -> list
     return sorted(found, key=lambda g: (-len(g), g[0]))
 
 
+def split_parts(similarity: Similarity, vectors: Matrix, join: float) -> list[list[int]]:
+    """Rows of one cluster's ``vectors`` (its faces, oldest first) in the parts that average
+    linkage of them all at the ``join`` similarity tells apart; every row is in one part. The
+    part that keeps the cluster's id comes first: the largest, so that the fewest faces change
+    cluster (as a merge keeps the larger's id), or on a tie the one holding the oldest face;
+    then the others, largest first. One part: the cluster is one person at ``join``.
+
+    A cluster grows by joins taken one pass at a time, each against the cluster as it was;
+    this looks at all its faces at once, as a user's ``split`` without faces does."""
+    return pool_groups(similarity, normalise(vectors), Params(link=join, join=join, min_size=1))
+
+
 class _Clusters:
     """Existing clusters: an index of their centroids for finding candidates, and their
     members' embeddings, read only for the clusters a face or group is compared with."""
@@ -150,12 +172,15 @@ def plan(
     params: Params | None = None,
     *,
     centroids: Mapping[int, Matrix] | None = None,
+    curated: Collection[int] = (),
 ) -> Plan:
     """Decide where ``faces`` (id -> embedding) go, given ``clusters`` (id -> its members'
     embeddings, one row each). With ``centroids`` (id -> mean embedding), a cluster's members
-    are read from ``clusters`` only when a face near it is compared with it. See the module's
-    docstring for the two steps."""
+    are read from ``clusters`` only when a face near it is compared with it. Two ``curated``
+    clusters are never merged; one that takes a curated one in is curated after. See the
+    module's docstring for the two steps."""
     params = params or Params()
+    curated = set(curated)
     out = Plan()
     if not faces:
         return out
@@ -184,7 +209,7 @@ def plan(
             continue  # merged away already
         mine = existing.members(cluster)
         for other in existing.nearest(normalise(mine.mean(axis=0)), params.candidates + 1)[0]:
-            if other == cluster:
+            if other == cluster or (cluster in curated and other in curated):
                 continue
             if mean_similarity(similarity, mine, existing.members(other)) < params.join:
                 continue
@@ -192,6 +217,8 @@ def plan(
             big, small = sorted((cluster, other), key=lambda c: (-len(existing.members(c)), c))
             existing.fold(small, big)
             out.merges.append((small, big))
+            if small in curated:
+                curated.add(big)  # what a user put together stays together in it
             out.joins = {f: big if c == small else c for f, c in out.joins.items()}
             break
     return out

@@ -60,11 +60,15 @@ class Settings:
     # Clustering them, on the similarity scale: pooled faces are one person when their mean
     # similarity reaches unknown_link; a face or a group joins an existing cluster, and two
     # clusters merge, at unknown_join; a new cluster needs unknown_min_cluster_size faces.
-    # Chosen on glint_celebrity_chips and half of celeba_identities' people by
+    # After each pass, an existing cluster that grew is split where average linkage of all its
+    # faces at unknown_join tells people apart (as `facetrail unknowns split` without faces),
+    # unless a user merged, split or named it (unknown_auto_split). Chosen, with the split on,
+    # on glint_celebrity_chips and half of celeba_identities' people by
     # `python -m bench.unknowns` (docs/unknowns.md).
     unknown_link: float = 30.0
-    unknown_join: float = 40.0
+    unknown_join: float = 30.0
     unknown_min_cluster_size: int = 2
+    unknown_auto_split: bool = True
     # Input guards.
     max_image_bytes: int = 40 * 1024 * 1024
     max_image_pixels: int = 50_000_000

@@ -63,6 +63,10 @@ class UnknownCluster(Timestamped, Base):
     split_from_id: Mapped[int | None] = mapped_column(
         ForeignKey("unknown_clusters.id", ondelete="SET NULL")
     )
+    # When a user last merged, split or named it (who: the audit log). What a user decided
+    # stays: a curated cluster is never split automatically, nor merged with another curated
+    # one; a cluster that takes one in by an automatic merge becomes curated.
+    curated_at: Mapped[datetime | None] = mapped_column()
     # The last contact sheet a task wrote into the image store (erasure deletes it).
     sheet_sha256: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -5,7 +5,9 @@ When an identify job finishes, :func:`cluster_job` records each of its unnamed f
 ``UnknownFace`` pointing at its result; faces the detector was unsure of, too small or too
 blurry (the ``unknown_min_*`` settings) are recorded as kept out, with the reason. The others are
 placed by :func:`facetrail.clustering.plan`: into the existing cluster they are like, into a new
-cluster with faces like them from the pool, or back into the pool to wait. A re-run's faces are
+cluster with faces like them from the pool, or back into the pool to wait; then each existing
+cluster that grew is split where its faces, all looked at at once, are more than one person
+(unless a user merged, split or named it: ``curated_at``). A re-run's faces are
 copies of its original's and are not clustered again; when a re-run names a face, its unknown
 face leaves its cluster (:func:`cluster_job` on a re-run).
 
@@ -13,7 +15,7 @@ Naming a cluster enrolls its faces as the person through an ordinary enrollment 
 face: a crop of the photo around the face, kept in the image store (so that a re-index and an
 erasure find it as they find any enrollment photo). When that job finishes, :func:`finish_naming`
 re-runs the identify jobs whose photos hold the faces, and their change reports say what got
-named. Every change is an audit event; merges the clustering makes itself are too.
+named. Every change is an audit event; merges and splits the clustering makes itself are too.
 
 Every function here takes the collection's row lock first (``FOR NO KEY UPDATE``: enrollments'
 version bumps wait, new jobs and results do not), so two clusterings of one collection never
@@ -61,6 +63,7 @@ from facetrail.models import (
     UnknownFaceStatus,
     cluster_label,
 )
+from facetrail.models.base import utcnow
 from facetrail.services import audit, corrections, past
 from facetrail.services.records import get_collection
 from facetrail.settings import Settings
@@ -302,30 +305,40 @@ def _recluster(
         .order_by(UnknownFace.id.desc())
         .limit(clustering.POOL_LIMIT),
     )
-    centroids = {
-        cid: from_blob(blob)
-        for cid, blob in session.execute(
-            select(UnknownCluster.id, UnknownCluster.centroid).where(
-                UnknownCluster.collection_id == collection.id,
-                UnknownCluster.model_version == model,
-                UnknownCluster.status == ClusterStatus.OPEN,
-                UnknownCluster.centroid.is_not(None),
-            )
-        ).tuples()
-        if blob is not None
-    }
+    centroids: dict[int, np.ndarray] = {}
+    curated: set[int] = set()
+    for cid, blob, curated_at in session.execute(
+        select(UnknownCluster.id, UnknownCluster.centroid, UnknownCluster.curated_at).where(
+            UnknownCluster.collection_id == collection.id,
+            UnknownCluster.model_version == model,
+            UnknownCluster.status == ClusterStatus.OPEN,
+            UnknownCluster.centroid.is_not(None),
+        )
+    ).tuples():
+        if blob is not None:
+            centroids[cid] = from_blob(blob)
+            if curated_at is not None:
+                curated.add(cid)
     decided = clustering.plan(
         pool,
         _Members(session, sorted(centroids)),
         similarity,
         params_of(settings),
         centroids=centroids,
+        curated=curated,
     )
     touched: set[int] = set()
     merged: list[dict[str, Any]] = []
     for source, target in decided.merges:
         moved = _move_members(session, source, target)
-        _retire(session.get_one(UnknownCluster, source), ClusterStatus.MERGED, into=target)
+        gone = session.get_one(UnknownCluster, source)
+        kept = session.get_one(UnknownCluster, target)
+        # A user's merge or split inside the source stays whole in the target (the plan
+        # never merges two curated clusters).
+        if kept.curated_at is None:
+            kept.curated_at = gone.curated_at
+        _retire(gone, ClusterStatus.MERGED, into=target)
+        _drop_sheets(settings, collection, [gone])  # they showed faces it no longer holds
         touched.add(target)
         merged.append({"source": cluster_label(source), "target": cluster_label(target)})
         audit.record(
@@ -355,12 +368,54 @@ def _recluster(
         created.append(cluster.label)
     session.flush()
     refresh(session, touched)
+    grown = {*decided.joins.values(), *(target for _, target in decided.merges)}
+    split = _split_grown(session, settings, collection, grown, similarity)
     return {
         "joined": len(decided.joins),
         "new_clusters": created,
         "merged": merged,
+        "split": split,
         "pooled": len(pool) - len(decided.joins) - sum(map(len, decided.groups)),
     }
+
+
+def _split_grown(
+    session: Session,
+    settings: Settings,
+    collection: Collection,
+    grown: Iterable[int],
+    similarity: clustering.Similarity,
+) -> list[dict[str, Any]]:
+    """Existing clusters that grew in this pass, re-checked as a user's ``split`` without faces
+    does (``unknown_auto_split``): where average linkage of all their faces at the join
+    similarity finds more than one person, the largest part keeps the id and the others leave.
+    Clusters a user merged, split or named (``curated_at``) are left as they are. New clusters
+    are not re-checked: the pool's linkage has just made them."""
+    if not settings.unknown_auto_split:
+        return []
+    done = []
+    for cluster in session.scalars(
+        select(UnknownCluster)
+        .where(
+            UnknownCluster.id.in_(sorted(set(grown))),
+            UnknownCluster.status == ClusterStatus.OPEN,
+            UnknownCluster.curated_at.is_(None),
+            UnknownCluster.size.between(2, clustering.SPLIT_LIMIT),
+        )
+        .order_by(UnknownCluster.id)
+    ).all():
+        members = _embeddings(session, _members_query([cluster.id]))
+        ids = sorted(members)
+        if len(ids) < 2:
+            continue
+        vectors = np.stack([members[i] for i in ids])
+        parts = clustering.split_parts(similarity, vectors, settings.unknown_join)
+        if len(parts) < 2:
+            continue
+        leaving = [[ids[row] for row in part] for part in parts[1:]]
+        result = _split_off(session, settings, collection, cluster, leaving, automatic=True)
+        done.append({k: result[k] for k in ("cluster", "into", "pooled")})
+    return done
 
 
 def _place(face: UnknownFace, cluster: int) -> None:
@@ -563,6 +618,7 @@ def _cluster_dict(cluster: UnknownCluster, jobs: int, first: Any, last: Any) -> 
         "last_seen": _iso(last),
         "merged_into": cluster_label(cluster.merged_into_id) if cluster.merged_into_id else None,
         "split_from": cluster_label(cluster.split_from_id) if cluster.split_from_id else None,
+        "curated_at": _iso(cluster.curated_at),
         "name_job": cluster.name_job_id,
         "model_version": cluster.model_version,
     }
@@ -686,7 +742,8 @@ def contact_sheet(settings: Settings, shown: dict[str, Any]) -> Any:
 def merge(
     session: Session, settings: Settings, collection_name: str, source: str | int, target: str | int
 ) -> dict[str, Any]:
-    """Fold cluster ``source`` into ``target``: one person, the target's id."""
+    """Fold cluster ``source`` into ``target``: one person, the target's id. The target is
+    curated after: no automatic split takes the two apart again."""
     collection = lock_collection(session, get_collection(session, collection_name).id)
     src = _open(_cluster(session, collection, source))
     dst = _open(_cluster(session, collection, target))
@@ -696,6 +753,7 @@ def merge(
         raise InvalidParameterError(f"{src.label} and {dst.label} come from different models")
     moved = _move_members(session, src.id, dst.id)
     _retire(src, ClusterStatus.MERGED, into=dst.id)
+    _curate([src, dst])
     refresh(session, [dst.id])
     _drop_sheets(settings, collection, [src])
     audit.record(
@@ -718,10 +776,11 @@ def split(
     faces: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Take faces out of a cluster into a new one: the ``faces`` named (numbers from ``show``),
-    or, with none named, every group that average linkage of its faces at the join similarity
-    tells apart (a cluster grows by joins taken one at a time; this looks at all its faces at
-    once): the largest keeps the id, groups of fewer than the minimum cluster size go back to
-    the pool."""
+    or, with none named, every part that average linkage of its faces at the join similarity
+    tells apart (:func:`facetrail.clustering.split_parts`: a cluster grows by joins taken one
+    at a time; this looks at all its faces at once): the largest keeps the id, parts of fewer
+    than the minimum cluster size go back to the pool. The clusters are curated after: no
+    automatic split or merge undoes what a user decided."""
     collection = lock_collection(session, get_collection(session, collection_name).id)
     cluster = _open(_cluster(session, collection, ref))
     members = _embeddings(session, _members_query([cluster.id]))
@@ -735,20 +794,39 @@ def split(
             )
         if len(wanted) == len(ids):
             raise InvalidParameterError(f"that is all of {cluster.label}; nothing to split off")
-        groups, pooled = [wanted], []
-    else:
-        similarity = _similarity(settings, collection)
-        if similarity is None or len(ids) < 2:
-            raise InvalidParameterError(f"{cluster.label} cannot be split automatically")
-        strict = clustering.Params(
-            link=settings.unknown_join, join=settings.unknown_join, min_size=1
+        return _split_off(session, settings, collection, cluster, [wanted], chosen=True)
+    similarity = _similarity(settings, collection)
+    if similarity is None or len(ids) < 2:
+        raise InvalidParameterError(f"{cluster.label} cannot be split automatically")
+    vectors = np.stack([members[i] for i in ids])
+    parts = clustering.split_parts(similarity, vectors, settings.unknown_join)
+    leaving = [[ids[row] for row in part] for part in parts[1:]]
+    return _split_off(session, settings, collection, cluster, leaving)
+
+
+def _split_off(
+    session: Session,
+    settings: Settings,
+    collection: Collection,
+    cluster: UnknownCluster,
+    parts: Sequence[Sequence[int]],
+    *,
+    chosen: bool = False,
+    automatic: bool = False,
+) -> dict[str, Any]:
+    """Move each of ``parts`` (unknown face ids of ``cluster``) into a new cluster split from
+    it, or back into the pool if smaller than the minimum cluster size (unless ``chosen``: the
+    faces a user named make a cluster whatever their number). One audit event; a user's split
+    (not ``automatic``) marks the clusters curated."""
+    minimum = 1 if chosen else settings.unknown_min_cluster_size
+    groups = [p for p in parts if len(p) >= minimum]
+    pooled = [f for p in parts if len(p) < minimum for f in p]
+    rows = {
+        f.id: f
+        for f in session.scalars(
+            select(UnknownFace).where(UnknownFace.id.in_([f for p in parts for f in p]))
         )
-        vectors = normalise(np.stack([members[i] for i in ids]))
-        found = [[ids[r] for r in g] for g in clustering.pool_groups(similarity, vectors, strict)]
-        # The largest group keeps the cluster's id; the rest leave it.
-        groups = [g for g in found[1:] if len(g) >= settings.unknown_min_cluster_size]
-        pooled = [f for g in found[1:] if len(g) < settings.unknown_min_cluster_size for f in g]
-    rows = {f.id: f for f in session.scalars(select(UnknownFace).where(UnknownFace.id.in_(ids)))}
+    }
     created: list[UnknownCluster] = []
     for group in groups:
         new = UnknownCluster(
@@ -768,6 +846,8 @@ def split(
     session.flush()
     refresh(session, [cluster.id, *(c.id for c in created)])
     _drop_sheets(settings, collection, [cluster])
+    if not automatic:
+        _curate([cluster, *created])
     result = {
         "cluster": cluster.label,
         "faces": cluster.size,
@@ -775,6 +855,7 @@ def split(
         "pooled": len(pooled),
     }
     if created or pooled:
+        extra = {"automatic": True} if automatic else {"chosen": chosen}
         audit.record(
             session,
             settings,
@@ -784,9 +865,16 @@ def split(
             into=[c.label for c in created],
             faces=sum(c.size for c in created),
             pooled=len(pooled),
-            chosen=bool(faces),
+            **extra,
         )
     return result
+
+
+def _curate(clusters: Iterable[UnknownCluster]) -> None:
+    """A user merged, split or named these clusters (who: the audit event beside it)."""
+    now = utcnow()
+    for cluster in clusters:
+        cluster.curated_at = now
 
 
 # Naming ----------------------------------------------------------------------------------------
@@ -916,6 +1004,7 @@ def start_naming(
     cluster.status = ClusterStatus.NAMING
     cluster.person_external_id = person
     cluster.name_job_id = job.id
+    _curate([cluster])  # should the naming fail, the cluster is open again, and stays as it is
     audit.record(
         session,
         settings,

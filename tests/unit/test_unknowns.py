@@ -52,6 +52,24 @@ RNG = np.random.default_rng(7)
 CENTRES = {name: RNG.normal(size=DIM) for name in ("ann", "bob", "cid", "dee")}
 
 
+def _look_alike(centre: np.ndarray, cosine: float, rng: np.random.Generator) -> np.ndarray:
+    """A direction at ``cosine`` to ``centre``."""
+    unit = centre / np.linalg.norm(centre)
+    other = rng.normal(size=DIM)
+    other -= (other @ unit) * unit
+    direction: np.ndarray = cosine * unit + np.sqrt(1 - cosine**2) * other / np.linalg.norm(other)
+    return direction
+
+
+# Two look-alikes, as deepface's K and L: with little noise (0.05) their faces are about 34
+# like each other's, between the link (30) and a stricter join (40, STRICT_JOIN), and about
+# 100 like their own person's. (Their own generator: the people above stay as they were.)
+_LOOKS = np.random.default_rng(11)
+STRICT_JOIN = {"unknown_link": 30.0, "unknown_join": 40.0}
+CENTRES["kim"] = _LOOKS.normal(size=DIM)
+CENTRES["lee"] = _look_alike(CENTRES["kim"], 0.48, _LOOKS)
+
+
 def face_of(person: str, noise: float = 0.5) -> np.ndarray:
     """A face of ``person``: their direction plus noise (pairwise cosine ~0.8, similarity ~99)."""
     centre = CENTRES[person] / np.linalg.norm(CENTRES[person])
@@ -98,6 +116,26 @@ def test_two_clusters_of_one_person_merge_into_the_larger() -> None:
     decided = clustering.plan({1: face_of("ann", 0.9)}, clusters, similarity)
     assert decided.merges == [(3, 4)]
     assert decided.joins == {1: 4}  # wherever it first joined, it ends in the merged cluster
+    # One curated (a user merged, split or named it): still merged. Both: a user keeps them
+    # apart, only a user merges them.
+    one = clustering.plan({1: face_of("ann", 0.9)}, clusters, similarity, curated={3})
+    assert one.merges == [(3, 4)]
+    both = clustering.plan({1: face_of("ann", 0.9)}, clusters, similarity, curated={3, 4})
+    assert both.merges == [] and len(set(both.joins.values())) == 1
+
+
+def test_split_parts_are_the_people_of_a_cluster_the_largest_first() -> None:
+    """A cluster of one kim face, one lee face, then three lee faces: at 40 the parts are
+    lee's (the largest: it keeps the id) and kim's; at 30 (below their 34) it is one part; on
+    a tie the part holding the oldest face (the first row) comes first."""
+    kim = [face_of("kim", 0.05) for _ in range(2)]
+    lee = [face_of("lee", 0.05) for _ in range(4)]
+    assert 30 < similarity(np.array([kim[0] @ lee[0]]))[0] < 40
+    vectors = np.stack([kim[0], lee[0], *lee[1:], kim[1]])
+    assert clustering.split_parts(similarity, vectors, 40) == [[1, 2, 3, 4], [0, 5]]
+    assert clustering.split_parts(similarity, vectors, 30) == [[0, 1, 2, 3, 4, 5]]
+    tie = np.stack([lee[0], kim[0], lee[1], kim[1]])
+    assert clustering.split_parts(similarity, tie, 40) == [[0, 2], [1, 3]]
 
 
 def test_the_plan_does_not_depend_on_the_order_of_faces() -> None:
@@ -279,7 +317,9 @@ class World:
                         brightness=50.0,
                         person_external_id=person if person in named else None,
                         candidates=[],
-                        embedding=None if extra.get("no_embedding") else to_blob(face_of(person)),
+                        embedding=None
+                        if extra.get("no_embedding")
+                        else to_blob(face_of(person, extra.get("noise", 0.5))),
                         model_version=self.model,
                     )
                     session.add(result)
@@ -409,7 +449,7 @@ def test_merge_split_and_erase_are_recorded(world: World) -> None:
     with pytest.raises(InvalidParameterError, match="merged into"):
         ft.merge_unknowns("band", bob, ann)
 
-    # Split by itself: at the stricter join similarity ann and bob are told apart again.
+    # Split by itself: at the join similarity ann and bob are told apart again.
     split = ft.split_unknown("band", ann)
     assert split["cluster"] == ann and split["faces"] == 3 and split["pooled"] == 0
     (new,) = split["into"]
@@ -436,6 +476,133 @@ def test_merge_split_and_erase_are_recorded(world: World) -> None:
         "unknowns_cluster",
     ]
     assert {e["actor"] for e in ft.audit_log("band")[:4]} == {"tester"}
+
+
+def automatic_splits(settings: Settings) -> list[dict[str, object]]:
+    with session_scope(settings) as session:
+        return [
+            e.details
+            for e in session.scalars(
+                select(AuditEvent).where(AuditEvent.action == "unknowns_split")
+            )
+            if e.details.get("automatic")
+        ]
+
+
+def test_look_alikes_whose_first_faces_paired_up_are_split_as_their_faces_arrive(
+    world: World,
+) -> None:
+    """deepface's order 1 in small: kim's first face waits alone, lee's first face arrives in
+    the next job and the two (about 34 alike, above the link similarity) become a cluster.
+    More faces of kim join it; looked at all at once, its faces are two people at a join
+    similarity stricter than the link (40), so lee's face leaves (back to the pool: one face
+    is no cluster), the cluster keeping its id with kim's faces. When lee's faces come, they
+    make a cluster of their own instead of joining kim's (as, without the split, they
+    would)."""
+    world.settings = world.settings.with_(**STRICT_JOIN)
+    look = {"noise": 0.05}
+    world.cluster(world.identify(photos("kim", **look)))
+    world.cluster(world.identify(photos("lee", **look)))
+    ((label, pair),) = world.clusters().items()
+    assert pair == ["kim", "lee"]
+
+    summary = world.cluster(world.identify(photos("kim", "kim", **look)))
+    assert world.clusters() == {label: ["kim"] * 3}
+    assert summary["split"] == [{"cluster": label, "into": [], "pooled": 1}]
+    (event,) = automatic_splits(world.settings)
+    assert event["cluster"] == label and event["pooled"] == 1
+
+    world.cluster(world.identify(photos("lee", "lee", **look)))
+    after = world.clusters()
+    assert after[label] == ["kim"] * 3
+    assert sorted(after.values()) == [["kim"] * 3, ["lee"] * 3]
+
+
+def test_without_the_automatic_split_look_alikes_share_a_cluster(world: World) -> None:
+    """The same arrivals with ``unknown_auto_split`` off: one cluster of both people, as before
+    the split existed."""
+    world.settings = world.settings.with_(unknown_auto_split=False, **STRICT_JOIN)
+    look = {"noise": 0.05}
+    for people in (["kim"], ["lee"], ["kim", "kim"], ["lee", "lee"]):
+        world.cluster(world.identify(photos(*people, **look)))
+    assert list(world.clusters().values()) == [["kim"] * 3 + ["lee"] * 3]
+    assert automatic_splits(world.settings) == []
+
+
+def test_a_cluster_split_apart_keeps_its_id_with_its_largest_part(world: World) -> None:
+    """Two faces of kim and one of lee make one cluster (the pool links them at about 34);
+    three more of lee join it: lee's four faces keep the id, kim's two (the older faces) leave
+    for a new cluster split from it: fewer faces change cluster."""
+    world.settings = world.settings.with_(**STRICT_JOIN)
+    look = {"noise": 0.05}
+    world.cluster(world.identify(photos("kim", "kim", "lee", **look)))
+    ((label, _),) = world.clusters().items()
+    summary = world.cluster(world.identify(photos("lee", "lee", "lee", **look)))
+    assert summary["joined"] == 3
+    after = world.clusters()
+    assert after[label] == ["lee"] * 4
+    (other,) = set(after) - {label}
+    assert after[other] == ["kim", "kim"]
+    assert summary["split"] == [
+        {"cluster": label, "into": [{"cluster": other, "faces": 2}], "pooled": 0}
+    ]
+    assert Facetrail(world.settings).unknown("band", other)["split_from"] == label
+
+
+def test_a_users_merge_is_never_split_automatically(world: World) -> None:
+    """A user says ann's and bob's clusters are one person: when the cluster grows, the
+    automatic split leaves it whole (it would take bob's faces out again were the merge not
+    recorded, as the last step shows by clearing the record)."""
+    ft = Facetrail(world.settings.with_(actor="tester"))
+    world.cluster(world.identify(photos("ann", "ann", "ann", "bob", "bob")))
+    labels = {v[0]: k for k, v in world.clusters().items()}
+    ft.merge_unknowns("band", labels["bob"], labels["ann"])
+    ann = labels["ann"]
+    assert ft.unknown("band", ann)["curated_at"] is not None
+
+    summary = world.cluster(world.identify(photos("ann")))
+    assert summary["joined"] == 1 and summary["split"] == []
+    assert world.clusters()[ann] == ["ann"] * 4 + ["bob"] * 2
+    assert automatic_splits(world.settings) == []
+
+    with session_scope(world.settings) as session:  # as if nothing recorded the merge
+        session.get_one(UnknownCluster, unknowns.cluster_id(ann)).curated_at = None
+    world.cluster(world.identify(photos("ann")))
+    assert world.clusters()[ann] == ["ann"] * 5
+    assert len(automatic_splits(world.settings)) == 1
+
+
+def test_a_users_merge_stays_whole_in_the_cluster_that_takes_it_in(world: World) -> None:
+    """A cluster a user merged is merged automatically into a larger one of the same person:
+    the larger is curated after, so the automatic split does not take bob's faces out."""
+    world.cluster(world.identify(photos("ann", "ann", "bob", "bob")))
+    labels = {v[0]: k for k, v in world.clusters().items()}
+    Facetrail(world.settings).merge_unknowns("band", labels["bob"], labels["ann"])
+    # Six faces of ann that join nothing (a join similarity nothing reaches): a new cluster.
+    apart = world.settings.with_(unknown_join=100.0)
+    with session_scope(apart) as session:
+        unknowns.cluster_job(session, apart, world.identify(photos(*["ann"] * 6)))
+    (larger,) = set(world.clusters()) - {labels["ann"]}
+
+    summary = world.cluster(world.identify(photos("ann")))
+    assert summary["merged"] == [{"source": labels["ann"], "target": larger}]
+    assert summary["split"] == []
+    assert world.clusters() == {larger: ["ann"] * 9 + ["bob"] * 2}
+    assert Facetrail(world.settings).unknown("band", larger)["curated_at"] is not None
+
+
+def test_clusters_a_user_split_apart_are_not_merged_again(world: World) -> None:
+    """A user takes two of ann's faces into a cluster of their own: a new face of ann joins
+    one of the two, and the automatic merge leaves them apart (both are curated)."""
+    ft = Facetrail(world.settings)
+    world.cluster(world.identify(photos("ann", "ann", "ann", "ann")))
+    (label,) = world.clusters()
+    faces = [m["face"] for m in ft.unknown("band", label)["members"][:2]]
+    (part,) = ft.split_unknown("band", label, faces)["into"]
+    summary = world.cluster(world.identify(photos("ann")))
+    assert summary["joined"] == 1 and summary["merged"] == []
+    assert sorted(map(len, world.clusters().values())) == [2, 3]
+    assert ft.unknown("band", part["cluster"])["curated_at"] is not None
 
 
 def test_erasing_a_cluster_erases_its_faces_in_reruns_too(world: World) -> None:
