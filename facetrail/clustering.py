@@ -16,8 +16,8 @@ clusters near it, each cluster a group from the start that never breaks up:
    at least ``min_size`` faces become new clusters; smaller ones stay in the pool;
 2. a cluster that grew is merged with the nearest other cluster it now reaches ``join`` with
    (the smaller into the larger), unless both are ``curated`` (a user merged, split or named
-   them: two such clusters stay apart unless a user merges them); the merges are returned so
-   that the caller records them.
+   them: two such clusters stay apart unless a user merges them) or the split's ``gap`` tells
+   them apart (:func:`two_people`); the merges are returned so that the caller records them.
 
 The caller then re-checks each existing cluster that grew (:func:`split_parts`): a cluster
 keeps its faces while it is placed among the pool, so what was the best match when few faces
@@ -30,7 +30,9 @@ stranger. The thresholds were chosen by ``python -m bench.unknowns`` on sets it 
 (docs/unknowns.md). scikit-learn's ``AgglomerativeClustering`` (``pool_groups``) has no way to
 start from groups that must stay whole, so step 1 is written here; with no cluster near, it
 groups a pool as scikit-learn does (a unit test holds them to it), and ``pool_groups`` serves
-where there is no existing cluster to respect (:func:`split_parts`, the bench's reference).
+where there is no existing cluster to respect (the bench's reference). :func:`split_parts`
+reads the tree of scipy's average linkage (the one scikit-learn runs) itself, since the split
+gap judges each node's two branches, which a flat cut does not show.
 Nothing here touches the database: :mod:`facetrail.services.unknowns` loads, calls and stores.
 """
 

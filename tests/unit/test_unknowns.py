@@ -44,6 +44,7 @@ from facetrail.models import (
 )
 from facetrail.services import catalog, unknowns
 from facetrail.settings import Settings
+from facetrail.vectors import normalise
 from tests.conftest import DATA
 
 DIM = 192
@@ -141,6 +142,30 @@ def test_split_parts_are_the_people_of_a_cluster_the_largest_first() -> None:
     ]
     tie = np.stack([lee[0], kim[0], lee[1], kim[1]])
     assert clustering.split_parts(similarity, tie, clustering.Params(join=40)) == [[0, 2], [1, 3]]
+
+
+def test_split_parts_without_a_gap_are_scikit_learns_cut_at_the_join() -> None:
+    """split_parts reads scipy's tree itself; with the gap off its parts are the flat cut of
+    scikit-learn's average linkage at the join similarity. Clusters of up to four people
+    around one face (so that how many parts there are depends on the join), 60 of them."""
+    rng = np.random.default_rng(23)
+    depends = 0
+    for _ in range(60):
+        base = rng.normal(size=DIM)
+        people = base + rng.uniform(0.6, 1.2) * rng.normal(size=(int(rng.integers(1, 5)), DIM))
+        n = int(rng.integers(2, 30))
+        faces = people[rng.integers(0, len(people), n)]
+        faces += rng.uniform(0.2, 0.6) * rng.normal(size=(n, DIM))
+        vectors = normalise(faces.astype(np.float32))
+        found = []
+        for join in (20.0, 30.0, 40.0, 60.0):
+            cut = clustering.Params(link=join, join=join, min_size=1)
+            expected = clustering.pool_groups(similarity, vectors, cut)
+            parts = clustering.split_parts(similarity, vectors, clustering.Params(join=join, gap=0))
+            assert parts == expected
+            found.append(len(parts))
+        depends += len(set(found)) > 1
+    assert depends >= 10
 
 
 def test_look_alikes_more_alike_than_the_join_are_told_apart_by_the_gap() -> None:
