@@ -155,7 +155,7 @@ def split_parts(similarity: Similarity, vectors: Matrix, params: Params) -> list
     keeps the larger's id), or on a tie the one holding the oldest face; then the others,
     largest first. One part: the cluster is one person.
 
-    The dendrogram (scipy's average linkage, the one scikit-learn's runs) is read from the top:
+    The dendrogram (scipy's average linkage, the one scikit-learn runs) is read from the top:
     a node's two branches become separate parts when :func:`two_people` says so, and each
     branch is then looked at in turn; a node kept whole is one part, its branches not looked
     at. With the ``join`` rule alone this is the cut at ``join`` (average linkage never merges
@@ -309,10 +309,12 @@ def plan(
             between = mean_similarity(similarity, mine, theirs)
             if between < params.join:
                 continue
-            # Two look-alikes the split took apart stay apart: the split's own rule.
-            own = (within_similarity(similarity, mine), within_similarity(similarity, theirs))
-            if params.gap > 0 and two_people(between, own, (len(mine), len(theirs)), params):
-                continue
+            # Two look-alikes the split would take apart again stay apart: the split's own
+            # rule (a merged cluster above SPLIT_LIMIT is never split, nor judged here).
+            if params.gap > 0 and len(mine) + len(theirs) <= SPLIT_LIMIT:
+                own = (within_similarity(similarity, mine), within_similarity(similarity, theirs))
+                if two_people(between, own, (len(mine), len(theirs)), params):
+                    continue
             # The larger keeps its id (the older on a tie): fewer faces change their cluster.
             big, small = sorted((cluster, other), key=lambda c: (-len(existing.members(c)), c))
             existing.fold(small, big)
