@@ -16,8 +16,8 @@ clusters near it, each cluster a group from the start that never breaks up:
    at least ``min_size`` faces become new clusters; smaller ones stay in the pool;
 2. a cluster that grew is merged with the nearest other cluster it now reaches ``join`` with
    (the smaller into the larger), unless both are ``curated`` (a user merged, split or named
-   them: two such clusters stay apart unless a user merges them); the merges are returned so
-   that the caller records them.
+   them: two such clusters stay apart unless a user merges them) or the split's ``gap`` tells
+   them apart (:func:`two_people`); the merges are returned so that the caller records them.
 
 The caller then re-checks each existing cluster that grew (:func:`split_parts`): a cluster
 keeps its faces while it is placed among the pool, so what was the best match when few faces
@@ -30,7 +30,9 @@ stranger. The thresholds were chosen by ``python -m bench.unknowns`` on sets it 
 (docs/unknowns.md). scikit-learn's ``AgglomerativeClustering`` (``pool_groups``) has no way to
 start from groups that must stay whole, so step 1 is written here; with no cluster near, it
 groups a pool as scikit-learn does (a unit test holds them to it), and ``pool_groups`` serves
-where there is no existing cluster to respect (:func:`split_parts`, the bench's reference).
+where there is no existing cluster to respect (the bench's reference). :func:`split_parts`
+reads the tree of scipy's average linkage (the one scikit-learn runs) itself, since the split
+gap judges each node's two branches, which a flat cut does not show.
 Nothing here touches the database: :mod:`facetrail.services.unknowns` loads, calls and stores.
 """
 
@@ -67,6 +69,9 @@ class Params:
     link: float = Settings.unknown_link
     join: float = Settings.unknown_join
     min_size: int = Settings.unknown_min_cluster_size
+    # Two groups are two people when they are this much less alike between them than within
+    # each (``two_people``); 0: off, only ``join`` tells them apart.
+    gap: float = Settings.unknown_split_gap
     candidates: int = CANDIDATES
 
 
@@ -113,16 +118,105 @@ def pool_groups(similarity: Similarity, vectors: Matrix, params: Params) -> list
     return sorted(found, key=lambda g: (-len(g), g[0]))
 
 
-def split_parts(similarity: Similarity, vectors: Matrix, join: float) -> list[list[int]]:
+def within_similarity(similarity: Similarity, a: Matrix) -> float:
+    """The mean similarity over every pair of a group's faces (unit vectors); 0 for one face."""
+    n = len(a)
+    if n < 2:
+        return 0.0
+    scores = similarity(a @ a.T)
+    return float((scores.sum() - np.trace(scores)) / (n * (n - 1)))
+
+
+def two_people(
+    between: float, within: tuple[float, float], sizes: tuple[int, int], params: Params
+) -> bool:
+    """Whether two groups of faces are two people, by the mean similarity ``between`` them and
+    each one's own mean similarity ``within`` (``sizes``: their faces): below ``join``; or, with
+    a ``gap``, at least that much below the less alike of the two's own, both groups having at
+    least ``min_size`` faces (and two: one face has no own similarity).
+
+    The second rule is relative: two look-alikes' faces may be more alike than ``join`` (deepface's
+    K and L: 36 between, ~100 within each), yet far less than each person's own faces are. A gap
+    in points of the calibrated scale, not a ratio: the scale is a probability (x100) that two
+    faces are one person, and the settings speak it in points; the less alike group is the one
+    compared, so a person whose faces vary (the lowest ``within``) is not taken apart from
+    themselves."""
+    if between < params.join:
+        return True
+    if params.gap <= 0 or min(sizes) < max(2, params.min_size):
+        return False
+    return between < min(within) - params.gap
+
+
+def split_parts(similarity: Similarity, vectors: Matrix, params: Params) -> list[list[int]]:
     """Rows of one cluster's ``vectors`` (its faces, oldest first) in the parts that average
-    linkage of them all at the ``join`` similarity tells apart; every row is in one part. The
-    part that keeps the cluster's id comes first: the largest, so that the fewest faces change
-    cluster (as a merge keeps the larger's id), or on a tie the one holding the oldest face;
-    then the others, largest first. One part: the cluster is one person at ``join``.
+    linkage of them all tells apart; every row is in one part. The part that keeps the
+    cluster's id comes first: the largest, so that the fewest faces change cluster (as a merge
+    keeps the larger's id), or on a tie the one holding the oldest face; then the others,
+    largest first. One part: the cluster is one person.
+
+    The dendrogram (scipy's average linkage, the one scikit-learn runs) is read from the top:
+    a node's two branches become separate parts when :func:`two_people` says so, and each
+    branch is then looked at in turn; a node kept whole is one part, its branches not looked
+    at. With the ``join`` rule alone this is the cut at ``join`` (average linkage never merges
+    closer groups later); the ``gap`` rule looks below a split too, since a cluster may hold a
+    stranger far from all (split at ``join``) and two look-alikes (a relative split below it).
 
     A cluster grows by joins taken one pass at a time, each against the cluster as it was;
     this looks at all its faces at once, as a user's ``split`` without faces does."""
-    return pool_groups(similarity, normalise(vectors), Params(link=join, join=join, min_size=1))
+    n = len(vectors)
+    if n < 2:
+        return [list(range(n))]
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+
+    unit = normalise(vectors)
+    scores = similarity(unit @ unit.T).astype(np.float64)
+    distance = 1.0 - (scores + scores.T) / 200.0
+    np.fill_diagonal(distance, 0.0)
+    tree = linkage(squareform(distance, checks=False), method="average")
+    # Each node (n leaves, then one per row of the tree): its rows' count, the mean similarity
+    # between its two branches (100 * (1 - its height)) and the sum over its pairs of rows.
+    count = np.ones(2 * n - 1)
+    between = np.zeros(2 * n - 1)
+    pair_sum = np.zeros(2 * n - 1)
+    for k, (left, right, height, size) in enumerate(tree.tolist()):
+        node, left, right = n + k, int(left), int(right)
+        count[node] = size
+        between[node] = 100.0 * (1.0 - height)
+        pair_sum[node] = (
+            pair_sum[left] + pair_sum[right] + between[node] * count[left] * count[right]
+        )
+
+    def within(node: int) -> float:
+        pairs = count[node] * (count[node] - 1) / 2
+        return float(pair_sum[node] / pairs) if pairs else 0.0
+
+    def rows(node: int) -> list[int]:
+        found, stack = [], [node]
+        while stack:
+            top = stack.pop()
+            if top < n:
+                found.append(top)
+            else:
+                stack += [int(tree[top - n, 0]), int(tree[top - n, 1])]
+        return sorted(found)
+
+    parts: list[list[int]] = []
+    stack = [2 * n - 2]
+    while stack:
+        node = stack.pop()
+        if node < n:
+            parts.append([node])
+            continue
+        left, right = int(tree[node - n, 0]), int(tree[node - n, 1])
+        sizes = (int(count[left]), int(count[right]))
+        if two_people(float(between[node]), (within(left), within(right)), sizes, params):
+            stack += [left, right]
+        else:
+            parts.append(rows(node))
+    # Largest first, then by first row: the same input always gives the same order.
+    return sorted(parts, key=lambda g: (-len(g), g[0]))
 
 
 class _Clusters:
@@ -211,8 +305,16 @@ def plan(
         for other in existing.nearest(normalise(mine.mean(axis=0)), params.candidates + 1)[0]:
             if other == cluster or (cluster in curated and other in curated):
                 continue
-            if mean_similarity(similarity, mine, existing.members(other)) < params.join:
+            theirs = existing.members(other)
+            between = mean_similarity(similarity, mine, theirs)
+            if between < params.join:
                 continue
+            # Two look-alikes the split would take apart again stay apart: the split's own
+            # rule (a merged cluster above SPLIT_LIMIT is never split, nor judged here).
+            if params.gap > 0 and len(mine) + len(theirs) <= SPLIT_LIMIT:
+                own = (within_similarity(similarity, mine), within_similarity(similarity, theirs))
+                if two_people(between, own, (len(mine), len(theirs)), params):
+                    continue
             # The larger keeps its id (the older on a tie): fewer faces change their cluster.
             big, small = sorted((cluster, other), key=lambda c: (-len(existing.members(c)), c))
             existing.fold(small, big)

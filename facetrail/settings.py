@@ -69,6 +69,10 @@ class Settings:
     unknown_join: float = 30.0
     unknown_min_cluster_size: int = 2
     unknown_auto_split: bool = True
+    # Also split (and never merge) two groups of faces whose mean similarity between them is
+    # this many points below the less alike group's own (each at least unknown_min_cluster_size
+    # faces): look-alikes more alike than unknown_join, far less than their own faces. 0: off.
+    unknown_split_gap: float = 0.0
     # Input guards.
     max_image_bytes: int = 40 * 1024 * 1024
     max_image_pixels: int = 50_000_000

@@ -123,6 +123,7 @@ def params_of(settings: Settings) -> clustering.Params:
         link=settings.unknown_link,
         join=settings.unknown_join,
         min_size=settings.unknown_min_cluster_size,
+        gap=settings.unknown_split_gap,
     )
 
 
@@ -387,8 +388,10 @@ def _split_grown(
     similarity: clustering.Similarity,
 ) -> list[dict[str, Any]]:
     """Existing clusters that grew in this pass, re-checked as a user's ``split`` without faces
-    does (``unknown_auto_split``): where average linkage of all their faces at the join
-    similarity finds more than one person, the largest part keeps the id and the others leave.
+    does (``unknown_auto_split``): where average linkage of all their faces finds more than one
+    person (:func:`facetrail.clustering.split_parts`: parts less alike than the join similarity,
+    or by ``unknown_split_gap`` than their own faces), the largest part keeps the id and the
+    others leave.
     Clusters a user merged, split or named (``curated_at``) are left as they are. New clusters
     are not re-checked: the pool's linkage has just made them."""
     if not settings.unknown_auto_split:
@@ -409,7 +412,7 @@ def _split_grown(
         if len(ids) < 2:
             continue
         vectors = np.stack([members[i] for i in ids])
-        parts = clustering.split_parts(similarity, vectors, settings.unknown_join)
+        parts = clustering.split_parts(similarity, vectors, params_of(settings))
         if len(parts) < 2:
             continue
         leaving = [[ids[row] for row in part] for part in parts[1:]]
@@ -776,11 +779,11 @@ def split(
     faces: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Take faces out of a cluster into a new one: the ``faces`` named (numbers from ``show``),
-    or, with none named, every part that average linkage of its faces at the join similarity
-    tells apart (:func:`facetrail.clustering.split_parts`: a cluster grows by joins taken one
-    at a time; this looks at all its faces at once): the largest keeps the id, parts of fewer
-    than the minimum cluster size go back to the pool. The clusters are curated after: no
-    automatic split or merge undoes what a user decided."""
+    or, with none named, every part that average linkage of its faces tells apart by the
+    automatic split's rule (:func:`facetrail.clustering.split_parts`: a cluster grows by joins
+    taken one at a time; this looks at all its faces at once): the largest keeps the id, parts
+    of fewer than the minimum cluster size go back to the pool. The clusters are curated
+    after: no automatic split or merge undoes what a user decided."""
     collection = lock_collection(session, get_collection(session, collection_name).id)
     cluster = _open(_cluster(session, collection, ref))
     members = _embeddings(session, _members_query([cluster.id]))
@@ -799,7 +802,7 @@ def split(
     if similarity is None or len(ids) < 2:
         raise InvalidParameterError(f"{cluster.label} cannot be split automatically")
     vectors = np.stack([members[i] for i in ids])
-    parts = clustering.split_parts(similarity, vectors, settings.unknown_join)
+    parts = clustering.split_parts(similarity, vectors, params_of(settings))
     leaving = [[ids[row] for row in part] for part in parts[1:]]
     return _split_off(session, settings, collection, cluster, leaving)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image as PILImage
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from bench.datasets import load_celeba_identities
 from facetrail import clustering, contact_sheet
@@ -44,6 +44,7 @@ from facetrail.models import (
 )
 from facetrail.services import catalog, unknowns
 from facetrail.settings import Settings
+from facetrail.vectors import normalise
 from tests.conftest import DATA
 
 DIM = 192
@@ -70,10 +71,10 @@ CENTRES["kim"] = _LOOKS.normal(size=DIM)
 CENTRES["lee"] = _look_alike(CENTRES["kim"], 0.48, _LOOKS)
 
 
-def face_of(person: str, noise: float = 0.5) -> np.ndarray:
+def face_of(person: str, noise: float = 0.5, rng: np.random.Generator | None = None) -> np.ndarray:
     """A face of ``person``: their direction plus noise (pairwise cosine ~0.8, similarity ~99)."""
     centre = CENTRES[person] / np.linalg.norm(CENTRES[person])
-    v = centre + noise * RNG.normal(size=DIM) / np.sqrt(DIM)
+    v = centre + noise * (rng or RNG).normal(size=DIM) / np.sqrt(DIM)
     return (v / np.linalg.norm(v)).astype(np.float32)
 
 
@@ -132,10 +133,77 @@ def test_split_parts_are_the_people_of_a_cluster_the_largest_first() -> None:
     lee = [face_of("lee", 0.05) for _ in range(4)]
     assert 30 < similarity(np.array([kim[0] @ lee[0]]))[0] < 40
     vectors = np.stack([kim[0], lee[0], *lee[1:], kim[1]])
-    assert clustering.split_parts(similarity, vectors, 40) == [[1, 2, 3, 4], [0, 5]]
-    assert clustering.split_parts(similarity, vectors, 30) == [[0, 1, 2, 3, 4, 5]]
+    assert clustering.split_parts(similarity, vectors, clustering.Params(join=40)) == [
+        [1, 2, 3, 4],
+        [0, 5],
+    ]
+    assert clustering.split_parts(similarity, vectors, clustering.Params(join=30, gap=0)) == [
+        [0, 1, 2, 3, 4, 5]
+    ]
     tie = np.stack([lee[0], kim[0], lee[1], kim[1]])
-    assert clustering.split_parts(similarity, tie, 40) == [[0, 2], [1, 3]]
+    assert clustering.split_parts(similarity, tie, clustering.Params(join=40)) == [[0, 2], [1, 3]]
+
+
+def test_split_parts_without_a_gap_are_scikit_learns_cut_at_the_join() -> None:
+    """split_parts reads scipy's tree itself; with the gap off its parts are the flat cut of
+    scikit-learn's average linkage at the join similarity. Clusters of up to four people
+    around one face (so that how many parts there are depends on the join), 60 of them."""
+    rng = np.random.default_rng(23)
+    depends = 0
+    for _ in range(60):
+        base = rng.normal(size=DIM)
+        people = base + rng.uniform(0.6, 1.2) * rng.normal(size=(int(rng.integers(1, 5)), DIM))
+        n = int(rng.integers(2, 30))
+        faces = people[rng.integers(0, len(people), n)]
+        faces += rng.uniform(0.2, 0.6) * rng.normal(size=(n, DIM))
+        vectors = normalise(faces.astype(np.float32))
+        found = []
+        for join in (20.0, 30.0, 40.0, 60.0):
+            cut = clustering.Params(link=join, join=join, min_size=1)
+            expected = clustering.pool_groups(similarity, vectors, cut)
+            parts = clustering.split_parts(similarity, vectors, clustering.Params(join=join, gap=0))
+            assert parts == expected
+            found.append(len(parts))
+        depends += len(set(found)) > 1
+    assert depends >= 10
+
+
+def test_look_alikes_more_alike_than_the_join_are_told_apart_by_the_gap() -> None:
+    """kim's and lee's faces (interleaved, as they arrive) are about 35 alike, above the join
+    similarity (30), so the join alone keeps them one person; each one's own faces are ~100
+    alike, so with a gap of 40 (or 60) the parts are the two people."""
+    rng = np.random.default_rng(21)
+    kim = [face_of("kim", 0.05, rng) for _ in range(4)]
+    lee = [face_of("lee", 0.05, rng) for _ in range(4)]
+    vectors = np.stack([v for pair in zip(kim, lee, strict=True) for v in pair])
+    between = clustering.mean_similarity(similarity, np.stack(kim), np.stack(lee))
+    assert 30 < between < 40
+    assert min(clustering.within_similarity(similarity, np.stack(p)) for p in (kim, lee)) > 99
+    whole = [list(range(8))]
+    assert clustering.split_parts(similarity, vectors, clustering.Params(join=30, gap=0)) == whole
+    for gap in (40.0, 60.0):
+        params = clustering.Params(join=30, gap=gap)
+        assert clustering.split_parts(similarity, vectors, params) == [[0, 2, 4, 6], [1, 3, 5, 7]]
+    # Each part needs the minimum cluster size: one face of lee is no person of its own here.
+    few = np.stack([*kim, lee[0]])
+    assert clustering.split_parts(similarity, few, clustering.Params(join=30, gap=40)) == [
+        list(range(5))
+    ]
+    # Nor is a gap wider than theirs met (~100 - 35).
+    params = clustering.Params(join=30, gap=70)
+    assert clustering.split_parts(similarity, vectors, params) == whole
+
+
+def test_one_persons_faces_with_ordinary_spread_are_not_split_by_the_gap() -> None:
+    """Ten faces of ann with the spread that makes her own faces 75-90 alike: the top of the
+    dendrogram joins two halves of hers about as alike as each half is within, far less than
+    any gap swept apart; one part at every gap (and at the join alone)."""
+    rng = np.random.default_rng(22)
+    vectors = np.stack([face_of("ann", 0.9, rng) for _ in range(10)])
+    assert 75 < clustering.within_similarity(similarity, vectors) < 90
+    for gap in (0.0, 20.0, 40.0, 60.0):
+        params = clustering.Params(join=30, gap=gap)
+        assert clustering.split_parts(similarity, vectors, params) == [list(range(10))]
 
 
 def test_the_plan_does_not_depend_on_the_order_of_faces() -> None:
@@ -527,6 +595,43 @@ def test_without_the_automatic_split_look_alikes_share_a_cluster(world: World) -
         world.cluster(world.identify(photos(*people, **look)))
     assert list(world.clusters().values()) == [["kim"] * 3 + ["lee"] * 3]
     assert automatic_splits(world.settings) == []
+
+
+def test_look_alikes_more_alike_than_the_join_are_split_by_the_gap_and_stay_apart(
+    world: World,
+) -> None:
+    """kim's and lee's first faces pair up at the join similarity 30 (they are about 34 alike)
+    and their later faces join the pair, so the join alone leaves one cluster of both (the last
+    step without the gap). With a gap of 40, the cluster is split once both parts hold two
+    faces: kim's part keeps the id (a tie; it holds the oldest face). More faces of lee then
+    join lee's cluster and the two are not merged back, though 34 reaches the join."""
+
+    def arrive(settings: Settings) -> dict[str, object]:
+        world.settings = settings
+        look = {"noise": 0.05}
+        summary: dict[str, object] = {}
+        for people in (["kim"], ["lee"], ["kim", "kim"], ["lee", "lee"]):
+            summary = world.cluster(world.identify(photos(*people, **look)))
+        return summary
+
+    plain = world.settings.with_(unknown_link=30.0, unknown_join=30.0)
+    summary = arrive(plain.with_(unknown_split_gap=40.0))
+    ((first, _),) = [(k, v) for k, v in world.clusters().items() if v[0] == "kim"]
+    assert world.clusters()[first] == ["kim"] * 3
+    (other,) = set(world.clusters()) - {first}
+    assert world.clusters()[other] == ["lee"] * 3
+    assert summary["split"] == [
+        {"cluster": first, "into": [{"cluster": other, "faces": 3}], "pooled": 0}
+    ]
+    summary = world.cluster(world.identify(photos("lee", noise=0.05)))
+    assert summary["joined"] == 1 and summary["merged"] == [] and summary["split"] == []
+    assert world.clusters() == {first: ["kim"] * 3, other: ["lee"] * 4}
+
+    with session_scope(world.settings) as session:
+        session.execute(delete(UnknownFace))
+        session.execute(delete(UnknownCluster))
+    arrive(plain.with_(unknown_split_gap=0.0))
+    assert list(world.clusters().values()) == [["kim"] * 3 + ["lee"] * 3]
 
 
 def test_a_cluster_split_apart_keeps_its_id_with_its_largest_part(world: World) -> None:
