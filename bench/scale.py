@@ -1,5 +1,7 @@
 """Workers at scale and re-runs: ``python -m bench.scale``.
 
+``--detector NAME`` sets the detector of 1. and 4.
+
 1. Identification throughput with 1 and with 2 worker processes sharing one Redis broker and one
    PostgreSQL database (each worker process uses one inference thread), in alternating rounds.
 2. A re-run against a changed collection (reusing stored embeddings) beside the first run of the
@@ -7,7 +9,7 @@
 3. ``--only layouts``: tag jobs (every operation) and identify jobs through one `facetrail worker`
    for each layout of processes x inference threads, the code of ``--baseline`` beside this
    checkout's, alternating; CPU time of the worker's processes per image and images per second.
-4. ``--only memory [--detector NAME]``: the peak resident memory of a worker's main and pool
+4. ``--only memory``: the peak resident memory of a worker's main and pool
    process after identifying the throughput section's photos.
 
 Each figure is a ratio against a baseline measured in the same run.
@@ -86,7 +88,12 @@ def timed_job(
 
 def workers_round(settings: Settings, folder: Path, count: int, images: list[str]) -> float:
     workers = [
-        Worker(settings, folder / f"worker-{count}-{i}.log", FACETRAIL_THREADS="1")
+        Worker(
+            settings,
+            folder / f"worker-{count}-{i}.log",
+            FACETRAIL_THREADS="1",
+            FACETRAIL_DETECTOR=settings.detector,
+        )
         for i in range(count)
     ]
     try:
@@ -98,13 +105,15 @@ def workers_round(settings: Settings, folder: Path, count: int, images: list[str
             w.stop()
 
 
-def scale(n: int, rounds: int) -> dict[str, float]:
+def scale(n: int, rounds: int, detector: str = "mtcnn") -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, scratch_database("facetrail_bench") as url:
         folder = Path(tmp)
         redis = PrivateRedis(folder)
         redis.start()
         try:
-            settings = Settings(home=folder / "home", models_dir=MODELS, database_url=url)
+            settings = Settings(
+                home=folder / "home", models_dir=MODELS, database_url=url, detector=detector
+            )
             upgrade(settings)
             Facetrail(settings).enroll("bench", KNN / "train")
             settings = settings.with_(broker_url=redis.url)
@@ -289,7 +298,7 @@ def main() -> None:
     parser.add_argument("--kinds", default="tag,identify", help="layouts: job kinds")
     parser.add_argument("--layouts", default="1x2,2x1,2x2", help="layouts: processes x threads")
     parser.add_argument("--baseline", default="", help="layouts: a git revision run beside")
-    parser.add_argument("--detector", default="mtcnn", help="for --only memory")
+    parser.add_argument("--detector", default="mtcnn", help="workers and memory: the detector")
     parser.add_argument(
         "--max-side", type=int, default=0, help="photos shrunk to at most this many pixels a side"
     )
@@ -336,9 +345,10 @@ def main() -> None:
                 f"| re-run {r[what]:.2f} | {r['first'] / r[what]:.0f}x faster |"
             )
     if args.only in (None, "workers"):
-        s = scale(args.images, args.rounds)
+        s = scale(args.images, args.rounds, args.detector)
         print(
-            f"| identification through Redis + PostgreSQL (images/s, median of {args.rounds}) "
+            f"| identification through Redis + PostgreSQL ({args.detector}; images/s, median "
+            f"of {args.rounds}) "
             f"| 1 worker {s['one']:.2f} | 2 workers {s['two']:.2f} "
             f"| {s['two'] / s['one']:.2f}x |"
         )

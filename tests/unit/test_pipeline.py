@@ -55,10 +55,10 @@ def iou(a: npt.NDArray[np.float32], b: tuple[float, float, float, float]) -> flo
     return box_a.iou(box_b)
 
 
-@pytest.fixture(scope="module", params=["mtcnn", "retinaface"])
+@pytest.fixture(scope="module", params=["mtcnn", "retinaface", "retinaface-onet"])
 def pipeline(models_dir: Path, request: pytest.FixtureRequest) -> FacePipeline:
     """Each test of the pipeline runs with each detector."""
-    if request.param == "retinaface" and importlib.util.find_spec("onnxruntime") is None:
+    if request.param != "mtcnn" and importlib.util.find_spec("onnxruntime") is None:
         pytest.skip("RetinaFace runs on onnxruntime (the tagging extra), not installed")
     return FacePipeline(Settings(models_dir=models_dir, detector=request.param))
 
@@ -158,12 +158,17 @@ def _largest_vector(pipeline: FacePipeline, path: Path) -> npt.NDArray[np.float3
 
 @pytest.mark.parametrize(
     ("detector", "embedder"),
-    [("mtcnn", "mobilefacenet"), ("retinaface", "mobilefacenet"), ("mtcnn", "dlib")],
+    [
+        ("mtcnn", "mobilefacenet"),
+        ("retinaface", "mobilefacenet"),
+        ("retinaface-onet", "mobilefacenet"),
+        ("mtcnn", "dlib"),
+    ],
 )
 def test_same_person_scores_above_different(models_dir: Path, detector: str, embedder: str) -> None:
     if embedder == "dlib" and not HAS_DLIB:
         pytest.skip("the dlib extra is not installed")
-    if detector == "retinaface" and importlib.util.find_spec("onnxruntime") is None:
+    if detector != "mtcnn" and importlib.util.find_spec("onnxruntime") is None:
         pytest.skip("RetinaFace runs on onnxruntime (the tagging extra), not installed")
     pipeline = FacePipeline(Settings(models_dir=models_dir, detector=detector, embedder=embedder))
     obama = _largest_vector(pipeline, FR_TESTS / "obama.jpg")

@@ -32,9 +32,8 @@ from facetrail.errors import ConfigurationError
 from facetrail.inference.detector import (
     DETECTORS,
     Detection,
+    Detector,
     DetectorConfig,
-    MTCNNDetector,
-    RetinaFaceDetector,
 )
 from facetrail.inference.embedders import Embedder, create_embedder, embedder_class
 from facetrail.inference.face_attributes import AgeGenderModel, EmotionModel
@@ -92,7 +91,7 @@ class FacePipeline:
         return f"{detector}/{embedder.name}-{embedder.dim}@{weights}"
 
     @property
-    def detector(self) -> MTCNNDetector | RetinaFaceDetector:
+    def detector(self) -> Detector:
         cls = DETECTORS[self.settings.detector]
         files = [model_path(self.settings, name) for name in cls.weights]
         return cls.shared(files, threads=self.settings.threads, config=self.detector_config)
