@@ -215,6 +215,29 @@ def test_pnet_tiles_reproduce_the_whole_level_map(models_dir: Path) -> None:
         np.testing.assert_allclose(rebuilt, full[0, : cells[0], : cells[1], 1], atol=1e-5)
 
 
+def test_onet_inputs_are_squares_framed_from_the_proposal() -> None:
+    # A 100 x 130 RetinaFace box -> the square O-net gets: moved by the frame's shift, of side
+    # the mean of the frame's width and height factors.
+    dx, dy, from_w, from_h = det.ONET_FRAME
+    box = np.array([[50.0, 40.0, 150.0, 170.0]], np.float32)
+    (x0, y0, x1, y1, score) = det._onet_inputs(box)[0]
+    side = int((from_w * 100 + from_h * 130) / 2)
+    assert x1 - x0 == y1 - y0 == side
+    assert abs((x0 + x1) / 2 - (100 + dx * 100)) <= 1
+    assert abs((y0 + y1) / 2 - (105 + dy * 130)) <= 1
+    assert score == 0
+
+
+def test_area_crops_pad_outside_the_image_with_black() -> None:
+    image = np.full((40, 40, 3), 255, np.uint8)
+    # Half of the box lies left of the image: the crop's left half is black, its right white.
+    crops = det._area_crops(image, np.array([[-20.0, 0.0, 19.0, 39.0, 0.0]], np.float32), 48)
+    assert crops.shape == (1, 48, 48, 3)
+    # Crops are transposed (N, W, H, 3) and normalised to (x - 127.5) / 128.
+    assert np.allclose(crops[0, :20], -127.5 / 128)
+    assert np.allclose(crops[0, 28:], 127.5 / 128)
+
+
 def test_alignment_maps_landmarks_onto_the_template() -> None:
     angle = np.deg2rad(25)
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
