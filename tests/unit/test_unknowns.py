@@ -82,6 +82,15 @@ def similarity(cosines: np.ndarray) -> np.ndarray:
     return calibrated("mobilefacenet", cosines)
 
 
+@pytest.fixture(autouse=True)
+def _same_faces_whatever_ran_before() -> None:
+    """Each test draws its faces from the same start, whatever ran before: other modules import
+    ``face_of`` and draw from ``RNG`` too, and the look-alikes' margins (about 34 between them,
+    against a link of 30 and a strict join of 40) are thin enough that other draws can cross
+    them (seen: the split test failed after tests/integration/test_unknowns.py had drawn)."""
+    RNG.bit_generator.state = np.random.default_rng(7).bit_generator.state
+
+
 # The clustering ----------------------------------------------------------------------------------
 def test_a_pool_of_two_people_becomes_two_clusters_and_a_single_face_waits() -> None:
     faces = {i: face_of("ann") for i in range(4)} | {10 + i: face_of("bob") for i in range(3)}
