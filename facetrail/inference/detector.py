@@ -108,11 +108,7 @@ class MTCNNDetector(Model[list[Detection]]):
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an RGB (H, W, 3) image, got shape {rgb.shape}")
         height, width = rgb.shape[:2]
-        scale = min(1.0, self.config.max_side / max(height, width))
-        work = rgb
-        if scale < 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            work = _resize(rgb, size)
+        work, scale = _shrunk(rgb, self.config.max_side)
         min_face = max(self.config.min_face_size, MIN_FACE_RATIO * max(height, width)) * scale
         with self._run_lock:
             boxes, points = self._stages(work, max(min_face, PNET_CELL))
@@ -237,6 +233,20 @@ def _refine(
 def _resize(img: UInt8Array, size: tuple[int, int]) -> UInt8Array:
     """Area-averaging resize (as the reference MTCNN): no aliasing when shrinking."""
     return np.asarray(cv2.resize(img, size, interpolation=cv2.INTER_AREA), np.uint8)
+
+
+def _shrunk(
+    rgb: UInt8Array, max_side: int, *, mild: int = cv2.INTER_AREA
+) -> tuple[UInt8Array, float]:
+    """``rgb`` with its longer side at most ``max_side`` (as it is if already), and the scale.
+    Area-averaged, or resampled with ``mild`` where the scale is at least a half."""
+    height, width = rgb.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale == 1.0:
+        return rgb, scale
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    how = mild if scale >= 0.5 else cv2.INTER_AREA
+    return np.asarray(cv2.resize(rgb, size, interpolation=how), np.uint8), scale
 
 
 def _normalise(img: UInt8Array) -> FloatArray:
@@ -493,11 +503,7 @@ class RetinaFaceDetector(Model[list[Detection]]):
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an RGB (H, W, 3) image, got shape {rgb.shape}")
         height, width = rgb.shape[:2]
-        scale = min(1.0, self.max_side / max(height, width))
-        work = rgb
-        if scale < 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            work = np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), np.uint8)
+        work, _ = _shrunk(rgb, self.max_side)
         h, w = work.shape[:2]
         # BGR minus the means, NCHW, in one pass (numpy's three passes cost 10x more).
         pixels = np.asarray(
@@ -592,14 +598,9 @@ class RetinaONetDetector(Model[list[Detection]]):
 
     def _predict(self, rgb: UInt8Array) -> list[Detection]:
         height, width = rgb.shape[:2]
-        scale = min(1.0, RETINAFACE_MAX_SIDE / max(height, width))
-        small = rgb
-        if scale < 1.0:
-            # Bilinear for mild shrinks: area averaging costs ~10x more and matters for
-            # aliasing only below half size.
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            how = cv2.INTER_LINEAR if scale >= 0.5 else cv2.INTER_AREA
-            small = np.asarray(cv2.resize(rgb, size, interpolation=how), np.uint8)
+        # Bilinear for mild shrinks: area averaging costs ~10x more and matters for aliasing
+        # only below half size.
+        small, _ = _shrunk(rgb, RETINAFACE_MAX_SIDE, mild=cv2.INTER_LINEAR)
         proposals = self._proposer.predict(small)
         if not proposals:
             return []

@@ -408,14 +408,11 @@ def _split_grown(
         .order_by(UnknownCluster.id)
     ).all():
         members = _embeddings(session, _members_query([cluster.id]))
-        ids = sorted(members)
-        if len(ids) < 2:
+        if len(members) < 2:
             continue
-        vectors = np.stack([members[i] for i in ids])
-        parts = clustering.split_parts(similarity, vectors, params_of(settings))
-        if len(parts) < 2:
+        leaving = _leaving(settings, members, similarity)
+        if not leaving:
             continue
-        leaving = [[ids[row] for row in part] for part in parts[1:]]
         result = _split_off(session, settings, collection, cluster, leaving, automatic=True)
         done.append({k: result[k] for k in ("cluster", "into", "pooled")})
     return done
@@ -801,10 +798,19 @@ def split(
     similarity = _similarity(settings, collection)
     if similarity is None or len(ids) < 2:
         raise InvalidParameterError(f"{cluster.label} cannot be split automatically")
+    leaving = _leaving(settings, members, similarity)
+    return _split_off(session, settings, collection, cluster, leaving)
+
+
+def _leaving(
+    settings: Settings, members: Mapping[int, np.ndarray], similarity: clustering.Similarity
+) -> list[list[int]]:
+    """The unknown face ids of each part that leaves a cluster whose faces are ``members``
+    (:func:`facetrail.clustering.split_parts`; the largest part stays); none: one person."""
+    ids = sorted(members)
     vectors = np.stack([members[i] for i in ids])
     parts = clustering.split_parts(similarity, vectors, params_of(settings))
-    leaving = [[ids[row] for row in part] for part in parts[1:]]
-    return _split_off(session, settings, collection, cluster, leaving)
+    return [[ids[row] for row in part] for part in parts[1:]]
 
 
 def _split_off(
