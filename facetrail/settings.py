@@ -26,8 +26,7 @@ class Settings:
     broker_url: str = ""
     backend: str = "local"
     # Local backend: which face detector ("mtcnn", "retinaface" or "retinaface-onet") and
-    # embedder, and where
-    # model files live.
+    # embedder, and where model files live.
     detector: str = "mtcnn"
     embedder: str = "mobilefacenet"
     models_dir: Path | None = None

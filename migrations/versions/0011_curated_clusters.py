@@ -2,7 +2,7 @@
 
 Revision ID: 0011
 Revises: 0010
-Create Date: 2026-12-03 10:00:00
+Create Date: 2026-11-30 10:00:00
 """
 
 from collections.abc import Sequence
