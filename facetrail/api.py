@@ -188,11 +188,17 @@ class Facetrail:
         *,
         backend: str | None = None,
         embedder: str | None = None,
+        detector: str | None = None,
         wait: bool = True,
         progress: Progress | None = None,
     ) -> dict[str, Any]:
         """Re-embed every enrolled face into a new model or backend; switch when complete."""
-        request = {"collection": collection, "backend": backend, "embedder": embedder}
+        request = {
+            "collection": collection,
+            "backend": backend,
+            "embedder": embedder,
+            "detector": detector,
+        }
         return self._create("reindex", request, wait=wait, progress=progress)
 
     def resume(

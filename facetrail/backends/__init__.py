@@ -45,9 +45,10 @@ def get_backend(settings: Settings, name: str | None = None) -> Backend:
     return backend_class(name or settings.backend)(settings)
 
 
-# Settings a collection pins at creation, so every worker searches it the way it was built.
+# Settings a collection pins at creation, so every worker searches it the way it was built
+# (the detector too: faces are aligned on its landmarks, so another one's vectors differ).
 PINNED_OPTIONS: dict[str, tuple[str, ...]] = {
-    "local": ("embedder",),
+    "local": ("embedder", "detector"),
     "rekognition": ("aws_region",),  # a Rekognition collection lives in one region
 }
 

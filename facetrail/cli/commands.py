@@ -327,7 +327,11 @@ def reindex(settings: Settings, args: argparse.Namespace) -> int:
     update, close = _progress("reindex", not args.json)
     try:
         report = Facetrail(settings).reindex(
-            args.collection, backend=args.target_backend, embedder=args.model, progress=update
+            args.collection,
+            backend=args.target_backend,
+            embedder=args.model,
+            detector=args.detector,
+            progress=update,
         )
     finally:
         close()

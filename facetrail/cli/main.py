@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     reindex.add_argument("collection")
     reindex.add_argument("--backend", dest="target_backend", help="move to this backend")
     reindex.add_argument("--model", help="local embedder to re-embed with, e.g. dlib")
+    reindex.add_argument("--detector", help="local face detector to re-detect with, e.g. mtcnn")
     reindex.add_argument("--json", action="store_true")
 
     people = add("people", commands.people, "rename, merge or delete a person")

@@ -45,9 +45,10 @@ class ReindexRequest(Request):
     kind: Literal["reindex"] = "reindex"
     collection: CollectionName
     # The target backend (the collection's own when absent) and, for the local backend,
-    # the embedder (the settings' one when absent).
+    # the embedder and the detector (the settings' ones when absent).
     backend: Name | None = None
     embedder: Name | None = None
+    detector: Name | None = None
 
 
 class ReindexJob(JobType):
@@ -61,9 +62,8 @@ class ReindexJob(JobType):
     def create(self, session: Session, settings: Settings, request: ReindexRequest) -> Job:
         collection = get_collection(session, request.collection)
         target_backend = request.backend or collection.backend
-        target_settings = (
-            settings.with_(embedder=request.embedder) if request.embedder else settings
-        )
+        chosen = {"embedder": request.embedder, "detector": request.detector}
+        target_settings = settings.with_(**{k: v for k, v in chosen.items() if v})
         options = backend_options(target_settings, target_backend)
         target = backend_for(settings, target_backend, options)
         if (

@@ -81,3 +81,53 @@ def test_job_kind_check_constraint(database_url: str, kind: str, ok: bool) -> No
             with pytest.raises(IntegrityError):
                 conn.execute(insert, {"kind": kind})
         conn.rollback()
+
+
+def test_collections_pin_the_detector_of_their_model_version(database_url: str) -> None:
+    """0012 records each local collection's detector from its model version (another backend's
+    collections and ones already pinned are left alone); downgrading takes it out again."""
+    import json
+
+    from sqlalchemy import text
+
+    config = alembic_config(database_url)
+    command.upgrade(config, "0011")
+    rows = {
+        "old": ("local", {"embedder": "mobilefacenet"}, "mtcnn-tflite/mobilefacenet-192@d8ba40c0"),
+        "fast": ("local", {"embedder": "dlib"}, "retinaface-onet/dlib-128@96e1fbda"),
+        "pinned": ("local", {"embedder": "dlib", "detector": "retinaface"}, "mtcnn-tflite/x"),
+        "aws": ("rekognition", {"aws_region": "eu-west-1"}, "7.0"),
+    }
+    insert = text(
+        "INSERT INTO collections (name, backend, backend_collection_id, backend_options,"
+        " model_version, version, public_figures, past_generation, has_corrections,"
+        " created_at, updated_at) VALUES (:name, :backend, :name, :options, :model, 0,"
+        " false, 0, false, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+    )
+    engine = engine_for(database_url)
+    with engine.begin() as conn:
+        for name, (backend, options, model) in rows.items():
+            conn.execute(
+                insert,
+                {"name": name, "backend": backend, "options": json.dumps(options), "model": model},
+            )
+
+    def options() -> dict[str, dict[str, str]]:
+        with engine.connect() as conn:
+            found = conn.execute(text("SELECT name, backend_options FROM collections")).all()
+        return {n: o if isinstance(o, dict) else json.loads(o) for n, o in found}
+
+    command.upgrade(config, "0012")
+    assert options() == {
+        "old": {"embedder": "mobilefacenet", "detector": "mtcnn"},
+        "fast": {"embedder": "dlib", "detector": "retinaface-onet"},
+        "pinned": {"embedder": "dlib", "detector": "retinaface"},
+        "aws": {"aws_region": "eu-west-1"},
+    }
+    command.downgrade(config, "0011")
+    assert options() == {
+        "old": {"embedder": "mobilefacenet"},
+        "fast": {"embedder": "dlib"},
+        "pinned": {"embedder": "dlib"},
+        "aws": {"aws_region": "eu-west-1"},
+    }

@@ -105,3 +105,25 @@ def test_reindex_refuses_when_collection_changes_meanwhile(settings: Settings) -
     assert report["status"] == "succeeded" and not report["switched"]
     assert "changed while it was being re-indexed" in report["error"]
     assert models_in_use(settings)[0] == old_model
+
+
+def test_a_collection_keeps_its_detector_and_reindexes_to_another(settings: Settings) -> None:
+    """Switching FACETRAIL_DETECTOR leaves existing collections searched with the detector they
+    were built with (their vectors come from its landmarks); a re-index moves one over."""
+    Facetrail(settings).enroll("band", KNN / "train")
+    with session_scope(settings) as session:
+        collection = session.scalars(select(Collection)).one()
+        assert collection.backend_options["detector"] == settings.detector == "mtcnn"
+        assert collection.model_version.startswith("mtcnn-tflite/")
+
+    switched = Facetrail(settings.with_(detector="retinaface-onet"))
+    assert names(switched.identify("band", knn_test_images())) == KNN_EXPECTED
+    identified = switched.jobs(limit=1)[0]
+    assert identified["model_version"].startswith("mtcnn-tflite/"), identified
+
+    report = Facetrail(settings).reindex("band", detector="retinaface-onet")
+    assert report["status"] == "succeeded" and report["switched"], report
+    model, faces, local = models_in_use(settings)
+    assert model.startswith("retinaface-onet/") and faces == {model} and local == {model}
+    # The settings still say mtcnn: the collection's pinned detector wins.
+    assert names(Facetrail(settings).identify("band", knn_test_images())) == KNN_EXPECTED
