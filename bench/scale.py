@@ -298,7 +298,9 @@ def main() -> None:
     parser.add_argument("--kinds", default="tag,identify", help="layouts: job kinds")
     parser.add_argument("--layouts", default="1x2,2x1,2x2", help="layouts: processes x threads")
     parser.add_argument("--baseline", default="", help="layouts: a git revision run beside")
-    parser.add_argument("--detector", default="mtcnn", help="workers and memory: the detector")
+    parser.add_argument(
+        "--detector", default=Settings.detector, help="workers and memory: the detector"
+    )
     parser.add_argument(
         "--max-side", type=int, default=0, help="photos shrunk to at most this many pixels a side"
     )

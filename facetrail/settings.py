@@ -27,7 +27,7 @@ class Settings:
     backend: str = "local"
     # Local backend: which face detector ("mtcnn", "retinaface" or "retinaface-onet") and
     # embedder, and where model files live.
-    detector: str = "mtcnn"
+    detector: str = "retinaface-onet"
     embedder: str = "mobilefacenet"
     models_dir: Path | None = None
     min_face_size: int = 20
@@ -64,15 +64,15 @@ class Settings:
     # faces at unknown_join tells people apart (as `facetrail unknowns split` without faces),
     # unless a user merged, split or named it (unknown_auto_split). Chosen, with the split on,
     # on glint_celebrity_chips and half of celeba_identities' people by
-    # `python -m bench.unknowns` (docs/unknowns.md).
-    unknown_link: float = 30.0
+    # `python -m bench.unknowns` on the default detector's faces (docs/unknowns.md).
+    unknown_link: float = 20.0
     unknown_join: float = 30.0
     unknown_min_cluster_size: int = 2
     unknown_auto_split: bool = True
     # Also split (and never merge) two groups of faces whose mean similarity between them is
     # this many points below the less alike group's own (each at least unknown_min_cluster_size
     # faces): look-alikes more alike than unknown_join, far less than their own faces. 0: off.
-    unknown_split_gap: float = 0.0
+    unknown_split_gap: float = 60.0
     # Input guards.
     max_image_bytes: int = 40 * 1024 * 1024
     max_image_pixels: int = 50_000_000

