@@ -70,15 +70,19 @@ def batch(n: int) -> list[str]:
 
 
 def timed_job(
-    ft: Facetrail, images: Sequence[str], kind: str = "identify", ops: Sequence[str] | None = None
+    ft: Facetrail,
+    images: Sequence[str],
+    kind: str = "identify",
+    ops: Sequence[str] | None = None,
+    collection: str = "bench",
 ) -> float:
-    """Seconds from creating a job of ``kind`` (identify against "bench", or tag with ``ops``,
-    all of them by default) on ``images`` until it has finished."""
+    """Seconds from creating a job of ``kind`` (identify against ``collection``, or tag with
+    ``ops``, all of them by default) on ``images`` until it has finished."""
     started = time.perf_counter()
     if kind == "tag":
         job = ft.tag(list(images), ops=ops, wait=False)
     else:
-        job = ft.identify("bench", list(images), wait=False)
+        job = ft.identify(collection, list(images), wait=False)
     report = ft.wait(job["job_id"], timeout=1800, poll=0.1)
     elapsed = time.perf_counter() - started
     if report["status"] != "succeeded":
@@ -142,10 +146,19 @@ class JobRun:
 
 
 def layout_round(
-    settings: Settings, folder: Path, kind: str, layout: Layout, code: Code, images: list[str]
+    settings: Settings,
+    folder: Path,
+    kind: str,
+    layout: Layout,
+    code: Code,
+    images: list[str],
+    collection: str,
+    enroll: bool,
 ) -> JobRun:
     """A job of ``kind`` on ``images`` through one worker of ``layout.processes`` processes
-    with ``layout.threads`` inference threads each, running ``code``."""
+    with ``layout.threads`` inference threads each, running ``code``. Identify jobs search
+    ``collection``, which that worker enrolls first when ``enroll``: each code enrolls its
+    own, with its own default detector and embedder."""
     log = folder / f"{kind}-{layout}-{code.root.name}.log"
     worker = Worker(
         settings,
@@ -156,10 +169,12 @@ def layout_round(
     )
     try:
         ft = Facetrail(settings)
+        if kind == "identify" and enroll:
+            ft.enroll(collection, KNN / "train")
         # Every pool process loads its models before timing (the pool takes items in turn).
-        timed_job(ft, images[: 3 * layout.processes], kind)
+        timed_job(ft, images[: 3 * layout.processes], kind, collection=collection)
         cpu, busy = session_cpu_seconds(worker.proc.pid), busy_cpu_seconds()
-        seconds = timed_job(ft, images, kind)
+        seconds = timed_job(ft, images, kind, collection=collection)
         cpu, busy = session_cpu_seconds(worker.proc.pid) - cpu, busy_cpu_seconds() - busy
     finally:
         worker.stop()
@@ -184,13 +199,18 @@ def layouts(
         try:
             settings = Settings(home=folder / "home", models_dir=MODELS, database_url=url)
             upgrade(settings)
-            Facetrail(settings).enroll("bench", KNN / "train")
             settings = settings.with_(broker_url=redis.url)
+            enrolled: set[str] = set()
             for r in range(rounds):
                 for kind in kinds:
                     for layout in layout_list:
                         for code in alternating(codes, r):
-                            run = layout_round(settings, folder, kind, layout, code, photos[kind])
+                            collection = f"bench-{codes.index(code)}"
+                            enroll = kind == "identify" and collection not in enrolled
+                            if enroll:
+                                enrolled.add(collection)
+                            args = (kind, layout, code, photos[kind], collection, enroll)
+                            run = layout_round(settings, folder, *args)
                             print(
                                 f"[bench.scale] round {r + 1} {kind} {layout} {code.label}: "
                                 f"{run.images / run.wall:.2f} images/s, "
