@@ -48,7 +48,11 @@ from facetrail.backends.local.attributes import estimate_pose, estimate_quality
 from facetrail.backends.local.pipeline import FacePipeline
 from facetrail.images import open_image
 from facetrail.inference.detector import Detection
-from facetrail.inference.embedders import DlibEmbedder, MobileFaceNetEmbedder
+from facetrail.inference.embedders import (
+    DlibEmbedder,
+    MobileFaceNetEmbedder,
+    MobileFaceNetFlipEmbedder,
+)
 from facetrail.modelfiles import model_path
 
 FloatArray = npt.NDArray[np.float64]
@@ -101,7 +105,7 @@ def analyse(paths: Sequence[datasets.Labelled], home: Path) -> list[Photo]:
     mfn_files = [model_path(settings, n) for n in MobileFaceNetEmbedder.weights]
     embedders = {
         "mfn": MobileFaceNetEmbedder.shared(mfn_files, threads=settings.threads),
-        "mfn_flip": MobileFaceNetEmbedder.shared(mfn_files, threads=settings.threads, flip=True),
+        "mfn_flip": MobileFaceNetFlipEmbedder.shared(mfn_files, threads=settings.threads),
         "dlib": DlibEmbedder.shared(
             [model_path(settings, n) for n in DlibEmbedder.weights], threads=settings.threads
         ),

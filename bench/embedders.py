@@ -31,7 +31,11 @@ import numpy.typing as npt
 from facetrail.backends.local.pipeline import FacePipeline
 from facetrail.images import load_image
 from facetrail.inference.detector import Detection
-from facetrail.inference.embedders import Embedder, MobileFaceNetEmbedder
+from facetrail.inference.embedders import (
+    Embedder,
+    MobileFaceNetEmbedder,
+    MobileFaceNetFlipEmbedder,
+)
 from facetrail.modelfiles import model_path
 from facetrail.settings import Settings
 
@@ -220,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.variants:
         calibrated = FacePipeline(settings.with_(embedder="mobilefacenet"))
         files = [model_path(settings, name) for name in MobileFaceNetEmbedder.weights]
-        flipped = MobileFaceNetEmbedder.shared(files, threads=settings.threads, flip=True)
+        flipped = MobileFaceNetFlipEmbedder.shared(files, threads=settings.threads)
         systems.append(("mobilefacenet + flip", calibrated, flipped))
 
     print(

@@ -28,7 +28,7 @@ class Settings:
     # Local backend: which face detector ("mtcnn", "retinaface" or "retinaface-onet") and
     # embedder, and where model files live.
     detector: str = "retinaface-onet"
-    embedder: str = "mobilefacenet"
+    embedder: str = "mobilefacenet-flip"
     models_dir: Path | None = None
     min_face_size: int = 20
     detection_threshold: float = 0.9

@@ -265,6 +265,11 @@ class Backend(abc.ABC):
     def model_version(self) -> str:
         """Identifies the embedding space: results from different versions never mix."""
 
+    def for_collection(self, collection_id: str) -> Backend:
+        """The backend that searches ``collection_id`` in the embedding space it was built in:
+        this one, unless the collection was made under other settings this backend can take."""
+        return self
+
     # Faces in one image
     @abc.abstractmethod
     def detect_faces(

@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--database-url", help="SQLAlchemy URL (FACETRAIL_DATABASE_URL)")
     parser.add_argument("--broker-url", help="Celery broker, e.g. redis://localhost:6379/0")
     parser.add_argument("--backend", help="recognizer backend: local or rekognition")
-    parser.add_argument("--embedder", help="local backend embedder: mobilefacenet or dlib")
+    parser.add_argument(
+        "--embedder", help="local backend embedder: mobilefacenet-flip, mobilefacenet or dlib"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:

@@ -48,6 +48,8 @@ MODEL_VERSIONS: dict[str, str] = {
     "mtcnn-tflite/dlib-128@55533b28": "7.1",
     "retinaface-onet/mobilefacenet-192@d8ba40c0": "8.0",
     "retinaface-onet/dlib-128@55533b28": "8.1",
+    "retinaface-onet/mobilefacenet-flip-192@d8ba40c0": "8.2",
+    "mtcnn-tflite/mobilefacenet-flip-192@d8ba40c0": "7.2",
 }
 # A model not in the table: a number no table entry uses, stable for the id.
 _UNLISTED_MAJOR = 90

@@ -302,7 +302,8 @@ class RekognitionService:
         # QualityFilter is accepted and not applied: the local backend has no quality classes.
         # DetectionAttributes as DetectFaces' Attributes: anything beyond DEFAULT adds them all.
         wanted = set(params.get("DetectionAttributes") or ["DEFAULT"]) - {"DEFAULT"}
-        result = self.backend.index_faces(
+        backend = self.backend.for_collection(collection)
+        result = backend.index_faces(
             collection, image, external_id=external_id, max_faces=max_faces, attributes=bool(wanted)
         )
         image_uuid = image_id(image.sha256, image.sha256)
@@ -320,7 +321,7 @@ class RekognitionService:
             records.append({"Face": face, "FaceDetail": face_detail_json(indexed.face)})
         return {
             "FaceRecords": records,
-            "FaceModelVersion": self._version(self.backend.model_version),
+            "FaceModelVersion": self._version(backend.model_version),
             "UnindexedFaces": [
                 {"Reasons": ["EXCEEDS_MAX_FACES"], "FaceDetail": face_detail_json(face)}
                 for face in result.unindexed
@@ -368,7 +369,8 @@ class RekognitionService:
 
     def search_faces(self, params: Params, region: str) -> Response:
         collection, face_id = params["CollectionId"], params["FaceId"]
-        matches = self.backend.search_faces(
+        backend = self.backend.for_collection(collection)
+        matches = backend.search_faces(
             collection,
             face_id,
             max_faces=params.get("MaxFaces", DEFAULT_MAX_MATCHES),
@@ -377,13 +379,14 @@ class RekognitionService:
         return {
             "SearchedFaceId": face_id,
             "FaceMatches": self._matches(collection, matches),
-            "FaceModelVersion": self._version(self.backend.model_version),
+            "FaceModelVersion": self._version(backend.model_version),
         }
 
     def search_faces_by_image(self, params: Params, region: str) -> Response:
         collection = params["CollectionId"]
         image = self._image(params, "Image")
-        found = self.backend.search_faces_by_image(
+        backend = self.backend.for_collection(collection)
+        found = backend.search_faces_by_image(
             collection,
             image,
             max_faces=params.get("MaxFaces", DEFAULT_MAX_MATCHES),
@@ -393,7 +396,7 @@ class RekognitionService:
             "SearchedFaceBoundingBox": box_json(found.face.box),
             "SearchedFaceConfidence": found.face.confidence,
             "FaceMatches": self._matches(collection, found.matches),
-            "FaceModelVersion": self._version(self.backend.model_version),
+            "FaceModelVersion": self._version(backend.model_version),
         }
 
     # Faces in one image ------------------------------------------------------------------
@@ -538,7 +541,8 @@ class RekognitionService:
         user_id, face_id = params.get("UserId"), params.get("FaceId")
         if (user_id is None) == (face_id is None):
             raise invalid_parameter("SearchUsers takes a UserId or a FaceId (one of them)")
-        matches = self.backend.search_users(
+        backend = self.backend.for_collection(params["CollectionId"])
+        matches = backend.search_users(
             params["CollectionId"],
             user_id=user_id,
             face_id=face_id,
@@ -547,7 +551,7 @@ class RekognitionService:
         )
         response: Response = {
             "UserMatches": self._user_matches(matches),
-            "FaceModelVersion": self._version(self.backend.model_version),
+            "FaceModelVersion": self._version(backend.model_version),
         }
         if user_id is not None:
             response["SearchedUser"] = {"UserId": user_id}
@@ -557,7 +561,8 @@ class RekognitionService:
 
     def search_users_by_image(self, params: Params, region: str) -> Response:
         image = self._image(params, "Image")
-        found = self.backend.search_users_by_image(
+        backend = self.backend.for_collection(params["CollectionId"])
+        found = backend.search_users_by_image(
             params["CollectionId"],
             image,
             threshold=params.get("UserMatchThreshold", DEFAULT_USER_MATCH_THRESHOLD),
@@ -565,7 +570,7 @@ class RekognitionService:
         )
         return {
             "UserMatches": self._user_matches(found.matches),
-            "FaceModelVersion": self._version(self.backend.model_version),
+            "FaceModelVersion": self._version(backend.model_version),
             "SearchedFace": {"FaceDetail": face_detail_json(found.face)},
             # Only the largest face is searched, as the service does.
             "UnsearchedFaces": [

@@ -7,6 +7,7 @@ lacks).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import threading
@@ -136,6 +137,11 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
         s3_endpoint_url=NO_S3,
     )
     srv = make_server(settings, "127.0.0.1", 0)
+    yield from _serving(srv)
+
+
+@contextlib.contextmanager
+def _served(srv: RekognitionHTTPServer) -> Iterator[str]:
     yield from _serving(srv)
 
 
@@ -303,6 +309,36 @@ def test_faces_in_a_collection(client: Any) -> None:
 
     listed = client.list_collections(MaxResults=1)
     assert listed["CollectionIds"] == ["c"] and len(listed["FaceModelVersions"]) == 1
+
+
+def test_collections_of_an_earlier_release_keep_their_model(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    """A server upgraded to other default models still searches the collections made before
+    with the models that built them, and new collections get the new ones."""
+    home = tmp_path / "home"
+    earlier = Settings(home=home, models_dir=models_dir, detector="mtcnn", embedder="mobilefacenet")
+    with _served(make_server(earlier, "127.0.0.1", 0)) as url:
+        old = client_for(url)
+        assert old.create_collection(CollectionId="band")["FaceModelVersion"] == "7.0"
+        for name in ["obama", "biden"]:
+            old.index_faces(
+                CollectionId="band",
+                Image={"Bytes": read(IMAGES / f"{name}.jpg")},
+                ExternalImageId=name,
+            )
+    with _served(make_server(Settings(home=home, models_dir=models_dir), "127.0.0.1", 0)) as url:
+        new = client_for(url)
+        found = new.search_faces_by_image(
+            CollectionId="band", Image={"Bytes": read(IMAGES / "obama2.jpg")}, FaceMatchThreshold=80
+        )
+        assert found["FaceModelVersion"] == "7.0"
+        assert [m["Face"]["ExternalImageId"] for m in found["FaceMatches"]] == ["obama"]
+        added = new.index_faces(CollectionId="band", Image={"Bytes": read(IMAGES / "obama3.jpg")})
+        assert added["FaceRecords"][0]["Face"]["IndexFacesModelVersion"] == "7.0"
+        assert new.create_collection(CollectionId="fans")["FaceModelVersion"] == "8.2"
+        versions = new.list_collections()["FaceModelVersions"]
+        assert sorted(versions) == ["7.0", "8.2"]
 
 
 def test_compare_faces_unmatched_and_threshold(client: Any) -> None:

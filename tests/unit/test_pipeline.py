@@ -63,7 +63,7 @@ def pipeline(models_dir: Path, request: pytest.FixtureRequest) -> FacePipeline:
 
 def test_nothing_loads_before_use(tmp_path: Path) -> None:
     pipeline = FacePipeline(Settings(models_dir=tmp_path / "empty"))
-    assert pipeline.model_version.startswith("retinaface-onet/mobilefacenet-192@d8ba40c0")
+    assert pipeline.model_version.startswith("retinaface-onet/mobilefacenet-flip-192@d8ba40c0")
     with pytest.raises(ModelNotInstalledError, match="facetrail models install"):
         pipeline.detect(rgb(FR / "examples" / "obama_small.jpg"))
 
@@ -160,6 +160,7 @@ def _largest_vector(pipeline: FacePipeline, path: Path) -> npt.NDArray[np.float3
         ("mtcnn", "mobilefacenet"),
         ("retinaface", "mobilefacenet"),
         ("retinaface-onet", "mobilefacenet"),
+        ("retinaface-onet", "mobilefacenet-flip"),
         ("mtcnn", "dlib"),
     ],
 )
@@ -175,6 +176,26 @@ def test_same_person_scores_above_different(models_dir: Path, detector: str, emb
     assert min(same) > other
     # face_recognition's own test calls these pairs same / different; so does threshold 80.
     assert float(pipeline.similarity(min(same))) >= 80 > float(pipeline.similarity(other))
+
+
+def test_flip_embedding_is_the_sum_with_the_mirror_image(models_dir: Path) -> None:
+    settings = Settings(models_dir=models_dir)
+    plain = FacePipeline(settings.with_(embedder="mobilefacenet"))
+    flipped = FacePipeline(settings.with_(embedder="mobilefacenet-flip"))
+    image = rgb(FR_TESTS / "obama.jpg")
+    crop = align_face(image, plain.detect(image)[0].landmarks)
+    crop[:, 56:] = 127  # half the face hidden: the crop and its mirror image differ a lot
+    # A face already aligned: its landmarks are the template, so aligning again keeps it.
+    aligned = det.Detection(
+        box=np.array([0, 0, 112, 112], np.float32), score=1.0, landmarks=ARCFACE_TEMPLATE
+    )
+    (own,), _ = plain.embed(crop, [aligned])
+    (mirrored,), _ = plain.embed(np.ascontiguousarray(crop[:, ::-1]), [aligned])
+    expected = (own + mirrored) / np.linalg.norm(own + mirrored)
+    (vector,), _ = flipped.embed(crop, [aligned])
+    assert float(own @ mirrored) < 0.97
+    assert float(vector @ expected) > 0.999
+    assert float(vector @ own) < 0.99
 
 
 def test_concurrent_detection_matches_serial(pipeline: FacePipeline) -> None:
@@ -259,7 +280,7 @@ def test_pose_from_synthetic_landmarks() -> None:
 
 def test_calibration_is_monotonic_and_bounded() -> None:
     cos = np.linspace(-1, 1, 201)
-    for name in ("mobilefacenet", "dlib"):
+    for name in ("mobilefacenet", "mobilefacenet-flip", "dlib"):
         scores = similarity(name, cos)
         assert np.all(np.diff(scores) >= 0)
         assert scores[0] < 1 and scores[-1] > 99

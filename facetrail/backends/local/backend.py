@@ -19,6 +19,7 @@ from PIL import Image as PILImage
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from facetrail.backends import get_backend
 from facetrail.backends.base import (
     Backend,
     BoundingBox,
@@ -37,7 +38,7 @@ from facetrail.backends.base import (
     UserSearch,
     check_confidence,
 )
-from facetrail.backends.local.pipeline import FacePipeline
+from facetrail.backends.local.pipeline import FacePipeline, settings_for_model_version
 from facetrail.backends.local.vectors import (
     VectorCache,
     from_blob,
@@ -89,6 +90,14 @@ class LocalBackend(Backend):
     @property
     def model_version(self) -> str:
         return self.pipeline.model_version
+
+    def for_collection(self, collection_id: str) -> Backend:
+        with self._sessions() as session:
+            version = self._collection(session, collection_id).model_version
+        pinned = None if version == self.model_version else settings_for_model_version(version)
+        if pinned is None:  # ours, or a model this version lacks (searching it says so)
+            return self
+        return get_backend(self.settings.with_(**pinned), self.name)
 
     # Faces in one image -------------------------------------------------------------------
     def _analyse(self, image: LoadedImage, *, embed: bool, attributes: bool = False) -> Analysis:

@@ -35,7 +35,7 @@ from facetrail.inference.detector import (
     Detector,
     DetectorConfig,
 )
-from facetrail.inference.embedders import Embedder, create_embedder, embedder_class
+from facetrail.inference.embedders import EMBEDDERS, Embedder, create_embedder, embedder_class
 from facetrail.inference.face_attributes import AgeGenderModel, EmotionModel
 from facetrail.inference.face_mesh import FaceMeshModel
 from facetrail.inference.iris import IrisModel
@@ -67,6 +67,23 @@ def as_rgb_array(image: Image.Image | UInt8Array) -> UInt8Array:
     return np.ascontiguousarray(image)
 
 
+def model_version(detector: str, embedder: str) -> str:
+    """Detector + embedder + weights, e.g. ``mtcnn-tflite/mobilefacenet-192@d8ba40c0``: faces
+    found by another detector are aligned on other landmarks, so their vectors differ."""
+    cls = embedder_class(embedder)
+    weights = MODELS[cls.weights[-1]].sha256[:8]
+    return f"{DETECTORS[detector].version}/{cls.name}-{cls.dim}@{weights}"
+
+
+def settings_for_model_version(version: str) -> dict[str, str] | None:
+    """The ``detector`` and ``embedder`` settings that compute ``version``; None if none does."""
+    for detector in DETECTORS:
+        for embedder in EMBEDDERS:
+            if model_version(detector, embedder) == version:
+                return {"detector": detector, "embedder": embedder}
+    return None
+
+
 class FacePipeline:
     def __init__(self, settings: Settings) -> None:
         self.embedder_class = embedder_class(settings.embedder)
@@ -83,12 +100,7 @@ class FacePipeline:
 
     @property
     def model_version(self) -> str:
-        """Detector + embedder + weights, e.g. ``mtcnn-tflite/mobilefacenet-192@d8ba40c0``: faces
-        found by another detector are aligned on other landmarks, so their vectors differ."""
-        embedder = self.embedder_class
-        weights = MODELS[embedder.weights[-1]].sha256[:8]
-        detector = DETECTORS[self.settings.detector].version
-        return f"{detector}/{embedder.name}-{embedder.dim}@{weights}"
+        return model_version(self.settings.detector, self.settings.embedder)
 
     @property
     def detector(self) -> Detector:
