@@ -65,14 +65,14 @@ class Settings:
     # unless a user merged, split or named it (unknown_auto_split). Chosen, with the split on,
     # on glint_celebrity_chips and half of celeba_identities' people by
     # `python -m bench.unknowns` on the default detector's faces (docs/unknowns.md).
-    unknown_link: float = 20.0
+    unknown_link: float = 15.0
     unknown_join: float = 30.0
-    unknown_min_cluster_size: int = 2
+    unknown_min_cluster_size: int = 3
     unknown_auto_split: bool = True
     # Also split (and never merge) two groups of faces whose mean similarity between them is
     # this many points below the less alike group's own (each at least unknown_min_cluster_size
     # faces): look-alikes more alike than unknown_join, far less than their own faces. 0: off.
-    unknown_split_gap: float = 60.0
+    unknown_split_gap: float = 40.0
     # Input guards.
     max_image_bytes: int = 40 * 1024 * 1024
     max_image_pixels: int = 50_000_000

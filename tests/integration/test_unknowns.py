@@ -24,14 +24,14 @@ from facetrail.services import catalog, unknowns
 from facetrail.settings import Settings
 from tests.conftest import DATA
 from tests.integration.test_erasure import Traces, scan_files, scan_tables
-from tests.unit.test_unknowns import World, photos
+from tests.unit.test_unknowns import SCENARIO, World, photos
 
 pytestmark = pytest.mark.services
 
 
 @pytest.fixture
 def shared(settings: Settings, postgres_url: str) -> Settings:
-    shared = settings.with_(database_url=postgres_url)
+    shared = settings.with_(database_url=postgres_url, **SCENARIO)
     upgrade(shared)
     return shared
 
