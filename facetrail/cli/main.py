@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     reindex = add("reindex", commands.reindex, "re-embed a collection into a new model or backend")
     reindex.add_argument("collection")
     reindex.add_argument("--backend", dest="target_backend", help="move to this backend")
-    reindex.add_argument("--model", help="local embedder to re-embed with, e.g. dlib")
+    reindex.add_argument("--model", help="local embedder to re-embed with, e.g. mobilefacenet-flip")
     reindex.add_argument("--detector", help="local face detector to re-detect with, e.g. mtcnn")
     reindex.add_argument("--json", action="store_true")
 
