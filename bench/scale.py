@@ -1,6 +1,6 @@
 """Workers at scale and re-runs: ``python -m bench.scale``.
 
-``--detector NAME`` sets the detector of 1. and 4.
+``--detector NAME`` and ``--embedder NAME`` set the models of 1. and 4.
 
 1. Identification throughput with 1 and with 2 worker processes sharing one Redis broker and one
    PostgreSQL database (each worker process uses one inference thread), in alternating rounds.
@@ -104,16 +104,23 @@ def workers_round(settings: Settings, folder: Path, count: int, images: list[str
             w.stop()
 
 
-def scale(n: int, rounds: int, detector: str = Settings.detector) -> dict[str, float]:
-    """Identification images/s with 1 and 2 workers; "bench" is enrolled with ``detector``, which
-    the collection keeps, so the workers search it with that detector whatever their default."""
+def scale(
+    n: int, rounds: int, detector: str = Settings.detector, embedder: str = Settings.embedder
+) -> dict[str, float]:
+    """Identification images/s with 1 and 2 workers; "bench" is enrolled with ``detector`` and
+    ``embedder``, which the collection keeps, so the workers search it with those whatever
+    their defaults."""
     with tempfile.TemporaryDirectory() as tmp, scratch_database("facetrail_bench") as url:
         folder = Path(tmp)
         redis = PrivateRedis(folder)
         redis.start()
         try:
             settings = Settings(
-                home=folder / "home", models_dir=MODELS, database_url=url, detector=detector
+                home=folder / "home",
+                models_dir=MODELS,
+                database_url=url,
+                detector=detector,
+                embedder=embedder,
             )
             upgrade(settings)
             Facetrail(settings).enroll("bench", KNN / "train")
@@ -278,7 +285,7 @@ def _peak_mib(pid: int) -> int:
     raise RuntimeError(f"no VmHWM for process {pid}")
 
 
-def worker_memory(detector: str) -> tuple[int, int]:
+def worker_memory(detector: str, embedder: str = Settings.embedder) -> tuple[int, int]:
     """Peak resident MiB of a `facetrail worker`'s main and pool process (concurrency 1,
     Redis, PostgreSQL) after it identified the throughput section's 76 photos."""
     from bench.plan import Plan
@@ -290,7 +297,11 @@ def worker_memory(detector: str) -> tuple[int, int]:
         redis.start()
         try:
             settings = Settings(
-                home=folder / "home", models_dir=MODELS, database_url=url, detector=detector
+                home=folder / "home",
+                models_dir=MODELS,
+                database_url=url,
+                detector=detector,
+                embedder=embedder,
             )
             upgrade(settings)
             Facetrail(settings).enroll("bench", KNN / "train")
@@ -319,6 +330,9 @@ def main() -> None:
         "--detector", default=Settings.detector, help="workers and memory: the detector"
     )
     parser.add_argument(
+        "--embedder", default=Settings.embedder, help="workers and memory: the embedder"
+    )
+    parser.add_argument(
         "--max-side", type=int, default=0, help="photos shrunk to at most this many pixels a side"
     )
     args = parser.parse_args()
@@ -340,9 +354,10 @@ def main() -> None:
         print(layouts_table(runs))
         return
     if args.only == "memory":
-        main_mib, pool_mib = worker_memory(args.detector)
+        main_mib, pool_mib = worker_memory(args.detector, args.embedder)
         print(
-            f"facetrail worker ({args.detector}): main process {main_mib} MiB, pool process "
+            f"facetrail worker ({args.detector}, {args.embedder}): main process {main_mib} MiB, "
+            f"pool process "
             f"{pool_mib} MiB (peak resident sets after identifying 76 photos)"
         )
         return
@@ -364,9 +379,10 @@ def main() -> None:
                 f"| re-run {r[what]:.2f} | {r['first'] / r[what]:.0f}x faster |"
             )
     if args.only in (None, "workers"):
-        s = scale(args.images, args.rounds, args.detector)
+        s = scale(args.images, args.rounds, args.detector, args.embedder)
         print(
-            f"| identification through Redis + PostgreSQL ({args.detector}; images/s, median "
+            f"| identification through Redis + PostgreSQL ({args.detector}, {args.embedder}; "
+            f"images/s, median "
             f"of {args.rounds}) "
             f"| 1 worker {s['one']:.2f} | 2 workers {s['two']:.2f} "
             f"| {s['two'] / s['one']:.2f}x |"
