@@ -201,9 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fitted = 100.0 / (1.0 + np.exp(-(a * cos + b)))
         shipped = calibration.similarity(name, cos)
         far, frr = rates(fitted, same)
-        print(
-            f"{name}: all sets, pairs {len(cos)}, ROC AUC {roc_auc(cos.tolist(), (same == 1).tolist()):.5f}"
-        )
+        auc = roc_auc(cos.tolist(), (same == 1).tolist())
+        print(f"{name}: all sets, pairs {len(cos)}, ROC AUC {auc:.5f}")
         at = {level: (np.log(level / (100 - level)) - b) / a for level in (50, 80, 99)}
         print(
             f"  fitted a={a:.4f} b={b:.4f}; cosine at similarity 50: {at[50]:.4f}, "

@@ -9,8 +9,10 @@ split: worker processes x inference threads each (``FACETRAIL_WORKER_CONCURRENCY
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,25 @@ class Code:
     def env(self) -> dict[str, str]:
         """The environment that makes a child process import this tree's facetrail."""
         return {**os.environ, "PYTHONPATH": str(self.root)}
+
+    def model_defaults(self) -> dict[str, str]:
+        """The face detector and embedder this tree's settings default to, which a collection it
+        makes would pin (a tree may know only some of them)."""
+        script = (
+            "import json; from facetrail.settings import Settings as S; "
+            "keys = ('detector', 'embedder'); "
+            "print(json.dumps({k: getattr(S, k) for k in keys if hasattr(S, k)}))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=self.root,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        defaults: dict[str, str] = json.loads(out)
+        return defaults
 
 
 THIS = Code("this checkout", REPO)

@@ -174,7 +174,8 @@ def layout_round(
     try:
         ft = Facetrail(settings)
         if kind == "identify" and enroll:
-            ft.enroll(collection, KNN / "train")
+            # The collection pins the models the worker's code would choose by default.
+            Facetrail(settings.with_(**code.model_defaults())).enroll(collection, KNN / "train")
         # Every pool process loads its models before timing (the pool takes items in turn).
         timed_job(ft, images[: 3 * layout.processes], kind, collection=collection)
         cpu, busy = session_cpu_seconds(worker.proc.pid), busy_cpu_seconds()
