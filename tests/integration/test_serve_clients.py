@@ -310,7 +310,7 @@ def expected(prefix: str) -> dict[str, Any]:
         "group_faces": 3,
         "compare_matches": 1,
         "s3_faces": 1,
-        "face_model_version": "8.0",
+        "face_model_version": "8.2",
         "tags": {"team": "équipe 1", "stage": "test"},
         "search_top": "obama",
         "s3_search_top": "obama",
