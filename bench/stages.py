@@ -24,7 +24,7 @@ from bench.plan import Plan
 from facetrail.backends.local.pipeline import FacePipeline
 from facetrail.images.decode import load_image
 from facetrail.inference import detector as mtcnn
-from facetrail.inference import runtime
+from facetrail.inference import embedders, runtime
 from facetrail.settings import Settings
 
 LIMITS = {"max_bytes": 1 << 30, "max_pixels": 1 << 30}
@@ -52,19 +52,28 @@ def wrap(owner: Any, attribute: str, name: str, spent: defaultdict[str, float]) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.stages", description=__doc__)
-    parser.add_argument("--detector", default="mtcnn")
+    parser.add_argument("--detector", default=Settings.detector)
+    parser.add_argument("--embedder", default=Settings.embedder)
     parser.add_argument("--threads", type=int, default=Settings().threads)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--data", type=Path, default=datasets.DEFAULT_ROOT)
     args = parser.parse_args(argv)
     photos = Plan(args.data, None).photos
-    pipeline = FacePipeline(Settings.from_env(detector=args.detector, threads=args.threads))
+    settings = Settings.from_env(
+        detector=args.detector, embedder=args.embedder, threads=args.threads
+    )
+    pipeline = FacePipeline(settings)
     spent: defaultdict[str, float] = defaultdict(float)
     wrap(mtcnn.MTCNNDetector, "_stage_p", "detect: MTCNN P-net stage (pyramid, pack, run)", spent)
     wrap(mtcnn.MTCNNDetector, "_stage_r", "detect: MTCNN R-net stage (crops, run)", spent)
     wrap(mtcnn.MTCNNDetector, "_stage_o", "detect: MTCNN O-net stage (crops, run, mirror)", spent)
     wrap(mtcnn._Pyramid, "__init__", "detect: MTCNN pyramid levels", spent)
     wrap(mtcnn._Pyramid, "crops", "detect: MTCNN R/O-net crops", spent)
+    wrap(mtcnn.RetinaFaceDetector, "_predict", "detect: RetinaFace pass (run, decode)", spent)
+    wrap(mtcnn, "_shrunk", "detect: photo shrunk for RetinaFace", spent)
+    wrap(mtcnn, "_area_crops", "detect: O-net crops of RetinaFace's boxes", spent)
+    wrap(mtcnn, "_refine", "detect: O-net on RetinaFace's boxes (run, mirror check)", spent)
+    wrap(embedders, "align_face", "align + embed: alignment", spent)
     wrap(runtime.TFLiteNet, "run", "TFLite runs (P/R/O-net, MobileFaceNet)", spent)
     for image in [load_image(p, **LIMITS) for p in photos[:4]]:  # models loaded, shapes built
         rgb = np.asarray(image.pixels)
@@ -88,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     count = len(photos) * args.repeat
     print(
         f"{len(photos)} photos x {args.repeat} passes, {faces // args.repeat} faces per pass, "
-        f"detector {args.detector}, {args.threads} threads\n"
+        f"{pipeline.model_version}, {args.threads} threads\n"
     )
     print("| stage | CPU ms per photo |")
     print("|---|---|")
