@@ -26,6 +26,7 @@ from botocore.model import ListShape, MapShape, Shape, StringShape, StructureSha
 from PIL import Image
 
 from facetrail.errors import ConfigurationError
+from facetrail.modelfiles import model_path
 from facetrail.server import RekognitionHTTPServer, make_server
 from facetrail.server.protocol import matches_pattern
 from facetrail.settings import Settings
@@ -339,6 +340,36 @@ def test_collections_of_an_earlier_release_keep_their_model(
         assert new.create_collection(CollectionId="fans")["FaceModelVersion"] == "8.2"
         versions = new.list_collections()["FaceModelVersions"]
         assert sorted(versions) == ["7.0", "8.2"]
+
+
+def test_a_collection_whose_models_are_missing_is_refused_with_a_400(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    """A collection made with models this server lacks (MTCNN's files here) is refused with
+    InvalidParameterException naming them, not an internal error."""
+    home = tmp_path / "home"
+    earlier = Settings(home=home, models_dir=models_dir, detector="mtcnn", embedder="mobilefacenet")
+    with _served(make_server(earlier, "127.0.0.1", 0)) as url:
+        old = client_for(url)
+        old.create_collection(CollectionId="band")
+        old.index_faces(CollectionId="band", Image={"Bytes": read(IMAGES / "obama.jpg")})
+    only_default = tmp_path / "models"
+    only_default.mkdir()
+    for name in ("retinaface", "onet", "mobilefacenet"):
+        source = model_path(Settings(models_dir=models_dir), name)
+        (only_default / source.name).symlink_to(source)
+    now = Settings(home=home, models_dir=only_default)
+    with _served(make_server(now, "127.0.0.1", 0)) as url:
+        new = client_for(url)
+        with pytest.raises(ClientError) as refused:
+            new.search_faces_by_image(
+                CollectionId="band", Image={"Bytes": read(IMAGES / "obama2.jpg")}
+            )
+    error = refused.value.response["Error"]
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert error["Code"] == "InvalidParameterException"
+    assert "mtcnn-tflite/mobilefacenet-192" in error["Message"]
+    assert "not installed" in error["Message"]
 
 
 def test_compare_faces_unmatched_and_threshold(client: Any) -> None:

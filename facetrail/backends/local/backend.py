@@ -50,6 +50,7 @@ from facetrail.db import session_factory
 from facetrail.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
+    ConfigurationError,
     InvalidParameterError,
     NoFaceError,
     NotFoundError,
@@ -97,7 +98,17 @@ class LocalBackend(Backend):
         pinned = None if version == self.model_version else settings_for_model_version(version)
         if pinned is None:  # ours, or a model this version lacks (searching it says so)
             return self
-        return get_backend(self.settings.with_(**pinned), self.name)
+        backend = get_backend(self.settings.with_(**pinned), self.name)
+        assert isinstance(backend, LocalBackend)
+        try:  # this request's input error, not the server's: say which models it lacks
+            backend.pipeline.detector.load()
+            backend.pipeline.embedder.load()
+        except ConfigurationError as exc:
+            raise InvalidParameterError(
+                f"collection {collection_id!r} holds {version} embeddings, which this server "
+                f"cannot compute: {exc}"
+            ) from exc
+        return backend
 
     # Faces in one image -------------------------------------------------------------------
     def _analyse(self, image: LoadedImage, *, embed: bool, attributes: bool = False) -> Analysis:
