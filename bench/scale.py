@@ -358,8 +358,7 @@ def main() -> None:
         main_mib, pool_mib = worker_memory(args.detector, args.embedder)
         print(
             f"facetrail worker ({args.detector}, {args.embedder}): main process {main_mib} MiB, "
-            f"pool process "
-            f"{pool_mib} MiB (peak resident sets after identifying 76 photos)"
+            f"pool process {pool_mib} MiB (peak resident sets after identifying 76 photos)"
         )
         return
     shrunk_to = f", shrunk to at most {args.max_side} px a side" if args.max_side else ""
@@ -383,8 +382,7 @@ def main() -> None:
         s = scale(args.images, args.rounds, args.detector, args.embedder)
         print(
             f"| identification through Redis + PostgreSQL ({args.detector}, {args.embedder}; "
-            f"images/s, median "
-            f"of {args.rounds}) "
+            f"images/s, median of {args.rounds}) "
             f"| 1 worker {s['one']:.2f} | 2 workers {s['two']:.2f} "
             f"| {s['two'] / s['one']:.2f}x |"
         )
