@@ -107,7 +107,9 @@ def run_rounds(
     return closed, opened
 
 
-def row(name: str, ours: Tally, theirs: Tally) -> str:
+def row(name: str, ours: Tally, theirs: Tally | None) -> str:
+    if theirs is None:
+        return f"| {name} | {ours.probes} | {_counts(ours)} | - | - |"
     ratio = ours.accuracy / theirs.accuracy if theirs.accuracy else float("nan")
     return f"| {name} | {ours.probes} | {_counts(ours)} | {_counts(theirs)} | {ratio:.3f}x |"
 
@@ -138,6 +140,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0,
         help="facetrail detects on each photo less its first N rows and columns (default 0)",
     )
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="facetrail only (the baseline's column is left empty; face_recognition not needed)",
+    )
     return parser.parse_args(argv)
 
 
@@ -167,10 +174,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.shift:
         shift_detection(args.shift)
     # Imported here: the baseline needs face_recognition, which only ./dev bench installs.
-    from bench.baseline import Baseline
     from bench.facetrail_side import FacetrailSide
 
-    baseline = Baseline()
+    baseline = None
+    if not args.no_baseline:
+        from bench.baseline import Baseline
+
+        baseline = Baseline()
     lines = [
         "| setting | probes | facetrail | face_recognition (baseline) | ratio |",
         "|---|---|---|---|---|",
@@ -179,16 +189,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="facetrail-crossval-") as home:
         facetrail = FacetrailSide(Path(home))
         for k in counts:
-            theirs = run_rounds(baseline, args.data, k, args.rounds, args.dataset)
             ours = run_rounds(facetrail, args.data, k, args.rounds, args.dataset)
+            theirs = (
+                run_rounds(baseline, args.data, k, args.rounds, args.dataset)
+                if baseline
+                else (None, None)
+            )
             for kind, mine, base in zip(("closed set", "open set"), ours, theirs, strict=True):
                 lines.append(row(f"{k} enrolled, {kind}", mine, base))
                 ours_all.merge(mine)
-                theirs_all.merge(base)
-        lines.append(row("all of the above", ours_all, theirs_all))
+                if base is not None:
+                    theirs_all.merge(base)
+        lines.append(row("all of the above", ours_all, theirs_all if baseline else None))
         shifted = f", detecting on photos less {args.shift} px" if args.shift else ""
         print(f"facetrail: {facetrail.version}, rule {facetrail.rule}{shifted}")
-    print(f"baseline: {baseline.version}, rule {baseline.rule}")
+    if baseline:
+        print(f"baseline: {baseline.version}, rule {baseline.rule}")
     print(
         f"{args.rounds} rotation(s) of the {args.dataset} identities, enrolled per identity: "
         f"{args.enroll}; unknown counts probes without a face too"
