@@ -65,21 +65,26 @@ def baseline_code(rev: str, folder: Path) -> Code:
 
 @dataclass(frozen=True)
 class Layout:
+    """``processes`` tasks at a time, each in its own process (Celery's prefork pool) or, with
+    ``pool="threads"``, all in one process's threads; ``threads`` inference threads per model."""
+
     processes: int
     threads: int
+    pool: str = "prefork"
 
     @classmethod
     def parse_list(cls, text: str) -> list[Layout]:
-        """``"1x2,2x1"`` -> layouts."""
+        """``"1x2,2x1,4tx1"`` -> layouts; ``4tx1``: 4 tasks in one process's thread pool."""
         out = []
         for part in text.split(","):
             if part.strip():
-                processes, threads = part.strip().lower().split("x")
-                out.append(cls(int(processes), int(threads)))
+                tasks, threads = part.strip().lower().split("x")
+                pool = "threads" if tasks.endswith("t") else "prefork"
+                out.append(cls(int(tasks.rstrip("t")), int(threads), pool))
         return out
 
     def __str__(self) -> str:
-        return f"{self.processes}x{self.threads}"
+        return f"{self.processes}{'t' if self.pool == 'threads' else ''}x{self.threads}"
 
 
 def alternating(codes: Sequence[Code], round_index: int) -> list[Code]:

@@ -9,6 +9,8 @@
 3. ``--only layouts``: tag jobs (every operation) and identify jobs through one `facetrail worker`
    for each layout of processes x inference threads, the code of ``--baseline`` beside this
    checkout's, alternating; CPU time of the worker's processes per image and images per second.
+   ``--latency MS`` serves the tag photos over HTTP from this process, each response held back
+   ``MS`` milliseconds (a CDN's round trips), and tags their URLs instead of their paths.
 4. ``--only memory``: the peak resident memory of a worker's main and pool
    process after identifying the throughput section's photos.
 
@@ -18,14 +20,17 @@ Each figure is a ratio against a baseline measured in the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from threading import Thread
 from typing import TypeVar
 
 from bench.layouts import THIS, Code, Layout, alternating, baseline_code, session_cpu_seconds
@@ -63,6 +68,38 @@ def shrink(photos: Sequence[Path], max_side: int, folder: Path) -> list[Path]:
             image.save(target, quality=92)  # PNG ignores quality
             out.append(target)
     return out
+
+
+@contextlib.contextmanager
+def slow_http(photos: Sequence[Path], latency: float) -> Iterator[list[str]]:
+    """URLs of ``photos`` on a loopback HTTP server that waits ``latency`` seconds before each
+    response, as a far server's round trips would; each photo's bytes are read once."""
+    files = {f"/{i}{photo.suffix}": photo.read_bytes() for i, photo in enumerate(photos)}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = files.get(self.path)
+            time.sleep(latency)
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg" if self.path.endswith("jpg") else "")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield [f"http://127.0.0.1:{server.server_port}{name}" for name in files]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def batch(n: int) -> list[str]:
@@ -169,7 +206,9 @@ def layout_round(
         log,
         concurrency=layout.processes,
         code=code.root,
+        pool=layout.pool,
         FACETRAIL_THREADS=str(layout.threads),
+        FACETRAIL_FETCH_ALLOW_NETWORKS="127.0.0.0/8",  # slow_http's photos
     )
     try:
         ft = Facetrail(settings)
@@ -192,17 +231,28 @@ def layouts(
     codes: Sequence[Code],
     rounds: int,
     identify_images: int,
+    latency: float = 0.0,
 ) -> list[JobRun]:
-    """Tag jobs (every operation, on bench.tagging's speed photos) and identify jobs through
-    Redis and PostgreSQL, for each layout and code, alternating."""
-    photos = {"tag": [str(p) for p in speed_photos(DATA)], "identify": batch(identify_images)}
+    """Tag jobs (every operation, on bench.tagging's speed photos; their URLs on ``slow_http``
+    when ``latency``) and identify jobs through Redis and PostgreSQL, for each layout and code,
+    alternating."""
+    tagged = speed_photos(DATA)
     runs: list[JobRun] = []
-    with tempfile.TemporaryDirectory() as tmp, scratch_database("facetrail_bench") as url:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        url = stack.enter_context(scratch_database("facetrail_bench"))
+        sources = stack.enter_context(slow_http(tagged, latency)) if latency else map(str, tagged)
+        photos = {"tag": list(sources), "identify": batch(identify_images)}
         folder = Path(tmp)
         redis = PrivateRedis(folder)
         redis.start()
         try:
-            settings = Settings(home=folder / "home", models_dir=MODELS, database_url=url)
+            settings = Settings(
+                home=folder / "home",
+                models_dir=MODELS,
+                database_url=url,
+                fetch_allow_networks="127.0.0.0/8",
+            )
             upgrade(settings)
             settings = settings.with_(broker_url=redis.url)
             enrolled: set[str] = set()
@@ -325,7 +375,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--only", choices=["workers", "rerun", "layouts", "memory"])
     parser.add_argument("--kinds", default="tag,identify", help="layouts: job kinds")
-    parser.add_argument("--layouts", default="1x2,2x1,2x2", help="layouts: processes x threads")
+    parser.add_argument(
+        "--layouts",
+        default="1x2,2x1,2x2",
+        help="layouts: processes x threads; 4tx1: 4 tasks on one process's thread pool",
+    )
     parser.add_argument("--baseline", default="", help="layouts: a git revision run beside")
     parser.add_argument(
         "--detector", default=Settings.detector, help="workers and memory: the detector"
@@ -335,6 +389,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--max-side", type=int, default=0, help="photos shrunk to at most this many pixels a side"
+    )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="layouts: tag the photos' URLs on a local server that waits this many ms a response",
     )
     args = parser.parse_args()
     if args.max_side:
@@ -347,9 +407,15 @@ def main() -> None:
                 codes.insert(0, baseline_code(args.baseline, Path(tmp)))
             kinds = [k for k in args.kinds.split(",") if k]
             layout_list = Layout.parse_list(args.layouts)
-            runs = layouts(kinds, layout_list, codes, args.rounds, args.images)
+            runs = layouts(kinds, layout_list, codes, args.rounds, args.images, args.latency / 1000)
+        served = (
+            f"; tag photos fetched over HTTP, {args.latency:g} ms a response"
+            if args.latency
+            else ""
+        )
         print(
-            f"Median of {args.rounds} round(s), load average {os.getloadavg()[0]:.1f} at the end."
+            f"Median of {args.rounds} round(s), load average {os.getloadavg()[0]:.1f} at the end"
+            f"{served}."
         )
         print()
         print(layouts_table(runs))

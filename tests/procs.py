@@ -124,6 +124,7 @@ class Worker:
         *,
         concurrency: int = 1,
         code: Path | None = None,
+        pool: str = "prefork",
         **env: str,
     ) -> None:
         self.log_path = log
@@ -140,7 +141,12 @@ class Worker:
             **env,
         }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "facetrail.cli.main", "worker", f"--concurrency={concurrency}"],
+            [
+                *(sys.executable, "-m", "facetrail.cli.main", "worker"),
+                f"--concurrency={concurrency}",
+                # Only when asked: older trees run as baselines may not know the option.
+                *([f"--pool={pool}"] if pool != "prefork" else []),
+            ],
             env=full_env,
             cwd=code,
             stdout=self._log,

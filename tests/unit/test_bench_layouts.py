@@ -1,0 +1,11 @@
+"""The benches' worker layouts: processes x threads, or a thread pool of tasks."""
+
+from __future__ import annotations
+
+from bench.layouts import Layout
+
+
+def test_layouts_parse_processes_threads_and_thread_pools() -> None:
+    layouts = Layout.parse_list("2x1, 1x2,4tx1,")
+    assert layouts == [Layout(2, 1), Layout(1, 2), Layout(4, 1, "threads")]
+    assert [str(layout) for layout in layouts] == ["2x1", "1x2", "4tx1"]
