@@ -45,7 +45,12 @@ from facetrail.models import (
 )
 from facetrail.models.base import utcnow
 from facetrail.services import audit
-from facetrail.services.records import bump_version, get_collection, get_or_create_person
+from facetrail.services.records import (
+    bump_version,
+    get_collection,
+    get_or_create_person,
+    get_person,
+)
 from facetrail.settings import Settings
 
 # Boxes of one face in two runs of one photo overlap at least this much.
@@ -83,17 +88,6 @@ def _result(
             f"face result {face_result_id}: its photo is no longer on record (erased)"
         )
     return result, item, job
-
-
-def _person(session: Session, collection: Collection, external_id: str) -> Person:
-    person = session.scalar(
-        select(Person).where(
-            Person.collection_id == collection.id, Person.external_id == external_id
-        )
-    )
-    if person is None:
-        raise NotFoundError(f"no person {external_id!r} in collection {collection.name!r}")
-    return person
 
 
 def _same_face(
@@ -236,7 +230,7 @@ def correct_not(
     collection = get_collection(session, collection_name)
     result, item, job = _result(session, collection, face_result_id)
     assert item.image_id is not None
-    person = _person(session, collection, external_id)
+    person = get_person(session, collection, external_id)
     box = _box(result)
     on_face = _on_face([c for c, _ in _active(session, collection.id, [item.image_id])], box)
     for existing in on_face:

@@ -47,10 +47,9 @@ from facetrail.models import (
     Job,
     JobItem,
     PastFaceChange,
-    Person,
 )
 from facetrail.services import audit
-from facetrail.services.records import get_collection
+from facetrail.services.records import find_person, get_collection
 from facetrail.settings import Settings
 from facetrail.vectors import logged, normalise, template
 from facetrail.vectors.logged import (
@@ -231,11 +230,7 @@ def person_query(
     session: Session, collection: Collection, backend: Backend, external_id: str
 ) -> Embedding:
     """A person's enrolled embeddings from the backend's model (n, dim)."""
-    person = session.scalar(
-        select(Person).where(
-            Person.collection_id == collection.id, Person.external_id == external_id
-        )
-    )
+    person = find_person(session, collection, external_id)
     if person is None:
         raise InvalidParameterError(f"no person {external_id!r} in {collection.name!r}")
     blobs = session.scalars(

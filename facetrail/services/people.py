@@ -18,7 +18,6 @@ from facetrail.backends import backend_for
 from facetrail.errors import (
     CollectionNotFoundError,
     InvalidParameterError,
-    NotFoundError,
     UnsupportedOperationError,
     UserNotFoundError,
 )
@@ -39,22 +38,11 @@ from facetrail.models import (
 )
 from facetrail.models.base import utcnow
 from facetrail.services import audit, corrections, naming, past, unknowns, users
-from facetrail.services.records import bump_version, get_collection
+from facetrail.services.records import bump_version, get_collection, get_person
 from facetrail.settings import Settings
 
 # What an erased name, source or error text is replaced with.
 ERASED = "[erased]"
-
-
-def _person(session: Session, collection: Collection, external_id: str) -> Person:
-    person = session.scalar(
-        select(Person).where(
-            Person.collection_id == collection.id, Person.external_id == external_id
-        )
-    )
-    if person is None:
-        raise NotFoundError(f"no person {external_id!r} in collection {collection.name!r}")
-    return person
 
 
 def rename(
@@ -67,7 +55,7 @@ def rename(
     display_name: str | None = None,
 ) -> dict[str, Any]:
     collection = get_collection(session, collection_name)
-    person = _person(session, collection, external_id)
+    person = get_person(session, collection, external_id)
     if new_external_id and new_external_id != external_id:
         taken = session.scalar(
             select(Person.id).where(
@@ -102,7 +90,7 @@ def set_urls(
 ) -> dict[str, Any]:
     """Links reported with a public figure's matches (RecognizeCelebrities' Urls)."""
     collection = get_collection(session, collection_name)
-    person = _person(session, collection, external_id)
+    person = get_person(session, collection, external_id)
     person.urls = list(urls)
     audit.record(session, settings, "set_urls", collection, person=external_id, urls=urls)
     return {"external_id": external_id, "urls": person.urls}
@@ -115,8 +103,8 @@ def merge(
     if source_id == target_id:
         raise InvalidParameterError("cannot merge a person into themselves")
     collection = get_collection(session, collection_name)
-    source = _person(session, collection, source_id)
-    target = _person(session, collection, target_id)
+    source = get_person(session, collection, source_id)
+    target = get_person(session, collection, target_id)
     moved = session.scalar(select(func.count()).where(Face.person_id == source.id)) or 0
     _move_user(session, settings, collection, source_id, target_id, source.id)
     session.execute(update(Face).where(Face.person_id == source.id).values(person_id=target.id))
@@ -199,7 +187,7 @@ def delete(
     fails, nothing the database still references is lost that a retry would need.
     """
     collection = get_collection(session, collection_name)
-    person = _person(session, collection, external_id)
+    person = get_person(session, collection, external_id)
     erasure = _find(session, collection, person)
     backend_faces = _erase_backend_faces(session, settings, erasure)
     # Clusters named after them go whole, before their names are scrubbed from results.

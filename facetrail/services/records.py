@@ -7,11 +7,11 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Select, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from facetrail.errors import CollectionNotFoundError, InvalidParameterError
+from facetrail.errors import CollectionNotFoundError, InvalidParameterError, NotFoundError
 from facetrail.images import LoadedImage
 from facetrail.models import Collection, CollectionChange, Image, Person
 from facetrail.models.base import utcnow
@@ -108,12 +108,27 @@ def get_or_create_collection(
     return row
 
 
+def _person_query(collection: Collection, external_id: str) -> Select[tuple[Person]]:
+    return select(Person).where(
+        Person.collection_id == collection.id, Person.external_id == external_id
+    )
+
+
+def find_person(session: Session, collection: Collection, external_id: str) -> Person | None:
+    return session.scalar(_person_query(collection, external_id))
+
+
+def get_person(session: Session, collection: Collection, external_id: str) -> Person:
+    person = find_person(session, collection, external_id)
+    if person is None:
+        raise NotFoundError(f"no person {external_id!r} in collection {collection.name!r}")
+    return person
+
+
 def get_or_create_person(
     session: Session, collection: Collection, external_id: str, display_name: str | None = None
 ) -> Person:
-    query = select(Person).where(
-        Person.collection_id == collection.id, Person.external_id == external_id
-    )
+    query = _person_query(collection, external_id)
     row = session.scalar(query)
     if row is not None:
         return row
