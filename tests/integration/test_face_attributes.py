@@ -5,16 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.session
 import numpy as np
 import pytest
-from botocore.config import Config
 
 from facetrail.backends.local.attributes import (
     EYE_CORNER_POINTS,
@@ -36,6 +33,7 @@ from facetrail.server import make_server
 from facetrail.settings import Settings
 from tests.conftest import DATA, KNN
 from tests.integration.test_serve_protocol import shape_errors
+from tests.served import rekognition_client, serving
 
 GROUP = KNN / "test" / "obama_and_biden.jpg"
 IMAGES = DATA / "face_recognition" / "tests" / "test_images"
@@ -183,22 +181,8 @@ def test_eyes_open_on_hand_labelled_faces(settings: Settings, dataset: str, file
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[Any]:
-    srv = make_server(settings, "127.0.0.1", 0)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield boto3.client(
-            "rekognition",
-            endpoint_url=srv.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(retries={"max_attempts": 1}),
-        )
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(10)
+    with serving(make_server(settings, "127.0.0.1", 0)) as srv:
+        yield rekognition_client(srv.url)
 
 
 def test_serve_detect_faces_all(client: Any) -> None:

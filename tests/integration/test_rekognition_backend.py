@@ -10,7 +10,6 @@ import io
 import json
 import shutil
 import socket
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -49,6 +48,7 @@ from facetrail.images import LoadedImage, decode_image, load_image
 from facetrail.server import make_server
 from facetrail.settings import Settings
 from tests.conftest import DATA, KNN
+from tests.served import serving, url_of
 
 IMAGES = DATA / "face_recognition" / "tests" / "test_images"
 GROUP = KNN / "test" / "obama_and_biden.jpg"
@@ -81,15 +81,8 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _serve(srv: ThreadingHTTPServer) -> Iterator[str]:
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
-        host, port = srv.server_address[:2]
-        yield f"http://{host!s}:{port}"
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(10)
+    with serving(srv):
+        yield url_of(srv)
 
 
 @pytest.fixture(scope="module")

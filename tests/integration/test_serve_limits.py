@@ -17,7 +17,6 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from facetrail.server import RekognitionHTTPServer, make_server
 from facetrail.server.testing import serve_process
 from facetrail.settings import Settings
 from tests.conftest import DATA
+from tests.served import serving
 
 IMAGES = DATA / "face_recognition" / "tests" / "test_images"
 JSON_TYPE = "application/x-amz-json-1.1"
@@ -40,18 +40,6 @@ FACE_ID = "11111111-2222-3333-4444-555555555555"
 # Per inference slot, over the server's idle RSS with its models loaded, at the default 25 MP
 # cap (docs/security.md: about 150 MiB measured per slot).
 SLOT_CEILING_MIB = 256
-
-
-@contextmanager
-def serving(srv: RekognitionHTTPServer) -> Iterator[RekognitionHTTPServer]:
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(10)
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import botocore.session
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.model import ListShape, MapShape, Shape, StringShape, StructureShape
 from PIL import Image
@@ -31,6 +28,7 @@ from facetrail.server import RekognitionHTTPServer, make_server
 from facetrail.server.protocol import matches_pattern
 from facetrail.settings import Settings
 from tests.conftest import DATA, KNN
+from tests.served import rekognition_client, serving
 
 IMAGES = DATA / "face_recognition" / "tests" / "test_images"
 GROUP = KNN / "test" / "obama_and_biden.jpg"
@@ -137,24 +135,14 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
         models_dir=models_dir,
         s3_endpoint_url=NO_S3,
     )
-    srv = make_server(settings, "127.0.0.1", 0)
-    yield from _serving(srv)
+    with _served(make_server(settings, "127.0.0.1", 0)) as url:
+        yield url
 
 
 @contextlib.contextmanager
 def _served(srv: RekognitionHTTPServer) -> Iterator[str]:
-    yield from _serving(srv)
-
-
-def _serving(srv: RekognitionHTTPServer) -> Iterator[str]:
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(srv):
         yield srv.url
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(10)
 
 
 class Recorder:
@@ -177,14 +165,8 @@ class Recorder:
 
 
 def client_for(endpoint: str, **config: Any) -> Any:
-    client = boto3.client(
-        "rekognition",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(retries={"max_attempts": 1}, **config),
-    )
+    """A Rekognition client whose every response is checked against its shape."""
+    client = rekognition_client(endpoint, **config)
     recorder = Recorder()
     client.meta.events.register("after-call.rekognition.*", recorder)
     client.recorder = recorder
@@ -511,7 +493,8 @@ def test_protocol_errors(server: str, client: Any) -> None:
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[str]:
     settings = Settings(home=tmp_path_factory.mktemp("keyed-home"), models_dir=models_dir)
-    yield from _serving(make_server(settings, "127.0.0.1", 0, api_key="s3cret"))
+    with _served(make_server(settings, "127.0.0.1", 0, api_key="s3cret")) as url:
+        yield url
 
 
 def test_api_key_required_when_set(keyed_server: str) -> None:

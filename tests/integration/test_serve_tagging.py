@@ -31,7 +31,7 @@ from facetrail.services.catalog import set_public_figures
 from facetrail.settings import Settings
 from facetrail.tagging.text import Point, TextDetection
 from tests.conftest import DATA, KNN, ROOT
-from tests.integration.test_serve_protocol import NO_S3, _serving, client_for
+from tests.integration.test_serve_protocol import NO_S3, _served, client_for
 
 FFMPEG = DATA / "dlib" / "dlib" / "test" / "ffmpeg_data"
 DOG = FFMPEG / "dog.jpg"
@@ -78,7 +78,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
         assert rose is not None
         rose.display_name = "Rose Leslie"
         rose.urls = ROSE_URLS
-    yield from _serving(make_server(settings, "127.0.0.1", 0))
+    with _served(make_server(settings, "127.0.0.1", 0)) as url:
+        yield url
 
 
 @pytest.fixture

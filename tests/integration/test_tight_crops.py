@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
-from botocore.config import Config
 from PIL import Image
 
 from facetrail.backends.local.pipeline import FacePipeline
@@ -18,6 +15,7 @@ from facetrail.images import to_jpeg
 from facetrail.server import make_server
 from facetrail.settings import Settings
 from tests.conftest import DATA, KNN
+from tests.served import rekognition_client, serving
 
 GROUP = KNN / "test" / "obama_and_biden.jpg"
 IMAGES = DATA / "face_recognition" / "tests" / "test_images"
@@ -59,22 +57,8 @@ def test_photo_without_faces_stays_without(settings: Settings) -> None:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[Any]:
-    srv = make_server(settings, "127.0.0.1", 0)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield boto3.client(
-            "rekognition",
-            endpoint_url=srv.url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(retries={"max_attempts": 1}),
-        )
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(10)
+    with serving(make_server(settings, "127.0.0.1", 0)) as srv:
+        yield rekognition_client(srv.url)
 
 
 def test_notebook_searches_each_tight_crop(client: Any) -> None:
