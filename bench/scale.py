@@ -127,6 +127,30 @@ def timed_job(
     return elapsed
 
 
+@contextlib.contextmanager
+def enrolled_services(detector: str, embedder: str) -> Iterator[tuple[Settings, Path]]:
+    """A private Redis and a scratch PostgreSQL database, with collection "bench" enrolled from
+    the knn examples with ``detector`` and ``embedder``: the settings that reach them, and a
+    scratch folder."""
+    with tempfile.TemporaryDirectory() as tmp, scratch_database("facetrail_bench") as url:
+        folder = Path(tmp)
+        redis = PrivateRedis(folder)
+        redis.start()
+        try:
+            settings = Settings(
+                home=folder / "home",
+                models_dir=MODELS,
+                database_url=url,
+                detector=detector,
+                embedder=embedder,
+            )
+            upgrade(settings)
+            Facetrail(settings).enroll("bench", KNN / "train")
+            yield settings.with_(broker_url=redis.url), folder
+        finally:
+            redis.stop()
+
+
 def workers_round(settings: Settings, folder: Path, count: int, images: list[str]) -> float:
     workers = [
         Worker(settings, folder / f"worker-{count}-{i}.log", FACETRAIL_THREADS="1")
@@ -147,29 +171,13 @@ def scale(
     """Identification images/s with 1 and 2 workers; "bench" is enrolled with ``detector`` and
     ``embedder``, which the collection keeps, so the workers search it with those whatever
     their defaults."""
-    with tempfile.TemporaryDirectory() as tmp, scratch_database("facetrail_bench") as url:
-        folder = Path(tmp)
-        redis = PrivateRedis(folder)
-        redis.start()
-        try:
-            settings = Settings(
-                home=folder / "home",
-                models_dir=MODELS,
-                database_url=url,
-                detector=detector,
-                embedder=embedder,
-            )
-            upgrade(settings)
-            Facetrail(settings).enroll("bench", KNN / "train")
-            settings = settings.with_(broker_url=redis.url)
-            images = batch(n)
-            one: list[float] = []
-            two: list[float] = []
-            for _ in range(rounds):
-                one.append(workers_round(settings, folder, 1, images))
-                two.append(workers_round(settings, folder, 2, images))
-        finally:
-            redis.stop()
+    with enrolled_services(detector, embedder) as (settings, folder):
+        images = batch(n)
+        one: list[float] = []
+        two: list[float] = []
+        for _ in range(rounds):
+            one.append(workers_round(settings, folder, 1, images))
+            two.append(workers_round(settings, folder, 2, images))
     return {"one": statistics.median(one), "two": statistics.median(two)}
 
 
@@ -342,31 +350,15 @@ def worker_memory(detector: str, embedder: str = Settings.embedder) -> tuple[int
     from bench.plan import Plan
 
     photos = [str(p) for p in Plan(DATA, None).photos]
-    with tempfile.TemporaryDirectory() as tmp, scratch_database("facetrail_bench") as url:
-        folder = Path(tmp)
-        redis = PrivateRedis(folder)
-        redis.start()
+    with enrolled_services(detector, embedder) as (settings, folder):
+        worker = Worker(settings, folder / "worker.log")
         try:
-            settings = Settings(
-                home=folder / "home",
-                models_dir=MODELS,
-                database_url=url,
-                detector=detector,
-                embedder=embedder,
-            )
-            upgrade(settings)
-            Facetrail(settings).enroll("bench", KNN / "train")
-            settings = settings.with_(broker_url=redis.url)
-            worker = Worker(settings, folder / "worker.log")
-            try:
-                timed_job(Facetrail(settings), photos)
-                pid = worker.proc.pid
-                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-                return _peak_mib(pid), max(_peak_mib(int(child)) for child in children)
-            finally:
-                worker.stop()
+            timed_job(Facetrail(settings), photos)
+            pid = worker.proc.pid
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            return _peak_mib(pid), max(_peak_mib(int(child)) for child in children)
         finally:
-            redis.stop()
+            worker.stop()
 
 
 def main() -> None:
