@@ -128,27 +128,30 @@ def timed_job(
 
 
 @contextlib.contextmanager
-def enrolled_services(detector: str, embedder: str) -> Iterator[tuple[Settings, Path]]:
-    """A private Redis and a scratch PostgreSQL database, with collection "bench" enrolled from
-    the knn examples with ``detector`` and ``embedder``: the settings that reach them, and a
-    scratch folder."""
+def services(**fields: str) -> Iterator[tuple[Settings, Path]]:
+    """A private Redis and a scratch, migrated PostgreSQL database: settings (``fields`` on top)
+    that reach them, and a scratch folder."""
     with tempfile.TemporaryDirectory() as tmp, scratch_database("facetrail_bench") as url:
         folder = Path(tmp)
         redis = PrivateRedis(folder)
         redis.start()
         try:
-            settings = Settings(
-                home=folder / "home",
-                models_dir=MODELS,
-                database_url=url,
-                detector=detector,
-                embedder=embedder,
-            )
+            base = Settings(home=folder / "home", models_dir=MODELS, database_url=url)
+            settings = base.with_(**fields)
             upgrade(settings)
-            Facetrail(settings).enroll("bench", KNN / "train")
             yield settings.with_(broker_url=redis.url), folder
         finally:
             redis.stop()
+
+
+@contextlib.contextmanager
+def enrolled_services(detector: str, embedder: str) -> Iterator[tuple[Settings, Path]]:
+    """``services`` with collection "bench" enrolled from the knn examples with ``detector``
+    and ``embedder``."""
+    with services(detector=detector, embedder=embedder) as (settings, folder):
+        # In this process: no worker listens yet.
+        Facetrail(settings.with_(broker_url="")).enroll("bench", KNN / "train")
+        yield settings, folder
 
 
 def workers_round(settings: Settings, folder: Path, count: int, images: list[str]) -> float:
@@ -247,43 +250,28 @@ def layouts(
     tagged = speed_photos(DATA)
     runs: list[JobRun] = []
     with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory())
-        url = stack.enter_context(scratch_database("facetrail_bench"))
+        settings, folder = stack.enter_context(services(fetch_allow_networks="127.0.0.0/8"))
         sources = stack.enter_context(slow_http(tagged, latency)) if latency else map(str, tagged)
         photos = {"tag": list(sources), "identify": batch(identify_images)}
-        folder = Path(tmp)
-        redis = PrivateRedis(folder)
-        redis.start()
-        try:
-            settings = Settings(
-                home=folder / "home",
-                models_dir=MODELS,
-                database_url=url,
-                fetch_allow_networks="127.0.0.0/8",
-            )
-            upgrade(settings)
-            settings = settings.with_(broker_url=redis.url)
-            enrolled: set[str] = set()
-            for r in range(rounds):
-                for kind in kinds:
-                    for layout in layout_list:
-                        for code in alternating(codes, r):
-                            collection = f"bench-{codes.index(code)}"
-                            enroll = kind == "identify" and collection not in enrolled
-                            if enroll:
-                                enrolled.add(collection)
-                            args = (kind, layout, code, photos[kind], collection, enroll)
-                            run = layout_round(settings, folder, *args)
-                            print(
-                                f"[bench.scale] round {r + 1} {kind} {layout} {code.label}: "
-                                f"{run.images / run.wall:.2f} images/s, "
-                                f"{1000 * run.cpu / run.images:.0f} CPU ms/image",
-                                file=sys.stderr,
-                                flush=True,
-                            )
-                            runs.append(run)
-        finally:
-            redis.stop()
+        enrolled: set[str] = set()
+        for r in range(rounds):
+            for kind in kinds:
+                for layout in layout_list:
+                    for code in alternating(codes, r):
+                        collection = f"bench-{codes.index(code)}"
+                        enroll = kind == "identify" and collection not in enrolled
+                        if enroll:
+                            enrolled.add(collection)
+                        args = (kind, layout, code, photos[kind], collection, enroll)
+                        run = layout_round(settings, folder, *args)
+                        print(
+                            f"[bench.scale] round {r + 1} {kind} {layout} {code.label}: "
+                            f"{run.images / run.wall:.2f} images/s, "
+                            f"{1000 * run.cpu / run.images:.0f} CPU ms/image",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        runs.append(run)
     return runs
 
 
