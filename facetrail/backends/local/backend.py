@@ -19,7 +19,7 @@ from PIL import Image as PILImage
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from facetrail.backends import get_backend
+from facetrail.backends import backend_for
 from facetrail.backends.base import (
     Backend,
     BoundingBox,
@@ -98,7 +98,7 @@ class LocalBackend(Backend):
         pinned = None if version == self.model_version else settings_for_model_version(version)
         if pinned is None:  # ours, or a model this version lacks (searching it says so)
             return self
-        backend = get_backend(self.settings.with_(**pinned), self.name)
+        backend = backend_for(self.settings, self.name, pinned)
         assert isinstance(backend, LocalBackend)
         try:  # this request's input error, not the server's: say which models it lacks
             backend.pipeline.detector.load()
