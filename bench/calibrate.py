@@ -18,6 +18,9 @@ all chosen sets.
 The two classes get equal total weight, so 80 means "4:1 odds of same person" whatever the mix of
 pairs, and Platt's soft targets keep the fit finite when the pairs separate perfectly.
 Paste the printed constants into the embedder's ``calibration`` (facetrail/inference/embedders.py).
+
+``--templates 2,4`` also scores every face against person templates of that many enrolled faces,
+as identification does, and prints their false accepts and rejects at 80 (docs/calibration.md).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from facetrail.images import load_image
 from facetrail.modelfiles import sha256_file
 from facetrail.modelfiles.fetch import pip_download
 from facetrail.settings import Settings
+from facetrail.vectors import template
 
 JOHNS = (
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dlib" / "examples" / "johns"
@@ -154,6 +158,29 @@ def pair_scores(
     return np.array(cos), np.array(same)
 
 
+def template_scores(
+    vectors: npt.NDArray[np.float32], labels: list[str], n: int
+) -> tuple[FloatArray, FloatArray]:
+    """Cosines of every face against person templates of ``n`` enrolled faces, as identification
+    scores them (the normalised mean, ``facetrail.vectors.template``), and whether the face is
+    that person's. Each person enrolls ``n`` consecutive faces starting at each of their faces in
+    turn (wrapping round), as ``bench.crossval`` rotates; the enrolled faces are not probes."""
+    names = np.array(labels)
+    cos, same = [], []
+    for person in sorted(set(labels)):
+        own = np.flatnonzero(names == person)
+        if len(own) <= n:
+            continue
+        for start in range(len(own)):
+            enrolled = own[(start + np.arange(n)) % len(own)]
+            probes = np.setdiff1d(np.arange(len(labels)), enrolled)
+            cos.append(vectors[probes] @ template(vectors[enrolled]))
+            same.append((names[probes] == person).astype(np.float64))
+    if not cos:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(cos).astype(np.float64), np.concatenate(same)
+
+
 def fit(cos: FloatArray, same: FloatArray) -> tuple[float, float]:
     """Platt scaling: logistic maximum likelihood against the soft targets (N+ + 1) / (N+ + 2)
     and 1 / (N- + 2), which keep the fit finite when the classes separate perfectly."""
@@ -196,6 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--embedders", default="mobilefacenet,mobilefacenet-flip,dlib")
     parser.add_argument("--sets", default="johns,orl", help="any of johns,orl,glint")
     parser.add_argument(
+        "--templates",
+        default="",
+        help="also score faces against person templates of these sizes, e.g. 2,4 (no fit used)",
+    )
+    parser.add_argument(
         "--cache",
         type=Path,
         default=Path(tempfile.gettempdir()) / "facetrail-calibration",
@@ -203,9 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
+    sizes = [int(n) for n in args.templates.split(",") if n]
     for name in args.embedders.split(","):
         pipeline = FacePipeline(settings.with_(embedder=name))
         all_cos, all_same = [], []
+        by_size: dict[int, list[tuple[FloatArray, FloatArray]]] = {}
         for dataset in args.sets.split(","):
             if dataset == "johns":
                 vectors, labels, missed = johns_vectors(pipeline)
@@ -219,6 +253,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             cos_set, same_set = pair_scores(vectors, labels)
             all_cos.append(cos_set)
             all_same.append(same_set)
+            for n in sizes:
+                t_cos, t_same = template_scores(vectors, labels, n)
+                by_size.setdefault(n, []).append((t_cos, t_same))
+                print(
+                    f"{name} / {dataset}, templates of {n}: {len(t_cos)} scores "
+                    f"(own person {int(t_same.sum())}); at 80 (constants): "
+                    f"{errors(calibration.similarity(name, t_cos), t_same)}; "
+                    f"cosine own mean {t_cos[t_same == 1].mean():.3f}, others mean "
+                    f"{t_cos[t_same == 0].mean():.3f} max {t_cos[t_same == 0].max():.3f}"
+                )
             print(
                 f"{name} / {dataset}: faces used {len(labels)} (no face: {missed}); "
                 f"pairs {len(cos_set)} (same {int(same_set.sum())}, "
@@ -245,6 +289,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"  at 80 (fitted): {errors(fitted, same)}")
         print(f"  at 80 (constants in calibration.py): {errors(shipped, same)}")
+        for n, parts in by_size.items():
+            t_cos = np.concatenate([c for c, _ in parts])
+            t_same = np.concatenate([t for _, t in parts])
+            ta, tb = fit(t_cos, t_same)
+            print(
+                f"  templates of {n}, all sets: a curve fitted on them would put 80 at cosine "
+                f"{(np.log(4) - tb) / ta:.4f}; at 80 (constants): "
+                f"{errors(calibration.similarity(name, t_cos), t_same)}"
+            )
     return 0
 
 
