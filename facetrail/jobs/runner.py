@@ -27,9 +27,9 @@ from facetrail.errors import (
     FetchTimeoutError,
     NotFoundError,
 )
-from facetrail.images import LoadedImage, open_image
+from facetrail.images import LoadedImage, open_bytes, open_image
 from facetrail.images.opener import scheme_of
-from facetrail.jobs import job_type
+from facetrail.jobs import job_type, readahead
 from facetrail.jobs.base import TRUSTED_PATHS, Claim
 from facetrail.models import Collection, FaceResult, ItemStatus, Job, JobItem, JobStatus, TagResult
 from facetrail.models.base import utcnow
@@ -56,6 +56,9 @@ class Context:
         return backend_for(self.settings, name, dict(options))
 
     def open_image(self, source: str) -> LoadedImage:
+        ahead = readahead.take(self.claim.item_id, source)
+        if ahead is not None:
+            return open_bytes(self.settings, ahead, source=source)
         local = bool(self.claim.parameters.get(TRUSTED_PATHS))
         if scheme_of(source) not in ("http", "https"):
             return open_image(self.settings, source, local=local)

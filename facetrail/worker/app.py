@@ -34,7 +34,8 @@ def configure(app: Celery, settings: Settings) -> Celery:
         task_acks_late=True,
         # A worker killed mid-task leaves the message unacked, so another worker gets it.
         task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
+        # Each process's running task, and ``read_ahead`` more whose photos are fetched ahead.
+        worker_prefetch_multiplier=1 + max(0, settings.read_ahead),
         worker_concurrency=settings.resolved_worker_concurrency,
         task_default_queue=QUEUE,
         task_serializer="json",

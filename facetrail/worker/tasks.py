@@ -12,13 +12,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_received, worker_init, worker_ready, worker_shutdown
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError
 
 from facetrail.db import session_scope
 from facetrail.errors import FacetrailError, InvalidParameterError
-from facetrail.jobs import runner
+from facetrail.jobs import readahead, runner
 from facetrail.jobs.submit import request_id_of, submit_job
 from facetrail.settings import Settings
 from facetrail.worker.app import app, settings_of
@@ -31,6 +31,21 @@ log = logging.getLogger(__name__)
 
 
 _requeuers: list[Requeuer] = []
+
+RUN_ITEM = "facetrail.run_item"
+
+
+@worker_init.connect
+def _start_read_ahead(**_: Any) -> None:
+    """Before the pool starts, so its processes share the read-ahead folder."""
+    readahead.start(settings_of(app))
+
+
+@task_received.connect
+def _read_ahead(request: Any = None, **_: Any) -> None:
+    """In the worker's main process, as a task arrives: fetch its item's photo meanwhile."""
+    if request is not None and request.name == RUN_ITEM and request.args:
+        readahead.received(int(request.args[0]))
 
 
 @worker_ready.connect
@@ -45,6 +60,7 @@ def _start_requeuer(**_: Any) -> None:
 def _stop_requeuer(**_: Any) -> None:
     while _requeuers:
         _requeuers.pop().stop()
+    readahead.stop()
 
 
 def _retryable(exc: Exception) -> bool:
@@ -93,7 +109,7 @@ def _run_inline(settings: Settings, item_id: int) -> str:
     raise AssertionError("unreachable")
 
 
-@app.task(name="facetrail.run_item", bind=True, acks_late=True, max_retries=None)
+@app.task(name=RUN_ITEM, bind=True, acks_late=True, max_retries=None)
 def run_item(self: Task[Any, Any], item_id: int) -> str:
     """Run one job item (one image). Idempotent per item."""
     settings = settings_of(self.app)

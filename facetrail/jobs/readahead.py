@@ -1,0 +1,146 @@
+"""Read-ahead: a worker fetches the remote photos of the items it holds in reserve.
+
+Celery hands each pool process one task at a time, and a process waiting for a photo's bytes
+computes nothing. With ``FACETRAIL_READ_AHEAD`` = N (default 1) a worker reserves N more
+``facetrail.run_item`` tasks per process, and as each arrives, its main process reads the item's
+source (an http(s) or s3 URL, through the same opener and URL guards as the item itself) into a
+folder of that worker, on a few threads. When the item runs, ``take`` hands it the bytes if they
+are there; if not (the read failed, or has not finished), the item fetches as it always does, so
+a read-ahead can cost a second fetch but never an item's result or its error.
+
+Not read ahead: local files and uploads (nothing to wait for), items already claimed or finished,
+and the items of re-runs, which answer from stored faces without reading their photos.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from sqlalchemy import bindparam, select
+
+from facetrail.db import engine_for
+from facetrail.images.opener import image_opener, scheme_of
+from facetrail.models import ItemStatus, Job, JobItem
+from facetrail.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Sources whose bytes come over the network.
+REMOTE = ("http", "https", "s3")
+# Threads of a worker's main process that read ahead.
+THREADS = 4
+# Bytes no item took within this many seconds (their item fetched them itself) are removed.
+KEEP_SECONDS = 900.0
+
+
+# What decides whether an item is read ahead: one query per task the worker receives.
+_ITEM = (
+    select(JobItem.source, JobItem.status, Job.rerun_of_id)
+    .join(Job, JobItem.job_id == Job.id)
+    .where(JobItem.id == bindparam("item_id"))
+)
+
+
+def _name(item_id: int, source: str) -> str:
+    return f"{item_id}-{hashlib.sha256(source.encode()).hexdigest()[:16]}"
+
+
+class ReadAhead:
+    """A worker's read-ahead: ``received(item_id)`` starts reading the item's photo into
+    ``folder``; ``take`` (in any process of the worker) gets it."""
+
+    def __init__(self, settings: Settings, folder: Path) -> None:
+        self.settings = settings
+        self.folder = folder
+        self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="facetrail-read-ahead")
+
+    def received(self, item_id: int) -> None:
+        self._pool.submit(self.read, item_id)
+
+    def read(self, item_id: int) -> None:
+        """Read the item's photo into the folder now, if it is one to read ahead."""
+        try:
+            with engine_for(self.settings.resolved_database_url).connect() as connection:
+                row = connection.execute(_ITEM, {"item_id": item_id}).first()
+            if row is None:
+                return
+            source, status, rerun_of = row
+            if status != ItemStatus.PENDING or rerun_of is not None:
+                return
+            if scheme_of(source) not in REMOTE:
+                return
+            deadline = time.monotonic() + self.settings.fetch_item_budget
+            data = image_opener(self.settings).read_bytes(source, local=False, deadline=deadline)
+            _store(self.folder, item_id, source, data)
+        except Exception as exc:  # the item fetches it again and records any error itself
+            log.debug("read-ahead of item %s: %s", item_id, exc)
+
+    def stop(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _store(folder: Path, item_id: int, source: str, data: bytes) -> None:
+    """Write ``data`` for the item where ``take`` finds it whole (a rename), removing bytes
+    that waited too long for their item."""
+    final = folder / _name(item_id, source)
+    partial = folder / f".{final.name}.part"
+    partial.write_bytes(data)
+    os.replace(partial, final)
+    cutoff = time.time() - KEEP_SECONDS
+    for stale in folder.iterdir():
+        try:
+            if stale.stat().st_mtime < cutoff:
+                stale.unlink()
+        except FileNotFoundError:
+            pass  # taken or removed meanwhile
+
+
+# This worker's read-ahead (in its main process) and its folder (in every process of the
+# worker: pool processes are forked after ``start``, and inherit it).
+_reader: ReadAhead | None = None
+_folder: Path | None = None
+
+
+def start(settings: Settings) -> ReadAhead | None:
+    """Start reading ahead for this worker (its main process, before the pool starts); None
+    when ``settings.read_ahead`` is 0."""
+    global _reader, _folder
+    if settings.read_ahead <= 0:
+        return None
+    _folder = Path(tempfile.mkdtemp(prefix="facetrail-read-ahead-"))
+    _reader = ReadAhead(settings, _folder)
+    return _reader
+
+
+def received(item_id: int) -> None:
+    """A ``facetrail.run_item`` task arrived at this worker: read its photo ahead."""
+    if _reader is not None:
+        _reader.received(item_id)
+
+
+def stop() -> None:
+    global _reader, _folder
+    if _reader is not None:
+        _reader.stop()
+    _reader = _folder = None
+
+
+def take(item_id: int, source: str) -> bytes | None:
+    """The bytes read ahead for this item's ``source``, once (None where there are none)."""
+    if _folder is None:
+        return None
+    path = _folder / _name(item_id, source)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    path.unlink(missing_ok=True)
+    return data

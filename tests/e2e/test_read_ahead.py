@@ -1,0 +1,101 @@
+"""Read-ahead through a real worker: while one item runs, the worker's main process fetches the
+photos of the items it holds in reserve, so their URLs are requested before they are claimed."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from facetrail.api import Facetrail
+from facetrail.db import session_scope
+from facetrail.migrate import upgrade
+from facetrail.models import JobItem
+from facetrail.settings import Settings
+from tests.badinputs import OBAMA
+from tests.procs import Worker
+
+pytestmark = [pytest.mark.services, pytest.mark.e2e]
+
+
+class Photos:
+    """Loopback HTTP serving one photo under any path; when each path was first asked for."""
+
+    def __init__(self) -> None:
+        first: dict[str, datetime] = {}
+        requests: list[str] = []
+        self.first, self.requests = first, requests
+        body = OBAMA.read_bytes()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                first.setdefault(self.path, datetime.now(UTC))
+                requests.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+
+@pytest.fixture
+def photos() -> Iterator[Photos]:
+    server = Photos()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+def test_reserved_items_are_fetched_before_they_are_claimed(
+    tmp_path: Path, models_dir: Path, postgres_url: str, redis_url: str, photos: Photos
+) -> None:
+    settings = Settings(
+        home=tmp_path / "home",
+        models_dir=models_dir,
+        database_url=postgres_url,
+        broker_url=redis_url,
+        fetch_allow_networks="127.0.0.1/32",
+    )
+    upgrade(settings)
+    paths = [f"/{i}.jpg" for i in range(6)]
+    ft = Facetrail(settings)
+    job_id = ft.tag([photos.url(p) for p in paths], ops=["labels"], wait=False)["job_id"]
+    # One process: each item runs after the one before, while the next waits in reserve.
+    worker = Worker(
+        settings,
+        tmp_path / "worker.log",
+        concurrency=1,
+        FACETRAIL_FETCH_ALLOW_NETWORKS="127.0.0.1/32",
+        FACETRAIL_READ_AHEAD="1",
+    )
+    try:
+        report = ft.wait(job_id, timeout=300)
+    finally:
+        worker.stop()
+    assert report["status"] == "succeeded", report
+    with session_scope(settings) as session:
+        items = session.execute(
+            select(JobItem.position, JobItem.started_at)
+            .where(JobItem.job_id == job_id)
+            .order_by(JobItem.position)
+        ).all()
+    claimed = {f"/{position}.jpg": started for position, started in items}
+    # The first item may run as it arrives; every later one was in reserve while another ran.
+    early = [p for p in paths[1:] if photos.first[p] < claimed[p]]
+    assert early, "no photo was fetched before its item was claimed"
+    # A read-ahead that lost the race to its item costs one more fetch, never more.
+    assert all(photos.requests.count(p) <= 2 for p in paths), photos.requests

@@ -1,0 +1,181 @@
+"""Read-ahead: bytes fetched for a reserved item are what the item reads, once; anything not
+read ahead (a failed fetch, a local file, a re-run, a claimed item) is fetched by the item as
+before, with its own errors."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from facetrail.api import Facetrail
+from facetrail.db import session_scope
+from facetrail.jobs import readahead
+from facetrail.jobs.runner import run_item
+from facetrail.models import ItemStatus, JobItem
+from facetrail.settings import Settings
+from tests.badinputs import OBAMA
+
+
+class PhotoServer:
+    """Loopback HTTP: ``/obama.jpg`` is a photo, anything else 404; counts requests per path."""
+
+    def __init__(self) -> None:
+        hits: Counter[str] = Counter()
+        self.hits = hits
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits[self.path] += 1
+                if self.path != "/obama.jpg":
+                    self.send_error(404)
+                    return
+                body = OBAMA.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+
+@pytest.fixture
+def server() -> Iterator[PhotoServer]:
+    photos = PhotoServer()
+    yield photos
+    photos.httpd.shutdown()
+    photos.httpd.server_close()
+
+
+@pytest.fixture
+def loopback(settings: Settings) -> Iterator[Settings]:
+    """Settings that may fetch from loopback, with this process's read-ahead started."""
+    allowed = settings.with_(fetch_allow_networks="127.0.0.1/32")
+    assert readahead.start(allowed) is not None
+    yield allowed
+    readahead.stop()
+
+
+def _items(settings: Settings, job_id: int) -> list[int]:
+    with session_scope(settings) as session:
+        return list(
+            session.scalars(
+                select(JobItem.id).where(JobItem.job_id == job_id).order_by(JobItem.position)
+            )
+        )
+
+
+def _as_pending(settings: Settings, item_ids: list[int]) -> None:
+    """Items as a worker finds them in its reserve: not claimed yet."""
+    with session_scope(settings) as session:
+        for item_id in item_ids:
+            session.get_one(JobItem, item_id).status = ItemStatus.PENDING
+
+
+def _status(settings: Settings, item_id: int) -> tuple[ItemStatus, str | None]:
+    with session_scope(settings) as session:
+        item = session.get_one(JobItem, item_id)
+        return item.status, item.error_code
+
+
+def test_a_photo_read_ahead_is_what_its_item_reads_once(
+    loopback: Settings, server: PhotoServer
+) -> None:
+    url = server.url("/obama.jpg")
+    job = Facetrail(loopback).tag([url], ops=["labels"])
+    (item_id,) = _items(loopback, job["job_id"])
+    assert server.hits["/obama.jpg"] == 1
+    _as_pending(loopback, [item_id])
+
+    reader = readahead._reader
+    assert reader is not None
+    reader.read(item_id)
+    assert server.hits["/obama.jpg"] == 2
+    assert run_item(loopback, item_id).status == ItemStatus.SUCCEEDED
+    assert server.hits["/obama.jpg"] == 2  # the item took the bytes read ahead
+    assert readahead.take(item_id, url) is None  # and they are gone
+    assert list(reader.folder.iterdir()) == []
+
+
+def test_a_failed_read_ahead_leaves_the_item_its_own_fetch_and_error(
+    loopback: Settings, server: PhotoServer
+) -> None:
+    url = server.url("/missing.jpg")
+    job = Facetrail(loopback).tag([url], ops=["labels"])
+    (item_id,) = _items(loopback, job["job_id"])
+    _as_pending(loopback, [item_id])
+    reader = readahead._reader
+    assert reader is not None
+    reader.read(item_id)
+    assert list(reader.folder.iterdir()) == []
+    assert run_item(loopback, item_id).status == ItemStatus.FAILED
+    assert _status(loopback, item_id) == (ItemStatus.FAILED, "http_error")
+    assert server.hits["/missing.jpg"] == 3  # the first run, the read-ahead, the item again
+
+
+def test_finished_items_and_local_files_are_not_read_ahead(
+    loopback: Settings, server: PhotoServer
+) -> None:
+    url = server.url("/obama.jpg")
+    ft = Facetrail(loopback)
+    tagged = ft.tag([url, str(OBAMA)], ops=["labels"])
+    remote, local = _items(loopback, tagged["job_id"])
+    reader = readahead._reader
+    assert reader is not None
+    reader.read(remote)  # finished: its worker is done with it
+    _as_pending(loopback, [local])
+    reader.read(local)  # a local file: nothing to wait for
+    assert server.hits["/obama.jpg"] == 1
+    assert list(reader.folder.iterdir()) == []
+
+
+def test_re_run_items_are_not_read_ahead(loopback: Settings, server: PhotoServer) -> None:
+    url = server.url("/obama.jpg")
+    ft = Facetrail(loopback)
+    from facetrail.images.scan import EnrollEntry
+
+    ft.enroll("c", [EnrollEntry(str(OBAMA), "obama")])
+    first = ft.identify("c", [url])
+    rerun = ft.rerun(first["job_id"])
+    (item_id,) = _items(loopback, rerun["job_id"])
+    _as_pending(loopback, [item_id])
+    hits = server.hits["/obama.jpg"]
+    reader = readahead._reader
+    assert reader is not None
+    reader.read(item_id)
+    assert server.hits["/obama.jpg"] == hits
+    assert list(reader.folder.iterdir()) == []
+
+
+def test_bytes_no_item_took_are_removed_after_a_while(loopback: Settings) -> None:
+    reader = readahead._reader
+    assert reader is not None
+    readahead._store(reader.folder, 1, "http://a/1.jpg", b"old")
+    stale = next(reader.folder.iterdir())
+    past = time.time() - readahead.KEEP_SECONDS - 60
+    os.utime(stale, (past, past))
+    readahead._store(reader.folder, 2, "http://a/2.jpg", b"new")
+    assert [p.name for p in reader.folder.iterdir()] == [readahead._name(2, "http://a/2.jpg")]
+    assert readahead.take(2, "http://a/2.jpg") == b"new"
+    assert readahead.take(2, "http://a/other.jpg") is None
+
+
+def test_no_read_ahead_when_set_to_zero(settings: Settings, tmp_path: Path) -> None:
+    assert readahead.start(settings.with_(read_ahead=0)) is None
+    readahead.received(1)  # nothing to do it with
+    assert readahead.take(1, "http://a/1.jpg") is None
