@@ -2,11 +2,12 @@
 
 Celery hands each pool process one task at a time, and a process waiting for a photo's bytes
 computes nothing. With ``FACETRAIL_READ_AHEAD`` = N (default 1) a worker reserves N more
-``facetrail.run_item`` tasks per process, and as each arrives, its main process reads the item's
-source (an http(s) or s3 URL, through the same opener and URL guards as the item itself) into a
-folder of that worker, on a few threads. When the item runs, ``take`` hands it the bytes if they
-are there; if not (the read failed, or has not finished), the item fetches as it always does, so
-a read-ahead can cost a second fetch but never an item's result or its error.
+``facetrail.run_item`` tasks per process (Celery's prefetch multiplier, ``worker/app.py``), and
+as each arrives, its main process reads the item's source (an http(s) or s3 URL, through the
+same opener and URL guards as the item itself) into a folder of that worker, on a few threads.
+When the item runs, ``take`` hands it the bytes if they are there; if not (the read failed, or
+has not finished), the item fetches as it always does, so a read-ahead can cost a second fetch
+but never an item's result or its error.
 
 Not read ahead: local files and uploads (nothing to wait for), items already claimed or finished,
 and the items of re-runs, which answer from stored faces without reading their photos.
