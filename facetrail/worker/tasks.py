@@ -44,8 +44,16 @@ def _start_read_ahead(**_: Any) -> None:
 @task_received.connect
 def _read_ahead(request: Any = None, **_: Any) -> None:
     """In the worker's main process, as a task arrives: fetch its item's photo meanwhile."""
-    if request is not None and request.name == RUN_ITEM and request.args:
-        readahead.received(int(request.args[0]))
+    if request is None or request.name != RUN_ITEM:
+        return
+    args, kwargs = request.args, request.kwargs
+    if isinstance(args, (list, tuple)) and args:
+        item_id = args[0]
+    else:
+        item_id = kwargs.get("item_id") if isinstance(kwargs, dict) else None
+    # A malformed message is the task's to refuse; reading ahead just passes it by.
+    if isinstance(item_id, int) and not isinstance(item_id, bool):
+        readahead.received(item_id)
 
 
 @worker_ready.connect

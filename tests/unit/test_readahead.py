@@ -179,3 +179,26 @@ def test_no_read_ahead_when_set_to_zero(settings: Settings, tmp_path: Path) -> N
     assert readahead.start(settings.with_(read_ahead=0)) is None
     readahead.received(1)  # nothing to do it with
     assert readahead.take(1, "http://a/1.jpg") is None
+
+
+def test_the_worker_reads_ahead_for_run_item_messages_and_passes_malformed_ones_by(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    from facetrail.worker import tasks
+
+    seen: list[int] = []
+    monkeypatch.setattr(readahead, "received", seen.append)
+    messages = [
+        (tasks.RUN_ITEM, [7], {}),
+        (tasks.RUN_ITEM, [], {"item_id": 8}),
+        ("facetrail.fan_out", [9, 0], {}),
+        (tasks.RUN_ITEM, ["x"], {}),
+        (tasks.RUN_ITEM, [True], {}),
+        (tasks.RUN_ITEM, None, ["item_id"]),
+        (tasks.RUN_ITEM, [], {}),
+    ]
+    for name, args, kwargs in messages:
+        tasks._read_ahead(request=SimpleNamespace(name=name, args=args, kwargs=kwargs))
+    assert seen == [7, 8]
