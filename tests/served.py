@@ -1,11 +1,14 @@
-"""A live server in a background thread for the tests, and a boto3 Rekognition client for it."""
+"""A live server in a background thread for the tests, a boto3 Rekognition client for it, and a
+loopback server of photos."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import HTTPServer
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 import boto3
@@ -42,3 +45,45 @@ def rekognition_client(endpoint: str, **config: Any) -> Any:
         aws_secret_access_key="testing",
         config=Config(retries={"max_attempts": 1}, **config),
     )
+
+
+@contextmanager
+def photo_server(photo: bytes) -> Iterator[PhotoLog]:
+    """A loopback HTTP server answering every path with ``photo``, except paths under
+    ``/missing`` (404); what it was asked for is in the yielded log."""
+    log = PhotoLog()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            log.first.setdefault(self.path, datetime.now(UTC))
+            log.requests.append(self.path)
+            if self.path.startswith("/missing"):
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(photo)))
+            self.end_headers()
+            self.wfile.write(photo)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as srv:
+        log.base = url_of(srv)
+        yield log
+
+
+@dataclass
+class PhotoLog:
+    """What ``photo_server`` was asked for: every path in order, and when each was first."""
+
+    base: str = ""
+    requests: list[str] = field(default_factory=list)
+    first: dict[str, datetime] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def hits(self, path: str) -> int:
+        return self.requests.count(path)

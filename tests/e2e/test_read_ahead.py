@@ -3,10 +3,7 @@ photos of the items it holds in reserve, so their URLs are requested before they
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,49 +16,19 @@ from facetrail.models import JobItem
 from facetrail.settings import Settings
 from tests.badinputs import OBAMA
 from tests.procs import Worker
+from tests.served import PhotoLog, photo_server
 
 pytestmark = [pytest.mark.services, pytest.mark.e2e]
 
 
-class Photos:
-    """Loopback HTTP serving one photo under any path; when each path was first asked for."""
-
-    def __init__(self) -> None:
-        first: dict[str, datetime] = {}
-        requests: list[str] = []
-        self.first, self.requests = first, requests
-        body = OBAMA.read_bytes()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                first.setdefault(self.path, datetime.now(UTC))
-                requests.append(self.path)
-                self.send_response(200)
-                self.send_header("Content-Type", "image/jpeg")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-
 @pytest.fixture
-def photos() -> Iterator[Photos]:
-    server = Photos()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+def photos() -> Iterator[PhotoLog]:
+    with photo_server(OBAMA.read_bytes()) as served:
+        yield served
 
 
 def test_reserved_items_are_fetched_before_they_are_claimed(
-    tmp_path: Path, models_dir: Path, postgres_url: str, redis_url: str, photos: Photos
+    tmp_path: Path, models_dir: Path, postgres_url: str, redis_url: str, photos: PhotoLog
 ) -> None:
     settings = Settings(
         home=tmp_path / "home",
@@ -98,4 +65,4 @@ def test_reserved_items_are_fetched_before_they_are_claimed(
     early = [p for p in paths[1:] if photos.first[p] < claimed[p]]
     assert early, "no photo was fetched before its item was claimed"
     # A read-ahead that lost the race to its item costs one more fetch, never more.
-    assert all(photos.requests.count(p) <= 2 for p in paths), photos.requests
+    assert all(photos.hits(p) <= 2 for p in paths), photos.requests

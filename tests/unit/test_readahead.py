@@ -5,11 +5,8 @@ before, with its own errors."""
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,44 +19,13 @@ from facetrail.jobs.runner import run_item
 from facetrail.models import ItemStatus, JobItem
 from facetrail.settings import Settings
 from tests.badinputs import OBAMA
-
-
-class PhotoServer:
-    """Loopback HTTP: ``/obama.jpg`` is a photo, anything else 404; counts requests per path."""
-
-    def __init__(self) -> None:
-        hits: Counter[str] = Counter()
-        self.hits = hits
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                hits[self.path] += 1
-                if self.path != "/obama.jpg":
-                    self.send_error(404)
-                    return
-                body = OBAMA.read_bytes()
-                self.send_response(200)
-                self.send_header("Content-Type", "image/jpeg")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+from tests.served import PhotoLog, photo_server
 
 
 @pytest.fixture
-def server() -> Iterator[PhotoServer]:
-    photos = PhotoServer()
-    yield photos
-    photos.httpd.shutdown()
-    photos.httpd.server_close()
+def server() -> Iterator[PhotoLog]:
+    with photo_server(OBAMA.read_bytes()) as photos:
+        yield photos
 
 
 @pytest.fixture
@@ -94,26 +60,26 @@ def _status(settings: Settings, item_id: int) -> tuple[ItemStatus, str | None]:
 
 
 def test_a_photo_read_ahead_is_what_its_item_reads_once(
-    loopback: Settings, server: PhotoServer
+    loopback: Settings, server: PhotoLog
 ) -> None:
     url = server.url("/obama.jpg")
     job = Facetrail(loopback).tag([url], ops=["labels"])
     (item_id,) = _items(loopback, job["job_id"])
-    assert server.hits["/obama.jpg"] == 1
+    assert server.hits("/obama.jpg") == 1
     _as_pending(loopback, [item_id])
 
     reader = readahead._reader
     assert reader is not None
     reader.read(item_id)
-    assert server.hits["/obama.jpg"] == 2
+    assert server.hits("/obama.jpg") == 2
     assert run_item(loopback, item_id).status == ItemStatus.SUCCEEDED
-    assert server.hits["/obama.jpg"] == 2  # the item took the bytes read ahead
+    assert server.hits("/obama.jpg") == 2  # the item took the bytes read ahead
     assert readahead.take(item_id, url) is None  # and they are gone
     assert list(reader.folder.iterdir()) == []
 
 
 def test_a_failed_read_ahead_leaves_the_item_its_own_fetch_and_error(
-    loopback: Settings, server: PhotoServer
+    loopback: Settings, server: PhotoLog
 ) -> None:
     url = server.url("/missing.jpg")
     job = Facetrail(loopback).tag([url], ops=["labels"])
@@ -125,11 +91,11 @@ def test_a_failed_read_ahead_leaves_the_item_its_own_fetch_and_error(
     assert list(reader.folder.iterdir()) == []
     assert run_item(loopback, item_id).status == ItemStatus.FAILED
     assert _status(loopback, item_id) == (ItemStatus.FAILED, "http_error")
-    assert server.hits["/missing.jpg"] == 3  # the first run, the read-ahead, the item again
+    assert server.hits("/missing.jpg") == 3  # the first run, the read-ahead, the item again
 
 
 def test_finished_items_and_local_files_are_not_read_ahead(
-    loopback: Settings, server: PhotoServer
+    loopback: Settings, server: PhotoLog
 ) -> None:
     url = server.url("/obama.jpg")
     ft = Facetrail(loopback)
@@ -140,11 +106,11 @@ def test_finished_items_and_local_files_are_not_read_ahead(
     reader.read(remote)  # finished: its worker is done with it
     _as_pending(loopback, [local])
     reader.read(local)  # a local file: nothing to wait for
-    assert server.hits["/obama.jpg"] == 1
+    assert server.hits("/obama.jpg") == 1
     assert list(reader.folder.iterdir()) == []
 
 
-def test_re_run_items_are_not_read_ahead(loopback: Settings, server: PhotoServer) -> None:
+def test_re_run_items_are_not_read_ahead(loopback: Settings, server: PhotoLog) -> None:
     url = server.url("/obama.jpg")
     ft = Facetrail(loopback)
     from facetrail.images.scan import EnrollEntry
@@ -154,11 +120,11 @@ def test_re_run_items_are_not_read_ahead(loopback: Settings, server: PhotoServer
     rerun = ft.rerun(first["job_id"])
     (item_id,) = _items(loopback, rerun["job_id"])
     _as_pending(loopback, [item_id])
-    hits = server.hits["/obama.jpg"]
+    hits = server.hits("/obama.jpg")
     reader = readahead._reader
     assert reader is not None
     reader.read(item_id)
-    assert server.hits["/obama.jpg"] == hits
+    assert server.hits("/obama.jpg") == hits
     assert list(reader.folder.iterdir()) == []
 
 
