@@ -66,25 +66,39 @@ def baseline_code(rev: str, folder: Path) -> Code:
 @dataclass(frozen=True)
 class Layout:
     """``processes`` tasks at a time, each in its own process (Celery's prefork pool) or, with
-    ``pool="threads"``, all in one process's threads; ``threads`` inference threads per model."""
+    ``pool="threads"``, all in one process's threads; ``threads`` inference threads per model;
+    ``read_ahead`` tasks held in reserve per process (None: the code's default)."""
 
     processes: int
     threads: int
     pool: str = "prefork"
+    read_ahead: int | None = None
 
     @classmethod
     def parse_list(cls, text: str) -> list[Layout]:
-        """``"1x2,2x1,4tx1"`` -> layouts; ``4tx1``: 4 tasks in one process's thread pool."""
+        """``"1x2,2x1,4tx1,2x1r2"`` -> layouts; ``4tx1``: 4 tasks in one process's thread pool;
+        ``r2``: 2 tasks in reserve per process (``FACETRAIL_READ_AHEAD``)."""
         out = []
         for part in text.split(","):
             if part.strip():
-                tasks, threads = part.strip().lower().split("x")
+                tasks, rest = part.strip().lower().split("x")
+                threads, _, reserve = rest.partition("r")
                 pool = "threads" if tasks.endswith("t") else "prefork"
-                out.append(cls(int(tasks.rstrip("t")), int(threads), pool))
+                ahead = int(reserve) if reserve else None
+                out.append(cls(int(tasks.rstrip("t")), int(threads), pool, ahead))
         return out
 
+    def env(self) -> dict[str, str]:
+        """What a worker of this layout is started with, beyond its code's defaults."""
+        env = {"FACETRAIL_THREADS": str(self.threads)}
+        if self.read_ahead is not None:
+            env["FACETRAIL_READ_AHEAD"] = str(self.read_ahead)
+        return env
+
     def __str__(self) -> str:
-        return f"{self.processes}{'t' if self.pool == 'threads' else ''}x{self.threads}"
+        pool = "t" if self.pool == "threads" else ""
+        ahead = "" if self.read_ahead is None else f"r{self.read_ahead}"
+        return f"{self.processes}{pool}x{self.threads}{ahead}"
 
 
 def alternating(codes: Sequence[Code], round_index: int) -> list[Code]:

@@ -9,8 +9,9 @@
 3. ``--only layouts``: tag jobs (every operation) and identify jobs through one `facetrail worker`
    for each layout of processes x inference threads, the code of ``--baseline`` beside this
    checkout's, alternating; CPU time of the worker's processes per image and images per second.
-   ``--latency MS`` serves the tag photos over HTTP from this process, each response held back
-   ``MS`` milliseconds (a CDN's round trips), and tags their URLs instead of their paths.
+   ``--latency MS`` serves the photos over HTTP from this process, each response held back
+   ``MS`` milliseconds (a CDN's round trips), and the jobs take their URLs instead of their
+   paths. A layout ``2x1r2`` also holds 2 tasks in reserve per process (``FACETRAIL_READ_AHEAD``).
 4. ``--only memory``: the peak resident memory of a worker's main and pool
    process after identifying the throughput section's photos.
 
@@ -218,8 +219,8 @@ def layout_round(
         concurrency=layout.processes,
         code=code.root,
         pool=layout.pool,
-        FACETRAIL_THREADS=str(layout.threads),
         FACETRAIL_FETCH_ALLOW_NETWORKS="127.0.0.0/8",  # slow_http's photos
+        **layout.env(),
     )
     try:
         ft = Facetrail(settings)
@@ -244,15 +245,17 @@ def layouts(
     identify_images: int,
     latency: float = 0.0,
 ) -> list[JobRun]:
-    """Tag jobs (every operation, on bench.tagging's speed photos; their URLs on ``slow_http``
-    when ``latency``) and identify jobs through Redis and PostgreSQL, for each layout and code,
-    alternating."""
+    """Tag jobs (every operation, on bench.tagging's speed photos) and identify jobs through
+    Redis and PostgreSQL, for each layout and code, alternating; with ``latency``, both take
+    their photos' URLs on ``slow_http``."""
     tagged = speed_photos(DATA)
     runs: list[JobRun] = []
     with contextlib.ExitStack() as stack:
         settings, folder = stack.enter_context(services(fetch_allow_networks="127.0.0.0/8"))
-        sources = stack.enter_context(slow_http(tagged, latency)) if latency else map(str, tagged)
-        photos = {"tag": list(sources), "identify": batch(identify_images)}
+        photos = {"tag": list(map(str, tagged)), "identify": batch(identify_images)}
+        if latency:
+            for kind, paths in photos.items():
+                photos[kind] = stack.enter_context(slow_http(list(map(Path, paths)), latency))
         enrolled: set[str] = set()
         for r in range(rounds):
             for kind in kinds:
@@ -374,7 +377,8 @@ def main() -> None:
         "--latency",
         type=float,
         default=0.0,
-        help="layouts: tag the photos' URLs on a local server that waits this many ms a response",
+        help="layouts: jobs take the photos' URLs on a local server that waits this many ms a "
+        "response",
     )
     args = parser.parse_args()
     if args.max_side:
@@ -389,9 +393,7 @@ def main() -> None:
             layout_list = Layout.parse_list(args.layouts)
             runs = layouts(kinds, layout_list, codes, args.rounds, args.images, args.latency / 1000)
         served = (
-            f"; tag photos fetched over HTTP, {args.latency:g} ms a response"
-            if args.latency
-            else ""
+            f"; photos fetched over HTTP, {args.latency:g} ms a response" if args.latency else ""
         )
         print(
             f"Median of {args.rounds} round(s), load average {os.getloadavg()[0]:.1f} at the end"

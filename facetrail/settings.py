@@ -94,8 +94,9 @@ class Settings:
     # 0: one per core, each with one inference thread, the best layout measured.
     worker_concurrency: int = 0
     # Tasks each worker process holds in reserve beyond the one it runs; the worker's main
-    # process fetches their remote photos meanwhile (``jobs/readahead.py``). 0: none.
-    read_ahead: int = 1
+    # process fetches their remote photos meanwhile (``jobs/readahead.py``). Two hide a 150 ms
+    # fetch behind identification's compute (docs/tagging.md#workers); 0: none.
+    read_ahead: int = 2
     task_max_retries: int = 5
     # Most images one job may have; a larger request is refused (split it into several jobs).
     max_job_images: int = 100_000

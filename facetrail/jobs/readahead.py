@@ -1,7 +1,7 @@
 """Read-ahead: a worker fetches the remote photos of the items it holds in reserve.
 
 Celery hands each pool process one task at a time, and a process waiting for a photo's bytes
-computes nothing. With ``FACETRAIL_READ_AHEAD`` = N (default 1) a worker reserves N more
+computes nothing. With ``FACETRAIL_READ_AHEAD`` = N (default 2) a worker reserves N more
 ``facetrail.run_item`` tasks per process (Celery's prefetch multiplier, ``worker/app.py``), and
 as each arrives, its main process reads the item's source (an http(s) or s3 URL, through the
 same opener and URL guards as the item itself) into a folder of that worker, on a few threads.
