@@ -39,6 +39,8 @@ REMOTE = ("http", "https", "s3")
 THREADS = 4
 # Bytes no item took within this many seconds (their item fetched them itself) are removed.
 KEEP_SECONDS = 900.0
+# A worker's folder: this, its main process's pid, "-", a random part.
+PREFIX = "facetrail-read-ahead-"
 
 
 # What decides whether an item is read ahead: one query per task the worker receives.
@@ -116,9 +118,24 @@ def start(settings: Settings) -> ReadAhead | None:
     global _reader, _folder
     if settings.read_ahead <= 0:
         return None
-    _folder = Path(tempfile.mkdtemp(prefix="facetrail-read-ahead-"))
+    _remove_orphans(Path(tempfile.gettempdir()))
+    _folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
     _reader = ReadAhead(settings, _folder)
     return _reader
+
+
+def _remove_orphans(parent: Path) -> None:
+    """Remove the folders of workers that were killed before they could (their pid is gone)."""
+    for folder in parent.glob(f"{PREFIX}*-*"):
+        pid = folder.name[len(PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
 
 
 def received(item_id: int) -> None:

@@ -5,6 +5,8 @@ before, with its own errors."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,3 +170,21 @@ def test_the_worker_reads_ahead_for_run_item_messages_and_passes_malformed_ones_
     for name, args, kwargs in messages:
         tasks._read_ahead(request=SimpleNamespace(name=name, args=args, kwargs=kwargs))
     assert seen == [7, 8]
+
+
+def test_a_killed_workers_folder_is_removed_by_the_next_worker(tmp_path: Path) -> None:
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = tmp_path / f"{readahead.PREFIX}{gone.stdout.strip()}-abc"
+    alive = tmp_path / f"{readahead.PREFIX}{os.getpid()}-def"
+    other = tmp_path / "facetrail-read-ahead-notapid-x"
+    for folder in (dead, alive, other):
+        folder.mkdir()
+        (folder / "1-photo").write_bytes(b"x")
+    readahead._remove_orphans(tmp_path)
+    assert not dead.exists()
+    assert alive.exists() and other.exists()
