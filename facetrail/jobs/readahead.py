@@ -106,21 +106,19 @@ def _store(folder: Path, item_id: int, source: str, data: bytes) -> None:
             pass  # taken or removed meanwhile
 
 
-# This worker's read-ahead (in its main process) and its folder (in every process of the
-# worker: pool processes are forked after ``start``, and inherit it).
+# This worker's read-ahead: started in its main process, and inherited with its folder by the
+# pool processes, which are forked after ``start``.
 _reader: ReadAhead | None = None
-_folder: Path | None = None
 
 
 def start(settings: Settings) -> ReadAhead | None:
     """Start reading ahead for this worker (its main process, before the pool starts); None
     when ``settings.read_ahead`` is 0."""
-    global _reader, _folder
+    global _reader
     if settings.read_ahead <= 0:
         return None
     _remove_orphans(Path(tempfile.gettempdir()))
-    _folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
-    _reader = ReadAhead(settings, _folder)
+    _reader = ReadAhead(settings, Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-")))
     return _reader
 
 
@@ -145,17 +143,18 @@ def received(item_id: int) -> None:
 
 
 def stop() -> None:
-    global _reader, _folder
+    global _reader
     if _reader is not None:
         _reader.stop()
-    _reader = _folder = None
+    _reader = None
 
 
 def take(item_id: int, source: str) -> bytes | None:
-    """The bytes read ahead for this item's ``source``, once (None where there are none)."""
-    if _folder is None:
+    """The bytes read ahead for this item's ``source``, once (None where there are none, and
+    for sources that are never read ahead)."""
+    if _reader is None or scheme_of(source) not in REMOTE:
         return None
-    path = _folder / _name(item_id, source)
+    path = _reader.folder / _name(item_id, source)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
