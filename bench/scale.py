@@ -29,9 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from threading import Thread
 from typing import TypeVar
 
 from bench.layouts import THIS, Code, Layout, alternating, baseline_code, session_cpu_seconds
@@ -42,6 +40,7 @@ from facetrail.images.scan import enroll_entries
 from facetrail.migrate import upgrade
 from facetrail.settings import Settings
 from tests.procs import PrivateRedis, Worker, scratch_database
+from tests.served import photo_server
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 KNN = DATA / "face_recognition" / "examples" / "knn_examples"
@@ -76,31 +75,8 @@ def slow_http(photos: Sequence[Path], latency: float) -> Iterator[list[str]]:
     """URLs of ``photos`` on a loopback HTTP server that waits ``latency`` seconds before each
     response, as a far server's round trips would; each photo's bytes are read once."""
     files = {f"/{i}{photo.suffix}": photo.read_bytes() for i, photo in enumerate(photos)}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = files.get(self.path)
-            time.sleep(latency)
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg" if self.path.endswith("jpg") else "")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield [f"http://127.0.0.1:{server.server_port}{name}" for name in files]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with photo_server(files, latency) as served:
+        yield [served.url(name) for name in files]
 
 
 def batch(n: int) -> list[str]:

@@ -4,7 +4,8 @@ loopback server of photos."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,23 +49,26 @@ def rekognition_client(endpoint: str, **config: Any) -> Any:
 
 
 @contextmanager
-def photo_server(photo: bytes) -> Iterator[PhotoLog]:
-    """A loopback HTTP server answering every path with ``photo``, except paths under
-    ``/missing`` (404); what it was asked for is in the yielded log."""
+def photo_server(files: Mapping[str, bytes], latency: float = 0.0) -> Iterator[PhotoLog]:
+    """A loopback HTTP server answering each path of ``files`` with its bytes and any other with
+    404, every response held back ``latency`` seconds (a far server's round trips); what it was
+    asked for is in the yielded log."""
     log = PhotoLog()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             log.first.setdefault(self.path, datetime.now(UTC))
             log.requests.append(self.path)
-            if self.path.startswith("/missing"):
+            body = files.get(self.path)
+            time.sleep(latency)
+            if body is None:
                 self.send_error(404)
                 return
             self.send_response(200)
-            self.send_header("Content-Type", "image/jpeg")
-            self.send_header("Content-Length", str(len(photo)))
+            self.send_header("Content-Type", "image/jpeg" if self.path.endswith("jpg") else "")
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(photo)
+            self.wfile.write(body)
 
         def log_message(self, *args: object) -> None:
             pass

@@ -21,9 +21,12 @@ from tests.served import PhotoLog, photo_server
 pytestmark = [pytest.mark.services, pytest.mark.e2e]
 
 
+PATHS = [f"/{i}.jpg" for i in range(6)]
+
+
 @pytest.fixture
 def photos() -> Iterator[PhotoLog]:
-    with photo_server(OBAMA.read_bytes()) as served:
+    with photo_server(dict.fromkeys(PATHS, OBAMA.read_bytes())) as served:
         yield served
 
 
@@ -38,9 +41,8 @@ def test_reserved_items_are_fetched_before_they_are_claimed(
         fetch_allow_networks="127.0.0.1/32",
     )
     upgrade(settings)
-    paths = [f"/{i}.jpg" for i in range(6)]
     ft = Facetrail(settings)
-    job_id = ft.tag([photos.url(p) for p in paths], ops=["labels"], wait=False)["job_id"]
+    job_id = ft.tag([photos.url(p) for p in PATHS], ops=["labels"], wait=False)["job_id"]
     # One process: each item runs after the one before, while the next waits in reserve.
     worker = Worker(
         settings,
@@ -62,7 +64,7 @@ def test_reserved_items_are_fetched_before_they_are_claimed(
         ).all()
     claimed = {f"/{position}.jpg": started for position, started in items}
     # The first item may run as it arrives; every later one was in reserve while another ran.
-    early = [p for p in paths[1:] if photos.first[p] < claimed[p]]
+    early = [p for p in PATHS[1:] if photos.first[p] < claimed[p]]
     assert early, "no photo was fetched before its item was claimed"
     # A read-ahead that lost the race to its item costs one more fetch, never more.
-    assert all(photos.hits(p) <= 2 for p in paths), photos.requests
+    assert all(photos.hits(p) <= 2 for p in PATHS), photos.requests

@@ -26,7 +26,7 @@ from tests.served import PhotoLog, photo_server
 
 @pytest.fixture
 def server() -> Iterator[PhotoLog]:
-    with photo_server(OBAMA.read_bytes()) as photos:
+    with photo_server({"/obama.jpg": OBAMA.read_bytes()}) as photos:  # /missing.jpg: 404
         yield photos
 
 
@@ -37,6 +37,13 @@ def loopback(settings: Settings) -> Iterator[Settings]:
     assert readahead.start(allowed) is not None
     yield allowed
     readahead.stop()
+
+
+@pytest.fixture
+def reader(loopback: Settings) -> readahead.ReadAhead:
+    """The read-ahead ``loopback`` started, as a worker's main process holds it."""
+    assert readahead._reader is not None
+    return readahead._reader
 
 
 def _items(settings: Settings, job_id: int) -> list[int]:
@@ -62,7 +69,7 @@ def _status(settings: Settings, item_id: int) -> tuple[ItemStatus, str | None]:
 
 
 def test_a_photo_read_ahead_is_what_its_item_reads_once(
-    loopback: Settings, server: PhotoLog
+    loopback: Settings, server: PhotoLog, reader: readahead.ReadAhead
 ) -> None:
     url = server.url("/obama.jpg")
     job = Facetrail(loopback).tag([url], ops=["labels"])
@@ -70,8 +77,6 @@ def test_a_photo_read_ahead_is_what_its_item_reads_once(
     assert server.hits("/obama.jpg") == 1
     _as_pending(loopback, [item_id])
 
-    reader = readahead._reader
-    assert reader is not None
     reader.read(item_id)
     assert server.hits("/obama.jpg") == 2
     assert run_item(loopback, item_id).status == ItemStatus.SUCCEEDED
@@ -81,14 +86,12 @@ def test_a_photo_read_ahead_is_what_its_item_reads_once(
 
 
 def test_a_failed_read_ahead_leaves_the_item_its_own_fetch_and_error(
-    loopback: Settings, server: PhotoLog
+    loopback: Settings, server: PhotoLog, reader: readahead.ReadAhead
 ) -> None:
     url = server.url("/missing.jpg")
     job = Facetrail(loopback).tag([url], ops=["labels"])
     (item_id,) = _items(loopback, job["job_id"])
     _as_pending(loopback, [item_id])
-    reader = readahead._reader
-    assert reader is not None
     reader.read(item_id)
     assert list(reader.folder.iterdir()) == []
     assert run_item(loopback, item_id).status == ItemStatus.FAILED
@@ -97,14 +100,12 @@ def test_a_failed_read_ahead_leaves_the_item_its_own_fetch_and_error(
 
 
 def test_finished_items_and_local_files_are_not_read_ahead(
-    loopback: Settings, server: PhotoLog
+    loopback: Settings, server: PhotoLog, reader: readahead.ReadAhead
 ) -> None:
     url = server.url("/obama.jpg")
     ft = Facetrail(loopback)
     tagged = ft.tag([url, str(OBAMA)], ops=["labels"])
     remote, local = _items(loopback, tagged["job_id"])
-    reader = readahead._reader
-    assert reader is not None
     reader.read(remote)  # finished: its worker is done with it
     _as_pending(loopback, [local])
     reader.read(local)  # a local file: nothing to wait for
@@ -112,7 +113,9 @@ def test_finished_items_and_local_files_are_not_read_ahead(
     assert list(reader.folder.iterdir()) == []
 
 
-def test_re_run_items_are_not_read_ahead(loopback: Settings, server: PhotoLog) -> None:
+def test_re_run_items_are_not_read_ahead(
+    loopback: Settings, server: PhotoLog, reader: readahead.ReadAhead
+) -> None:
     url = server.url("/obama.jpg")
     ft = Facetrail(loopback)
     from facetrail.images.scan import EnrollEntry
@@ -123,16 +126,12 @@ def test_re_run_items_are_not_read_ahead(loopback: Settings, server: PhotoLog) -
     (item_id,) = _items(loopback, rerun["job_id"])
     _as_pending(loopback, [item_id])
     hits = server.hits("/obama.jpg")
-    reader = readahead._reader
-    assert reader is not None
     reader.read(item_id)
     assert server.hits("/obama.jpg") == hits
     assert list(reader.folder.iterdir()) == []
 
 
-def test_bytes_no_item_took_are_removed_after_a_while(loopback: Settings) -> None:
-    reader = readahead._reader
-    assert reader is not None
+def test_bytes_no_item_took_are_removed_after_a_while(reader: readahead.ReadAhead) -> None:
     readahead._store(reader.folder, 1, "http://a/1.jpg", b"old")
     stale = next(reader.folder.iterdir())
     past = time.time() - readahead.KEEP_SECONDS - 60
