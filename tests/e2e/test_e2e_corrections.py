@@ -20,7 +20,6 @@ from facetrail.api import Facetrail
 from facetrail.client import FacetrailClient
 from facetrail.db import session_scope
 from facetrail.images.scan import enroll_entries
-from facetrail.migrate import upgrade
 from facetrail.models import JobItem
 from facetrail.settings import Settings
 from tests.conftest import KNN, knn_test_images
@@ -30,18 +29,9 @@ pytestmark = [pytest.mark.services, pytest.mark.e2e]
 
 
 @pytest.fixture
-def service_settings(
-    tmp_path: Path, models_dir: Path, postgres_url: str, redis_url: str
-) -> Settings:
-    settings = Settings(
-        home=tmp_path / "home",
-        models_dir=models_dir,
-        database_url=postgres_url,
-        broker_url=redis_url,
-        actor="tester",
-    )
-    upgrade(settings)
-    return settings
+def service_settings(service_settings: Settings) -> Settings:
+    """The shared settings (tests/e2e/conftest.py), acting as "tester"."""
+    return service_settings.with_(actor="tester")
 
 
 @pytest.fixture

@@ -15,26 +15,11 @@ from sqlalchemy import select
 
 from facetrail.api import Facetrail
 from facetrail.db import session_scope
-from facetrail.migrate import upgrade
 from facetrail.models import FaceResult, Job, Person
 from facetrail.settings import Settings
 from tests.conftest import KNN, KNN_EXPECTED, knn_test_images
 
 pytestmark = [pytest.mark.services, pytest.mark.e2e]
-
-
-@pytest.fixture
-def service_settings(
-    tmp_path: Path, models_dir: Path, postgres_url: str, redis_url: str
-) -> Settings:
-    settings = Settings(
-        home=tmp_path / "home",
-        models_dir=models_dir,
-        database_url=postgres_url,
-        broker_url=redis_url,
-    )
-    upgrade(settings)
-    return settings
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from sqlalchemy import select
 
 from facetrail.api import Facetrail
 from facetrail.db import session_scope
-from facetrail.migrate import upgrade
 from facetrail.models import JobItem
 from facetrail.settings import Settings
 from tests.badinputs import OBAMA
@@ -31,16 +30,9 @@ def photos() -> Iterator[PhotoLog]:
 
 
 def test_reserved_items_are_fetched_before_they_are_claimed(
-    tmp_path: Path, models_dir: Path, postgres_url: str, redis_url: str, photos: PhotoLog
+    tmp_path: Path, service_settings: Settings, photos: PhotoLog
 ) -> None:
-    settings = Settings(
-        home=tmp_path / "home",
-        models_dir=models_dir,
-        database_url=postgres_url,
-        broker_url=redis_url,
-        fetch_allow_networks="127.0.0.1/32",
-    )
-    upgrade(settings)
+    settings = service_settings.with_(fetch_allow_networks="127.0.0.1/32")
     ft = Facetrail(settings)
     job_id = ft.tag([photos.url(p) for p in PATHS], ops=["labels"], wait=False)["job_id"]
     # One process: each item runs after the one before, while the next waits in reserve.
