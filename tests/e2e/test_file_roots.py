@@ -20,7 +20,6 @@ from facetrail.api import Facetrail
 from facetrail.db import session_scope
 from facetrail.errors import SourceRefusedError
 from facetrail.images.opener import ImageOpener
-from facetrail.migrate import upgrade
 from facetrail.models import Face, Job, JobItem, JobStatus, Person
 from facetrail.settings import Settings
 from tests.conftest import KNN
@@ -102,22 +101,10 @@ def test_roots_setting_takes_colons_or_commas() -> None:
 
 
 @pytest.fixture
-def services(tmp_path: Path, models_dir: Path, postgres_url: str, redis_url: str) -> Settings:
-    settings = Settings(
-        home=tmp_path / "home",
-        models_dir=models_dir,
-        database_url=postgres_url,
-        broker_url=redis_url,
-    )
-    upgrade(settings)
-    return settings
-
-
-@pytest.fixture
-def rooted_worker(services: Settings, tmp_path: Path) -> Iterator[Path]:
+def rooted_worker(service_settings: Settings, tmp_path: Path) -> Iterator[Path]:
     root = tmp_path / "photos"
     root.mkdir()
-    worker = Worker(services, tmp_path / "worker.log", FACETRAIL_IMAGE_ROOTS=str(root))
+    worker = Worker(service_settings, tmp_path / "worker.log", FACETRAIL_IMAGE_ROOTS=str(root))
     yield root
     worker.stop()
 
@@ -147,7 +134,7 @@ def job_of(settings: Settings, request_id: str, timeout: float = 120) -> int:
 @pytest.mark.services
 @pytest.mark.e2e
 def test_a_worker_reads_payload_files_only_under_its_roots(
-    services: Settings, rooted_worker: Path, tmp_path: Path
+    service_settings: Settings, rooted_worker: Path, tmp_path: Path
 ) -> None:
     root = rooted_worker
     (root / "biden.jpg").write_bytes(BIDEN.read_bytes())
@@ -155,17 +142,17 @@ def test_a_worker_reads_payload_files_only_under_its_roots(
     entries = [{"image": str(root / "biden.jpg"), "person": "biden"}] + [
         {"image": source, "person": "intruder"} for source in hostile
     ]
-    client = Celery(broker=services.broker_url)
+    client = Celery(broker=service_settings.broker_url)
     client.conf.update(task_default_queue="facetrail", task_serializer="json")
     try:
         client.send_task(
             "facetrail.submit",
             args=[{"kind": "enroll", "collection": "band", "entries": entries, "request_id": "r1"}],
         )
-        job_id = job_of(services, "r1")
-        job = wait_finished(services, job_id)
+        job_id = job_of(service_settings, "r1")
+        job = wait_finished(service_settings, job_id)
         assert job.succeeded_items == 1 and job.failed_items == len(hostile)
-        with session_scope(services) as session:
+        with session_scope(service_settings) as session:
             items = session.scalars(
                 select(JobItem).where(JobItem.job_id == job_id).order_by(JobItem.position)
             ).all()
@@ -181,7 +168,7 @@ def test_a_worker_reads_payload_files_only_under_its_roots(
             assert session.scalar(select(Person.id).where(Person.external_id == "intruder")) is None
             assert session.scalar(select(func.count()).select_from(Face)) == 1
         # A local user's job through the same worker reads the files they name, anywhere.
-        ft = Facetrail(services)
+        ft = Facetrail(service_settings)
         report = ft.wait(
             ft.enroll("band", [(str(OBAMA), "obama")], wait=False)["job_id"], timeout=240
         )

@@ -12,7 +12,6 @@ import pytest
 from facetrail.api import Facetrail
 from facetrail.client import FacetrailClient
 from facetrail.db import session_scope
-from facetrail.migrate import upgrade
 from facetrail.services import catalog
 from facetrail.settings import Settings
 from tests.conftest import DATA
@@ -27,20 +26,11 @@ STRANGER = "img3.jpg"
 
 
 @pytest.fixture
-def served(
-    tmp_path: Path, models_dir: Path, postgres_url: str, redis_url: str
-) -> Iterator[Settings]:
-    settings = Settings(
-        home=tmp_path / "home",
-        models_dir=models_dir,
-        database_url=postgres_url,
-        broker_url=redis_url,
-    )
-    upgrade(settings)
-    with session_scope(settings) as session:
-        catalog.create_collection(session, settings, "band")
-    worker = Worker(settings, tmp_path / "worker.log")
-    yield settings
+def served(tmp_path: Path, service_settings: Settings) -> Iterator[Settings]:
+    with session_scope(service_settings) as session:
+        catalog.create_collection(session, service_settings, "band")
+    worker = Worker(service_settings, tmp_path / "worker.log")
+    yield service_settings
     worker.stop()
 
 
