@@ -9,13 +9,28 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
-from typing import Any, TypeVar
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol, TypeVar
 
 import boto3
 from botocore.config import Config
 
-ServerT = TypeVar("ServerT", bound=HTTPServer)
+
+class Server(Protocol):
+    """What ``serving`` needs of a server: the standard library's ``HTTPServer`` and serve's
+    ``RekognitionHTTPServer`` both have it."""
+
+    @property
+    def server_address(self) -> tuple[Any, ...]: ...
+
+    def serve_forever(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+    def server_close(self) -> None: ...
+
+
+ServerT = TypeVar("ServerT", bound=Server)
 
 
 @contextmanager
@@ -31,7 +46,7 @@ def serving(srv: ServerT) -> Iterator[ServerT]:
         thread.join(10)
 
 
-def url_of(srv: HTTPServer) -> str:
+def url_of(srv: Server) -> str:
     host, port = srv.server_address[:2]
     return f"http://{host!s}:{port}"
 

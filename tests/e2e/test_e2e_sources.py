@@ -148,7 +148,8 @@ def rig(
         worker = Worker(
             settings,
             tmp / "worker.log",
-            **shared,
+            # shared's keys are all FACETRAIL_* variables, none of Worker's named parameters.
+            **shared,  # type: ignore[arg-type]
             FACETRAIL_HOME=str(tmp / "worker"),  # nothing on disk shared with the submitters
             FACETRAIL_FETCH_ALLOW_NETWORKS="127.0.0.0/8",  # the photo server is on loopback
             # Other apps' payloads name local files only under the worker's image roots.

@@ -7,11 +7,12 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import botocore.session
 import numpy as np
 import pytest
+from botocore.model import StringShape
 
 from facetrail.backends.local.attributes import (
     EYE_CORNER_POINTS,
@@ -38,7 +39,8 @@ from tests.served import rekognition_client, serving
 GROUP = KNN / "test" / "obama_and_biden.jpg"
 IMAGES = DATA / "face_recognition" / "tests" / "test_images"
 MODEL = botocore.session.get_session().get_service_model("rekognition")
-EMOTION_TYPES = set(MODEL.shape_for("EmotionName").enum)
+# shape_for is typed as the base Shape; EmotionName is an enum, a StringShape.
+EMOTION_TYPES = set(cast(StringShape, MODEL.shape_for("EmotionName")).enum)
 EYE_LABELS = Path(__file__).resolve().parents[2] / "bench" / "labels" / "eyes_open.csv"
 # Hand-labelled faces (bench/labels/eyes_open.csv) of sets EyesOpen's cut was not chosen on: two
 # labelled closed, two open. The expected answer is read from the labels.
@@ -191,6 +193,7 @@ def test_serve_detect_faces_all(client: Any) -> None:
     assert all("AgeRange" not in face for face in default)
     found = client.detect_faces(Image={"Bytes": data}, Attributes=["ALL"])
     output = MODEL.operation_model("DetectFaces").output_shape
+    assert output is not None
     raw = {k: v for k, v in found.items() if k != "ResponseMetadata"}
     assert shape_errors(output, raw) == []
     for face in found["FaceDetails"]:
@@ -218,6 +221,7 @@ def test_serve_detect_faces_eyes_open(client: Any) -> None:
     """Attributes=['EYES_OPEN'] on a face labelled closed and one labelled open: the answer
     follows the labels and the response conforms to botocore's model."""
     output = MODEL.operation_model("DetectFaces").output_shape
+    assert output is not None
     for dataset, file in (EYES_OPEN_PHOTOS[0], EYES_OPEN_PHOTOS[-1]):
         label, _ = eye_label(dataset, file)
         data = (DATA / dataset / file).read_bytes()

@@ -51,7 +51,7 @@ def tag_payload(request_id: str) -> dict[str, Any]:
     }
 
 
-def take_messages(client: redis.Redis) -> list[tuple[str, list[Any]]]:
+def take_messages(client: redis.Redis[bytes]) -> list[tuple[str, list[Any]]]:
     """Every task message waiting on the queue, removed: (task name, args)."""
     out = []
     while (raw := client.rpop(QUEUE)) is not None:
@@ -62,7 +62,7 @@ def take_messages(client: redis.Redis) -> list[tuple[str, list[Any]]]:
 
 
 def drain(
-    client: redis.Redis, deliveries: int, taken: list[tuple[str, list[Any]]] | None = None
+    client: redis.Redis[bytes], deliveries: int, taken: list[tuple[str, list[Any]]] | None = None
 ) -> Counter[int]:
     """Deliver every fan-out message ``deliveries`` times (a redelivery after a lost ack); count
     the run_item messages per item."""

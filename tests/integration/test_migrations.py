@@ -106,10 +106,10 @@ def test_collections_pin_the_detector_of_their_model_version(database_url: str) 
     )
     engine = engine_for(database_url)
     with engine.begin() as conn:
-        for name, (backend, options, model) in rows.items():
+        for name, (backend, pinned, model) in rows.items():
             conn.execute(
                 insert,
-                {"name": name, "backend": backend, "options": json.dumps(options), "model": model},
+                {"name": name, "backend": backend, "options": json.dumps(pinned), "model": model},
             )
 
     def options() -> dict[str, dict[str, str]]:

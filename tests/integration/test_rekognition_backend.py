@@ -48,7 +48,7 @@ from facetrail.images import LoadedImage, decode_image, load_image
 from facetrail.server import make_server
 from facetrail.settings import Settings
 from tests.conftest import DATA, KNN
-from tests.served import serving, url_of
+from tests.served import Server, serving, url_of
 
 IMAGES = DATA / "face_recognition" / "tests" / "test_images"
 GROUP = KNN / "test" / "obama_and_biden.jpg"
@@ -80,7 +80,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def _serve(srv: ThreadingHTTPServer) -> Iterator[str]:
+def _serve(srv: Server) -> Iterator[str]:
     with serving(srv):
         yield url_of(srv)
 
@@ -233,7 +233,13 @@ def client_error(code: str, status: int = 400) -> ClientError:
     return ClientError(
         {
             "Error": {"Code": code, "Message": "message"},
-            "ResponseMetadata": {"HTTPStatusCode": status},
+            "ResponseMetadata": {
+                "RequestId": "",
+                "HostId": "",
+                "HTTPStatusCode": status,
+                "HTTPHeaders": {},
+                "RetryAttempts": 0,
+            },
         },
         "SearchFacesByImage",
     )
@@ -460,6 +466,7 @@ def test_enrolled_people_are_users_on_rekognition(
     options = {"aws_region": "us-east-1"}
     ft = Facetrail(settings.with_(backend="rekognition", aws_endpoint_url=endpoint, **options))
     backend = backend_for(ft.settings, "rekognition", options)
+    assert isinstance(backend, RekognitionBackend)
     calls: list[str] = []
     backend.client.meta.events.register(
         "before-call.rekognition", lambda model, **_: calls.append(model.name)
@@ -543,7 +550,7 @@ def test_collections_enrolled_before_people_were_users_catch_up(
     )
     assert rec.list_users("old") == ["barack", "biden"]
     users = {f.face_id: f.user_id for f in rec.list_faces("old")}
-    assert sorted(users.values()) == ["barack", "biden", "biden"]
+    assert sorted(users.values(), key=str) == ["barack", "biden", "biden"]
     report = ft.identify("old", [str(GROUP)])
     assert {f["person"] for f in report["images"][0]["faces"]} - {None} == {"barack", "biden"}
 

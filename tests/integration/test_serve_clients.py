@@ -153,7 +153,9 @@ def check_exchanges(recording: Recording) -> list[str]:
         if exchange.status >= 300:
             assert set(body) == {"__type", "Message"}, body
             continue
-        errors = shape_errors(operation_model(exchange.operation).output_shape, body)
+        output = operation_model(exchange.operation).output_shape
+        assert output is not None, exchange.operation
+        errors = shape_errors(output, body)
         assert errors == [], f"{exchange.operation}: {errors}"
     return [e.operation for e in exchanges]
 

@@ -111,6 +111,7 @@ def _range(value: float, meta: dict[str, Any], path: str) -> list[str]:
 
 def test_validator_catches_departures() -> None:
     shape = MODEL.operation_model("SearchFacesByImage").output_shape
+    assert shape is not None
     face_id = "0f0e7c3c-8a0b-4d3e-9b52-6b1d2c3e4f50"
     good = {"FaceMatches": [{"Similarity": 99.0, "Face": {"FaceId": face_id, "Confidence": 99.0}}]}
     assert shape_errors(shape, good) == []
@@ -122,6 +123,7 @@ def test_validator_catches_departures() -> None:
         "$.FaceMatches[0].Face.FaceId"
     ]
     tags = MODEL.operation_model("ListTagsForResource").output_shape
+    assert tags is not None
     assert shape_errors(tags, {"Tags": {"équipe": "Ünïcode 1"}}) == []
     assert len(shape_errors(tags, {"Tags": {"aws:reserved": "x", "ok": "tab\t"}})) == 2
 
@@ -199,7 +201,9 @@ def test_notebook_flow(client: Any) -> None:
         # ALL adds the face mesh's 23 further types and the iris model's pupils: every one of
         # the service's 30 types, once each.
         assert len(types) == 30 == len(set(types))
-        assert set(types) == set(MODEL.shape_for("LandmarkType").enum)
+        landmark_type = MODEL.shape_for("LandmarkType")
+        assert isinstance(landmark_type, StringShape)
+        assert set(types) == set(landmark_type.enum)
 
     same = client.compare_faces(
         SourceImage={"Bytes": read(IMAGES / "obama.jpg")},
@@ -227,8 +231,8 @@ def test_notebook_flow(client: Any) -> None:
 
     # Search each face of the group photo on its own crop, as SearchFacesByImage only ever
     # searches with the largest face of an image.
-    photo = Image.open(io.BytesIO(group))
-    width, height = photo.size
+    picture = Image.open(io.BytesIO(group))
+    width, height = picture.size
     named = []
     for face in faces:
         box = face["BoundingBox"]
@@ -236,7 +240,7 @@ def test_notebook_flow(client: Any) -> None:
         right = int((box["Left"] + box["Width"]) * width)
         bottom = int((box["Top"] + box["Height"]) * height)
         buffer = io.BytesIO()
-        photo.crop((left, top, right, bottom)).save(buffer, "JPEG")
+        picture.crop((left, top, right, bottom)).save(buffer, "JPEG")
         try:
             found = client.search_faces_by_image(
                 CollectionId="family",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ GROUP = KNN / "test" / "obama_and_biden.jpg"
 IMAGES = DATA / "face_recognition" / "tests" / "test_images"
 
 
-def tight_crops(rgb: Image.Image, boxes: list[tuple[float, float, float, float]]) -> list[Any]:
+def tight_crops(rgb: Image.Image, boxes: Sequence[Sequence[float]]) -> list[Any]:
     """Each box (pixels) cropped exactly, clipped to the image."""
     out = []
     for x0, y0, x1, y1 in boxes:

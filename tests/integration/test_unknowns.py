@@ -123,8 +123,8 @@ def test_erasing_the_person_a_cluster_was_named_as_leaves_none_of_its_faces(
     assert found >= {"faces", "face_results", "unknown_clusters", "audit_log"}, found
     assert any(p.startswith("images/") for p, _ in scan_files(shared.home, traces))
 
-    result = ft.delete_person("band", "subject_qx7")
-    assert result["unknown_clusters"] == 1 and result["unknown_faces"] == 4, result
+    erased = ft.delete_person("band", "subject_qx7")
+    assert erased["unknown_clusters"] == 1 and erased["unknown_faces"] == 4, erased
 
     assert scan_tables(shared, traces) == []
     assert scan_files(shared.home, traces) == []

@@ -80,10 +80,12 @@ def test_a_collection_made_again_under_its_name_is_reloaded(settings: Settings) 
     backend = LocalBackend(settings)
     backend.create_collection("again")
     first = backend.index_faces("again", photo("obama", "obama.jpg"), external_id="obama")
-    assert backend.search_embeddings("again", first.indexed[0].embedding[None, :])[0]
+    embedding = first.indexed[0].embedding
+    assert embedding is not None
+    assert backend.search_embeddings("again", embedding[None, :])[0]
     backend.delete_collection("again")
     backend.create_collection("again")
-    assert backend.search_embeddings("again", first.indexed[0].embedding[None, :]) == [[]]
+    assert backend.search_embeddings("again", embedding[None, :]) == [[]]
     assert backend._vectors.stats.reloads == 2
 
 
@@ -103,13 +105,16 @@ def test_a_new_process_loads_the_saved_index_and_applies_later_changes(
         person: writer.index_faces("people", photo(person, name), external_id=person).indexed[0]
         for person, name in [("obama", "obama.jpg"), ("biden", "biden.jpg")]
     }
-    assert writer.search_embeddings("people", faces["obama"].embedding[None, :])
+    obama_embedding = faces["obama"].embedding
+    assert obama_embedding is not None
+    assert writer.search_embeddings("people", obama_embedding[None, :])
     assert writer._vectors.stats.snapshot_loads == 0  # built from the database, and saved
-    obama = faces["obama"].embedding.astype(np.float16).tobytes()
+    obama = obama_embedding.astype(np.float16).tobytes()
     assert obama in snapshot_bytes(settings)
 
     kit = writer.index_faces("people", photo("kit_harington", "john1.jpeg"), external_id="kit")
     kit_face = kit.indexed[0]
+    assert kit_face.embedding is not None
     searcher = Searcher(settings, "people")  # started after the enrollment
     try:
         seen = searcher.search(kit_face.embedding)

@@ -55,6 +55,7 @@ def test_local_templates_are_the_normalised_mean(settings: Settings) -> None:
     e1 = (query + a) / np.linalg.norm(query + a)
     e2 = (query + b) / np.linalg.norm(query + b)
     scores = rec.score_people(query[None, :], {"ann": np.stack([e1, e2]), "solo": e1[None, :]})
+    assert scores is not None
     template = (e1 + e2) / np.linalg.norm(e1 + e2)
     assert scores["ann"][0] == pytest.approx(rec.pipeline.similarity(float(query @ template)))
     # The photos reinforce each other: together they score above either one alone.

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 import pytest
@@ -54,7 +55,8 @@ def test_tag_a_folder_into_long_and_wide_tables(
     assert code == 0  # partial: one broken file among good ones
     long = pd.read_csv(long_csv)
     wide = pd.read_csv(wide_csv)
-    by_image = {Path(i).name: rows for i, rows in long.groupby("image")}
+    # pandas-stubs type a group's key as any scalar; the "image" column holds paths (str).
+    by_image = {Path(cast(str, i)).name: rows for i, rows in long.groupby("image")}
 
     assert sorted(wide["image"].map(lambda p: Path(p).name)) == sorted(
         p.name for p in folder.iterdir()

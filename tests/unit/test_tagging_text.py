@@ -76,8 +76,8 @@ def test_lines_then_words_with_parents_and_geometry(phototest: list[TextDetectio
     # Words sit inside their line's box (a little slack for rounding).
     by_id = {d.id: d for d in lines}
     for word in words:
-        line = by_id[word.parent_id or 0].box
-        assert line.left - 0.01 <= word.box.left and word.box.top >= line.top - 0.01
+        line_box = by_id[word.parent_id or 0].box
+        assert line_box.left - 0.01 <= word.box.left and word.box.top >= line_box.top - 0.01
 
 
 def test_rekognition_shape(phototest: list[TextDetection]) -> None:

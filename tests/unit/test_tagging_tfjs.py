@@ -166,7 +166,8 @@ def ref_depthwise(
 
 def ref_max_pool(x: Array, k: Sequence[int], stride: Sequence[int], padding: str) -> Array:
     win = window_view(x, k[0], k[1], stride, (1, 1), padding, -np.inf)
-    return win.max(axis=(3, 4))
+    pooled: Array = win.max(axis=(3, 4))
+    return pooled
 
 
 def ref_resize_bilinear(x: Array, size: Sequence[int], mode: str) -> Array:
@@ -199,7 +200,8 @@ def ref_resize_bilinear(x: Array, size: Sequence[int], mode: str) -> Array:
         xd[:, y1][:, :, x0] * (1 - fx)[None, None, :, None]
         + xd[:, y1][:, :, x1] * fx[None, None, :, None]
     )
-    return top * (1 - fy)[None, :, None, None] + bottom * fy[None, :, None, None]
+    resized: Array = top * (1 - fy)[None, :, None, None] + bottom * fy[None, :, None, None]
+    return resized
 
 
 def ref_strided_slice(
@@ -706,8 +708,8 @@ def run_reference(
         elif op == "ResizeBilinear":
             values[name] = ref_resize_bilinear(args[0], [int(v) for v in args[1]], "asymmetric")
         elif op == "MaxPool":
-            k = _attr_ints(node, "ksize")[1:3]
-            values[name] = ref_max_pool(args[0], k, _attr_ints(node, "strides")[1:3], "SAME")
+            ksize = _attr_ints(node, "ksize")[1:3]
+            values[name] = ref_max_pool(args[0], ksize, _attr_ints(node, "strides")[1:3], "SAME")
         elif op == "Equal":
             values[name] = args[0] == args[1]
         elif op == "Cast":
@@ -730,9 +732,12 @@ def run_reference(
         elif op == "GatherV2":
             values[name] = np.take(args[0], args[1], axis=int(args[2]))
         elif op == "StridedSlice":
+            begin, end, strides = (list(map(int, a)) for a in args[1:4])
             values[name] = ref_strided_slice(
                 args[0],
-                *(list(map(int, a)) for a in args[1:4]),
+                begin,
+                end,
+                strides,
                 int(attr["begin_mask"]["i"]),
                 int(attr["end_mask"]["i"]),
                 int(attr["shrink_axis_mask"]["i"]),

@@ -42,7 +42,7 @@ from facetrail.models import (
     UnknownCluster,
     UnknownFace,
 )
-from facetrail.services import catalog, unknowns
+from facetrail.services import catalog, records, unknowns
 from facetrail.settings import Settings
 from facetrail.vectors import normalise
 from tests.conftest import DATA
@@ -83,7 +83,8 @@ def face_of(person: str, noise: float = 0.5, rng: np.random.Generator | None = N
     """A face of ``person``: their direction plus noise (pairwise cosine ~0.8, similarity ~99)."""
     centre = CENTRES[person] / np.linalg.norm(CENTRES[person])
     v = centre + noise * (rng or RNG).normal(size=DIM) / np.sqrt(DIM)
-    return (v / np.linalg.norm(v)).astype(np.float32)
+    face: np.ndarray = (v / np.linalg.norm(v)).astype(np.float32)
+    return face
 
 
 def similarity(cosines: np.ndarray) -> np.ndarray:
@@ -258,7 +259,7 @@ def test_a_look_alike_does_not_join_a_cluster_when_its_own_person_is_in_the_pool
     kim, lee = look_alikes()
     first = clustering.plan({1: kim[0], 2: kim[1]}, {}, similarity, params)
     assert first.groups == [[1, 2]]
-    assert float(similarity(np.float32(lee[0] @ kim[0]))) > params.join  # a look-alike
+    assert float(similarity(np.asarray(lee[0] @ kim[0], np.float32))) > params.join  # a look-alike
 
     decided = clustering.plan({3: lee[0], 4: lee[1]}, {7: np.stack(kim)}, similarity, params)
     assert decided.joins == {} and decided.merges == []
@@ -356,7 +357,7 @@ class World:
     ) -> int:
         """An identify job (a re-run of ``rerun_of``); faces of people in ``named`` are named."""
         with session_scope(self.settings) as session:
-            collection = catalog.get_collection(session, "band")
+            collection = records.get_collection(session, "band")
             job = Job(
                 kind=JobKind.IDENTIFY,
                 backend="local",
@@ -771,7 +772,7 @@ def test_corrections_take_faces_out_and_keep_them_from_a_naming(world: World) ->
         m["face_result_id"] for m in Facetrail(world.settings).unknown("band", label)["members"]
     ]
     with session_scope(world.settings) as session:
-        collection = catalog.get_collection(session, "band")
+        collection = records.get_collection(session, "band")
         get_or_create_person(session, collection, "alice", display_name="alice")
         corrections.correct_is(session, world.settings, "band", first, "ann")
         corrections.correct_not(session, world.settings, "band", second, "alice")
