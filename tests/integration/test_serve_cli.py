@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -25,5 +26,8 @@ def test_beyond_localhost_without_a_key_is_refused(
     monkeypatch.setenv("FACETRAIL_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("FACETRAIL_MODELS_DIR", str(models_dir))
     monkeypatch.delenv("FACETRAIL_SERVE_API_KEY", raising=False)
+    # serve() gives the server's logger a stderr handler if it has none; this test's stderr is
+    # closed after it, so later tests' servers would log into a closed stream.
+    monkeypatch.setattr(logging.getLogger("facetrail.server"), "handlers", [logging.NullHandler()])
     assert main(["serve", "--host", "0.0.0.0", "--port", "0"]) == 2
     assert "API key" in capsys.readouterr().err
