@@ -12,7 +12,9 @@ photos, 66 people): the first 1 or 2 photos of each person by file name enrolled
 
 ``--shift 1`` has facetrail's detector look at every photo without its first row and column
 (boxes and landmarks moved back; faces are aligned on the whole photo): how far a change no one
-would see moves the table, the yardstick for differences between detectors.
+would see moves the table, the yardstick for differences between detectors. ``--shift 0,1,2,3
+--no-baseline`` runs one draw per shift and sums them, with a line per draw: the table
+docs/benchmarks.md compares pipelines by ("The deepface table over shifted photos").
 
 The protocol (rounds, ``k``, what is counted) was fixed before it was first run; see
 docs/benchmarks.md.
@@ -23,7 +25,8 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -136,21 +139,42 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--shift",
-        type=int,
-        default=0,
-        help="facetrail detects on each photo less its first N rows and columns (default 0)",
+        type=_shifts,
+        default=(0,),
+        help="facetrail detects on each photo less its first N rows and columns (default 0); "
+        "several, comma-separated (0,1,2,3), sum one draw per shift (with --no-baseline)",
     )
     parser.add_argument(
         "--no-baseline",
         action="store_true",
         help="facetrail only (the baseline's column is left empty; face_recognition not needed)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if len(args.shift) > 1 and not args.no_baseline:
+        # The baseline does not shift: summing its one draw N times would say nothing.
+        parser.error("several --shift values compare facetrail's draws only: add --no-baseline")
+    return args
 
 
-def shift_detection(pixels: int) -> None:
-    """Make the local pipeline detect on photos less their first ``pixels`` rows and columns,
-    moving what it finds back into the photo's coordinates (for this process only)."""
+def _shifts(text: str) -> tuple[int, ...]:
+    try:
+        shifts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of pixels: {text!r}"
+        ) from None
+    if not shifts or min(shifts) < 0 or len(set(shifts)) != len(shifts):
+        raise argparse.ArgumentTypeError(f"want distinct pixel counts >= 0, got {text!r}")
+    return shifts
+
+
+@contextmanager
+def shift_detection(pixels: int) -> Iterator[None]:
+    """Within the block, the local pipeline detects on photos less their first ``pixels`` rows
+    and columns, moving what it finds back into the photo's coordinates (this process only)."""
+    if not pixels:
+        yield
+        return
     import numpy as np
 
     from facetrail.backends.local import pipeline
@@ -166,13 +190,28 @@ def shift_detection(pixels: int) -> None:
         ]
 
     pipeline.FacePipeline.detect = shifted  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        pipeline.FacePipeline.detect = detect  # type: ignore[method-assign]
+
+
+def draw_line(shift: int, cells: Sequence[Tally]) -> str:
+    """One draw's row of the shifted-photos table: right per setting, then the pooled counts."""
+    pooled = Tally()
+    for cell in cells:
+        pooled.merge(cell)
+    rights = ", ".join(str(cell.right) for cell in cells)
+    return (
+        f"| {shift} px | {rights} | {pooled.right} of {pooled.probes} | {pooled.wrong_name} "
+        f"| {pooled.unknown} |"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     counts = [int(k) for k in args.enroll.split(",") if k.strip()]
-    if args.shift:
-        shift_detection(args.shift)
+    settings = [(k, kind) for k in counts for kind in ("closed set", "open set")]
     # Imported here: the baseline needs face_recognition, which only ./dev bench installs.
     from bench.facetrail_side import FacetrailSide
 
@@ -181,28 +220,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.baseline import Baseline
 
         baseline = Baseline()
+    ours = {setting: Tally() for setting in settings}
+    theirs = {setting: Tally() for setting in settings}
+    draws = []
+    for shift in args.shift:
+        # A fresh home per draw: nothing a draw stored about a photo is reused by the next.
+        with (
+            shift_detection(shift),
+            tempfile.TemporaryDirectory(prefix="facetrail-crossval-") as home,
+        ):
+            facetrail = FacetrailSide(Path(home))
+            draw: dict[tuple[int, str], Tally] = {}
+            for k in counts:
+                tallies = run_rounds(facetrail, args.data, k, args.rounds, args.dataset)
+                draw.update(zip(((k, "closed set"), (k, "open set")), tallies, strict=True))
+            version, rule = facetrail.version, facetrail.rule
+        for setting, tally in draw.items():
+            ours[setting].merge(tally)
+        draws.append(draw_line(shift, [draw[setting] for setting in settings]))
+    if baseline:
+        for k in counts:
+            tallies = run_rounds(baseline, args.data, k, args.rounds, args.dataset)
+            theirs.update(zip(((k, "closed set"), (k, "open set")), tallies, strict=True))
     lines = [
         "| setting | probes | facetrail | face_recognition (baseline) | ratio |",
         "|---|---|---|---|---|",
     ]
     ours_all, theirs_all = Tally(), Tally()
-    with tempfile.TemporaryDirectory(prefix="facetrail-crossval-") as home:
-        facetrail = FacetrailSide(Path(home))
-        for k in counts:
-            ours = run_rounds(facetrail, args.data, k, args.rounds, args.dataset)
-            theirs = (
-                run_rounds(baseline, args.data, k, args.rounds, args.dataset)
-                if baseline
-                else (None, None)
-            )
-            for kind, mine, base in zip(("closed set", "open set"), ours, theirs, strict=True):
-                lines.append(row(f"{k} enrolled, {kind}", mine, base))
-                ours_all.merge(mine)
-                if base is not None:
-                    theirs_all.merge(base)
-        lines.append(row("all of the above", ours_all, theirs_all if baseline else None))
-        shifted = f", detecting on photos less {args.shift} px" if args.shift else ""
-        print(f"facetrail: {facetrail.version}, rule {facetrail.rule}{shifted}")
+    for setting in settings:
+        k, kind = setting
+        lines.append(
+            row(f"{k} enrolled, {kind}", ours[setting], theirs[setting] if baseline else None)
+        )
+        ours_all.merge(ours[setting])
+        theirs_all.merge(theirs[setting])
+    lines.append(row("all of the above", ours_all, theirs_all if baseline else None))
+    shifts = ",".join(str(shift) for shift in args.shift)
+    shifted = f", detecting on photos less {shifts} px" if args.shift != (0,) else ""
+    summed = f" (sum of {len(args.shift)} draws)" if len(args.shift) > 1 else ""
+    print(f"facetrail: {version}, rule {rule}{shifted}{summed}")
     if baseline:
         print(f"baseline: {baseline.version}, rule {baseline.rule}")
     print(
@@ -211,6 +267,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print()
     print("\n".join(lines))
+    if len(draws) > 1:
+        cells = "; ".join(f"{k} enrolled, {kind}" for k, kind in settings)
+        print()
+        print(f"| shift | right: {cells} | right | wrong names | unknown |")
+        print("|---|---|---|---|---|")
+        print("\n".join(draws))
     return 0
 
 

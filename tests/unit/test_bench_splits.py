@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 from collections import Counter
+from typing import Any, cast
 
-from bench import datasets
+import numpy as np
+import pytest
+
+from bench import crossval, datasets
 from bench.crossval import Tally
+from facetrail.backends.local import pipeline
+from facetrail.inference.detector import Detection
 from tests.conftest import DATA
 
 
@@ -78,3 +85,38 @@ def test_tally_counts_probes_without_a_face() -> None:
     tally = Tally()
     tally.add(["a", None, None], ["a", "b", None], ["a", None, None])
     assert (tally.right, tally.unknown, tally.no_face) == (2, 1, 2)
+
+
+def test_several_shifts_are_parsed_and_need_no_baseline() -> None:
+    assert crossval.parse_args(["--shift", "0,1,2,3", "--no-baseline"]).shift == (0, 1, 2, 3)
+    assert crossval.parse_args([]).shift == (0,)
+    with pytest.raises(SystemExit):  # the baseline does not shift
+        crossval.parse_args(["--shift", "0,1"])
+    for bad in ("a", "-1", "1,1", ","):
+        with pytest.raises(argparse.ArgumentTypeError):
+            crossval._shifts(bad)
+
+
+def test_shift_detection_moves_boxes_back_and_is_undone(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[int, ...]] = []
+
+    def detect(self: pipeline.FacePipeline, rgb: Any) -> list[Detection]:
+        seen.append(np.asarray(rgb).shape)
+        box = np.array([10, 20, 30, 40], np.float32)
+        return [Detection(box=box, score=0.9, landmarks=np.zeros((5, 2), np.float32))]
+
+    monkeypatch.setattr(pipeline.FacePipeline, "detect", detect)
+    photo = np.zeros((50, 60, 3), np.uint8)
+    with crossval.shift_detection(2):
+        (face,) = pipeline.FacePipeline.detect(cast(pipeline.FacePipeline, None), photo)
+    assert seen == [(48, 58, 3)]
+    assert face.box.tolist() == [12, 22, 32, 42]
+    assert face.landmarks.tolist() == [[2, 2]] * 5
+    assert pipeline.FacePipeline.detect is detect
+
+
+def test_a_draw_line_gives_right_per_setting_and_pooled_counts() -> None:
+    closed, opened = Tally(), Tally()
+    closed.add(["a", None], ["a", "b"])
+    opened.add(["a", "c"], ["a", None])
+    assert crossval.draw_line(3, [closed, opened]) == "| 3 px | 1, 1 | 2 of 4 | 1 | 1 |"
