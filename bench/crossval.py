@@ -196,6 +196,21 @@ def shift_detection(pixels: int) -> Iterator[None]:
         pipeline.FacePipeline.detect = detect  # type: ignore[method-assign]
 
 
+KINDS = ("closed set", "open set")
+Setting = tuple[int, str]  # photos enrolled per identity, closed or open set
+
+
+def run_settings(
+    system: System, args: argparse.Namespace, counts: Sequence[int]
+) -> dict[Setting, Tally]:
+    """Each setting's tally over ``args.rounds`` rotations, for ``system``."""
+    tallies: dict[Setting, Tally] = {}
+    for k in counts:
+        both = run_rounds(system, args.data, k, args.rounds, args.dataset)
+        tallies.update(zip(((k, kind) for kind in KINDS), both, strict=True))
+    return tallies
+
+
 def draw_line(shift: int, cells: Sequence[Tally]) -> str:
     """One draw's row of the shifted-photos table: right per setting, then the pooled counts."""
     pooled = Tally()
@@ -211,7 +226,7 @@ def draw_line(shift: int, cells: Sequence[Tally]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     counts = [int(k) for k in args.enroll.split(",") if k.strip()]
-    settings = [(k, kind) for k in counts for kind in ("closed set", "open set")]
+    settings = [(k, kind) for k in counts for kind in KINDS]
     # Imported here: the baseline needs face_recognition, which only ./dev bench installs.
     from bench.facetrail_side import FacetrailSide
 
@@ -221,7 +236,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         baseline = Baseline()
     ours = {setting: Tally() for setting in settings}
-    theirs = {setting: Tally() for setting in settings}
     draws = []
     for shift in args.shift:
         # A fresh home per draw: nothing a draw stored about a photo is reused by the next.
@@ -230,18 +244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             tempfile.TemporaryDirectory(prefix="facetrail-crossval-") as home,
         ):
             facetrail = FacetrailSide(Path(home))
-            draw: dict[tuple[int, str], Tally] = {}
-            for k in counts:
-                tallies = run_rounds(facetrail, args.data, k, args.rounds, args.dataset)
-                draw.update(zip(((k, "closed set"), (k, "open set")), tallies, strict=True))
+            draw = run_settings(facetrail, args, counts)
             version, rule = facetrail.version, facetrail.rule
         for setting, tally in draw.items():
             ours[setting].merge(tally)
         draws.append(draw_line(shift, [draw[setting] for setting in settings]))
-    if baseline:
-        for k in counts:
-            tallies = run_rounds(baseline, args.data, k, args.rounds, args.dataset)
-            theirs.update(zip(((k, "closed set"), (k, "open set")), tallies, strict=True))
+    theirs = run_settings(baseline, args, counts) if baseline else None
     lines = [
         "| setting | probes | facetrail | face_recognition (baseline) | ratio |",
         "|---|---|---|---|---|",
@@ -249,12 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours_all, theirs_all = Tally(), Tally()
     for setting in settings:
         k, kind = setting
-        lines.append(
-            row(f"{k} enrolled, {kind}", ours[setting], theirs[setting] if baseline else None)
-        )
+        base = theirs[setting] if theirs else None
+        lines.append(row(f"{k} enrolled, {kind}", ours[setting], base))
         ours_all.merge(ours[setting])
-        theirs_all.merge(theirs[setting])
-    lines.append(row("all of the above", ours_all, theirs_all if baseline else None))
+        if base is not None:
+            theirs_all.merge(base)
+    lines.append(row("all of the above", ours_all, theirs_all if theirs else None))
     shifts = ",".join(str(shift) for shift in args.shift)
     shifted = f", detecting on photos less {shifts} px" if args.shift != (0,) else ""
     summed = f" (sum of {len(args.shift)} draws)" if len(args.shift) > 1 else ""
