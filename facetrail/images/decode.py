@@ -90,7 +90,8 @@ def decode_image(
             if width < 1 or height < 1:
                 raise InvalidImageError(f"{source}: image has no pixels")
             img.load()
-            img = ImageOps.exif_transpose(img) or img
+            # In place: a returned copy would cost a full extra pass over the pixels.
+            ImageOps.exif_transpose(img, in_place=True)
             rgb = _to_rgb(img)
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
         if isinstance(exc, Image.DecompressionBombError):

@@ -454,6 +454,8 @@ RETINAFACE_ANCHORS = ((16, 32), (64, 128), (256, 512))
 RETINAFACE_VARIANCE = (0.1, 0.2)
 RETINAFACE_MEAN_BGR = (104.0, 117.0, 123.0)
 RETINAFACE_NMS = 0.4  # the original's test-time overlap
+# At 768 Rekognition's floor would be 16 px, the smallest anchor: half the faces found at 960
+# just above the floor are lost there (bench.floor, docs/benchmarks.md).
 RETINAFACE_MAX_SIDE = 960
 
 
@@ -582,14 +584,26 @@ class RetinaONetDetector(Model[list[Detection]]):
     weights: ClassVar[tuple[str, ...]] = ("retinaface", "onet")
 
     def __init__(
-        self, files: Sequence[Path], *, threads: int = 1, config: DetectorConfig | None = None
+        self,
+        files: Sequence[Path],
+        *,
+        threads: int = 1,
+        config: DetectorConfig | None = None,
+        max_side: int = RETINAFACE_MAX_SIDE,
     ) -> None:
         super().__init__(files, threads=threads)
         self.config = config or DetectorConfig()
+        self.max_side = max_side
+        # The absolute floor is applied here, in the photo's pixels: the proposer sees a shrunk
+        # copy, where a floor in its pixels would be too high by the shrink factor.
         proposals = replace(
-            self.config, thresholds=(*self.config.thresholds[:2], PROPOSAL_THRESHOLD)
+            self.config,
+            thresholds=(*self.config.thresholds[:2], PROPOSAL_THRESHOLD),
+            min_face_size=0,
         )
-        self._proposer = RetinaFaceDetector(files[:1], threads=threads, config=proposals)
+        self._proposer = RetinaFaceDetector(
+            files[:1], threads=threads, config=proposals, max_side=max_side
+        )
         self._onet: TFLiteNet | None = None
 
     def _load(self) -> None:
@@ -600,11 +614,16 @@ class RetinaONetDetector(Model[list[Detection]]):
         height, width = rgb.shape[:2]
         # Bilinear for mild shrinks: area averaging costs ~10x more and matters for aliasing
         # only below half size.
-        small, _ = _shrunk(rgb, RETINAFACE_MAX_SIDE, mild=cv2.INTER_LINEAR)
-        proposals = self._proposer.predict(small)
+        small, _ = _shrunk(rgb, self.max_side, mild=cv2.INTER_LINEAR)
+        back = np.array([width / small.shape[1], height / small.shape[0]] * 2, np.float32)
+        proposals = [
+            p
+            for p in self._proposer.predict(small)
+            if max((p.box[2] - p.box[0]) * back[0], (p.box[3] - p.box[1]) * back[1])
+            >= self.config.min_face_size
+        ]
         if not proposals:
             return []
-        back = np.array([width / small.shape[1], height / small.shape[0]] * 2, np.float32)
         boxes = _onet_inputs(np.stack([p.box for p in proposals]) * back)
         assert self._onet is not None
         with self._run_lock:

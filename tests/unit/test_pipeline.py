@@ -109,6 +109,23 @@ def test_large_photo_boxes_are_in_original_pixels(pipeline: FacePipeline) -> Non
     assert iou(faces_big[0].box, (x0, y0, x1, y1)) > 0.8
 
 
+@pytest.mark.parametrize("name", ["retinaface", "retinaface-onet"])
+def test_min_face_size_is_in_the_photos_pixels(models_dir: Path, name: str) -> None:
+    # img49.jpg is 4352 px wide, detected on a copy several times smaller: the absolute floor
+    # must compare the face's side in the photo's own pixels, not in the shrunk copy's.
+    big = rgb(DEEPFACE / "img49.jpg")
+    found = FacePipeline(Settings(models_dir=models_dir, detector=name)).detect(big)
+    assert len(found) == 1
+    side = float(max(found[0].box[2] - found[0].box[0], found[0].box[3] - found[0].box[1]))
+
+    def detect_with_floor(floor: float) -> list[det.Detection]:
+        settings = Settings(models_dir=models_dir, detector=name, min_face_size=round(floor))
+        return FacePipeline(settings).detect(big)
+
+    assert len(detect_with_floor(0.6 * side)) == 1
+    assert detect_with_floor(1.6 * side) == []
+
+
 def test_describe_is_rekognition_shaped(pipeline: FacePipeline) -> None:
     image = rgb(FR_TESTS / "obama.jpg")
     face = pipeline.describe(image, pipeline.detect(image)[0])
