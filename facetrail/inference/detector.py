@@ -72,8 +72,10 @@ class Detection:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    # Smallest face side in the caller's pixels; see MIN_FACE_RATIO for the relative floor.
+    # Smallest face side in the caller's pixels, and as a fraction of the photo's longer side
+    # (Rekognition's 40 px in a 1920 px photo); the larger of the two applies.
     min_face_size: int = 20
+    min_face_ratio: float = MIN_FACE_RATIO
     # Per-stage score thresholds (P, R, O); O is the final cut (Settings.detection_threshold).
     # R at 0.6 instead of MTCNN's usual 0.7: chosen on dlib's training.xml, where 0.7 lost a
     # pale, turned face (18/18 found with 0.6, none spurious; testing.xml was not looked at).
@@ -82,6 +84,10 @@ class DetectorConfig:
     max_side: int = 1280
     # Average O-net's score with its score on the mirrored crop (see _stage_o).
     flip_check: bool = True
+
+    def floor(self, height: int, width: int) -> float:
+        """The smallest face side kept in a ``height`` x ``width`` photo, in its pixels."""
+        return max(self.min_face_size, self.min_face_ratio * max(height, width))
 
 
 class MTCNNDetector(Model[list[Detection]]):
@@ -109,7 +115,7 @@ class MTCNNDetector(Model[list[Detection]]):
             raise ValueError(f"expected an RGB (H, W, 3) image, got shape {rgb.shape}")
         height, width = rgb.shape[:2]
         work, scale = _shrunk(rgb, self.config.max_side)
-        min_face = max(self.config.min_face_size, MIN_FACE_RATIO * max(height, width)) * scale
+        min_face = self.config.floor(height, width) * scale
         with self._run_lock:
             boxes, points = self._stages(work, max(min_face, PNET_CELL))
         # Back to the caller's pixels (separately per axis: rounding changed the aspect a bit).
@@ -527,7 +533,7 @@ class RetinaFaceDetector(Model[list[Detection]]):
         boxes = np.concatenate([(centre - size / 2) * frame, (centre + size / 2) * frame], axis=1)
         points = points * frame
         scored = np.column_stack([boxes, score[keep]]).astype(np.float32)
-        min_face = max(self.config.min_face_size, MIN_FACE_RATIO * max(height, width))
+        min_face = self.config.floor(height, width)
         sides = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
         faces = [
             Detection(box=scored[i, :4].copy(), score=float(scored[i, 4]), landmarks=points[i])
@@ -577,7 +583,8 @@ class RetinaONetDetector(Model[list[Detection]]):
     O-net's input (``ONET_FRAME``) and O-net scores, regresses and places the landmarks, as in
     MTCNN: the final cut, the mirror check that keeps animals out, and MTCNN's landmarks, on
     which faces are aligned for embedding (docs/benchmarks.md). With a few proposals per photo,
-    each crop is area-resized from the photo, as the reference MTCNN cuts its crops.
+    each crop is area-resized from the photo, as the reference MTCNN cuts its crops. The size
+    floor (``DetectorConfig.floor``) is applied once, to O-net's boxes in the photo's pixels.
     """
 
     version: ClassVar[str] = "retinaface-onet"
@@ -594,12 +601,13 @@ class RetinaONetDetector(Model[list[Detection]]):
         super().__init__(files, threads=threads)
         self.config = config or DetectorConfig()
         self.max_side = max_side
-        # The absolute floor is applied here, in the photo's pixels: the proposer sees a shrunk
-        # copy, where a floor in its pixels would be too high by the shrink factor.
+        # The floor is applied once, to O-net's boxes in the photo's pixels: RetinaFace's boxes
+        # run smaller than O-net's for the same face, and the proposer sees a shrunk copy.
         proposals = replace(
             self.config,
             thresholds=(*self.config.thresholds[:2], PROPOSAL_THRESHOLD),
             min_face_size=0,
+            min_face_ratio=0.0,
         )
         self._proposer = RetinaFaceDetector(
             files[:1], threads=threads, config=proposals, max_side=max_side
@@ -616,18 +624,14 @@ class RetinaONetDetector(Model[list[Detection]]):
         # only below half size.
         small, _ = _shrunk(rgb, self.max_side, mild=cv2.INTER_LINEAR)
         back = np.array([width / small.shape[1], height / small.shape[0]] * 2, np.float32)
-        proposals = [
-            p
-            for p in self._proposer.predict(small)
-            if max((p.box[2] - p.box[0]) * back[0], (p.box[3] - p.box[1]) * back[1])
-            >= self.config.min_face_size
-        ]
+        proposals = self._proposer.predict(small)
         if not proposals:
             return []
         boxes = _onet_inputs(np.stack([p.box for p in proposals]) * back)
         assert self._onet is not None
         with self._run_lock:
             found, points = _refine(self._onet, self.config, _area_crops(rgb, boxes, 48), boxes)
+        min_face = self.config.floor(height, width)
         faces = [
             Detection(
                 box=b[:4].astype(np.float32),
@@ -635,6 +639,7 @@ class RetinaONetDetector(Model[list[Detection]]):
                 landmarks=p.reshape(2, 5).T.astype(np.float32),
             )
             for b, p in zip(found, points, strict=True)
+            if max(b[2] - b[0], b[3] - b[1]) >= min_face
         ]
         faces.sort(key=lambda f: f.area, reverse=True)
         return faces

@@ -126,6 +126,34 @@ def test_min_face_size_is_in_the_photos_pixels(models_dir: Path, name: str) -> N
     assert detect_with_floor(1.6 * side) == []
 
 
+KNN_TRAIN = sorted((FR / "examples" / "knn_examples" / "train").glob("*/*.*"))
+
+
+def on_canvas(
+    image: npt.NDArray[np.uint8], box: npt.NDArray[np.float32], side: float
+) -> tuple[npt.NDArray[np.uint8], tuple[float, float, float, float]]:
+    """``image`` scaled so ``box``'s longer side is ``side`` px, at the top left of a grey
+    1920x1080 canvas; and the box there."""
+    scale = side / float(max(box[2] - box[0], box[3] - box[1]))
+    small = resized(image, scale)[:1080, :1920]
+    canvas = np.full((1080, 1920, 3), 128, np.uint8)
+    canvas[: small.shape[0], : small.shape[1]] = small
+    x0, y0, x1, y1 = (float(v) * scale for v in box[:4])
+    return canvas, (x0, y0, x1, y1)
+
+
+@pytest.mark.parametrize("name", ["mtcnn", "retinaface-onet"])
+def test_faces_just_above_the_floor_in_large_photos(models_dir: Path, name: str) -> None:
+    # Rekognition's floor is a 40 px face in a 1920 px photo; faces at 1.2x that are found.
+    pipeline = FacePipeline(Settings(models_dir=models_dir, detector=name))
+    found = 0
+    for path in KNN_TRAIN:
+        image = rgb(path)
+        canvas, truth = on_canvas(image, pipeline.detect(image)[0].box, 48)
+        found += any(iou(face.box, truth) >= 0.5 for face in pipeline.detect(canvas))
+    assert found == len(KNN_TRAIN)
+
+
 def test_describe_is_rekognition_shaped(pipeline: FacePipeline) -> None:
     image = rgb(FR_TESTS / "obama.jpg")
     face = pipeline.describe(image, pipeline.detect(image)[0])
