@@ -570,7 +570,10 @@ def _priors(height: int, width: int) -> FloatArray:
 # (R-net's squared output) against RetinaFace's box for the same face.
 ONET_FRAME = (-0.0341, 0.0323, 1.2518, 0.9185)
 # Proposals RetinaFace passes on to O-net; O-net (with its mirror check) makes the final cut.
-PROPOSAL_THRESHOLD = 0.5
+# Chosen on photos no benchmark scores for detection (celeba_attributes faces just above the
+# floor, coco128 photos without people): the lowest tried that found no false face there
+# (docs/benchmarks.md, "Faces near the floor").
+PROPOSAL_THRESHOLD = 0.05
 
 
 class RetinaONetDetector(Model[list[Detection]]):
