@@ -127,10 +127,16 @@ class Facetrail:
         return out
 
     def _create(
-        self, kind: str, request: dict[str, Any], *, wait: bool, progress: Progress | None
+        self,
+        kind: str,
+        request: dict[str, Any],
+        *,
+        wait: bool,
+        progress: Progress | None,
+        report: bool = True,
     ) -> dict[str, Any]:
         """Validate ``request`` with its kind's schema (as ``facetrail.submit`` does), create the
-        job, then run it."""
+        job, then run it; its report, or only ``{"job_id": ...}`` without ``report``."""
         parsed = parse_payload({"kind": kind, **request})
         with session_scope(self.settings) as session:
             jt = job_type(kind)
@@ -139,7 +145,7 @@ class Facetrail:
                 # A local user names local files: read wherever they are (docs/security.md).
                 job.parameters = {**job.parameters, TRUSTED_PATHS: True}
             job_id = job.id
-        return self._run(job_id, wait=wait, progress=progress)
+        return self._run(job_id, wait=wait, progress=progress, report=report)
 
     def tag_results(self, job_id: int) -> list[dict[str, Any]]:
         """One entry per image, in order: its results per operation, or its error."""
@@ -179,8 +185,11 @@ class Facetrail:
         self, job_id: int, *, wait: bool = True, progress: Progress | None = None
     ) -> dict[str, Any]:
         """Identify a job's images again against the collection as it is now; report changes."""
-        new_id = self._create("rerun", {"job_id": job_id}, wait=wait, progress=progress)["job_id"]
-        return self.rerun_changes(new_id)
+        # The changes are its report: the job's own (every item and face) would be thrown away.
+        created = self._create(
+            "rerun", {"job_id": job_id}, wait=wait, progress=progress, report=False
+        )
+        return self.rerun_changes(created["job_id"])
 
     def reindex(
         self,
@@ -521,7 +530,13 @@ class Facetrail:
             ]
 
     def _run(
-        self, job_id: int, *, wait: bool, progress: Progress | None, resume: bool = False
+        self,
+        job_id: int,
+        *,
+        wait: bool,
+        progress: Progress | None,
+        resume: bool = False,
+        report: bool = True,
     ) -> dict[str, Any]:
         # The job is committed above; only now do workers hear of it.
         total = self._total(job_id)
@@ -535,8 +550,9 @@ class Facetrail:
 
         submit(self.settings, job_id, on_item=tick, resume=resume)
         if wait and self.settings.broker_url:
-            self.wait(job_id, progress=progress)
-        return self.job(job_id)
+            finished = self.wait(job_id, progress=progress)
+            return finished if report else {"job_id": job_id}
+        return self.job(job_id) if report else {"job_id": job_id}
 
     def _total(self, job_id: int) -> int:
         with session_scope(self.settings) as session:

@@ -478,10 +478,20 @@ def _apply_rerun(
             return {"job_id": job.id, "skipped": "its original job was deleted"}
         root = parent
     boxes_named: dict[int, list[BoundingBox]] = {}
-    for item in job.items:
-        boxes = [_box(f) for f in item.faces if f.person_external_id is not None]
-        if item.status == ItemStatus.SUCCEEDED and boxes:
-            boxes_named[item.position] = boxes
+    named_faces = (
+        select(
+            JobItem.position,
+            FaceResult.box_left,
+            FaceResult.box_top,
+            FaceResult.box_width,
+            FaceResult.box_height,
+        )
+        .join(FaceResult, FaceResult.job_item_id == JobItem.id)
+        .where(JobItem.job_id == job.id, JobItem.status == ItemStatus.SUCCEEDED)
+        .where(FaceResult.person_external_id.is_not(None))
+    )
+    for position, *box in session.execute(named_faces).tuples():
+        boxes_named.setdefault(position, []).append(BoundingBox(*box))
     originals = [
         face.id
         for face, position in session.execute(
