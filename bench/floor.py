@@ -24,10 +24,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 
 from bench import datasets
 from bench.datasets import PixelBox
+from bench.detectors import rgb
 from bench.metrics import iou
 from facetrail.inference.base import Model
 from facetrail.inference.detector import (
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cpu = dict.fromkeys(rows, 0.0)
     canvases = 0
     for path in photos:
-        photo = np.asarray(Image.open(path).convert("RGB"), np.uint8)
+        photo = rgb(path)
         faces = truth_finder.predict(photo)
         if not faces:
             continue

@@ -25,10 +25,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
 
 from bench import datasets
 from bench.datasets import PixelBox
+from bench.detectors import rgb
 from bench.floor import FLOOR, TRUTH_SIDE, on_canvas, pixel_box
 from bench.metrics import iou
 from facetrail.inference import detector
@@ -37,10 +37,6 @@ from facetrail.modelfiles import model_path
 from facetrail.settings import Settings
 
 UInt8Array = npt.NDArray[np.uint8]
-
-
-def rgb(path: Path) -> UInt8Array:
-    return np.asarray(Image.open(path).convert("RGB"), np.uint8)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

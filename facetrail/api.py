@@ -550,8 +550,7 @@ class Facetrail:
 
         submit(self.settings, job_id, on_item=tick, resume=resume)
         if wait and self.settings.broker_url:
-            finished = self.wait(job_id, progress=progress)
-            return finished if report else {"job_id": job_id}
+            self._await(job_id, progress=progress)
         return self.job(job_id) if report else {"job_id": job_id}
 
     def _total(self, job_id: int) -> int:
@@ -567,6 +566,19 @@ class Facetrail:
         poll: float = 0.5,
         progress: Progress | None = None,
     ) -> dict[str, Any]:
+        """The job's report once it has finished (TimeoutError after ``timeout`` seconds)."""
+        self._await(job_id, timeout=timeout, poll=poll, progress=progress)
+        return self.job(job_id)
+
+    def _await(
+        self,
+        job_id: int,
+        *,
+        timeout: float | None = None,
+        poll: float = 0.5,
+        progress: Progress | None = None,
+    ) -> None:
+        """Return when the job has finished; ``wait`` without building its report."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with session_scope(self.settings) as session:
@@ -581,7 +593,7 @@ class Facetrail:
             if progress is not None:
                 progress(done, total)
             if status.finished:
-                return self.job(job_id)
+                return
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {status.value} after {timeout}s")
             time.sleep(poll)

@@ -626,10 +626,10 @@ class RetinaONetDetector(Model[list[Detection]]):
         # Bilinear for mild shrinks: area averaging costs ~10x more and matters for aliasing
         # only below half size.
         small, _ = _shrunk(rgb, self.max_side, mild=cv2.INTER_LINEAR)
-        back = np.array([width / small.shape[1], height / small.shape[0]] * 2, np.float32)
         proposals = self._proposer.predict(small)
         if not proposals:
             return []
+        back = np.array([width / small.shape[1], height / small.shape[0]] * 2, np.float32)
         boxes = _onet_inputs(np.stack([p.box for p in proposals]) * back)
         assert self._onet is not None
         with self._run_lock:

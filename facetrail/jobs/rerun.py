@@ -301,8 +301,9 @@ def rerun_changes(session: Session, job_id: int) -> dict[str, Any]:
     old_faces, new_faces = _faces(session, original.id), _faces(session, job.id)
     changes: list[dict[str, Any]] = []
     for position in sorted(old_faces.keys() | new_faces.keys()):
-        source, after_faces = new_faces.get(position, ("", []))
-        source, before_faces = old_faces.get(position, (source, []))
+        # A re-run's items keep their original's sources, so either side names the image.
+        source, before_faces = old_faces.get(position, ("", []))
+        source, after_faces = new_faces.get(position, (source, []))
         for before, after in _pair(before_faces, after_faces):
             kind = _change(before, after)
             if kind is None:
