@@ -580,6 +580,10 @@ PROPOSAL_THRESHOLD = 0.05
 # side at full size, on celeba_attributes canvases at 44, 60 and 80 px (0.905; no detection
 # benchmark scores those photos), rounded down.
 FLOOR_SLACK = 0.9
+# O-net's score above which a proposal it rejected gets a second look: O-net again on its own
+# regressed box, squared, as MTCNN's O-net sees R-net's. A small face's RetinaFace box is often
+# off-centre enough for O-net to reject a crop it accepts once re-framed.
+SECOND_LOOK = 0.01
 
 
 class RetinaONetDetector(Model[list[Detection]]):
@@ -594,7 +598,8 @@ class RetinaONetDetector(Model[list[Detection]]):
     which faces are aligned for embedding (docs/benchmarks.md). With a few proposals per photo,
     each crop is area-resized from the photo, as the reference MTCNN cuts its crops. The size
     floor (``DetectorConfig.floor``) is applied once, to O-net's boxes in the photo's pixels,
-    less ``FLOOR_SLACK`` for the error of a box measured that small.
+    less ``FLOOR_SLACK`` for the error of a box measured that small. A proposal O-net rejects
+    but scores above ``SECOND_LOOK`` is re-framed on O-net's own box and scored once more.
     """
 
     version: ClassVar[str] = "retinaface-onet"
@@ -640,7 +645,7 @@ class RetinaONetDetector(Model[list[Detection]]):
         boxes = _onet_inputs(np.stack([p.box for p in proposals]) * back)
         assert self._onet is not None
         with self._run_lock:
-            found, points = _refine(self._onet, self.config, _area_crops(rgb, boxes, 48), boxes)
+            found, points = self._decide(rgb, boxes)
         min_face = FLOOR_SLACK * self.config.floor(height, width)
         faces = [
             Detection(
@@ -653,6 +658,24 @@ class RetinaONetDetector(Model[list[Detection]]):
         ]
         faces.sort(key=lambda f: f.area, reverse=True)
         return faces
+
+    def _decide(self, rgb: UInt8Array, boxes: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """O-net's faces among the framed proposals, with a second look at those it doubted."""
+        assert self._onet is not None
+        cut = self.config.thresholds[2]
+        doubting = replace(self.config, thresholds=(*self.config.thresholds[:2], SECOND_LOOK))
+        found, points = _refine(self._onet, doubting, _area_crops(rgb, boxes, 48), boxes)
+        sure = found[:, 4] > cut
+        if sure.all():
+            return found, points
+        framed = _square(found[~sure])
+        again, again_points = _refine(self._onet, self.config, _area_crops(rgb, framed, 48), framed)
+        both = np.concatenate([found[sure], again])
+        # Faces O-net was sure of at once win any overlap, so their landmarks never change.
+        ranked = both.copy()
+        ranked[: int(sure.sum()), 4] += 2
+        pick = nms(ranked, 0.7, "min")
+        return both[pick], np.concatenate([points[sure], again_points])[pick]
 
 
 def _area_crops(img: UInt8Array, boxes: FloatArray, size: int) -> FloatArray:
