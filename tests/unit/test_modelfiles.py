@@ -249,7 +249,6 @@ def test_retinaface_is_read_out_of_its_wheel_and_checked(models_dir: Path) -> No
 def _onnx_with(values: list[float]) -> bytes:
     """A one-node ONNX model adding a constant initializer of ``values`` to its input."""
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     weights = numpy_helper.from_array(np.array(values, np.float32), "w")
@@ -260,7 +259,7 @@ def _onnx_with(values: list[float]) -> bytes:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [len(values)])],
         [weights],
     )
-    return helper.make_model(graph).SerializeToString()
+    return bytes(helper.make_model(graph).SerializeToString())
 
 
 def test_subnormal_weights_are_flushed_and_nothing_else_changes() -> None:
