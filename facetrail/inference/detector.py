@@ -627,6 +627,8 @@ class RetinaONetDetector(Model[list[Detection]]):
         self._proposer = RetinaFaceDetector(
             files[:1], threads=threads, config=proposals, max_side=max_side
         )
+        # O-net's first look keeps what it is doubtful of too, for a second look.
+        self._doubting = replace(self.config, thresholds=(*self.config.thresholds[:2], SECOND_LOOK))
         self._onet: TFLiteNet | None = None
 
     def _load(self) -> None:
@@ -662,10 +664,8 @@ class RetinaONetDetector(Model[list[Detection]]):
     def _decide(self, rgb: UInt8Array, boxes: FloatArray) -> tuple[FloatArray, FloatArray]:
         """O-net's faces among the framed proposals, with a second look at those it doubted."""
         assert self._onet is not None
-        cut = self.config.thresholds[2]
-        doubting = replace(self.config, thresholds=(*self.config.thresholds[:2], SECOND_LOOK))
-        found, points = _refine(self._onet, doubting, _area_crops(rgb, boxes, 48), boxes)
-        sure = found[:, 4] > cut
+        found, points = _refine(self._onet, self._doubting, _area_crops(rgb, boxes, 48), boxes)
+        sure = found[:, 4] > self.config.thresholds[2]
         if sure.all():
             return found, points
         framed = _square(found[~sure])

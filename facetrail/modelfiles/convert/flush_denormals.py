@@ -15,6 +15,7 @@ the same field order), so the installed file's sha256 is recorded in
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 from onnx import TensorProto, numpy_helper
 
@@ -22,12 +23,17 @@ CONVERTER_VERSION = "1"
 SMALLEST_NORMAL = np.finfo(np.float32).tiny
 
 
+def subnormals(values: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
+    """Where ``values`` are subnormal: nonzero and below float32's smallest normal number."""
+    return np.logical_and(np.not_equal(values, 0), np.less(np.abs(values), SMALLEST_NORMAL))
+
+
 def flushed(tensor: TensorProto) -> bool:
     """Set ``tensor``'s subnormal float32 values to zero in place; whether any were."""
     if tensor.data_type != TensorProto.FLOAT:
         return False
     values = numpy_helper.to_array(tensor)
-    subnormal = (values != 0) & (np.abs(values) < SMALLEST_NORMAL)
+    subnormal = subnormals(values)
     if not subnormal.any():
         return False
     tensor.CopyFrom(
