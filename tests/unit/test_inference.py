@@ -15,7 +15,7 @@ import pytest
 from facetrail.backends.local.backend import LocalBackend
 from facetrail.errors import MissingExtraError
 from facetrail.inference.base import Model
-from facetrail.inference.runtime import TFLiteNet, require, tflite_interpreter
+from facetrail.inference.runtime import TFLiteNet, fuse_prelu, require, tflite_interpreter
 from facetrail.settings import Settings, cpu_cores
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,3 +180,58 @@ def test_a_model_rewritten_for_its_input_shape_gives_the_same_outputs(
 
 def _first_output(content: bytes) -> str:
     return str(tflite_interpreter(1, content=content).get_output_details()[0]["name"])
+
+
+def _operators(content: bytes) -> dict[str, int]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAs(content, 0)
+    graph = model.Subgraphs(0)
+    counts: dict[str, int] = {}
+    for i in range(graph.OperatorsLength()):
+        code = model.OperatorCodes(graph.Operators(i).OpcodeIndex())
+        name = names[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())]
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "prelus"),
+    [
+        # MobileFaceNet spells PReLU relu(x) + c * (x - abs(x)); MTCNN relu(x) + c * -relu(-x).
+        ("MobileFaceNet.tflite", (2, 112, 112, 3), 33),
+        ("pnet.tflite", (1, 192, 192, 3), 3),
+        ("rnet.tflite", (5, 24, 24, 3), 4),
+        ("onet.tflite", (3, 48, 48, 3), 5),
+    ],
+)
+def test_spelt_out_prelus_become_one_operator_with_the_very_same_outputs(
+    models_dir: Path, name: str, shape: tuple[int, ...], prelus: int
+) -> None:
+    content = (models_dir / name).read_bytes()
+    before, fused = _operators(content), fuse_prelu(content)
+    after = _operators(fused)
+    assert before.get("PRELU", 0) == 0 and after["PRELU"] == prelus
+    assert "ABS" not in after and "NEG" not in after and "RELU" not in after
+    # Outputs compared bit for bit, on values of both signs (the negative ones take the slope).
+    inputs = np.random.default_rng(1).uniform(-1, 1, shape).astype(np.float32)
+    results = []
+    for model in (content, fused):
+        net = tflite_interpreter(1, content=model)
+        index = net.get_input_details()[0]["index"]
+        net.resize_tensor_input(index, list(shape), strict=False)
+        net.allocate_tensors()
+        net.set_tensor(index, inputs)
+        net.invoke()
+        results.append(
+            {d["name"]: net.get_tensor(d["index"]).copy() for d in net.get_output_details()}
+        )
+    assert results[0].keys() == results[1].keys()
+    for output, values in results[0].items():
+        np.testing.assert_array_equal(results[1][output], values)
+
+
+def test_a_model_without_spelt_out_prelus_is_left_as_it_is(models_dir: Path) -> None:
+    content = (models_dir / "iris_landmark.tflite").read_bytes()  # already has PRELU operators
+    assert fuse_prelu(content) is content

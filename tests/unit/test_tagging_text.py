@@ -278,3 +278,24 @@ def test_points_on_the_upright_page_map_back_to_the_same_pixels(turns: int) -> N
     back = np.asarray(_unturn(quad, turns, width=50, height=30))
     assert (back[:, 0].min(), back[:, 0].max()) == (20, 41)
     assert (back[:, 1].min(), back[:, 1].max()) == (4, 9)
+
+
+def test_detection_input_is_rapidocrs_own_bit_for_bit(settings: Settings) -> None:
+    from rapidocr.ch_ppocr_det.utils import DetPreProcess
+
+    reader = _reader(settings)
+    reader.load()
+    detector = reader._engine.text_det
+    ours = detector.get_preprocess()
+    assert not isinstance(ours, DetPreProcess)  # the looked-up input is the one in use
+    theirs = DetPreProcess(
+        detector.limit_side_len, detector.limit_type, detector.mean, detector.std
+    )
+    photo = load_image(PAGES / "phototest.tif", max_bytes=1 << 26, max_pixels=10**8).pixels
+    noise = np.random.default_rng(2).integers(0, 256, (700, 1500, 3), dtype=np.uint8)
+    for image in (np.ascontiguousarray(np.asarray(photo.convert("RGB"))[:, :, ::-1]), noise):
+        expected = theirs(image)
+        got = ours(image)
+        assert got is not None and expected is not None
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
