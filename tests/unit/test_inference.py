@@ -52,6 +52,16 @@ def test_a_model_loads_on_first_predict_once_across_threads(tmp_path: Path) -> N
     assert sorted(results) == [("x", 2 * i) for i in range(8)]
 
 
+def test_what_a_model_load_leaves_is_kept_out_of_full_collections(tmp_path: Path) -> None:
+    import gc
+
+    held = [[i] for i in range(5000)]  # long-lived, as a loaded model's objects are
+    before = gc.get_freeze_count()
+    Counting((tmp_path / "m.onnx",)).load()
+    assert gc.get_freeze_count() >= before + len(held)
+    assert len(held) == 5000
+
+
 def test_one_instance_per_class_files_threads_and_options(tmp_path: Path) -> None:
     files = [tmp_path / "a.onnx"]
     first = Counting.shared(files, threads=2, tag="x")
