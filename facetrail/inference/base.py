@@ -72,7 +72,7 @@ class Model(abc.ABC, Generic[Out]):
                 self._loaded = True
                 # What the process holds by now (its imports, its models) stays for its life:
                 # out of the collector's full passes, which otherwise walk all of it each time
-                # enough new objects have survived (about 140 ms of CPU in a worker process).
+                # enough new objects have survived.
                 gc.freeze()
 
     def predict(self, *args: Any, **kwargs: Any) -> Out:

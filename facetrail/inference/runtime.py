@@ -176,9 +176,8 @@ def fuse_prelu(content: bytes) -> bytes:
     Two spellings are recognised, both ``relu(x) + c * t``: MobileFaceNet's ``t = x - abs(x)``
     (PReLU's slope is ``2c``) and MTCNN's ``t = -relu(-x)`` (slope ``c``), with ``c`` a
     constant per channel. XNNPACK then makes one pass over the activations instead of four or
-    five (MobileFaceNet: 11.6 against 15.1 ms per call). Outputs are bit for bit the same: for
-    ``x >= 0`` both give ``x``; for ``x < 0`` both give one rounded product, since ``x - abs(x)
-    = 2x`` and doubling is exact.
+    five (docs/models.md). Outputs are bit for bit the same: for ``x >= 0`` both give ``x``; for
+    ``x < 0`` both give one rounded product, since ``x - abs(x) = 2x`` and doubling is exact.
     """
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema

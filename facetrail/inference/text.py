@@ -206,10 +206,9 @@ def _normalised_values(preprocess: Any) -> npt.NDArray[np.float32]:
 class _DetectionInput:
     """RapidOCR's detection input (its ``DetPreProcess``), the per-pixel arithmetic looked up.
 
-    RapidOCR resizes, then normalises every pixel in float64 and casts the result to float32:
-    a sixth of text detection's CPU time on a 1280 px photo. Each output value depends only on
-    its channel and 8-bit input value, so a table of the 768 results gives the very same array
-    at a sixth of the cost (57 against 9 ms at 1280x960, resizing included).
+    RapidOCR resizes, then normalises every pixel in float64 and casts the result to float32.
+    Each output value depends only on its channel and 8-bit input value, so a table of the 768
+    results gives the very same array for a fraction of the work (docs/tagging.md, "Text").
     """
 
     def __init__(self, preprocess: Any, table: npt.NDArray[np.float32]) -> None:
