@@ -85,7 +85,7 @@ class MobileFaceNetEmbedder(Embedder):
         self, rgb: UInt8Array, detections: Sequence[Detection]
     ) -> tuple[FloatArray, list[UInt8Array]]:
         assert self._net is not None, "predict() loads the model first"
-        crops = [align_face(rgb, d.landmarks) for d in detections]
+        crops = [align_face(rgb, d.landmarks, antialias=True) for d in detections]
         batch = (np.stack(crops).astype(np.float32) - 127.5) / 128.0
         if self.flip:
             batch = np.concatenate([batch, batch[:, :, ::-1]])

@@ -357,6 +357,30 @@ def test_alignment_maps_landmarks_onto_the_template() -> None:
     assert crop.shape == (112, 112, 3)
 
 
+def test_a_large_face_is_averaged_down_before_it_is_warped() -> None:
+    landmarks = (ARCFACE_TEMPLATE * 6 + [100, 80]).astype(np.float32)  # shrunk 6x onto the crop
+    yy, xx = np.mgrid[:900, :1000]
+    stripes = np.repeat(((xx + yy) % 2 * 255).astype(np.uint8)[..., None], 3, axis=2)
+    averaged = align_face(stripes, landmarks, antialias=True).astype(float)
+    assert abs(averaged.mean() - 127.5) < 2 and averaged.std() < 2  # every pixel the average
+    # Smooth content comes out as the plain warp gives it: the geometry is the same.
+    ramp = np.repeat((xx * 0.2 + yy * 0.05).astype(np.uint8)[..., None], 3, axis=2)
+    plain = align_face(ramp, landmarks).astype(float)
+    assert np.abs(align_face(ramp, landmarks, antialias=True) - plain).max() <= 2
+
+
+def test_a_face_near_the_crops_size_is_warped_as_it_is() -> None:
+    landmarks = (ARCFACE_TEMPLATE * 3.9 + [50, 40]).astype(np.float32)
+    noise = np.random.default_rng(0).integers(0, 256, (600, 600, 3), dtype=np.uint8)
+    assert (align_face(noise, landmarks, antialias=True) == align_face(noise, landmarks)).all()
+
+
+def test_landmarks_in_one_point_are_refused_with_a_value_error() -> None:
+    # The only points the robust fit gives up on; any OpenCV error here would escape as internal.
+    with pytest.raises(ValueError, match="degenerate"):
+        similarity_transform(np.full((5, 2), 40.0, np.float32))
+
+
 def test_pose_from_synthetic_landmarks() -> None:
     frontal = estimate_pose(ARCFACE_TEMPLATE)
     assert abs(frontal.roll) < 1 and abs(frontal.yaw) < 1
