@@ -25,6 +25,7 @@ from facetrail.backends.local.pipeline import FacePipeline
 from facetrail.images.decode import load_image
 from facetrail.inference import detector as mtcnn
 from facetrail.inference import embedders, runtime
+from facetrail.inference.base import resolve_threads
 from facetrail.settings import Settings
 
 LIMITS = {"max_bytes": 1 << 30, "max_pixels": 1 << 30}
@@ -97,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     count = len(photos) * args.repeat
     print(
         f"{len(photos)} photos x {args.repeat} passes, {faces // args.repeat} faces per pass, "
-        f"{pipeline.model_version}, {args.threads} threads\n"
+        f"{pipeline.model_version}, {resolve_threads(args.threads)} inference threads\n"
     )
     print("| stage | CPU ms per photo |")
     print("|---|---|")
