@@ -574,6 +574,11 @@ ONET_FRAME = (-0.0341, 0.0323, 1.2518, 0.9185)
 # floor, coco128 photos without people): the lowest tried that found no false face there
 # (docs/benchmarks.md, "Faces near the floor").
 PROPOSAL_THRESHOLD = 0.05
+# Proposals scored lower, down to this, whose box is at most SMALL_PROPOSAL_SIDE times the floor
+# go to O-net too, for one look: faces just above the floor often score that low at RetinaFace's
+# work size, and small boxes make cheap crops (docs/benchmarks.md, "Faces near the floor").
+SMALL_PROPOSAL_THRESHOLD = 0.01
+SMALL_PROPOSAL_SIDE = 2.0
 # The floor bounds where MTCNN's pyramid looks, so a face at the floor whose box comes out a
 # little small is still returned; O-net's boxes here are measured against the floor itself, so
 # they get the same slack: the 1st percentile of O-net's box side near the floor over the face's
@@ -600,6 +605,8 @@ class RetinaONetDetector(Model[list[Detection]]):
     floor (``DetectorConfig.floor``) is applied once, to O-net's boxes in the photo's pixels,
     less ``FLOOR_SLACK`` for the error of a box measured that small. A proposal O-net rejects
     but scores above ``SECOND_LOOK`` is re-framed on O-net's own box and scored once more.
+    Proposals scored from ``SMALL_PROPOSAL_THRESHOLD`` to ``PROPOSAL_THRESHOLD`` go to O-net
+    for one look when their box is at most ``SMALL_PROPOSAL_SIDE`` times the floor.
     """
 
     version: ClassVar[str] = "retinaface-onet"
@@ -620,7 +627,10 @@ class RetinaONetDetector(Model[list[Detection]]):
         # run smaller than O-net's for the same face, and the proposer sees a shrunk copy.
         proposals = replace(
             self.config,
-            thresholds=(*self.config.thresholds[:2], PROPOSAL_THRESHOLD),
+            thresholds=(
+                *self.config.thresholds[:2],
+                min(PROPOSAL_THRESHOLD, SMALL_PROPOSAL_THRESHOLD),
+            ),
             min_face_size=0,
             min_face_ratio=0.0,
         )
@@ -641,13 +651,24 @@ class RetinaONetDetector(Model[list[Detection]]):
         # only below half size.
         small, _ = _shrunk(rgb, self.max_side, mild=cv2.INTER_LINEAR)
         proposals = self._proposer.predict(small)
-        if not proposals:
+        # In the work image's pixels, as the proposals' boxes are.
+        small_side = SMALL_PROPOSAL_SIDE * self.config.floor(height, width) * small.shape[1] / width
+        sure = [p.box for p in proposals if p.score > PROPOSAL_THRESHOLD]
+        faint = [
+            p.box
+            for p in proposals
+            if p.score <= PROPOSAL_THRESHOLD and max(p.width, p.height) <= small_side
+        ]
+        if not sure and not faint:
             return []
         back = np.array([width / small.shape[1], height / small.shape[0]] * 2, np.float32)
-        boxes = _onet_inputs(np.stack([p.box for p in proposals]) * back)
         assert self._onet is not None
         with self._run_lock:
-            found, points = self._decide(rgb, boxes)
+            found, points = self._decide(rgb, _onet_inputs(np.stack(sure) * back) if sure else None)
+            if faint:
+                boxes = _onet_inputs(np.stack(faint) * back)
+                more = _refine(self._onet, self.config, _area_crops(rgb, boxes, 48), boxes)
+                found, points = _first_wins((found, points), more)
         min_face = FLOOR_SLACK * self.config.floor(height, width)
         faces = [
             Detection(
@@ -661,21 +682,33 @@ class RetinaONetDetector(Model[list[Detection]]):
         faces.sort(key=lambda f: f.area, reverse=True)
         return faces
 
-    def _decide(self, rgb: UInt8Array, boxes: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def _decide(self, rgb: UInt8Array, boxes: FloatArray | None) -> tuple[FloatArray, FloatArray]:
         """O-net's faces among the framed proposals, with a second look at those it doubted."""
         assert self._onet is not None
+        if boxes is None:
+            return np.zeros((0, 5), np.float32), np.zeros((0, 10), np.float32)
         found, points = _refine(self._onet, self._doubting, _area_crops(rgb, boxes, 48), boxes)
         sure = found[:, 4] > self.config.thresholds[2]
         if sure.all():
             return found, points
         framed = _square(found[~sure])
-        again, again_points = _refine(self._onet, self.config, _area_crops(rgb, framed, 48), framed)
-        both = np.concatenate([found[sure], again])
+        again = _refine(self._onet, self.config, _area_crops(rgb, framed, 48), framed)
         # Faces O-net was sure of at once win any overlap, so their landmarks never change.
-        ranked = both.copy()
-        ranked[: int(sure.sum()), 4] += 2
-        pick = nms(ranked, 0.7, "min")
-        return both[pick], np.concatenate([points[sure], again_points])[pick]
+        return _first_wins((found[sure], points[sure]), again)
+
+
+def _first_wins(
+    first: tuple[FloatArray, FloatArray], then: tuple[FloatArray, FloatArray]
+) -> tuple[FloatArray, FloatArray]:
+    """Two sets of O-net's (boxes, landmarks) as one, NMS'd, a face of ``first`` winning any
+    overlap with one of ``then``."""
+    if not len(then[0]):
+        return first
+    both = np.concatenate([first[0], then[0]])
+    ranked = both.copy()
+    ranked[: len(first[0]), 4] += 2
+    pick = nms(ranked, 0.7, "min")
+    return both[pick], np.concatenate([first[1], then[1]])[pick]
 
 
 def _area_crops(img: UInt8Array, boxes: FloatArray, size: int) -> FloatArray:

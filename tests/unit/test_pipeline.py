@@ -165,6 +165,22 @@ def retinaface_onet(models_dir: Path) -> det.RetinaONetDetector:
     return detector
 
 
+def test_a_face_at_the_floor_that_retinaface_scores_faintly_is_found(models_dir: Path) -> None:
+    image = rgb(DATA / "dlib" / "examples" / "johns" / "John_Salley" / "000197_02159525.jpg")
+    detector = retinaface_onet(models_dir)
+    canvas, truth = on_canvas(image, detector.predict(image)[0].box, 44)
+    # The proposer sees the canvas at half size; this face's proposals all score faintly there
+    # (RetinaFace's boxes run smaller than O-net's, hence the looser overlap).
+    small, scale = det._shrunk(canvas, detector.max_side, mild=cv2.INTER_LINEAR)
+    scores = [
+        p.score
+        for p in detector._proposer.predict(small)
+        if iou(p.box / np.float32(scale), truth) >= 0.3
+    ]
+    assert scores and max(scores) <= det.PROPOSAL_THRESHOLD
+    assert any(iou(face.box, truth) >= 0.5 for face in detector.predict(canvas))
+
+
 def test_onet_takes_a_second_look_at_a_face_framed_off_centre(models_dir: Path) -> None:
     detector = retinaface_onet(models_dir)
     image = rgb(FR_TESTS / "obama.jpg")
