@@ -664,7 +664,10 @@ class RetinaONetDetector(Model[list[Detection]]):
         back = np.array([width / small.shape[1], height / small.shape[0]] * 2, np.float32)
         assert self._onet is not None
         with self._run_lock:
-            found, points = self._decide(rgb, _onet_inputs(np.stack(sure) * back) if sure else None)
+            if sure:
+                found, points = self._decide(rgb, _onet_inputs(np.stack(sure) * back))
+            else:
+                found, points = np.zeros((0, 5), np.float32), np.zeros((0, 10), np.float32)
             if faint:
                 boxes = _onet_inputs(np.stack(faint) * back)
                 more = _refine(self._onet, self.config, _area_crops(rgb, boxes, 48), boxes)
@@ -682,11 +685,9 @@ class RetinaONetDetector(Model[list[Detection]]):
         faces.sort(key=lambda f: f.area, reverse=True)
         return faces
 
-    def _decide(self, rgb: UInt8Array, boxes: FloatArray | None) -> tuple[FloatArray, FloatArray]:
+    def _decide(self, rgb: UInt8Array, boxes: FloatArray) -> tuple[FloatArray, FloatArray]:
         """O-net's faces among the framed proposals, with a second look at those it doubted."""
         assert self._onet is not None
-        if boxes is None:
-            return np.zeros((0, 5), np.float32), np.zeros((0, 10), np.float32)
         found, points = _refine(self._onet, self._doubting, _area_crops(rgb, boxes, 48), boxes)
         sure = found[:, 4] > self.config.thresholds[2]
         if sure.all():
