@@ -579,6 +579,10 @@ PROPOSAL_THRESHOLD = 0.05
 # work size, and small boxes make cheap crops (docs/benchmarks.md, "Faces near the floor").
 SMALL_PROPOSAL_THRESHOLD = 0.01
 SMALL_PROPOSAL_SIDE = 2.0
+# At most this many of them, highest scores first: textured photos without faces (grass, fur)
+# give hundreds, each an O-net run and its mirror's; 8 to 64 found the same faces on the
+# development canvases, and 32 leaves room for a photo with several faint faces.
+MAX_FAINT_PROPOSALS: int | None = 32
 # The floor bounds where MTCNN's pyramid looks, so a face at the floor whose box comes out a
 # little small is still returned; O-net's boxes here are measured against the floor itself, so
 # they get the same slack: the 1st percentile of O-net's box side near the floor over the face's
@@ -606,7 +610,8 @@ class RetinaONetDetector(Model[list[Detection]]):
     less ``FLOOR_SLACK`` for the error of a box measured that small. A proposal O-net rejects
     but scores above ``SECOND_LOOK`` is re-framed on O-net's own box and scored once more.
     Proposals scored from ``SMALL_PROPOSAL_THRESHOLD`` to ``PROPOSAL_THRESHOLD`` go to O-net
-    for one look when their box is at most ``SMALL_PROPOSAL_SIDE`` times the floor.
+    for one look when their box is at most ``SMALL_PROPOSAL_SIDE`` times the floor, at most
+    ``MAX_FAINT_PROPOSALS`` of them per photo.
     """
 
     version: ClassVar[str] = "retinaface-onet"
@@ -656,9 +661,9 @@ class RetinaONetDetector(Model[list[Detection]]):
         sure = [p.box for p in proposals if p.score > PROPOSAL_THRESHOLD]
         faint = [
             p.box
-            for p in proposals
+            for p in sorted(proposals, key=lambda p: -p.score)
             if p.score <= PROPOSAL_THRESHOLD and max(p.width, p.height) <= small_side
-        ]
+        ][:MAX_FAINT_PROPOSALS]
         if not sure and not faint:
             return []
         back = np.array([width / small.shape[1], height / small.shape[0]] * 2, np.float32)

@@ -11,6 +11,7 @@ import importlib.util
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -179,6 +180,33 @@ def test_a_face_at_the_floor_that_retinaface_scores_faintly_is_found(models_dir:
     ]
     assert scores and max(scores) <= det.PROPOSAL_THRESHOLD
     assert any(iou(face.box, truth) >= 0.5 for face in detector.predict(canvas))
+
+
+def test_o_net_looks_at_a_bounded_number_of_faint_proposals(
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Giraffes' hide gives RetinaFace hundreds of faint small boxes; O-net sees the best few."""
+    image = rgb(DATA / "coco128" / "images" / "000000000025.jpg")
+    detector = retinaface_onet(models_dir)
+    small, _ = det._shrunk(image, detector.max_side, mild=cv2.INTER_LINEAR)
+    floor = detector.config.floor(*image.shape[:2]) * small.shape[1] / image.shape[1]
+    faint = [
+        p
+        for p in detector._proposer.predict(small)
+        if p.score <= det.PROPOSAL_THRESHOLD
+        and max(p.width, p.height) <= det.SMALL_PROPOSAL_SIDE * floor
+    ]
+    assert det.MAX_FAINT_PROPOSALS is not None and len(faint) > 4 * det.MAX_FAINT_PROPOSALS
+    looked: list[int] = []
+    refine = det._refine
+
+    def counting(onet: TFLiteNet, config: det.DetectorConfig, crops: Any, boxes: Any) -> Any:
+        looked.append(len(crops))
+        return refine(onet, config, crops, boxes)
+
+    monkeypatch.setattr(det, "_refine", counting)
+    assert detector.predict(image) == []
+    assert looked and looked[-1] == det.MAX_FAINT_PROPOSALS  # the faint ones are looked at last
 
 
 def test_onet_takes_a_second_look_at_a_face_framed_off_centre(models_dir: Path) -> None:
