@@ -1,15 +1,17 @@
 """Where an identification's CPU time goes: ``python -m bench.stages [--detector NAME]``.
 
-The throughput section's photos (``bench.plan``) are decoded, detected, described and embedded
-with the local pipeline (no database), and each stage's process CPU time (all threads) is summed
-and printed per photo. The detector's own steps (MTCNN's P-, R- and O-net stages, their crops
-and packing; RetinaFace's single pass) are timed by wrapping its methods for this run only.
-Untimed warm-up on the first photos; ``--repeat`` passes, averaged.
+The throughput section's photos (``bench.plan``), or with ``--photos identify-jobs`` those of
+``bench.scale``'s identify jobs (``--max-side`` shrinks them as there), are decoded, detected,
+described and embedded with the local pipeline (no database), and each stage's process CPU time
+(all threads) is summed and printed per photo. The detector's own steps (MTCNN's P-, R- and
+O-net stages, their crops and packing; RetinaFace's single pass) are timed by wrapping its
+methods for this run only. Untimed warm-up on the first photos; ``--repeat`` passes, averaged.
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -58,8 +60,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=Settings().threads)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--data", type=Path, default=datasets.DEFAULT_ROOT)
+    parser.add_argument("--photos", choices=("throughput", "identify-jobs"), default="throughput")
+    parser.add_argument("--max-side", type=int, default=0, help="shrink photos to this side")
     args = parser.parse_args(argv)
-    photos = Plan(args.data, None).photos
+    if args.photos == "identify-jobs":
+        from bench.scale import PHOTOS
+
+        photos = list(PHOTOS)
+    else:
+        photos = Plan(args.data, None).photos
+    with tempfile.TemporaryDirectory(prefix="facetrail-stages-") as tmp:
+        if args.max_side:
+            from bench.scale import shrink
+
+            photos = shrink(photos, args.max_side, Path(tmp))
+        return measure(args, photos)
+
+
+def measure(args: argparse.Namespace, photos: Sequence[Path]) -> int:
     settings = Settings.from_env(
         detector=args.detector, embedder=args.embedder, threads=args.threads
     )
