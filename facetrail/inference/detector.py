@@ -582,7 +582,7 @@ SMALL_PROPOSAL_SIDE = 2.0
 # At most this many of them, highest scores first: textured photos without faces (grass, fur)
 # give hundreds, each an O-net run and its mirror's; 8 to 64 found the same faces on the
 # development canvases, and 32 leaves room for a photo with several faint faces.
-MAX_FAINT_PROPOSALS: int | None = 32
+MAX_FAINT_PROPOSALS = 32
 # The floor bounds where MTCNN's pyramid looks, so a face at the floor whose box comes out a
 # little small is still returned; O-net's boxes here are measured against the floor itself, so
 # they get the same slack: the 1st percentile of O-net's box side near the floor over the face's

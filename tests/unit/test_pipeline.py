@@ -196,7 +196,7 @@ def test_o_net_looks_at_a_bounded_number_of_faint_proposals(
         if p.score <= det.PROPOSAL_THRESHOLD
         and max(p.width, p.height) <= det.SMALL_PROPOSAL_SIDE * floor
     ]
-    assert det.MAX_FAINT_PROPOSALS is not None and len(faint) > 4 * det.MAX_FAINT_PROPOSALS
+    assert len(faint) > 4 * det.MAX_FAINT_PROPOSALS
     looked: list[int] = []
     refine = det._refine
 
