@@ -345,7 +345,11 @@ class Backend(abc.ABC):
         max_matches: int = 4096,
         threshold: float = 0.0,
     ) -> list[FaceSearch]:
-        """Detect every face of ``image`` and search the collection with each one."""
+        """Detect every face of ``image`` and search the collection with each one.
+
+        ``max_matches`` 0, where the backend ``scores_templates``: each face with its embedding
+        and no matches, for a caller that scores people itself; the collection is not read.
+        """
 
     def search_embeddings(
         self,

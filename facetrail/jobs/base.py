@@ -162,6 +162,8 @@ class Claim:
     backend_options: dict[str, Any]
     collection_id: int | None
     backend_collection_id: str | None
+    # The embedding space the collection's faces are in ("" before its first enrollment).
+    collection_model_version: str | None
     parameters: dict[str, Any]
     rerun_of_id: int | None
     # Seconds earlier attempts spent on fetches that failed (the item's fetch budget).

@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from facetrail.backends.base import Backend, BoundingBox, DetectedFace, FaceSearch, Quality
 from facetrail.backends.local.vectors import from_blob, to_blob
+from facetrail.errors import InvalidParameterError
 from facetrail.images import LoadedImage
 from facetrail.jobs.base import (
     Claim,
@@ -66,6 +67,10 @@ class IdentifyJob(JobType):
         assert claim.backend_collection_id is not None and claim.collection_id is not None
         backend = ctx.backend(claim.backend, claim.backend_options)
         threshold = float(claim.parameters.get("threshold", ctx.settings.match_threshold))
+        depth = search_depth(backend)
+        if depth == 0:
+            # No backend search reads the collection, so its embedding space is checked here.
+            _check_model(claim, backend)
         stored = _stored_searches(ctx, claim, backend)
         image = None
         if stored is not None:
@@ -73,10 +78,7 @@ class IdentifyJob(JobType):
         else:
             image = ctx.open_image(claim.source)
             searches = backend.identify_faces(
-                claim.backend_collection_id,
-                image,
-                max_matches=search_depth(backend),
-                threshold=0.0,
+                claim.backend_collection_id, image, max_matches=depth, threshold=0.0
             )
         attributes: list[dict[str, Any] | None] = [None] * len(searches)
         if claim.parameters.get("attributes") and searches:
@@ -108,39 +110,62 @@ class IdentifyJob(JobType):
             if claim.attempts > 1:
                 # A retried item replaces what an interrupted attempt may have written.
                 session.execute(delete(FaceResult).where(FaceResult.job_item_id == claim.item_id))
-            rows: list[FaceResult] = []
+            rows: list[dict[str, Any]] = []
             for index, (search, assignment) in enumerate(zip(searches, assignments, strict=True)):
                 box, quality = search.face.box, search.face.quality
+                blob = None if search.embedding is None else to_blob(search.embedding)
                 rows.append(
-                    FaceResult(
-                        job_item_id=claim.item_id,
-                        face_index=index,
-                        box_left=box.left,
-                        box_top=box.top,
-                        box_width=box.width,
-                        box_height=box.height,
-                        confidence=search.face.confidence,
-                        brightness=quality.brightness if quality else None,
-                        sharpness=quality.sharpness if quality else None,
-                        person_id=people.get(assignment.external_id or ""),
-                        person_external_id=assignment.external_id,
-                        similarity=assignment.similarity,
-                        candidates=[
+                    {
+                        "job_item_id": claim.item_id,
+                        "face_index": index,
+                        "box_left": box.left,
+                        "box_top": box.top,
+                        "box_width": box.width,
+                        "box_height": box.height,
+                        "confidence": search.face.confidence,
+                        "brightness": quality.brightness if quality else None,
+                        "sharpness": quality.sharpness if quality else None,
+                        "person_id": people.get(assignment.external_id or ""),
+                        "person_external_id": assignment.external_id,
+                        "similarity": assignment.similarity,
+                        "candidates": [
                             {"person": c.external_id, "similarity": round(c.similarity, 2)}
                             for c in assignment.candidates
                         ],
-                        embedding=None if search.embedding is None else to_blob(search.embedding),
-                        model_version=backend.model_version,
-                        attributes=attributes[index],
+                        "embedding": blob,
+                        "model_version": backend.model_version,
+                        "attributes": attributes[index],
+                    }
+                )
+            # Core rather than ORM objects: nothing reads them back, and this runs per photo.
+            ids = (
+                list(
+                    session.scalars(
+                        insert(FaceResult).returning(FaceResult.id, sort_by_parameter_order=True),
+                        rows,
                     )
                 )
-            session.add_all(rows)
-            session.flush()
+                if rows
+                else []
+            )
             # Searchable in the past from this commit on (services/past.py).
             past.log_changes(
-                session, claim.collection_id, [r.id for r in rows if r.embedding is not None], []
+                session,
+                claim.collection_id,
+                [i for i, r in zip(ids, rows, strict=True) if r["embedding"] is not None],
+                [],
             )
             ctx.succeed(session, claim, image_id)
+
+
+def _check_model(claim: Claim, backend: Backend) -> None:
+    held = claim.collection_model_version
+    if held and held != backend.model_version:
+        raise InvalidParameterError(
+            f"collection {claim.parameters.get('collection')!r} holds {held} embeddings but "
+            f"this backend computes {backend.model_version}; re-index the collection or "
+            "choose the matching detector and embedder"
+        )
 
 
 def _attributes(

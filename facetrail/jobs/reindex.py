@@ -195,8 +195,10 @@ class ReindexJob(JobType):
                 # The same photo: the gender model's answer on it carries over.
                 if source is not None:
                     row.gender, row.gender_confidence = source.gender, source.gender_confidence
-            job = ctx.succeed(session, claim, image_id)
-            old_index = switch_over(session, job)
+            old_index = None
+            if ctx.succeed(session, claim, image_id) == JobStatus.SUCCEEDED:
+                job = session.get_one(Job, claim.job_id, populate_existing=True)
+                old_index = switch_over(session, job)
         if old_index is not None:
             drop_old_index(ctx.settings, old_index)
 

@@ -12,8 +12,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, case, delete, func, literal, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -97,22 +98,32 @@ class Context:
         with session_scope(self.settings) as session:
             yield session
 
-    def succeed(self, session: Session, claim: Claim, image_id: int | None) -> Job:
-        """Mark the claimed item done, in the transaction that wrote its results."""
-        session.execute(
-            update(JobItem)
-            .where(JobItem.id == claim.item_id)
-            .values(
-                status=ItemStatus.SUCCEEDED,
-                image_id=image_id,
-                error=None,
-                error_code=None,
-                finished_at=utcnow(),
-            )
+    def succeed(self, session: Session, claim: Claim, image_id: int | None) -> JobStatus:
+        """Mark the claimed item done, in the transaction that wrote its results; returns its
+        job's status after it."""
+        status = finish_item(
+            session,
+            claim.item_id,
+            claim.job_id,
+            ItemStatus.SUCCEEDED,
+            image_id=image_id,
+            error=None,
+            error_code=None,
         )
-        job = rollup(session, claim.job_id)
-        self.job_finished = job.status.finished
-        return job
+        if status is None:
+            # Another delivery finished it meanwhile (or it was erased): its results stand,
+            # so this attempt's roll back.
+            raise AlreadyFinishedError(claim.job_id)
+        self.job_finished = status.finished
+        return status
+
+
+class AlreadyFinishedError(Exception):
+    """The item finished in another transaction while this attempt ran."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"an item of job {job_id} had finished already")
+        self.job_id = job_id
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,8 @@ def run_item(settings: Settings, item_id: int, *, final_attempt: bool = True) ->
         ctx = Context(settings, claimed)
         job_type(claimed.kind).run(ctx, claimed)
         return Outcome(ItemStatus.SUCCEEDED, claimed.job_id, ctx.job_finished)
+    except AlreadyFinishedError as exc:
+        return Outcome(ItemStatus.SUCCEEDED, exc.job_id, job_finished=True)
     except (OperationalError, DBAPIError) as exc:
         # The database went away: nothing was committed for this item, so try again later.
         raise BackendUnavailableError(f"database unavailable: {exc.orig}") from exc
@@ -172,12 +185,13 @@ def claim(session: Session, item_id: int) -> Claim | int:
         job.status = JobStatus.RUNNING
     kind = job_type(job.kind.value)
     backend, options = job.backend, {}
-    collection_id = backend_collection_id = None
+    collection_id = backend_collection_id = model_version = None
     if kind.uses_collection:
         if collection is None:
             raise NotFoundError(f"the collection of job {job.id} was deleted")
         backend, options = collection.backend, dict(collection.backend_options)
         collection_id, backend_collection_id = collection.id, collection.backend_collection_id
+        model_version = collection.model_version
     return Claim(
         item_id=item.id,
         job_id=job.id,
@@ -189,6 +203,7 @@ def claim(session: Session, item_id: int) -> Claim | int:
         backend_options=options,
         collection_id=collection_id,
         backend_collection_id=backend_collection_id,
+        collection_model_version=model_version,
         parameters=dict(job.parameters),
         rerun_of_id=job.rerun_of_id,
         fetch_seconds=item.fetch_seconds or 0.0,
@@ -199,17 +214,60 @@ def claim(session: Session, item_id: int) -> Claim | int:
 def fail(settings: Settings, item_id: int, code: str, message: str) -> Outcome:
     """Record why an item failed, dropping anything an interrupted attempt wrote."""
     with session_scope(settings) as session:
-        item = session.get(JobItem, item_id)
-        if item is None:
+        job_id = session.scalar(select(JobItem.job_id).where(JobItem.id == item_id))
+        if job_id is None:
             return Outcome(ItemStatus.FAILED, None, job_finished=False)
+        status = finish_item(
+            session, item_id, job_id, ItemStatus.FAILED, error_code=code, error=message
+        )
+        if status is None:  # finished meanwhile by another delivery: that outcome stands
+            return Outcome(ItemStatus.FAILED, job_id, job_finished=True)
         session.execute(delete(FaceResult).where(FaceResult.job_item_id == item_id))
         session.execute(delete(TagResult).where(TagResult.job_item_id == item_id))
-        item.status = ItemStatus.FAILED
-        item.error_code = code
-        item.error = message
-        item.finished_at = utcnow()
-        job = rollup(session, item.job_id)
-        return Outcome(ItemStatus.FAILED, job.id, job.status.finished)
+        return Outcome(ItemStatus.FAILED, job_id, status.finished)
+
+
+FINISHED = (ItemStatus.SUCCEEDED, ItemStatus.FAILED)
+
+
+def finish_item(
+    session: Session, item_id: int, job_id: int, status: ItemStatus, **values: Any
+) -> JobStatus | None:
+    """Mark an unfinished item ``status`` (with ``values``) and count it in its job: two
+    UPDATEs, the job's row locked until commit, so concurrent workers never lose a count.
+    Returns the job's new status; None, changing nothing, where the item had finished."""
+    now = utcnow()
+    marked = session.execute(
+        update(JobItem)
+        .where(JobItem.id == item_id, JobItem.status.not_in(FINISHED))
+        .values(status=status, finished_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if not cast("CursorResult[Any]", marked).rowcount:
+        return None
+    succeeded = Job.succeeded_items + int(status == ItemStatus.SUCCEEDED)
+    failed = Job.failed_items + int(status == ItemStatus.FAILED)
+    done = succeeded + failed >= Job.total_items
+    status_type = Job.__table__.c.status.type
+    new_status = case(
+        (done & (failed == 0), literal(JobStatus.SUCCEEDED, status_type)),
+        (done & (succeeded == 0), literal(JobStatus.FAILED, status_type)),
+        (done, literal(JobStatus.PARTIAL, status_type)),
+        (Job.status == JobStatus.PENDING, literal(JobStatus.RUNNING, status_type)),
+        else_=Job.status,
+    )
+    return session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(
+            succeeded_items=succeeded,
+            failed_items=failed,
+            status=new_status,
+            finished_at=case((done, func.coalesce(Job.finished_at, now)), else_=Job.finished_at),
+        )
+        .returning(Job.status)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
 
 
 def rollup(session: Session, job_id: int) -> Job:

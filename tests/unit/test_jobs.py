@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from facetrail.api import Facetrail
 from facetrail.db import session_scope
-from facetrail.jobs.runner import run_item
-from facetrail.models import Face, FaceResult, ItemStatus, JobItem, LocalFace
+from facetrail.jobs import job_type
+from facetrail.jobs.base import Claim
+from facetrail.jobs.runner import AlreadyFinishedError, Context, claim, fail, run_item
+from facetrail.models import Collection, Face, FaceResult, ItemStatus, JobItem, LocalFace
 from facetrail.settings import Settings
 from tests import badinputs
 from tests.conftest import DATA, KNN, KNN_EXPECTED, knn_test_images
@@ -86,6 +89,44 @@ def test_enrollment_without_a_face_fails_that_item(settings: Settings) -> None:
     assert [i["error_code"] for i in report["images"]] == ["no_face", None]
 
 
+def test_an_attempt_that_ends_after_another_finished_the_item_changes_nothing(
+    settings: Settings,
+) -> None:
+    ft = Facetrail(settings)
+    ft.enroll("knn", KNN / "train")
+    report = ft.identify("knn", [KNN / "test" / "kit_with_rose.jpg", NO_FACE])
+    assert (report["succeeded"], report["failed"]) == (2, 0)
+    with session_scope(settings) as session:
+        item_ids = list(
+            session.scalars(
+                select(JobItem.id)
+                .where(JobItem.job_id == report["job_id"])
+                .order_by(JobItem.position)
+            )
+        )
+        # A second delivery claimed both items before the first delivery finished them.
+        claims = []
+        for item_id in item_ids:
+            session.get_one(JobItem, item_id).status = ItemStatus.RUNNING
+            session.flush()
+            claimed = claim(session, item_id)
+            assert isinstance(claimed, Claim)
+            claims.append(claimed)
+            session.get_one(JobItem, item_id).status = ItemStatus.SUCCEEDED
+        rows = session.execute(select(FaceResult.id, FaceResult.person_external_id)).all()
+    for claimed in claims:
+        # The photo with faces (its retry clears earlier results first) and the one without.
+        with pytest.raises(AlreadyFinishedError):
+            job_type(claimed.kind).run(Context(settings, claimed), claimed)
+    assert fail(settings, item_ids[0], "internal", "late").job_finished
+    with session_scope(settings) as session:
+        assert session.execute(select(FaceResult.id, FaceResult.person_external_id)).all() == rows
+        statuses = session.scalars(select(JobItem.status).where(JobItem.id.in_(item_ids)))
+        assert set(statuses) == {ItemStatus.SUCCEEDED}
+    again = ft.job(report["job_id"])
+    assert (again["status"], again["succeeded"], again["failed"]) == ("succeeded", 2, 0)
+
+
 def test_items_are_idempotent(settings: Settings) -> None:
     ft = Facetrail(settings)
     first = ft.enroll("knn", KNN / "train")
@@ -110,3 +151,15 @@ def test_items_are_idempotent(settings: Settings) -> None:
     with session_scope(settings) as session:
         assert session.scalar(select(func.count()).select_from(LocalFace)) == faces_before
         assert session.scalar(select(func.count()).select_from(Face)) == faces_before
+
+
+def test_identifying_in_another_embedding_space_fails_with_the_way_out(settings: Settings) -> None:
+    ft = Facetrail(settings)
+    ft.enroll("knn", KNN / "train")
+    with session_scope(settings) as session:
+        # As after the model files changed under a collection's pinned models.
+        session.scalars(select(Collection)).one().model_version = "mobilefacenet@00000000"
+    report = ft.identify("knn", [KNN / "test" / "kit_with_rose.jpg"])
+    (image,) = report["images"]
+    assert (image["status"], image["error_code"]) == ("failed", "invalid_parameter")
+    assert "mobilefacenet@00000000" in image["error"] and "re-index" in image["error"]

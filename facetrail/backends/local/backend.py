@@ -375,6 +375,12 @@ class LocalBackend(Backend):
         threshold: float = 0.0,
     ) -> list[FaceSearch]:
         faces, embeddings, _ = self._analyse(image, embed=True)
+        if max_matches <= 0:
+            # The caller scores people itself (templates): no search, no collection read.
+            return [
+                FaceSearch(face=f, matches=[], embedding=e)
+                for f, e in zip(faces, embeddings, strict=True)
+            ]
         if not faces:
             # Still fail loudly on a missing collection, as a search would.
             self.describe_collection(collection_id)
