@@ -26,7 +26,7 @@ from facetrail.services.faces import record_indexed
 from facetrail.services.records import (
     bump_version,
     get_or_create_collection,
-    get_or_create_image,
+    get_or_create_image_id,
     get_or_create_person,
 )
 from facetrail.settings import Settings
@@ -131,17 +131,17 @@ class EnrollJob(JobType):
                 claim.person_external_id,
                 display_name=claim.person_external_id.replace("_", " "),
             )
-            image_row = get_or_create_image(session, image)
+            image_id = get_or_create_image_id(session, image)
             record_indexed(
                 session,
                 backend,
                 result,
                 collection=collection,
                 person=person,
-                image_id=image_row.id,
+                image_id=image_id,
                 item_id=claim.item_id,
             )
             bump_version(
                 session, collection, model_version=backend.model_version, people=[person.id]
             )
-            ctx.succeed(session, claim, image_row.id)
+            ctx.succeed(session, claim, image_id)

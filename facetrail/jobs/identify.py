@@ -28,7 +28,7 @@ from facetrail.jobs.base import (
 from facetrail.models import Collection, FaceResult, ItemStatus, Job, JobItem, JobKind, Person
 from facetrail.services import corrections, past
 from facetrail.services.naming import name_faces, search_depth
-from facetrail.services.records import get_collection, get_or_create_image
+from facetrail.services.records import get_collection, get_or_create_image_id
 from facetrail.settings import Settings
 from facetrail.shapes import attributes_json
 
@@ -86,7 +86,7 @@ class IdentifyJob(JobType):
             attributes = _attributes(backend, image, searches)
         with ctx.session() as session:
             if image is not None:
-                image_id = get_or_create_image(session, image).id
+                image_id = get_or_create_image_id(session, image)
             # The collection row is read for its templates' version anyway: this loads it.
             collection = session.get_one(Collection, claim.collection_id)
             boxes = [s.face.box for s in searches]

@@ -34,7 +34,7 @@ from facetrail.jobs.base import (
 from facetrail.models import Collection, Face, Job, JobItem, JobKind, JobStatus, Person
 from facetrail.services import audit, users
 from facetrail.services.faces import record_indexed
-from facetrail.services.records import bump_version, get_collection, get_or_create_image
+from facetrail.services.records import bump_version, get_collection, get_or_create_image_id
 from facetrail.settings import Settings
 
 if TYPE_CHECKING:
@@ -180,7 +180,7 @@ class ReindexJob(JobType):
                 raise NotFoundError("the person was deleted meanwhile")
             image_id = None
             if from_photo and image is not None:
-                image_id = get_or_create_image(session, image).id
+                image_id = get_or_create_image_id(session, image)
             rows = record_indexed(
                 session,
                 target,

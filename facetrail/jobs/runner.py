@@ -159,55 +159,89 @@ def run_item(settings: Settings, item_id: int, *, final_attempt: bool = True) ->
         return fail(settings, item_id, "internal", f"{type(exc).__name__}: {exc}")
 
 
+# What a claim reads: item, job and collection in one statement, only the columns a run needs.
+_CLAIMED = (
+    select(
+        JobItem.status,
+        JobItem.attempts,
+        JobItem.position,
+        JobItem.source,
+        JobItem.person_external_id,
+        JobItem.fetch_seconds,
+        Job.id.label("job_id"),
+        Job.kind,
+        Job.status.label("job_status"),
+        Job.started_at.label("job_started_at"),
+        Job.backend.label("job_backend"),
+        Job.parameters,
+        Job.rerun_of_id,
+        Collection.id.label("collection_id"),
+        Collection.backend,
+        Collection.backend_options,
+        Collection.backend_collection_id,
+        Collection.model_version,
+    )
+    .join(Job, JobItem.job_id == Job.id)
+    .outerjoin(Collection, Collection.id == Job.collection_id)
+)
+
+
 def claim(session: Session, item_id: int) -> Claim | int:
     """Mark an unfinished item running and return what its run needs (or, when it finished
     already, its job's id)."""
-    # Item, job and collection in one statement (three before: item, lazy job, collection).
-    row = session.execute(
-        select(JobItem, Job, Collection)
-        .join(Job, JobItem.job_id == Job.id)
-        .outerjoin(Collection, Collection.id == Job.collection_id)
-        .where(JobItem.id == item_id)
-    ).first()
+    row = session.execute(_CLAIMED.where(JobItem.id == item_id)).first()
     if row is None:
         raise NotFoundError(f"job item {item_id} does not exist")
-    item, job, collection = row._tuple()
-    if item.status in (ItemStatus.SUCCEEDED, ItemStatus.FAILED):
-        return job.id
-    item.status = ItemStatus.RUNNING
-    item.attempts += 1
-    item.started_at = utcnow()
-    if job.started_at is None:
-        job.started_at = utcnow()
-    # Running items are not counted, so the counts stand; only a pending job changes status
-    # (a racing claim writes the same value).
-    if job.status == JobStatus.PENDING:
-        job.status = JobStatus.RUNNING
-    kind = job_type(job.kind.value)
-    backend, options = job.backend, {}
+    if row.status in FINISHED:
+        return int(row.job_id)
+    now = utcnow()
+    attempts = row.attempts + 1
+    session.execute(
+        update(JobItem)
+        .where(JobItem.id == item_id)
+        .values(status=ItemStatus.RUNNING, attempts=attempts, started_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if row.job_started_at is None or row.job_status == JobStatus.PENDING:
+        # Running items are not counted, so the counts stand; only a pending job changes
+        # status (a racing claim writes the same value).
+        session.execute(
+            update(Job)
+            .where(Job.id == row.job_id)
+            .values(
+                started_at=func.coalesce(Job.started_at, now),
+                status=case(
+                    (Job.status == JobStatus.PENDING, _status(JobStatus.RUNNING)),
+                    else_=Job.status,
+                ),
+            )
+            .execution_options(synchronize_session=False)
+        )
+    kind = job_type(row.kind.value)
+    backend, options = row.job_backend, {}
     collection_id = backend_collection_id = model_version = None
     if kind.uses_collection:
-        if collection is None:
-            raise NotFoundError(f"the collection of job {job.id} was deleted")
-        backend, options = collection.backend, dict(collection.backend_options)
-        collection_id, backend_collection_id = collection.id, collection.backend_collection_id
-        model_version = collection.model_version
+        if row.collection_id is None:
+            raise NotFoundError(f"the collection of job {row.job_id} was deleted")
+        backend, options = row.backend, dict(row.backend_options)
+        collection_id, backend_collection_id = row.collection_id, row.backend_collection_id
+        model_version = row.model_version
     return Claim(
-        item_id=item.id,
-        job_id=job.id,
+        item_id=item_id,
+        job_id=row.job_id,
         kind=kind.name,
-        position=item.position,
-        source=item.source,
-        person_external_id=item.person_external_id,
+        position=row.position,
+        source=row.source,
+        person_external_id=row.person_external_id,
         backend=backend,
         backend_options=options,
         collection_id=collection_id,
         backend_collection_id=backend_collection_id,
         collection_model_version=model_version,
-        parameters=dict(job.parameters),
-        rerun_of_id=job.rerun_of_id,
-        fetch_seconds=item.fetch_seconds or 0.0,
-        attempts=item.attempts,
+        parameters=dict(row.parameters),
+        rerun_of_id=row.rerun_of_id,
+        fetch_seconds=row.fetch_seconds or 0.0,
+        attempts=attempts,
     )
 
 
@@ -248,12 +282,11 @@ def finish_item(
     succeeded = Job.succeeded_items + int(status == ItemStatus.SUCCEEDED)
     failed = Job.failed_items + int(status == ItemStatus.FAILED)
     done = succeeded + failed >= Job.total_items
-    status_type = Job.__table__.c.status.type
     new_status = case(
-        (done & (failed == 0), literal(JobStatus.SUCCEEDED, status_type)),
-        (done & (succeeded == 0), literal(JobStatus.FAILED, status_type)),
-        (done, literal(JobStatus.PARTIAL, status_type)),
-        (Job.status == JobStatus.PENDING, literal(JobStatus.RUNNING, status_type)),
+        (done & (failed == 0), _status(JobStatus.SUCCEEDED)),
+        (done & (succeeded == 0), _status(JobStatus.FAILED)),
+        (done, _status(JobStatus.PARTIAL)),
+        (Job.status == JobStatus.PENDING, _status(JobStatus.RUNNING)),
         else_=Job.status,
     )
     return session.execute(
@@ -296,6 +329,11 @@ def rollup(session: Session, job_id: int) -> Job:
     elif job.status == JobStatus.PENDING:
         job.status = JobStatus.RUNNING
     return job
+
+
+def _status(status: JobStatus) -> Any:
+    """A job status as a SQL value of the column's own type (for CASE)."""
+    return literal(status, Job.__table__.c.status.type)
 
 
 def pending_item_ids(session: Session, job_id: int) -> list[int]:

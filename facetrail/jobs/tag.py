@@ -19,7 +19,7 @@ from facetrail.jobs.base import (
     with_names,
 )
 from facetrail.models import Job, JobKind, TagResult
-from facetrail.services.records import get_or_create_image
+from facetrail.services.records import get_or_create_image_id
 from facetrail.settings import Settings
 from facetrail.tagging.operations import OPERATIONS, check_ops, run_ops
 
@@ -58,7 +58,7 @@ class TagJob(JobType):
         image = ctx.open_image(claim.source)
         results: dict[str, Any] = run_ops(ctx.settings, backend, image, ops)
         with ctx.session() as session:
-            image_id = get_or_create_image(session, image).id
+            image_id = get_or_create_image_id(session, image)
             # A retried item replaces what an interrupted attempt may have written.
             session.execute(delete(TagResult).where(TagResult.job_item_id == claim.item_id))
             for op in ops:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -147,11 +147,30 @@ def get_or_create_person(
     return row
 
 
-def get_or_create_image(session: Session, image: LoadedImage) -> Image:
-    query = select(Image).where(Image.sha256 == image.sha256)
-    row = session.scalar(query)
-    if row is not None:
-        return row
+def get_or_create_image_id(session: Session, image: LoadedImage) -> int:
+    """The id of the photo's row (one per content hash), added if it is new."""
+    query = select(Image.id).where(Image.sha256 == image.sha256)
+    found = session.scalar(query)
+    if found is not None:
+        return found
+    try:
+        with session.begin_nested():
+            return session.execute(
+                insert(Image)
+                .values(
+                    sha256=image.sha256,
+                    source_uri=image.source,
+                    size_bytes=image.size_bytes,
+                    width=image.width,
+                    height=image.height,
+                    format=image.format,
+                )
+                .returning(Image.id)
+            ).scalar_one()
+    except IntegrityError:  # added meanwhile by another worker
+        found = session.scalar(query)
+        assert found is not None
+        return found
     try:
         with session.begin_nested():
             row = Image(
