@@ -136,12 +136,6 @@ def _remove_orphans(parent: Path) -> None:
             pass  # alive, another user's
 
 
-def hint(source: str) -> dict[str, bool]:
-    """What a ``facetrail.run_item`` message says of its item's source: ``read_ahead`` False
-    where it is not remote, so the worker skips the item's query; nothing otherwise."""
-    return {} if scheme_of(source) in REMOTE else {"read_ahead": False}
-
-
 def received(item_id: int) -> None:
     """A ``facetrail.run_item`` task arrived at this worker: read its photo ahead."""
     if _reader is not None:

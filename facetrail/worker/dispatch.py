@@ -39,7 +39,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import case, func, or_, select, update
 
 from facetrail.db import session_scope
-from facetrail.jobs import readahead
 from facetrail.jobs.runner import pending_item_ids
 from facetrail.models import ItemStatus, Job, JobItem, JobStatus
 from facetrail.models.base import utcnow
@@ -90,7 +89,7 @@ def fan_out_chunk(
         session.flush()
         # Sent before the commit: a failed send rolls the marks back and the task is retried.
         for item in items:
-            run_item.apply_async(args=[item.id], kwargs=readahead.hint(item.source))
+            run_item.apply_async(args=[item.id])
         if len(items) == chunk:
             fan_out_task.apply_async(args=[job_id, items[-1].position])
     return len(items)
@@ -162,7 +161,7 @@ def requeue_lost(settings: Settings, now: datetime | None = None) -> int:
             session.flush()
             # Sent before the commit, as fan_out_chunk does: a failed send keeps the old mark.
             for item in items:
-                run_item.apply_async(args=[item.id], kwargs=readahead.hint(item.source))
+                run_item.apply_async(args=[item.id])
         sent += len(items)
         if items:
             log.warning("sent again %s item(s) queued before %s, never started", len(items), cutoff)

@@ -51,8 +51,6 @@ def _read_ahead(request: Any = None, **_: Any) -> None:
         item_id = args[0]
     else:
         item_id = kwargs.get("item_id") if isinstance(kwargs, dict) else None
-    if isinstance(kwargs, dict) and kwargs.get("read_ahead") is False:
-        return  # a local file or upload: nothing to wait for (readahead.hint)
     # A malformed message is the task's to refuse; reading ahead just passes it by.
     if isinstance(item_id, int) and not isinstance(item_id, bool):
         readahead.received(item_id)
@@ -120,9 +118,8 @@ def _run_inline(settings: Settings, item_id: int) -> str:
 
 
 @app.task(name=RUN_ITEM, bind=True, acks_late=True, max_retries=None)
-def run_item(self: Task[Any, Any], item_id: int, read_ahead: bool = True) -> str:
-    """Run one job item (one image). Idempotent per item. ``read_ahead`` False: the item's
-    photo is not remote, so the worker does not look it up to read it ahead."""
+def run_item(self: Task[Any, Any], item_id: int) -> str:
+    """Run one job item (one image). Idempotent per item."""
     settings = settings_of(self.app)
     if self.request.is_eager:
         return _run_inline(settings, item_id)

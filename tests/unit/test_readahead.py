@@ -160,8 +160,6 @@ def test_the_worker_reads_ahead_for_run_item_messages_and_passes_malformed_ones_
     messages = [
         (tasks.RUN_ITEM, [7], {}),
         (tasks.RUN_ITEM, [], {"item_id": 8}),
-        (tasks.RUN_ITEM, [10], {"read_ahead": False}),  # the sender knows it is local
-        (tasks.RUN_ITEM, [11], {"read_ahead": True}),
         ("facetrail.fan_out", [9, 0], {}),
         (tasks.RUN_ITEM, ["x"], {}),
         (tasks.RUN_ITEM, [True], {}),
@@ -170,14 +168,7 @@ def test_the_worker_reads_ahead_for_run_item_messages_and_passes_malformed_ones_
     ]
     for name, args, kwargs in messages:
         tasks._read_ahead(request=SimpleNamespace(name=name, args=args, kwargs=kwargs))
-    assert seen == [7, 8, 11]
-
-
-def test_messages_say_which_items_are_not_worth_looking_up() -> None:
-    assert readahead.hint("https://example.com/a.jpg") == {}
-    assert readahead.hint("s3://bucket/a.jpg") == {}
-    assert readahead.hint("/photos/a.jpg") == {"read_ahead": False}
-    assert readahead.hint("upload://0123abcd") == {"read_ahead": False}
+    assert seen == [7, 8]
 
 
 def test_a_killed_workers_folder_is_removed_by_the_next_worker(tmp_path: Path) -> None:
