@@ -304,7 +304,9 @@ def finish_item(
 
 
 def rollup(session: Session, job_id: int) -> Job:
-    """Recount a job's items under a row lock, so concurrent workers never lose a count."""
+    """Recount a job's items under a row lock, so concurrent workers never lose a count: for
+    changes to many items at once (a re-run's copied items, an erasure); one item's end is
+    counted by :func:`finish_item`."""
     job = session.execute(select(Job).where(Job.id == job_id).with_for_update()).scalar_one()
     counts = dict(
         session.execute(
