@@ -171,18 +171,3 @@ def get_or_create_image_id(session: Session, image: LoadedImage) -> int:
         found = session.scalar(query)
         assert found is not None
         return found
-    try:
-        with session.begin_nested():
-            row = Image(
-                sha256=image.sha256,
-                source_uri=image.source,
-                size_bytes=image.size_bytes,
-                width=image.width,
-                height=image.height,
-                format=image.format,
-            )
-            session.add(row)
-    except IntegrityError:
-        row = session.scalar(query)
-        assert row is not None
-    return row
