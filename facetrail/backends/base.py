@@ -265,6 +265,16 @@ class Backend(abc.ABC):
     def model_version(self) -> str:
         """Identifies the embedding space: results from different versions never mix."""
 
+    def check_model(self, collection_id: str, held: str) -> None:
+        """Refuse to search ``collection_id``, whose faces are ``held`` embeddings, with
+        embeddings of another model version."""
+        if held != self.model_version:
+            raise InvalidParameterError(
+                f"collection {collection_id!r} holds {held} embeddings but this backend "
+                f"computes {self.model_version}; re-index the collection or choose the matching "
+                "detector and embedder"
+            )
+
     def for_collection(self, collection_id: str) -> Backend:
         """The backend that searches ``collection_id`` in the embedding space it was built in:
         this one, unless the collection was made under other settings this backend can take."""

@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from facetrail.backends.base import Backend, BoundingBox, DetectedFace, FaceSearch, Quality
 from facetrail.backends.local.vectors import from_blob, to_blob
-from facetrail.errors import InvalidParameterError
 from facetrail.images import LoadedImage
 from facetrail.jobs.base import (
     Claim,
@@ -68,9 +67,10 @@ class IdentifyJob(JobType):
         backend = ctx.backend(claim.backend, claim.backend_options)
         threshold = float(claim.parameters.get("threshold", ctx.settings.match_threshold))
         depth = search_depth(backend)
-        if depth == 0:
+        if depth == 0 and claim.collection_model_version:
             # No backend search reads the collection, so its embedding space is checked here.
-            _check_model(claim, backend)
+            name = str(claim.parameters.get("collection", claim.backend_collection_id))
+            backend.check_model(name, claim.collection_model_version)
         stored = _stored_searches(ctx, claim, backend)
         image = None
         if stored is not None:
@@ -156,16 +156,6 @@ class IdentifyJob(JobType):
                 [],
             )
             ctx.succeed(session, claim, image_id)
-
-
-def _check_model(claim: Claim, backend: Backend) -> None:
-    held = claim.collection_model_version
-    if held and held != backend.model_version:
-        raise InvalidParameterError(
-            f"collection {claim.parameters.get('collection')!r} holds {held} embeddings but "
-            f"this backend computes {backend.model_version}; re-index the collection or "
-            "choose the matching detector and embedder"
-        )
 
 
 def _attributes(

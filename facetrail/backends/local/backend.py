@@ -281,12 +281,7 @@ class LocalBackend(Backend):
         return IndexResult(indexed=indexed, unindexed=faces[keep:])
 
     def _check_model(self, collection: LocalCollection) -> None:
-        if collection.model_version != self.model_version:
-            raise InvalidParameterError(
-                f"collection {collection.name!r} holds {collection.model_version} embeddings but "
-                f"this backend computes {self.model_version}; re-index the collection or "
-                "choose the matching detector and embedder"
-            )
+        self.check_model(collection.name, collection.model_version)
 
     def _search(
         self,
