@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, case, delete, func, literal, select, update
@@ -281,33 +282,39 @@ def finish_item(
         return None
     succeeded = Job.succeeded_items + int(status == ItemStatus.SUCCEEDED)
     failed = Job.failed_items + int(status == ItemStatus.FAILED)
-    done = succeeded + failed >= Job.total_items
-    new_status = case(
-        (done & (failed == 0), _status(JobStatus.SUCCEEDED)),
-        (done & (succeeded == 0), _status(JobStatus.FAILED)),
-        (done, _status(JobStatus.PARTIAL)),
-        (Job.status == JobStatus.PENDING, _status(JobStatus.RUNNING)),
-        else_=Job.status,
-    )
     return session.execute(
         update(Job)
         .where(Job.id == job_id)
-        .values(
-            succeeded_items=succeeded,
-            failed_items=failed,
-            status=new_status,
-            finished_at=case((done, func.coalesce(Job.finished_at, now)), else_=Job.finished_at),
-        )
+        .values(_counted(succeeded, failed, now))
         .returning(Job.status)
         .execution_options(synchronize_session=False)
     ).scalar_one()
+
+
+def _counted(succeeded: Any, failed: Any, now: datetime) -> dict[Any, Any]:
+    """A job's counts (SQL expressions) and what follows from them: its status, and when it
+    finished once every item has."""
+    done = succeeded + failed >= Job.total_items
+    return {
+        Job.succeeded_items: succeeded,
+        Job.failed_items: failed,
+        Job.status: case(
+            (done & (failed == 0), _status(JobStatus.SUCCEEDED)),
+            (done & (succeeded == 0), _status(JobStatus.FAILED)),
+            (done, _status(JobStatus.PARTIAL)),
+            (Job.status == JobStatus.PENDING, _status(JobStatus.RUNNING)),
+            else_=Job.status,
+        ),
+        Job.finished_at: case((done, func.coalesce(Job.finished_at, now)), else_=Job.finished_at),
+    }
 
 
 def rollup(session: Session, job_id: int) -> Job:
     """Recount a job's items under a row lock, so concurrent workers never lose a count: for
     changes to many items at once (a re-run's copied items, an erasure); one item's end is
     counted by :func:`finish_item`."""
-    job = session.execute(select(Job).where(Job.id == job_id).with_for_update()).scalar_one()
+    # Locked before counting, so no item's end commits between the count and the update.
+    session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
     counts = dict(
         session.execute(
             select(JobItem.status, func.count())
@@ -317,20 +324,15 @@ def rollup(session: Session, job_id: int) -> Job:
         .tuples()
         .all()
     )
-    job.succeeded_items = counts.get(ItemStatus.SUCCEEDED, 0)
-    job.failed_items = counts.get(ItemStatus.FAILED, 0)
-    done = job.succeeded_items + job.failed_items
-    if done >= job.total_items:
-        if job.failed_items == 0:
-            job.status = JobStatus.SUCCEEDED
-        elif job.succeeded_items == 0:
-            job.status = JobStatus.FAILED
-        else:
-            job.status = JobStatus.PARTIAL
-        job.finished_at = job.finished_at or utcnow()
-    elif job.status == JobStatus.PENDING:
-        job.status = JobStatus.RUNNING
-    return job
+    succeeded = literal(counts.get(ItemStatus.SUCCEEDED, 0))
+    failed = literal(counts.get(ItemStatus.FAILED, 0))
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(_counted(succeeded, failed, utcnow()))
+        .execution_options(synchronize_session=False)
+    )
+    return session.get_one(Job, job_id, populate_existing=True)
 
 
 def _status(status: JobStatus) -> Any:
