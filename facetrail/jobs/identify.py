@@ -24,9 +24,9 @@ from facetrail.jobs.base import (
     store_images,
     with_names,
 )
-from facetrail.models import Collection, FaceResult, ItemStatus, Job, JobItem, JobKind, Person
+from facetrail.models import Collection, FaceResult, ItemStatus, Job, JobItem, JobKind
 from facetrail.services import corrections, past
-from facetrail.services.naming import name_faces, search_depth
+from facetrail.services.naming import name_faces, person_ids, search_depth
 from facetrail.services.records import get_collection, get_or_create_image_id
 from facetrail.settings import Settings
 from facetrail.shapes import attributes_json
@@ -95,18 +95,7 @@ class IdentifyJob(JobType):
                 session, claim.collection_id, backend, searches, threshold, rules=rules
             )
             named = {a.external_id for a in assignments if a.external_id}
-            people: dict[str, int] = {}
-            if named:
-                people = dict(
-                    session.execute(
-                        select(Person.external_id, Person.id).where(
-                            Person.collection_id == claim.collection_id,
-                            Person.external_id.in_(named),
-                        )
-                    )
-                    .tuples()
-                    .all()
-                )
+            people = person_ids(session, claim.collection_id, backend, named)
             if claim.attempts > 1:
                 # A retried item replaces what an interrupted attempt may have written.
                 session.execute(delete(FaceResult).where(FaceResult.job_item_id == claim.item_id))

@@ -26,10 +26,10 @@ from facetrail.errors import InvalidParameterError, NotFoundError
 from facetrail.identification import Assignment, Candidate, FaceRule, assign_scores
 from facetrail.jobs.base import Claim, JobType, Request, add_job, collection_job
 from facetrail.jobs.identify import IdentifyJob
-from facetrail.models import Collection, FaceResult, ItemStatus, Job, JobItem, JobKind, Person
+from facetrail.models import Collection, FaceResult, ItemStatus, Job, JobItem, JobKind
 from facetrail.models.base import utcnow
 from facetrail.services import audit, corrections, past
-from facetrail.services.naming import template_scores
+from facetrail.services.naming import person_ids, template_scores
 from facetrail.services.records import get_collection_by_id
 from facetrail.settings import Settings
 
@@ -138,15 +138,7 @@ def _finish_from_stored(
     if not ready:
         return
     named = {a.external_id for faces in assignments.values() for a in faces if a.external_id}
-    people = dict(
-        session.execute(
-            select(Person.external_id, Person.id).where(
-                Person.collection_id == collection.id, Person.external_id.in_(named)
-            )
-        )
-        .tuples()
-        .all()
-    )
+    people = person_ids(session, collection.id, backend, named)
     rows: list[dict[str, Any]] = []
     now = utcnow()
     for item in job.items:

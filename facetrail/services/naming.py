@@ -10,6 +10,7 @@ from the collection's change log (``collection_changes``) rather than rebuilt.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +56,12 @@ class Templates:
     index: VectorIndex[int]
     names: dict[int, str] = field(default_factory=dict)
     covered: Covered = field(default_factory=Covered)
+    # external id -> person id: ``names`` the other way round, kept with it.
+    ids: dict[str, int] = field(init=False)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.ids = {name: person for person, name in self.names.items()}
 
     def extra(self) -> dict[str, Any]:
         return {"people": list(self.names), "names": list(self.names.values())}
@@ -132,7 +138,9 @@ def _load_templates(
     if not templates.index.dim:
         templates.index = VectorIndex(sums.shape[1], exact_limit=templates.index.exact_limit)
     templates.index.add(ids[have].tolist(), sums[have] / counts[have, None])
-    templates.names.update({int(p): names[int(p)] for p in ids[have]})
+    added = {int(p): names[int(p)] for p in ids[have]}
+    templates.names.update(added)
+    templates.ids.update({name: person for person, name in added.items()})
 
 
 def _changed_people(
@@ -166,7 +174,9 @@ def _apply_changes(
     had = [p for p in changed if p in templates.index]
     templates.index.remove(changed)
     for person in changed:
-        templates.names.pop(person, None)
+        name = templates.names.pop(person, None)
+        if name is not None:
+            templates.ids.pop(name, None)
     _load_templates(session, collection_id, recognizer, changed, templates)
     if any(p not in templates.index for p in had):
         templates.covered.removed_at = version  # someone's template went (erased, merged)
@@ -235,12 +245,17 @@ def _load(session: Session, collection: Collection, recognizer: Backend) -> Temp
     return fresh
 
 
+def _key(session: Session, collection_id: int, recognizer: Backend) -> tuple[str, int, str, int]:
+    limit = recognizer.settings.template_exact_limit
+    return (database_of(session), collection_id, recognizer.model_version, limit)
+
+
 def person_templates(session: Session, collection_id: int, recognizer: Backend) -> Templates:
     """The collection's templates as of its current version, applying logged changes."""
     collection = session.get_one(Collection, collection_id)
     version = collection.version
-    limit = recognizer.settings.template_exact_limit
-    key = (database_of(session), collection_id, recognizer.model_version, limit)
+    key = _key(session, collection_id, recognizer)
+    limit = key[3]
     with _templates_lock:
         cached = _templates.get(key)
     if cached is not None:
@@ -262,6 +277,35 @@ def person_templates(session: Session, collection_id: int, recognizer: Backend) 
             del _templates[stale]
         _templates[key] = fresh
     return fresh
+
+
+def person_ids(
+    session: Session, collection_id: int, recognizer: Backend, names: Iterable[str]
+) -> dict[str, int]:
+    """External id -> person id of the collection's people called ``names``: from this
+    process's templates where they are current (an identification has just scored them), the
+    rest from the database."""
+    wanted = set(names)
+    found: dict[str, int] = {}
+    with _templates_lock:
+        cached = _templates.get(_key(session, collection_id, recognizer))
+    if cached is not None and wanted:
+        version = session.get_one(Collection, collection_id).version
+        with cached.lock:
+            if cached.version == version:
+                found = {name: cached.ids[name] for name in wanted if name in cached.ids}
+    rest = wanted - found.keys()
+    if rest:
+        found.update(
+            session.execute(
+                select(Person.external_id, Person.id).where(
+                    Person.collection_id == collection_id, Person.external_id.in_(rest)
+                )
+            )
+            .tuples()
+            .all()
+        )
+    return found
 
 
 def forget(collection_id: int) -> None:

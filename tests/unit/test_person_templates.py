@@ -6,13 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from facetrail.api import Facetrail
+from facetrail.backends import backend_for
 from facetrail.backends.local.vectors import from_blob
-from facetrail.db import session_scope
+from facetrail.db import engine_for, session_scope
 from facetrail.images.scan import enroll_entries
-from facetrail.models import Collection, Face, Person
+from facetrail.models import Collection, Face, FaceResult, JobItem, Person
 from facetrail.services import naming
 from facetrail.settings import Settings
 from facetrail.vectors import template
@@ -118,3 +119,43 @@ def test_a_new_worker_loads_saved_templates_and_erasure_leaves_none(settings: Se
     assert named(ft.identify("saved", photo)) == {"kit_with_rose.jpg": {"rose_leslie"}}
     assert kit not in saved(settings)
     assert template_of(settings, "saved", "rose_leslie") in saved(settings)
+
+
+def test_named_people_get_their_ids_from_current_templates(settings: Settings) -> None:
+    ft = Facetrail(settings)
+    ft.enroll("band", KNN / "train")
+    photo = [KNN / "test" / "kit_with_rose.jpg"]
+    ft.identify("band", photo)
+    ft.rename_person("band", "rose_leslie", new_external_id="rose")
+    report = ft.identify("band", photo)  # the rename reaches the templates as a delta
+    assert named(report) == {"kit_with_rose.jpg": {"kit_harington", "rose"}}
+    with session_scope(settings) as session:
+        collection = session.scalars(select(Collection).where(Collection.name == "band")).one()
+        people = dict(
+            session.execute(
+                select(Person.external_id, Person.id).where(Person.collection_id == collection.id)
+            )
+            .tuples()
+            .all()
+        )
+        backend = backend_for(settings, collection.backend, dict(collection.backend_options))
+        seen: list[object] = []
+        engine = engine_for(settings.resolved_database_url)
+        listener = lambda *args: seen.append(args[2])  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            known = naming.person_ids(session, collection.id, backend, ["rose", "kit_harington"])
+            assert seen == []  # both from the templates
+            gone = naming.person_ids(session, collection.id, backend, ["rose_leslie"])
+            assert len(seen) == 1  # an old name is not in the templates: the database says
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        rows = session.execute(
+            select(FaceResult.person_external_id, FaceResult.person_id)
+            .join(JobItem, FaceResult.job_item_id == JobItem.id)
+            .where(JobItem.job_id == report["job_id"], FaceResult.person_id.is_not(None))
+        ).tuples()
+        stored = dict(rows.all())
+    assert known == {"rose": people["rose"], "kit_harington": people["kit_harington"]}
+    assert gone == {}
+    assert stored == known

@@ -15,16 +15,17 @@ from tests.conftest import KNN
 
 # Statements per item of a first identify run, the job's creation and report included: claim
 # (item, job and collection in one), the image row, the collection's version for its
-# templates, the named people, the item's results, the past faces' log (the collection's past
-# generation and the item's change rows: 2) and the item's end counted in its job (2 UPDATEs):
-# 13.75 (15.9 before the end was counted rather than recounted and the local index's generation
-# was no longer read for a search the templates make; 21.9 before the claim stopped recounting
-# the job and a first attempt stopped clearing; 17.9 before the claim read item, job and
+# templates, the item's results, the past faces' log (the collection's past generation and the
+# item's change rows: 2) and the item's end counted in its job (2 UPDATEs): 12.75 (13.75 while
+# the named people's ids were read from the database rather than from the templates; 15.9
+# before the end was counted rather than recounted and the local index's generation was no
+# longer read for a search the templates make; 21.9 before the claim stopped recounting the
+# job and a first attempt stopped clearing; 17.9 before the claim read item, job and
 # collection in one statement and the task stopped reading the item's job back after running
 # it; 13.9 before the past faces' log). Once per job, not per item, its unknown faces are
 # clustered (docs/unknowns.md): about a dozen statements, some 0.6 more per item over these 20
 # items.
-MAX_STATEMENTS_PER_ITEM = 14
+MAX_STATEMENTS_PER_ITEM = 13
 
 
 @contextmanager
