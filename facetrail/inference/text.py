@@ -113,6 +113,10 @@ class TextReader(Model[list[TextDetection]]):
             "Det.limit_side_len": self.detect_side,
         }
         self._engine = rapidocr.RapidOCR(params=params)
+        # RapidOCR builds its recogniser and classifier on their first use: built now, so a
+        # process pays for them when the reader loads, as for every other model.
+        self._engine._load_rec_model()
+        self._engine._load_cls_model()
         detector = self._engine._load_det_model()  # built now, to give it the table below
         make_input = detector.get_preprocess
         table = _normalised_values(make_input())
