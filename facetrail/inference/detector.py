@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -522,7 +521,7 @@ class RetinaFaceDetector(Model[list[Detection]]):
         keep = np.flatnonzero(score > self.config.thresholds[2])
         if len(keep) == 0:
             return []
-        priors = _priors(h, w)[keep]
+        priors = _priors(h, w, keep)
         centre = priors[:, :2] + loc[0, keep, :2] * RETINAFACE_VARIANCE[0] * priors[:, 2:]
         size = priors[:, 2:] * np.exp(loc[0, keep, 2:] * RETINAFACE_VARIANCE[1])
         points = priors[:, None, :2] + (
@@ -544,24 +543,29 @@ class RetinaFaceDetector(Model[list[Detection]]):
         return faces
 
 
-@lru_cache(maxsize=16)
-def _priors(height: int, width: int) -> FloatArray:
-    """(A, 4) anchors (cx, cy, w, h) as fractions of the input, in the network's output order:
-    per stride, cells row by row, both anchor sizes per cell."""
-    out = []
+def _priors(height: int, width: int, indices: npt.NDArray[np.intp]) -> FloatArray:
+    """The anchors at ``indices`` (cx, cy, w, h as fractions of the input), numbered in the
+    network's output order: per stride, cells row by row, both anchor sizes per cell. Only the
+    few anchors that scored are computed (a table of all of them per input size cost ~1 ms)."""
+    out = np.zeros((len(indices), 4), np.float64)
+    start = 0
     for stride, sizes in zip(RETINAFACE_STRIDES, RETINAFACE_ANCHORS, strict=True):
         rows, cols = math.ceil(height / stride), math.ceil(width / stride)
-        ys, xs = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-        centres = np.column_stack(
-            [(xs.ravel() + 0.5) * stride / width, (ys.ravel() + 0.5) * stride / height]
+        count = rows * cols * len(sizes)
+        here = (indices >= start) & (indices < start + count)
+        cell, anchor = np.divmod(indices[here] - start, len(sizes))
+        row, col = np.divmod(cell, cols)
+        side = np.asarray(sizes, np.float64)[anchor]
+        out[here] = np.column_stack(
+            [
+                (col + 0.5) * stride / width,
+                (row + 0.5) * stride / height,
+                side / width,
+                side / height,
+            ]
         )
-        extents = np.array([(a / width, a / height) for a in sizes])
-        out.append(
-            np.column_stack(
-                [np.repeat(centres, len(sizes), axis=0), np.tile(extents, (len(centres), 1))]
-            )
-        )
-    return np.concatenate(out).astype(np.float32)
+        start += count
+    return out.astype(np.float32)
 
 
 # RetinaFace's box (x0, y0, x1, y1) -> the square O-net is given in MTCNN, as fractions of the

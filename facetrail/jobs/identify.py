@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 import numpy as np
 from pydantic import Field
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session
 
 from facetrail.backends.base import Backend, BoundingBox, DetectedFace, FaceSearch, Quality
@@ -33,6 +33,11 @@ from facetrail.shapes import attributes_json
 
 if TYPE_CHECKING:
     from facetrail.jobs.runner import Context
+
+
+_results = cast("Table", FaceResult.__table__)
+# Built once: each photo's faces are written with it.
+_INSERT_RESULTS = insert(_results).returning(_results.c.id, sort_by_parameter_order=True)
 
 
 class IdentifyRequest(Request):
@@ -127,16 +132,7 @@ class IdentifyJob(JobType):
                     }
                 )
             # Core rather than ORM objects: nothing reads them back, and this runs per photo.
-            ids = (
-                list(
-                    session.scalars(
-                        insert(FaceResult).returning(FaceResult.id, sort_by_parameter_order=True),
-                        rows,
-                    )
-                )
-                if rows
-                else []
-            )
+            ids = list(session.scalars(_INSERT_RESULTS, rows)) if rows else []
             # Searchable in the past from this commit on (services/past.py).
             past.log_changes(
                 session,

@@ -12,10 +12,22 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
+from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, case, delete, func, literal, select, update
+from sqlalchemy import (
+    CursorResult,
+    Integer,
+    Table,
+    Update,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -184,25 +196,33 @@ _CLAIMED = (
     )
     .join(Job, JobItem.job_id == Job.id)
     .outerjoin(Collection, Collection.id == Job.collection_id)
+    .where(JobItem.id == bindparam("item_id"))
+)
+# The statements every item runs are built once, on the tables (Core): building and keying a
+# statement, and the ORM's handling of an UPDATE, cost more CPU than running it.
+_items, _jobs = cast("Table", JobItem.__table__), cast("Table", Job.__table__)
+_START = (
+    update(_items)
+    .where(_items.c.id == bindparam("item_id"))
+    .values(
+        status=ItemStatus.RUNNING,
+        attempts=bindparam("v_attempts", type_=Integer),
+        started_at=bindparam("v_now", type_=_items.c.started_at.type),
+    )
 )
 
 
 def claim(session: Session, item_id: int) -> Claim | int:
     """Mark an unfinished item running and return what its run needs (or, when it finished
     already, its job's id)."""
-    row = session.execute(_CLAIMED.where(JobItem.id == item_id)).first()
+    row = session.execute(_CLAIMED, {"item_id": item_id}).first()
     if row is None:
         raise NotFoundError(f"job item {item_id} does not exist")
     if row.status in FINISHED:
         return int(row.job_id)
     now = utcnow()
     attempts = row.attempts + 1
-    session.execute(
-        update(JobItem)
-        .where(JobItem.id == item_id)
-        .values(status=ItemStatus.RUNNING, attempts=attempts, started_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    session.execute(_START, {"item_id": item_id, "v_attempts": attempts, "v_now": now})
     if row.job_started_at is None or row.job_status == JobStatus.PENDING:
         # Running items are not counted, so the counts stand; only a pending job changes
         # status (a racing claim writes the same value).
@@ -273,40 +293,77 @@ def finish_item(
     Returns the job's new status; None, changing nothing, where the item had finished."""
     now = utcnow()
     marked = session.execute(
-        update(JobItem)
-        .where(JobItem.id == item_id, JobItem.status.not_in(FINISHED))
-        .values(status=status, finished_at=now, **values)
-        .execution_options(synchronize_session=False)
+        _finishing(tuple(sorted(values))),
+        {
+            "item_id": item_id,
+            "v_status": status,
+            "v_now": now,
+            **{f"v_{name}": value for name, value in values.items()},
+        },
     )
     if not cast("CursorResult[Any]", marked).rowcount:
         return None
-    succeeded = Job.succeeded_items + int(status == ItemStatus.SUCCEEDED)
-    failed = Job.failed_items + int(status == ItemStatus.FAILED)
-    return session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(_counted(succeeded, failed, now))
-        .returning(Job.status)
-        .execution_options(synchronize_session=False)
-    ).scalar_one()
+    counts = {
+        "job_id": job_id,
+        "v_succeeded": int(status == ItemStatus.SUCCEEDED),
+        "v_failed": int(status == ItemStatus.FAILED),
+        "v_now": now,
+    }
+    return JobStatus(session.execute(_COUNT, counts).scalar_one())
 
 
-def _counted(succeeded: Any, failed: Any, now: datetime) -> dict[Any, Any]:
+@cache
+def _finishing(columns: tuple[str, ...]) -> Update:
+    """An item's end, setting ``columns`` too (parameters ``v_<column>``), if unfinished."""
+    return (
+        update(_items)
+        .where(_items.c.id == bindparam("item_id"), _items.c.status.not_in(FINISHED))
+        .values(
+            status=bindparam("v_status", type_=_items.c.status.type),
+            finished_at=bindparam("v_now", type_=_items.c.finished_at.type),
+            **{name: bindparam(f"v_{name}", type_=_items.c[name].type) for name in columns},
+        )
+    )
+
+
+def _status(status: JobStatus) -> Any:
+    """A job status as a SQL value of the column's own type (for CASE)."""
+    return literal(status, _jobs.c.status.type)
+
+
+def _counted(succeeded: Any, failed: Any, now: Any) -> dict[Any, Any]:
     """A job's counts (SQL expressions) and what follows from them: its status, and when it
     finished once every item has."""
-    done = succeeded + failed >= Job.total_items
+    done = succeeded + failed >= _jobs.c.total_items
     return {
-        Job.succeeded_items: succeeded,
-        Job.failed_items: failed,
-        Job.status: case(
+        _jobs.c.succeeded_items: succeeded,
+        _jobs.c.failed_items: failed,
+        _jobs.c.status: case(
             (done & (failed == 0), _status(JobStatus.SUCCEEDED)),
             (done & (succeeded == 0), _status(JobStatus.FAILED)),
             (done, _status(JobStatus.PARTIAL)),
-            (Job.status == JobStatus.PENDING, _status(JobStatus.RUNNING)),
-            else_=Job.status,
+            (_jobs.c.status == JobStatus.PENDING, _status(JobStatus.RUNNING)),
+            else_=_jobs.c.status,
         ),
-        Job.finished_at: case((done, func.coalesce(Job.finished_at, now)), else_=Job.finished_at),
+        _jobs.c.finished_at: case(
+            (done, func.coalesce(_jobs.c.finished_at, now)), else_=_jobs.c.finished_at
+        ),
     }
+
+
+# One item's end counted in its job (parameters: the job, 1 or 0 of each, the time).
+_COUNT = (
+    update(_jobs)
+    .where(_jobs.c.id == bindparam("job_id"))
+    .values(
+        _counted(
+            _jobs.c.succeeded_items + bindparam("v_succeeded", type_=Integer),
+            _jobs.c.failed_items + bindparam("v_failed", type_=Integer),
+            bindparam("v_now", type_=_jobs.c.finished_at.type),
+        )
+    )
+    .returning(_jobs.c.status)
+)
 
 
 def rollup(session: Session, job_id: int) -> Job:
@@ -327,17 +384,9 @@ def rollup(session: Session, job_id: int) -> Job:
     succeeded = literal(counts.get(ItemStatus.SUCCEEDED, 0))
     failed = literal(counts.get(ItemStatus.FAILED, 0))
     session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(_counted(succeeded, failed, utcnow()))
-        .execution_options(synchronize_session=False)
+        update(_jobs).where(_jobs.c.id == job_id).values(_counted(succeeded, failed, utcnow()))
     )
     return session.get_one(Job, job_id, populate_existing=True)
-
-
-def _status(status: JobStatus) -> Any:
-    """A job status as a SQL value of the column's own type (for CASE)."""
-    return literal(status, Job.__table__.c.status.type)
 
 
 def pending_item_ids(session: Session, job_id: int) -> list[int]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import numpy as np
 from pydantic import (
@@ -30,7 +30,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from sqlalchemy import Delete, Select, delete, select, update
+from sqlalchemy import Delete, Select, Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from facetrail.backends import backend_for
@@ -72,6 +72,20 @@ Combine = Literal["template", "any"]
 
 
 # The change log ----------------------------------------------------------------------------
+_collections = cast("Table", Collection.__table__)
+# A collection's past generation, one up (built once: each identify item runs it).
+_BUMP_PAST = (
+    update(_collections)
+    .where(_collections.c.id == bindparam("collection_id"))
+    # Not a change to whom the collection knows: its updated_at stays.
+    .values(
+        past_generation=_collections.c.past_generation + 1,
+        updated_at=_collections.c.updated_at,
+    )
+    .returning(_collections.c.past_generation)
+)
+
+
 def log_changes(
     session: Session, collection_id: int, added: Sequence[int], removed: Sequence[int]
 ) -> None:
@@ -87,11 +101,7 @@ def log_changes(
 
     logged.log_changes(
         session,
-        update(Collection)
-        .where(Collection.id == collection_id)
-        # Not a change to whom the collection knows: its updated_at stays.
-        .values(past_generation=Collection.past_generation + 1, updated_at=Collection.updated_at)
-        .returning(Collection.past_generation),
+        _BUMP_PAST,
         PastFaceChange,
         lambda generation, result_id, added: {
             "collection_id": collection_id,
@@ -102,6 +112,7 @@ def log_changes(
         added,
         removed,
         prune,
+        {"collection_id": collection_id},
     )
 
 

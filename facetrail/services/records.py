@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, delete, insert, select, update
+from sqlalchemy import Select, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -147,10 +147,14 @@ def get_or_create_person(
     return row
 
 
+# Built once: every job item looks its photo up.
+_IMAGE_BY_HASH = select(Image.id).where(Image.sha256 == bindparam("sha256"))
+
+
 def get_or_create_image_id(session: Session, image: LoadedImage) -> int:
     """The id of the photo's row (one per content hash), added if it is new."""
-    query = select(Image.id).where(Image.sha256 == image.sha256)
-    found = session.scalar(query)
+    query, params = _IMAGE_BY_HASH, {"sha256": image.sha256}
+    found = session.scalar(query, params)
     if found is not None:
         return found
     try:
@@ -168,6 +172,6 @@ def get_or_create_image_id(session: Session, image: LoadedImage) -> int:
                 .returning(Image.id)
             ).scalar_one()
     except IntegrityError:  # added meanwhile by another worker
-        found = session.scalar(query)
+        found = session.scalar(query, params)
         assert found is not None
         return found

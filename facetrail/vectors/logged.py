@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Executable, Select, insert
+from sqlalchemy import Executable, Insert, Select, Table, insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Update
 
@@ -44,6 +44,18 @@ LOAD_CHUNK = 20_000
 LAST_GENERATION = 2**31 - 1
 
 
+_inserts: dict[Any, Insert] = {}
+
+
+def _insert(table: type[Any]) -> Insert:
+    """An INSERT of rows of ``table``'s mapped table, built once (Core: the ORM's bulk path
+    costs more)."""
+    statement = _inserts.get(table)
+    if statement is None:
+        statement = _inserts[table] = insert(cast("Table", table.__table__))
+    return statement
+
+
 def log_changes(
     session: Session,
     bump: Update,
@@ -52,6 +64,7 @@ def log_changes(
     added: Sequence[Any],
     removed: Sequence[Any],
     prune: Callable[[int], Executable] | None = None,
+    bump_parameters: Mapping[str, Any] | None = None,
 ) -> int:
     """Bump a set's generation and log its changed labels, in the caller's transaction.
 
@@ -60,16 +73,16 @@ def log_changes(
     that sees generation g sees every change up to g. ``row(generation, label, added)`` gives
     one row of the log ``table``; they go in one statement. Every ``PRUNE_EVERY`` generations
     ``prune(through)`` deletes the set's entries up to generation ``through``, keeping the newest
-    ``LOG_KEEP`` (``facetrail.vectors.snapshots`` says why that is enough). Returns the new
-    generation.
+    ``LOG_KEEP`` (``facetrail.vectors.snapshots`` says why that is enough). ``bump_parameters``
+    are the bound values of a ``bump`` built once. Returns the new generation.
     """
-    generation = int(session.execute(bump).scalar_one())
+    generation = int(session.execute(bump, bump_parameters).scalar_one())
     rows = [
         *(row(generation, label, True) for label in added),
         *(row(generation, label, False) for label in removed),
     ]
     if rows:
-        session.execute(insert(table), rows)
+        session.execute(_insert(table), rows)
     if prune is not None and generation % PRUNE_EVERY == 0:
         session.execute(prune(generation - LOG_KEEP))
     return generation

@@ -458,3 +458,21 @@ def test_dlib_embedder_names_the_extra_when_missing(
     )
     with pytest.raises(MissingExtraError, match=r"pip install 'facetrail\[dlib\]'"):
         embedder.predict(image, [face])
+
+
+@pytest.mark.parametrize(("height", "width"), [(720, 960), (541, 960), (17, 33), (1, 1)])
+def test_retinaface_anchors_are_every_cell_s_in_output_order(height: int, width: int) -> None:
+    # The whole table, built as the original PriorBox does: per stride, each cell row by row,
+    # both anchor sizes per cell (centre and size as fractions of the input).
+    table = [
+        ((x + 0.5) * stride / width, (y + 0.5) * stride / height, a / width, a / height)
+        for stride, sizes in zip(det.RETINAFACE_STRIDES, det.RETINAFACE_ANCHORS, strict=True)
+        for y in range(-(-height // stride))
+        for x in range(-(-width // stride))
+        for a in sizes
+    ]
+    every = np.arange(len(table))
+    assert np.array_equal(det._priors(height, width, every), np.array(table, np.float32))
+    some = np.array([0, len(table) // 3, len(table) - 1])
+    assert np.array_equal(det._priors(height, width, some), np.array(table, np.float32)[some])
+    assert det._priors(height, width, every[:0]).shape == (0, 4)
