@@ -172,35 +172,39 @@ def run_item(settings: Settings, item_id: int, *, final_attempt: bool = True) ->
         return fail(settings, item_id, "internal", f"{type(exc).__name__}: {exc}")
 
 
+# The statements every item runs are built once, on the tables (Core): building and keying a
+# statement, and the ORM's handling of it, cost more CPU than running it.
+_items, _jobs = cast("Table", JobItem.__table__), cast("Table", Job.__table__)
+_collections = cast("Table", Collection.__table__)
 # What a claim reads: item, job and collection in one statement, only the columns a run needs.
 _CLAIMED = (
     select(
-        JobItem.status,
-        JobItem.attempts,
-        JobItem.position,
-        JobItem.source,
-        JobItem.person_external_id,
-        JobItem.fetch_seconds,
-        Job.id.label("job_id"),
-        Job.kind,
-        Job.status.label("job_status"),
-        Job.started_at.label("job_started_at"),
-        Job.backend.label("job_backend"),
-        Job.parameters,
-        Job.rerun_of_id,
-        Collection.id.label("collection_id"),
-        Collection.backend,
-        Collection.backend_options,
-        Collection.backend_collection_id,
-        Collection.model_version,
+        _items.c.status,
+        _items.c.attempts,
+        _items.c.position,
+        _items.c.source,
+        _items.c.person_external_id,
+        _items.c.fetch_seconds,
+        _jobs.c.id.label("job_id"),
+        _jobs.c.kind,
+        _jobs.c.status.label("job_status"),
+        _jobs.c.started_at.label("job_started_at"),
+        _jobs.c.backend.label("job_backend"),
+        _jobs.c.parameters,
+        _jobs.c.rerun_of_id,
+        _collections.c.id.label("collection_id"),
+        _collections.c.backend,
+        _collections.c.backend_options,
+        _collections.c.backend_collection_id,
+        _collections.c.model_version,
     )
-    .join(Job, JobItem.job_id == Job.id)
-    .outerjoin(Collection, Collection.id == Job.collection_id)
-    .where(JobItem.id == bindparam("item_id"))
+    .select_from(
+        _items.join(_jobs, _items.c.job_id == _jobs.c.id).outerjoin(
+            _collections, _collections.c.id == _jobs.c.collection_id
+        )
+    )
+    .where(_items.c.id == bindparam("item_id"))
 )
-# The statements every item runs are built once, on the tables (Core): building and keying a
-# statement, and the ORM's handling of an UPDATE, cost more CPU than running it.
-_items, _jobs = cast("Table", JobItem.__table__), cast("Table", Job.__table__)
 _START = (
     update(_items)
     .where(_items.c.id == bindparam("item_id"))

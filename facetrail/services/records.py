@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, bindparam, delete, insert, select, update
+from sqlalchemy import Select, Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -148,7 +148,8 @@ def get_or_create_person(
 
 
 # Built once: every job item looks its photo up.
-_IMAGE_BY_HASH = select(Image.id).where(Image.sha256 == bindparam("sha256"))
+_images = cast("Table", Image.__table__)
+_IMAGE_BY_HASH = select(_images.c.id).where(_images.c.sha256 == bindparam("sha256"))
 
 
 def get_or_create_image_id(session: Session, image: LoadedImage) -> int:
@@ -156,7 +157,7 @@ def get_or_create_image_id(session: Session, image: LoadedImage) -> int:
     query, params = _IMAGE_BY_HASH, {"sha256": image.sha256}
     found = session.scalar(query, params)
     if found is not None:
-        return found
+        return int(found)
     try:
         with session.begin_nested():
             return session.execute(
@@ -174,4 +175,4 @@ def get_or_create_image_id(session: Session, image: LoadedImage) -> int:
     except IntegrityError:  # added meanwhile by another worker
         found = session.scalar(query, params)
         assert found is not None
-        return found
+        return int(found)
