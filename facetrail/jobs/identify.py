@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from facetrail.backends.base import Backend, BoundingBox, DetectedFace, FaceSearch, Quality
@@ -25,6 +25,7 @@ from facetrail.jobs.base import (
     with_names,
 )
 from facetrail.models import Collection, FaceResult, ItemStatus, Job, JobItem, JobKind
+from facetrail.models.base import table
 from facetrail.services import corrections, past
 from facetrail.services.naming import name_faces, person_ids, search_depth
 from facetrail.services.records import get_collection, get_or_create_image_id
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from facetrail.jobs.runner import Context
 
 
-_results = cast("Table", FaceResult.__table__)
+_results = table(FaceResult)
 # Built once: each photo's faces are written with it.
 _INSERT_RESULTS = insert(_results).returning(_results.c.id, sort_by_parameter_order=True)
 

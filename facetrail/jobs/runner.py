@@ -18,7 +18,6 @@ from typing import Any, cast
 from sqlalchemy import (
     CursorResult,
     Integer,
-    Table,
     Update,
     bindparam,
     case,
@@ -46,7 +45,7 @@ from facetrail.images.opener import scheme_of
 from facetrail.jobs import job_type, readahead
 from facetrail.jobs.base import TRUSTED_PATHS, Claim
 from facetrail.models import Collection, FaceResult, ItemStatus, Job, JobItem, JobStatus, TagResult
-from facetrail.models.base import utcnow
+from facetrail.models.base import table, utcnow
 from facetrail.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -174,8 +173,7 @@ def run_item(settings: Settings, item_id: int, *, final_attempt: bool = True) ->
 
 # The statements every item runs are built once, on the tables (Core): building and keying a
 # statement, and the ORM's handling of it, cost more CPU than running it.
-_items, _jobs = cast("Table", JobItem.__table__), cast("Table", Job.__table__)
-_collections = cast("Table", Collection.__table__)
+_items, _jobs, _collections = table(JobItem), table(Job), table(Collection)
 # What a claim reads: item, job and collection in one statement, only the columns a run needs.
 _CLAIMED = (
     select(

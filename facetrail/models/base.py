@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, MetaData, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -23,6 +24,12 @@ def utcnow() -> datetime:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: DateTime(timezone=True)}
+
+
+def table(model: type[Any]) -> Table:
+    """A mapped class's table, for Core statements built once (hot paths: the ORM's handling
+    of a statement costs more than running it)."""
+    return cast("Table", model.__table__)
 
 
 class Timestamped:

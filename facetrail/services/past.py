@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import (
@@ -30,7 +30,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from sqlalchemy import Delete, Select, Table, bindparam, delete, select, update
+from sqlalchemy import Delete, Select, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from facetrail.backends import backend_for
@@ -48,6 +48,7 @@ from facetrail.models import (
     JobItem,
     PastFaceChange,
 )
+from facetrail.models.base import table
 from facetrail.services import audit
 from facetrail.services.records import find_person, get_collection
 from facetrail.settings import Settings
@@ -72,7 +73,7 @@ Combine = Literal["template", "any"]
 
 
 # The change log ----------------------------------------------------------------------------
-_collections = cast("Table", Collection.__table__)
+_collections = table(Collection)
 # A collection's past generation, one up (built once: each identify item runs it).
 _BUMP_PAST = (
     update(_collections)

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Select, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from facetrail.errors import CollectionNotFoundError, InvalidParameterError, NotFoundError
 from facetrail.images import LoadedImage
 from facetrail.models import Collection, CollectionChange, Image, Person
-from facetrail.models.base import utcnow
+from facetrail.models.base import table, utcnow
 from facetrail.vectors.snapshots import LOG_KEEP, PRUNE_EVERY
 
 # Rekognition's CollectionId pattern, so a collection can move to any backend.
@@ -148,7 +148,7 @@ def get_or_create_person(
 
 
 # Built once: every job item looks its photo up.
-_images = cast("Table", Image.__table__)
+_images = table(Image)
 _IMAGE_BY_HASH = select(_images.c.id).where(_images.c.sha256 == bindparam("sha256"))
 
 

@@ -22,14 +22,15 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Executable, Insert, Select, Table, insert
+from sqlalchemy import Executable, Insert, Select, insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Update
 
+from facetrail.models.base import table as mapped_table
 from facetrail.vectors import EXACT_LIMIT, K, Matrix, VectorIndex, trim_heap
 from facetrail.vectors.snapshots import LOG_KEEP, PRUNE_EVERY, Covered, Snapshots
 
@@ -52,7 +53,7 @@ def _insert(table: type[Any]) -> Insert:
     costs more)."""
     statement = _inserts.get(table)
     if statement is None:
-        statement = _inserts[table] = insert(cast("Table", table.__table__))
+        statement = _inserts[table] = insert(mapped_table(table))
     return statement
 
 
