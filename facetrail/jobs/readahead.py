@@ -20,7 +20,9 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,12 +45,20 @@ KEEP_SECONDS = 900.0
 PREFIX = "facetrail-read-ahead-"
 
 
-# What decides whether an item is read ahead: one query per task the worker receives.
-_ITEM = (
-    select(JobItem.source, JobItem.status, Job.rerun_of_id)
+# What decides whether an item is read ahead. An item's source and its job's re-run link never
+# change, so they are read for a window of WINDOW item ids at once (a job's items have
+# consecutive ids): a worker receiving local photos, which are never read ahead, queries once
+# per WINDOW tasks instead of once per task. A remote item is read again before its fetch:
+# another worker may have claimed it since, or its photo been erased (its source replaced).
+WINDOW = 64
+# Item ids whose source is remembered, at most (the oldest go first).
+REMEMBERED = 4096
+_WINDOW = (
+    select(JobItem.id, JobItem.source, Job.rerun_of_id)
     .join(Job, JobItem.job_id == Job.id)
-    .where(JobItem.id == bindparam("item_id"))
+    .where(JobItem.id >= bindparam("first"), JobItem.id < bindparam("end"))
 )
+_NOW = select(JobItem.status, JobItem.source).where(JobItem.id == bindparam("item_id"))
 
 
 def _name(item_id: int, source: str) -> str:
@@ -63,6 +73,9 @@ class ReadAhead:
         self.settings = settings
         self.folder = folder
         self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="facetrail-read-ahead")
+        # item id -> (source, whether its job is a re-run), for the ids of the last windows read
+        self._known: OrderedDict[int, tuple[str, bool]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def received(self, item_id: int) -> None:
         self._pool.submit(self.read, item_id)
@@ -70,20 +83,36 @@ class ReadAhead:
     def read(self, item_id: int) -> None:
         """Read the item's photo into the folder now, if it is one to read ahead."""
         try:
+            known = self._item(item_id)
+            if known is None:
+                return
+            source, rerun = known
+            if rerun or scheme_of(source) not in REMOTE:
+                return
             with engine_for(self.settings.resolved_database_url).connect() as connection:
-                row = connection.execute(_ITEM, {"item_id": item_id}).first()
-            if row is None:
-                return
-            source, status, rerun_of = row
-            if status != ItemStatus.PENDING or rerun_of is not None:
-                return
-            if scheme_of(source) not in REMOTE:
+                now = connection.execute(_NOW, {"item_id": item_id}).first()
+            if now is None or now.status != ItemStatus.PENDING or now.source != source:
                 return
             deadline = time.monotonic() + self.settings.fetch_item_budget
             data = image_opener(self.settings).read_bytes(source, local=False, deadline=deadline)
             _store(self.folder, item_id, source, data)
         except Exception as exc:  # the item fetches it again and records any error itself
             log.debug("read-ahead of item %s: %s", item_id, exc)
+
+    def _item(self, item_id: int) -> tuple[str, bool] | None:
+        """The item's source and whether its job is a re-run; None if there is no such item."""
+        with self._lock:
+            known = self._known.get(item_id)
+        if known is not None:
+            return known
+        with engine_for(self.settings.resolved_database_url).connect() as connection:
+            rows = connection.execute(_WINDOW, {"first": item_id, "end": item_id + WINDOW})
+            window = {row.id: (row.source, row.rerun_of_id is not None) for row in rows}
+        with self._lock:
+            self._known.update(window)
+            while len(self._known) > REMEMBERED:
+                self._known.popitem(last=False)
+        return window.get(item_id)
 
     def stop(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

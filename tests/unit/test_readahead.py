@@ -113,6 +113,42 @@ def test_finished_items_and_local_files_are_not_read_ahead(
     assert list(reader.folder.iterdir()) == []
 
 
+def test_local_items_cost_one_query_per_window_and_later_items_are_still_found(
+    loopback: Settings, server: PhotoLog, reader: readahead.ReadAhead
+) -> None:
+    from tests.unit.test_round_trips import statements
+
+    ft = Facetrail(loopback)
+    first = _items(loopback, ft.tag([str(OBAMA)] * 5, ops=["labels"])["job_id"])
+    with statements(loopback) as seen:
+        for item_id in first:
+            reader.read(item_id)
+    assert len(seen) == 1  # the window read on the first item answers the other four
+    url = server.url("/obama.jpg")
+    later = _items(loopback, ft.tag([url], ops=["labels"])["job_id"])
+    assert later[0] < first[0] + readahead.WINDOW  # inside that window, added after it was read
+    _as_pending(loopback, later)
+    hits = server.hits("/obama.jpg")
+    reader.read(later[0])
+    assert server.hits("/obama.jpg") == hits + 1
+    assert readahead.take(later[0], url) == OBAMA.read_bytes()
+
+
+def test_a_remote_item_claimed_after_its_window_was_read_is_not_fetched(
+    loopback: Settings, server: PhotoLog, reader: readahead.ReadAhead
+) -> None:
+    url = server.url("/obama.jpg")
+    ids = _items(loopback, Facetrail(loopback).tag([url, url], ops=["labels"])["job_id"])
+    _as_pending(loopback, ids)
+    reader.read(ids[0])  # reads the window: both items pending
+    with session_scope(loopback) as session:
+        session.get_one(JobItem, ids[1]).status = ItemStatus.RUNNING  # another worker's now
+    hits = server.hits("/obama.jpg")
+    reader.read(ids[1])
+    assert server.hits("/obama.jpg") == hits
+    assert readahead.take(ids[1], url) is None
+
+
 def test_re_run_items_are_not_read_ahead(
     loopback: Settings, server: PhotoLog, reader: readahead.ReadAhead
 ) -> None:
