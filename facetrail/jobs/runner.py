@@ -228,18 +228,7 @@ def claim(session: Session, item_id: int) -> Claim | int:
     if row.job_started_at is None or row.job_status == JobStatus.PENDING:
         # Running items are not counted, so the counts stand; only a pending job changes
         # status (a racing claim writes the same value).
-        session.execute(
-            update(Job)
-            .where(Job.id == row.job_id)
-            .values(
-                started_at=func.coalesce(Job.started_at, now),
-                status=case(
-                    (Job.status == JobStatus.PENDING, _status(JobStatus.RUNNING)),
-                    else_=Job.status,
-                ),
-            )
-            .execution_options(synchronize_session=False)
-        )
+        session.execute(_START_JOB, {"job_id": row.job_id, "v_now": now})
     kind = job_type(row.kind.value)
     backend, options = row.job_backend, {}
     collection_id = backend_collection_id = model_version = None
@@ -365,6 +354,20 @@ _COUNT = (
         )
     )
     .returning(_jobs.c.status)
+)
+# A job's first claims: started, and running if it was pending.
+_START_JOB = (
+    update(_jobs)
+    .where(_jobs.c.id == bindparam("job_id"))
+    .values(
+        started_at=func.coalesce(
+            _jobs.c.started_at, bindparam("v_now", type_=_jobs.c.started_at.type)
+        ),
+        status=case(
+            (_jobs.c.status == JobStatus.PENDING, _status(JobStatus.RUNNING)),
+            else_=_jobs.c.status,
+        ),
+    )
 )
 
 
